@@ -1,0 +1,106 @@
+"""One run's settings: a dataclass, its presets, and its checks."""
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+
+from sda.dA import LOSSES
+
+
+@dataclass
+class RunConfig:
+    """Every hyper-parameter of ``python -m sda.run``; saved as ``config.json``."""
+
+    # data
+    dataset: str = "mnist"
+    data: str | None = None  # a file or folder; default: $SDA_DATA, then the cache
+    n_train: int | None = None  # use only the first rows of each split
+    n_valid: int | None = None
+    n_test: int | None = None
+    # architecture
+    hidden_layers: tuple = (1000, 1000, 1000)
+    corruption_levels: tuple = (0.1, 0.2, 0.3)
+    tied: bool = True
+    loss: str = "cross_entropy"
+    # pre-training
+    pretrain_epochs: int = 15
+    pretrain_lr: float = 0.02
+    pretrain_batch_size: int = 20
+    cached: bool = True  # train layer k on the stored output of layers below
+    # fine-tuning
+    finetune_lr: float = 0.1
+    finetune_batch_size: int = 20
+    finetune_epochs: int = 1000  # the most; early stopping usually ends sooner
+    patience: int = 10_000  # minibatch iterations
+    patience_increase: float = 2.0
+    improvement_threshold: float = 0.995
+    eval_batch_size: int = 1000  # rows per validation/test call; does not change the result
+    # bookkeeping
+    seed: int = 89677
+    out: str = "runs"
+    name: str | None = None  # the run folder's name; default: time and preset
+    preset: str = "default"
+    progress: bool = True
+
+    def check(self):
+        """Raise ``ValueError`` naming the first setting that makes no sense."""
+        positive_ints = ["pretrain_batch_size", "finetune_batch_size", "finetune_epochs",
+                         "patience", "eval_batch_size"]
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.pretrain_epochs, int) or self.pretrain_epochs < 0:
+            raise ValueError(f"pretrain_epochs must be 0 or more, got {self.pretrain_epochs!r}")
+        for name in ["n_train", "n_valid", "n_test"]:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive number of rows, got {value!r}")
+        for name in ["pretrain_lr", "finetune_lr"]:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if len(self.corruption_levels) != len(self.hidden_layers):
+            raise ValueError(
+                f"{len(self.hidden_layers)} hidden layers but {len(self.corruption_levels)} "
+                "corruption levels: give one level per layer"
+            )
+        return self
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text):
+        values = json.loads(text)
+        for name in ("hidden_layers", "corruption_levels"):
+            values[name] = tuple(values[name])
+        return cls(**values)
+
+
+PRESETS = {
+    # Tuned for 2 CPU cores: minibatches of 20 let BLAS work at full speed;
+    # the pre-training rate is the tutorial's 0.001 per example scaled by 20.
+    "default": {},
+    # The original tutorial, exactly: one example per step.
+    "tutorial": dict(pretrain_batch_size=1, finetune_batch_size=1, pretrain_lr=0.001,
+                     finetune_lr=0.1, pretrain_epochs=15, finetune_epochs=1000),
+    # A one-minute offline run on scikit-learn's bundled 8x8 digits.
+    "demo": dict(dataset="digits", hidden_layers=(100, 100), corruption_levels=(0.1, 0.2),
+                 pretrain_epochs=10, pretrain_batch_size=10, pretrain_lr=0.01,
+                 finetune_batch_size=10, finetune_lr=0.1, finetune_epochs=100,
+                 patience=4000, eval_batch_size=300),
+}
+
+
+def preset(name, **overrides):
+    """A ``RunConfig`` from a preset, with ``overrides`` applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: choose one of {sorted(PRESETS)}")
+    return RunConfig(**{**PRESETS[name], "preset": name, **overrides})
+
+
+__all__ = ["PRESETS", "RunConfig", "preset"]

@@ -1,0 +1,162 @@
+"""``python -m sda.run``: pre-train an SdA, fine-tune it, and keep the results.
+
+Every hyper-parameter is a flag; ``--preset`` picks a starting point
+(``default``, ``tutorial`` or ``demo``) whose values any flag overrides.
+Results go to a run folder: ``config.json``, ``metrics.csv``, ``model.npz``
+and ``summary.json``.
+"""
+
+import argparse
+import dataclasses
+import sys
+import time
+
+import numpy as np
+
+from sda import BACKEND, SdA
+from sda.config import PRESETS, RunConfig, preset
+from sda.data import DATASETS, DataError, load_dataset, shared_dataset
+from sda.rundir import RunDir
+from sda.SdA import n_batches
+from sda.train import EarlyStopping, finetune_sgd, pretrain
+
+HELP = {
+    "dataset": f"which data set: {', '.join(DATASETS)}",
+    "data": "a data file or the folder holding it (default: $SDA_DATA, then the cache folder)",
+    "n_train": "use only the first N training rows",
+    "n_valid": "use only the first N validation rows",
+    "n_test": "use only the first N test rows",
+    "hidden_layers": "hidden layer sizes, bottom first",
+    "corruption_levels": "masking-noise level of each layer's dA",
+    "tied": "decoder weights are the transposed encoder weights",
+    "loss": "reconstruction loss: cross_entropy or squared",
+    "pretrain_epochs": "passes over the training set per layer",
+    "pretrain_lr": "pre-training learning rate",
+    "pretrain_batch_size": "pre-training minibatch size",
+    "cached": "train layer k on the stored output of the layers below (fast path)",
+    "finetune_lr": "fine-tuning learning rate",
+    "finetune_batch_size": "fine-tuning minibatch size",
+    "finetune_epochs": "most fine-tuning epochs (early stopping usually ends sooner)",
+    "patience": "early stopping: look at least this many minibatches",
+    "patience_increase": "early stopping: multiply patience by this on a real improvement",
+    "improvement_threshold": "early stopping: relative improvement that counts as real",
+    "eval_batch_size": "rows per validation/test call (speed only)",
+    "seed": "seed of every random draw",
+    "out": "folder that holds the run folders",
+    "name": "run folder name (default: date, time and preset)",
+    "progress": "show progress bars",
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m sda.run", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                        help="starting values; flags override them")
+    defaults = RunConfig()
+    for f in dataclasses.fields(RunConfig):
+        if f.name == "preset":
+            continue
+        flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
+        help_text = HELP[f.name] + (f" (default preset: {default})" if default is not None else "")
+        kwargs = dict(dest=f.name, default=None, help=help_text)
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, tuple):
+            kwargs.update(nargs="+", type=type(default[0]))
+        elif f.name in ("n_train", "n_valid", "n_test"):
+            kwargs["type"] = int
+        elif default is not None:
+            kwargs["type"] = type(default)
+        parser.add_argument(flag, **kwargs)
+    return parser
+
+
+def config_from_args(argv=None):
+    args = vars(build_parser().parse_args(argv))
+    name = args.pop("preset")
+    overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in args.items() if v is not None}
+    return preset(name, **overrides).check()
+
+
+class Reporter:
+    """Prints one line per epoch and appends it to ``metrics.csv``."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def __call__(self, record):
+        self.run.append_metrics(record)
+        if record["phase"] == "pretrain":
+            print(f"pre-train layer {record['layer']} epoch {record['epoch']:3d}  "
+                  f"cost {record['cost']:9.4f}  {record['seconds']:7.1f}s", flush=True)
+        else:
+            print(f"fine-tune epoch {record['epoch']:4d}  cost {record['cost']:.4f}  "
+                  f"valid {100 * record['valid_error']:5.2f}%  "
+                  f"best {100 * record['best_valid_error']:5.2f}%  "
+                  f"test@best {100 * record['test_error']:5.2f}%  {record['seconds']:7.1f}s",
+                  flush=True)
+
+
+def run(config):
+    """Train as ``config`` says; return the summary dict (also in the run folder)."""
+    dataset = load_dataset(config.dataset, config.data).subset(config.n_train, config.n_valid,
+                                                              config.n_test)
+    run_dir = RunDir.create(config.out, config.name or RunDir.default_name(config.preset))
+    run_dir.write_json("config.json", dataclasses.asdict(config))
+    print(f"sda: {BACKEND}\ndata: {dataset.name}, train/valid/test = "
+          f"{len(dataset.train.y)}/{len(dataset.valid.y)}/{len(dataset.test.y)}\n"
+          f"run folder: {run_dir.path}", flush=True)
+
+    model = SdA(np.random.RandomState(config.seed), n_ins=dataset.n_features,
+                hidden_layers_sizes=config.hidden_layers, n_outs=dataset.n_classes,
+                corruption_levels=config.corruption_levels, tied=config.tied, loss=config.loss)
+    shared = [shared_dataset(s) for s in (dataset.train, dataset.valid, dataset.test)]
+    report = Reporter(run_dir)
+
+    start = time.perf_counter()
+    history = pretrain(model, shared[0][0], config.pretrain_batch_size, config.pretrain_epochs,
+                       config.pretrain_lr, cached=config.cached, on_epoch=report,
+                       show_progress=config.progress)
+    pretrain_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    train_fn, valid_score, test_score = model.build_finetune_functions(
+        shared, config.finetune_batch_size, config.finetune_lr, config.eval_batch_size)
+    result = finetune_sgd(
+        model, train_fn, valid_score, test_score,
+        n_batches(len(dataset.train.y), config.finetune_batch_size), config.finetune_epochs,
+        EarlyStopping(config.patience, config.patience_increase, config.improvement_threshold),
+        on_epoch=report, show_progress=config.progress)
+    finetune_seconds = time.perf_counter() - start
+
+    run_dir.save_model(model)
+    summary = {
+        "best_valid_error": result.best_valid_error, "test_error": result.test_error,
+        "best_epoch": result.best_epoch, "finetune_epochs_run": result.epochs_run,
+        "pretrain_final_costs": [costs[-1] for costs in history if costs],
+        "seconds": {"pretrain": pretrain_seconds, "finetune": finetune_seconds,
+                    "total": pretrain_seconds + finetune_seconds},
+        "backend": BACKEND,
+    }
+    run_dir.write_json("summary.json", summary)
+    print(f"best validation error {100 * result.best_valid_error:.2f}% (epoch {result.best_epoch}), "
+          f"test error {100 * result.test_error:.2f}%; pre-training {pretrain_seconds / 60:.1f} min, "
+          f"fine-tuning {finetune_seconds / 60:.1f} min; files in {run_dir.path}")
+    return summary
+
+
+def main(argv=None):
+    try:
+        config = config_from_args(argv)
+        run(config)
+    except (DataError, ValueError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

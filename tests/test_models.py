@@ -1,0 +1,187 @@
+"""Graph tests: costs, gradients, noise and parameter sharing on tiny shapes."""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+from sda import SdA, dA
+from sda.SdA import check_architecture
+
+
+def numeric_gradient(f, param, eps=1e-6):
+    """Central differences of the scalar ``f()`` with respect to every entry of ``param``."""
+    value = param.get_value()
+    grad = np.zeros_like(value)
+    for i in np.ndindex(value.shape):
+        for sign in (1, -1):
+            shifted = value.copy()
+            shifted[i] += sign * eps
+            param.set_value(shifted)
+            grad[i] += sign * f() / (2 * eps)
+    param.set_value(value)
+    return grad
+
+
+def assert_gradients_match(cost, params, givens):
+    """Symbolic gradients of ``cost`` equal finite differences, for every parameter."""
+    f = pytensor.function([], cost, givens=givens)
+    symbolic = pytensor.function([], pytensor.grad(cost, params), givens=givens)()
+    for param, g in zip(params, symbolic):
+        np.testing.assert_allclose(g, numeric_gradient(f, param), rtol=1e-5, atol=1e-7,
+                                   err_msg=f"gradient of {param.name}")
+
+
+@pytest.fixture
+def float64():
+    # Finite differences need double precision; the graph is the same.
+    with pytensor.config.change_flags(floatX="float64"):
+        yield
+
+
+def test_library_runs_in_float32():
+    assert pytensor.config.floatX == "float32"
+    model = SdA(np.random.RandomState(0), n_ins=6, hidden_layers_sizes=(5, 4), n_outs=3,
+                corruption_levels=(0.1, 0.2))
+    x = pytensor.shared(np.random.default_rng(0).random((8, 6), dtype=np.float32))
+    y = pytensor.shared(np.arange(8, dtype=np.int32) % 3)
+    with pytensor.config.change_flags(warn_float64="raise"):
+        fns = model.pretraining_functions(x, batch_size=4)
+        train_fn, _, _ = model.build_finetune_functions([(x, y)] * 3, 4, 0.1)
+    assert all(p.dtype == "float32" for p in model.params)
+    assert np.asarray(fns[1](0, 0.2, 0.1)).dtype == np.float32
+    assert np.asarray(train_fn(0)).dtype == np.float32
+
+
+def test_dA_gradient_matches_finite_differences(float64):
+    rng = np.random.RandomState(1)
+    x = pt.matrix("x")
+    auto_encoder = dA(rng, input=x, n_visible=6, n_hidden=4, tied=True)
+    cost, _, _ = auto_encoder.corrupted_cost(0.3)  # no rng update: a fixed mask
+    data = rng.uniform(size=(5, 6))
+    assert_gradients_match(cost, auto_encoder.params, {x: data})
+
+
+def test_untied_squared_dA_gradient_matches_finite_differences(float64):
+    rng = np.random.RandomState(2)
+    x = pt.matrix("x")
+    auto_encoder = dA(rng, input=x, n_visible=5, n_hidden=3, tied=False, loss="squared")
+    cost, _, _ = auto_encoder.corrupted_cost(0.2)
+    assert len(auto_encoder.params) == 4
+    assert_gradients_match(cost, auto_encoder.params, {x: rng.uniform(size=(4, 5))})
+
+
+def test_finetune_gradient_matches_finite_differences(float64):
+    rng = np.random.RandomState(3)
+    model = SdA(rng, n_ins=5, hidden_layers_sizes=(4, 3), n_outs=3, corruption_levels=(0.1, 0.1))
+    for p in model.params:  # the softmax layer starts at zero; move it off
+        p.set_value(p.get_value() + rng.normal(scale=0.3, size=p.get_value().shape))
+    givens = {model.x: rng.uniform(size=(6, 5)), model.y: np.array([0, 1, 2, 2, 1, 0], "int32")}
+    assert_gradients_match(model.finetune_cost, model.params, givens)
+
+
+def numpy_dA_cost(x, mask, W, bhid, bvis):
+    """The textbook formula, computed independently in float64."""
+
+    def sigmoid(a):
+        return 1 / (1 + np.exp(-a))
+
+    h = sigmoid((x * mask) @ W + bhid)
+    z = sigmoid(h @ W.T + bvis)
+    return np.mean(-np.sum(x * np.log(z) + (1 - x) * np.log(1 - z), axis=1))
+
+
+def test_dA_cost_equals_numpy_for_the_same_mask():
+    rng = np.random.RandomState(4)
+    auto_encoder = dA(rng, n_visible=20, n_hidden=7)
+    auto_encoder.b.set_value(rng.normal(size=7).astype("float32"))
+    cost, mask, _ = auto_encoder.corrupted_cost(0.25)
+    x = rng.uniform(size=(9, 20)).astype("float32")
+    got_cost, got_mask = pytensor.function([auto_encoder.x], [cost, mask])(x)
+    assert 0 < (got_mask == 0).mean() < 1
+    expected = numpy_dA_cost(x.astype(float), got_mask, *(p.get_value().astype(float)
+                                                          for p in auto_encoder.params))
+    np.testing.assert_allclose(got_cost, expected, rtol=1e-5)
+
+
+def test_dA_cost_stays_finite_when_units_saturate():
+    auto_encoder = dA(np.random.RandomState(5), n_visible=10, n_hidden=4)
+    auto_encoder.W.set_value(np.full((10, 4), 60.0, dtype="float32"))
+    auto_encoder.b_prime.set_value(np.full(10, -400.0, dtype="float32"))
+    cost, updates = auto_encoder.get_cost_updates(0.0, 0.1)
+    value = pytensor.function([auto_encoder.x], cost, updates=updates)(np.ones((3, 10), "float32"))
+    assert np.isfinite(value) and abs(value - 1600) < 1  # sigmoid(-160) rounds to 0 in float32
+
+
+def mask_function(auto_encoder, level, shape):
+    _, mask, next_rng = auto_encoder.corrupted_cost(level)
+    data = np.ones(shape, dtype="float32")
+    f = pytensor.function([], mask, givens={auto_encoder.x: data},
+                          updates={auto_encoder.rng: next_rng})
+    return f
+
+
+@pytest.mark.parametrize("level", [0.1, 0.3, 0.5])
+def test_mask_zero_fraction_matches_corruption_level(level):
+    f = mask_function(dA(np.random.RandomState(6), n_visible=500, n_hidden=3), level, (200, 500))
+    assert abs((f() == 0).mean() - level) < 0.01  # 100,000 draws: std is below 0.0016
+
+
+def test_every_call_draws_a_new_mask_and_the_seed_repeats_them():
+    first = mask_function(dA(np.random.RandomState(7), n_visible=50, n_hidden=3), 0.5, (4, 50))
+    again = mask_function(dA(np.random.RandomState(7), n_visible=50, n_hidden=3), 0.5, (4, 50))
+    other = mask_function(dA(np.random.RandomState(8), n_visible=50, n_hidden=3), 0.5, (4, 50))
+    a1, a2 = first(), first()
+    assert not np.array_equal(a1, a2)
+    np.testing.assert_array_equal(a1, again())
+    np.testing.assert_array_equal(a2, again())
+    assert not np.array_equal(a1, other())
+
+
+def test_dA_updates_include_the_generator():
+    auto_encoder = dA(np.random.RandomState(9), n_visible=4, n_hidden=2)
+    _, updates = auto_encoder.get_cost_updates(0.1, 0.1)
+    assert auto_encoder.rng in dict(updates)
+
+
+def test_dA_and_hidden_layer_share_one_variable():
+    model = SdA(np.random.RandomState(10), n_ins=12, hidden_layers_sizes=(8, 6), n_outs=3,
+                corruption_levels=(0.1, 0.2))
+    for hidden, auto_encoder in zip(model.sigmoid_layers, model.dA_layers):
+        assert auto_encoder.W is hidden.W and auto_encoder.b is hidden.b
+    data = pytensor.shared(np.random.default_rng(1).random((10, 12), dtype=np.float32))
+    top_output = pytensor.function([], model.sigmoid_layers[1].output, givens={model.x: data})
+    before = top_output()
+    model.pretraining_functions(data, batch_size=5)[1](0, 0.2, 0.5)
+    assert not np.allclose(before, top_output())
+
+
+def test_corruption_levels_are_stored_and_checked():
+    model = SdA(np.random.RandomState(0), n_ins=4, hidden_layers_sizes=(3, 3), n_outs=2,
+                corruption_levels=(0.0, 0.4))
+    assert model.corruption_levels == (0.0, 0.4)
+    with pytest.raises(ValueError, match="one level per layer"):
+        check_architecture(4, (3, 3), 2, (0.1,))
+    with pytest.raises(ValueError, match="outside"):
+        check_architecture(4, (3,), 2, (1.5,))
+    with pytest.raises(ValueError, match="positive integer"):
+        check_architecture(4, (0,), 2, (0.1,))
+    with pytest.raises(ValueError, match="empty"):
+        check_architecture(4, (), 2, ())
+    with pytest.raises(ValueError, match="unknown loss"):
+        dA(np.random.RandomState(0), n_visible=3, n_hidden=2, loss="hinge")
+
+
+def test_scorers_cover_the_short_last_batch():
+    rng = np.random.default_rng(11)
+    model = SdA(np.random.RandomState(11), n_ins=5, hidden_layers_sizes=(4,), n_outs=3,
+                corruption_levels=(0.1,))
+    model.logLayer.W.set_value(rng.normal(size=(4, 3)).astype("float32"))
+    x, y = rng.random((25, 5), dtype=np.float32), rng.integers(0, 3, 25).astype("int32")
+    shared = (pytensor.shared(x), pytensor.shared(y))
+    _, valid_score, _ = model.build_finetune_functions([shared] * 3, 10, 0.1)
+    assert list(valid_score.batch_sizes) == [10, 10, 5]
+    predictions = pytensor.function([model.x], model.logLayer.y_pred)(x)
+    overall = np.average(valid_score(), weights=valid_score.batch_sizes)
+    assert len(valid_score()) == 3
+    np.testing.assert_allclose(overall, np.mean(predictions != y), rtol=1e-6)
