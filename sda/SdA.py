@@ -74,6 +74,7 @@ class SdA:
         self.x = pt.matrix("x")  # rows of pixels
         self.y = pt.ivector("y")  # their labels
         self.sigmoid_layers, self.dA_layers, self.params = [], [], []
+        self.finetune_velocities = []
 
         layer_input, n_in = self.x, n_ins
         for n_out in hidden_layers_sizes:
@@ -93,7 +94,8 @@ class SdA:
         self.errors = self.logLayer.errors(self.y)
 
     # ------------------------------------------------------------ pre-training
-    def pretraining_function(self, layer, source, batch_size, cached=False):
+    def pretraining_function(self, layer, source, batch_size, cached=False, momentum=0.0,
+                             weight_decay=0.0):
         """Compile ``fn(index, corruption, lr) -> cost``: one SGD step of dA
         ``layer`` on minibatch ``index`` of the shared matrix ``source``.
 
@@ -101,12 +103,13 @@ class SdA:
         frozen layers below on every call (the tutorial's way).
         ``cached=True``: ``source`` holds the layer's own input, the stored
         output of the layers below (see ``layer_input_function``).
+        ``momentum`` and ``weight_decay`` are as in ``sda.sgd.sgd_updates``.
         """
         index = pt.lscalar("index")
         corruption = pt.scalar("corruption")
         lr = pt.scalar("lr")
         auto_encoder = self.dA_layers[layer]
-        cost, updates = auto_encoder.get_cost_updates(corruption, lr)
+        cost, updates = auto_encoder.get_cost_updates(corruption, lr, momentum, weight_decay)
         fed = auto_encoder.x if cached else self.x
         return pytensor.function(
             [index, corruption, lr], cost, updates=updates,
@@ -123,7 +126,8 @@ class SdA:
         return pytensor.function([self.x], self.dA_layers[layer].x, name=f"encode_to_layer{layer}")
 
     # ------------------------------------------------------------- fine-tuning
-    def build_finetune_functions(self, datasets, batch_size, learning_rate, eval_batch_size=None):
+    def build_finetune_functions(self, datasets, batch_size, learning_rate, eval_batch_size=None,
+                                 momentum=0.0, weight_decay=0.0):
         """Return ``(train_fn, valid_score, test_score)``.
 
         ``datasets`` is ``[(train_x, train_y), (valid_x, valid_y), (test_x,
@@ -133,12 +137,14 @@ class SdA:
         (``eval_batch_size``, default ``batch_size``) over the whole split,
         the short last batch included; each has a ``batch_sizes`` array so
         ``numpy.average(scores, weights=fn.batch_sizes)`` is the split's error.
+        With ``momentum``, the velocities are kept in ``self.finetune_velocities``.
         """
         (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
         index = pt.lscalar("index")
+        updates, self.finetune_velocities = sgd_updates(
+            self.finetune_cost, self.params, np.float32(learning_rate), momentum, weight_decay)
         train_fn = pytensor.function(
-            [index], self.finetune_cost,
-            updates=sgd_updates(self.finetune_cost, self.params, np.float32(learning_rate)),
+            [index], self.finetune_cost, updates=updates,
             givens={self.x: batch_slice(train_x, index, batch_size),
                     self.y: batch_slice(train_y, index, batch_size)},
             name="train",

@@ -23,13 +23,16 @@ class RunConfig:
     corruption_levels: tuple = (0.1, 0.2, 0.3)
     tied: bool = True
     loss: str = "cross_entropy"
+    # SGD extras for both phases (the gradual-training paper uses both)
+    momentum: float = 0.0
+    weight_decay: float = 0.0
     # pre-training
     pretrain_epochs: int = 15
     pretrain_lr: float = 0.02
     pretrain_batch_size: int = 20
     cached: bool = True  # train layer k on the stored output of layers below
     # fine-tuning
-    finetune_lr: float = 0.1
+    finetune_lr: float = 2.0
     finetune_batch_size: int = 20
     finetune_epochs: int = 1000  # the most; early stopping usually ends sooner
     patience: int = 10_000  # minibatch iterations
@@ -38,6 +41,7 @@ class RunConfig:
     eval_batch_size: int = 1000  # rows per validation/test call; does not change the result
     # bookkeeping
     seed: int = 89677
+    checkpoint_every: int = 5000  # minibatch steps between checkpoints (0: phase ends only)
     out: str = "runs"
     name: str | None = None  # the run folder's name; default: time and preset
     preset: str = "default"
@@ -51,6 +55,8 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be 0 or more steps, got {self.checkpoint_every!r}")
         if not isinstance(self.pretrain_epochs, int) or self.pretrain_epochs < 0:
             raise ValueError(f"pretrain_epochs must be 0 or more, got {self.pretrain_epochs!r}")
         for name in ["n_train", "n_valid", "n_test"]:
@@ -61,6 +67,10 @@ class RunConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be 0 or more, got {self.weight_decay!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if len(self.corruption_levels) != len(self.hidden_layers):
@@ -82,8 +92,10 @@ class RunConfig:
 
 
 PRESETS = {
-    # Tuned for 2 CPU cores: minibatches of 20 let BLAS work at full speed;
-    # the pre-training rate is the tutorial's 0.001 per example scaled by 20.
+    # Tuned for 2 CPU cores: minibatches of 20 let BLAS work at full speed.
+    # Both learning rates are the tutorial's per-example rates (0.001 and
+    # 0.1) times the batch size, as each step averages 20 gradients; this
+    # keeps the tutorial's ratio of step size to gradient noise.
     "default": {},
     # The original tutorial, exactly: one example per step.
     "tutorial": dict(pretrain_batch_size=1, finetune_batch_size=1, pretrain_lr=0.001,
@@ -96,11 +108,11 @@ PRESETS = {
 }
 
 
-def preset(name, **overrides):
+def preset(preset_name, **overrides):
     """A ``RunConfig`` from a preset, with ``overrides`` applied."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}: choose one of {sorted(PRESETS)}")
-    return RunConfig(**{**PRESETS[name], "preset": name, **overrides})
+    if preset_name not in PRESETS:
+        raise ValueError(f"unknown preset {preset_name!r}: choose one of {sorted(PRESETS)}")
+    return RunConfig(**{**PRESETS[preset_name], "preset": preset_name, **overrides})
 
 
 __all__ = ["PRESETS", "RunConfig", "preset"]

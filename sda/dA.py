@@ -78,6 +78,7 @@ class dA:
             pytensor_rng = pt.random.shared_rng(np.random.default_rng(draw_seed(numpy_rng)))
         self.rng = pytensor_rng
         self.x = pt.matrix("x") if input is None else input
+        self.velocities = []
 
     def get_corruption_mask(self, input, corruption_level):
         """``(next_rng, mask)``: a float mask that zeroes each entry with
@@ -107,10 +108,12 @@ class dA:
         cost = pt.mean(reconstruction_loss(self.x, pre_activation, self.loss))
         return cost, mask, next_rng
 
-    def get_cost_updates(self, corruption_level, learning_rate):
+    def get_cost_updates(self, corruption_level, learning_rate, momentum=0.0, weight_decay=0.0):
         """Cost and SGD updates for one step; the generator's update is
-        included so every call draws a fresh mask."""
+        included so every call draws a fresh mask. With momentum, the
+        velocities are kept in ``self.velocities``."""
         cost, _, next_rng = self.corrupted_cost(corruption_level)
-        updates = sgd_updates(cost, self.params, learning_rate)
+        updates, self.velocities = sgd_updates(cost, self.params, learning_rate, momentum,
+                                               weight_decay)
         updates.append((self.rng, next_rng))
         return cost, updates

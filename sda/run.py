@@ -2,18 +2,20 @@
 
 Every hyper-parameter is a flag; ``--preset`` picks a starting point
 (``default``, ``tutorial`` or ``demo``) whose values any flag overrides.
-Results go to a run folder: ``config.json``, ``metrics.csv``, ``model.npz``
-and ``summary.json``.
+Results go to a run folder: ``config.json``, ``metrics.csv``, ``model.npz``,
+``summary.json`` and ``checkpoint.npz``, from which ``--resume RUN_DIR``
+continues a run that was stopped.
 """
 
 import argparse
 import dataclasses
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 
 from sda import BACKEND, SdA
+from sda.checkpoint import Checkpoint, Progress
 from sda.config import PRESETS, RunConfig, preset
 from sda.data import DATASETS, DataError, load_dataset, shared_dataset
 from sda.rundir import RunDir
@@ -30,6 +32,8 @@ HELP = {
     "corruption_levels": "masking-noise level of each layer's dA",
     "tied": "decoder weights are the transposed encoder weights",
     "loss": "reconstruction loss: cross_entropy or squared",
+    "momentum": "SGD momentum in both phases (0: plain SGD)",
+    "weight_decay": "L2 penalty on the weight matrices in both phases",
     "pretrain_epochs": "passes over the training set per layer",
     "pretrain_lr": "pre-training learning rate",
     "pretrain_batch_size": "pre-training minibatch size",
@@ -42,6 +46,7 @@ HELP = {
     "improvement_threshold": "early stopping: relative improvement that counts as real",
     "eval_batch_size": "rows per validation/test call (speed only)",
     "seed": "seed of every random draw",
+    "checkpoint_every": "save the training state every N minibatch steps (0: at phase ends only)",
     "out": "folder that holds the run folders",
     "name": "run folder name (default: date, time and preset)",
     "progress": "show progress bars",
@@ -55,6 +60,9 @@ def build_parser():
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
                         help="starting values; flags override them")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR from its last checkpoint, with the "
+                             "settings in its config.json (no other flags)")
     defaults = RunConfig()
     for f in dataclasses.fields(RunConfig):
         if f.name == "preset":
@@ -74,21 +82,35 @@ def build_parser():
     return parser
 
 
-def config_from_args(argv=None):
+def parse(argv=None):
+    """``(config, resume_dir)`` from the command line."""
     args = vars(build_parser().parse_args(argv))
-    name = args.pop("preset")
+    name, resume_dir = args.pop("preset"), args.pop("resume")
     overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in args.items() if v is not None}
-    return preset(name, **overrides).check()
+    if resume_dir is None:
+        return preset(name, **overrides).check(), None
+    if overrides:
+        raise ValueError(f"--resume takes no other settings (got {sorted(overrides)}): the run "
+                         "continues with the config.json in its folder")
+    if not (Path(resume_dir) / "checkpoint.npz").exists():
+        raise ValueError(f"cannot resume {resume_dir}: it holds no checkpoint.npz; give the "
+                         "folder of a run started by python -m sda.run")
+    return RunConfig.from_json((Path(resume_dir) / "config.json").read_text()).check(), resume_dir
+
+
+def config_from_args(argv=None):
+    return parse(argv)[0]
 
 
 class Reporter:
     """Prints one line per epoch and appends it to ``metrics.csv``."""
 
-    def __init__(self, run):
-        self.run = run
+    def __init__(self, run_dir, rows=0):
+        self.run_dir, self.rows = run_dir, rows
 
     def __call__(self, record):
-        self.run.append_metrics(record)
+        self.run_dir.append_metrics(record)
+        self.rows += 1
         if record["phase"] == "pretrain":
             print(f"pre-train layer {record['layer']} epoch {record['epoch']:3d}  "
                   f"cost {record['cost']:9.4f}  {record['seconds']:7.1f}s", flush=True)
@@ -100,58 +122,71 @@ class Reporter:
                   flush=True)
 
 
-def run(config):
-    """Train as ``config`` says; return the summary dict (also in the run folder)."""
+def build_model(config, dataset):
+    return SdA(np.random.RandomState(config.seed), n_ins=dataset.n_features,
+               hidden_layers_sizes=config.hidden_layers, n_outs=dataset.n_classes,
+               corruption_levels=config.corruption_levels, tied=config.tied, loss=config.loss)
+
+
+def run(config, resume_dir=None):
+    """Train as ``config`` says, or continue the run in ``resume_dir``;
+    return the summary dict (also written to the run folder)."""
     dataset = load_dataset(config.dataset, config.data).subset(config.n_train, config.n_valid,
                                                               config.n_test)
-    run_dir = RunDir.create(config.out, config.name or RunDir.default_name(config.preset))
-    run_dir.write_json("config.json", dataclasses.asdict(config))
+    if resume_dir:
+        run_dir = RunDir(resume_dir)
+    else:
+        run_dir = RunDir.create(config.out, config.name or RunDir.default_name(config.preset))
+        run_dir.write_json("config.json", dataclasses.asdict(config))
     print(f"sda: {BACKEND}\ndata: {dataset.name}, train/valid/test = "
           f"{len(dataset.train.y)}/{len(dataset.valid.y)}/{len(dataset.test.y)}\n"
           f"run folder: {run_dir.path}", flush=True)
 
-    model = SdA(np.random.RandomState(config.seed), n_ins=dataset.n_features,
-                hidden_layers_sizes=config.hidden_layers, n_outs=dataset.n_classes,
-                corruption_levels=config.corruption_levels, tied=config.tied, loss=config.loss)
+    model = build_model(config, dataset)
+    checkpoint = Checkpoint(run_dir.path / "checkpoint.npz", model, config.checkpoint_every)
+    progress = Progress()
+    if resume_dir:
+        progress = checkpoint.load()
+        run_dir.truncate_metrics(progress.metrics_rows)
+        print(f"resuming: {progress.phase}, layer {progress.layer}, epoch {progress.epoch}, "
+              f"batch {progress.batch}", flush=True)
+    report = Reporter(run_dir, progress.metrics_rows)
+    checkpoint.on_save = lambda p: setattr(p, "metrics_rows", report.rows)
     shared = [shared_dataset(s) for s in (dataset.train, dataset.valid, dataset.test)]
-    report = Reporter(run_dir)
 
-    start = time.perf_counter()
     history = pretrain(model, shared[0][0], config.pretrain_batch_size, config.pretrain_epochs,
-                       config.pretrain_lr, cached=config.cached, on_epoch=report,
-                       show_progress=config.progress)
-    pretrain_seconds = time.perf_counter() - start
-
-    start = time.perf_counter()
+                       config.pretrain_lr, cached=config.cached, momentum=config.momentum,
+                       weight_decay=config.weight_decay, on_epoch=report,
+                       show_progress=config.progress, progress=progress, checkpoint=checkpoint)
     train_fn, valid_score, test_score = model.build_finetune_functions(
-        shared, config.finetune_batch_size, config.finetune_lr, config.eval_batch_size)
+        shared, config.finetune_batch_size, config.finetune_lr, config.eval_batch_size,
+        config.momentum, config.weight_decay)
     result = finetune_sgd(
         model, train_fn, valid_score, test_score,
         n_batches(len(dataset.train.y), config.finetune_batch_size), config.finetune_epochs,
         EarlyStopping(config.patience, config.patience_increase, config.improvement_threshold),
-        on_epoch=report, show_progress=config.progress)
-    finetune_seconds = time.perf_counter() - start
+        on_epoch=report, show_progress=config.progress, progress=progress, checkpoint=checkpoint)
 
     run_dir.save_model(model)
+    seconds = progress.seconds
     summary = {
         "best_valid_error": result.best_valid_error, "test_error": result.test_error,
         "best_epoch": result.best_epoch, "finetune_epochs_run": result.epochs_run,
         "pretrain_final_costs": [costs[-1] for costs in history if costs],
-        "seconds": {"pretrain": pretrain_seconds, "finetune": finetune_seconds,
-                    "total": pretrain_seconds + finetune_seconds},
+        "seconds": {**seconds, "total": seconds["pretrain"] + seconds["finetune"]},
         "backend": BACKEND,
     }
     run_dir.write_json("summary.json", summary)
     print(f"best validation error {100 * result.best_valid_error:.2f}% (epoch {result.best_epoch}), "
-          f"test error {100 * result.test_error:.2f}%; pre-training {pretrain_seconds / 60:.1f} min, "
-          f"fine-tuning {finetune_seconds / 60:.1f} min; files in {run_dir.path}")
+          f"test error {100 * result.test_error:.2f}%; pre-training {seconds['pretrain'] / 60:.1f} min, "
+          f"fine-tuning {seconds['finetune'] / 60:.1f} min; files in {run_dir.path}")
     return summary
 
 
 def main(argv=None):
     try:
-        config = config_from_args(argv)
-        run(config)
+        config, resume_dir = parse(argv)
+        run(config, resume_dir)
     except (DataError, ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -92,5 +92,12 @@ class RunDir:
                 writer.writeheader()
             writer.writerow(record)
 
+    def truncate_metrics(self, rows):
+        """Keep the header and the first ``rows`` rows (a resumed run rewrites the rest)."""
+        path = self.path / "metrics.csv"
+        if path.exists():
+            lines = path.read_text().splitlines(keepends=True)[: rows + 1]
+            atomic_write(path, lambda f: f.write("".join(lines).encode()))
+
     def save_model(self, model, filename="model.npz"):
         save_params(model, self.path / filename)

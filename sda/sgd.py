@@ -1,9 +1,31 @@
 """Stochastic gradient descent updates, shared by pre-training and fine-tuning."""
 
+import numpy as np
 import pytensor
 
 
-def sgd_updates(cost, params, learning_rate):
-    """``[(p, p - learning_rate * dcost/dp), ...]`` for every parameter."""
-    grads = pytensor.grad(cost, params)
-    return [(p, p - learning_rate * g) for p, g in zip(params, grads)]
+def sgd_updates(cost, params, learning_rate, momentum=0.0, weight_decay=0.0):
+    """Updates for one SGD step, and the velocity variables momentum needs.
+
+    ``v <- momentum * v - learning_rate * (dcost/dp + weight_decay * p)`` and
+    ``p <- p + v``; with ``momentum=0`` this is plain SGD and no velocity is
+    kept. Weight decay applies to weight matrices only, not to biases.
+    Returns ``(updates, velocities)``; the velocities are training state and
+    belong in a checkpoint.
+    """
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    if weight_decay < 0.0:
+        raise ValueError(f"weight_decay must be 0 or more, got {weight_decay!r}")
+    updates, velocities = [], []
+    for p, g in zip(params, pytensor.grad(cost, params)):
+        if weight_decay and p.ndim == 2:
+            g = g + np.float32(weight_decay) * p
+        if momentum:
+            v = pytensor.shared(np.zeros_like(p.get_value(borrow=True)), name=f"{p.name}.velocity")
+            step = np.float32(momentum) * v - learning_rate * g
+            updates += [(v, step), (p, p + step)]
+            velocities.append(v)
+        else:
+            updates.append((p, p - learning_rate * g))
+    return updates, velocities

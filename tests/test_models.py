@@ -7,6 +7,7 @@ import pytest
 
 from sda import SdA, dA
 from sda.SdA import check_architecture
+from sda.sgd import sgd_updates
 
 
 def numeric_gradient(f, param, eps=1e-6):
@@ -185,3 +186,29 @@ def test_scorers_cover_the_short_last_batch():
     overall = np.average(valid_score(), weights=valid_score.batch_sizes)
     assert len(valid_score()) == 3
     np.testing.assert_allclose(overall, np.mean(predictions != y), rtol=1e-6)
+
+
+def test_momentum_and_weight_decay_follow_their_equations():
+    rng = np.random.default_rng(12)
+    w = pytensor.shared(rng.normal(size=(3, 2)).astype("float32"), name="w")
+    b = pytensor.shared(rng.normal(size=2).astype("float32"), name="b")
+    x = rng.normal(size=(4, 3)).astype("float32")
+    cost = pt.sum((pt.dot(x, w) + b) ** 2)
+    updates, velocities = sgd_updates(cost, [w, b], np.float32(0.01), momentum=0.9,
+                                      weight_decay=0.1)
+    step = pytensor.function([], [], updates=updates)
+    grads = pytensor.function([], pytensor.grad(cost, [w, b]))
+    v_w, v_b = np.zeros((3, 2)), np.zeros(2)
+    for _ in range(3):
+        g_w, g_b = grads()
+        w0, b0 = w.get_value(), b.get_value()
+        v_w = 0.9 * v_w - 0.01 * (g_w + 0.1 * w0)  # weights decay ...
+        v_b = 0.9 * v_b - 0.01 * g_b  # ... biases do not
+        step()
+        np.testing.assert_allclose(w.get_value(), w0 + v_w, rtol=1e-5)
+        np.testing.assert_allclose(b.get_value(), b0 + v_b, rtol=1e-5)
+    assert [v.name for v in velocities] == ["w.velocity", "b.velocity"]
+    with pytest.raises(ValueError, match="momentum"):
+        sgd_updates(cost, [w], 0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        sgd_updates(cost, [w], 0.1, weight_decay=-1)

@@ -1,0 +1,102 @@
+"""End to end: ``python -m sda.run`` on the offline demo, and its flags."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sda import SdA
+from sda.config import PRESETS, RunConfig, preset
+from sda.rundir import load_params
+from sda.run import build_parser, config_from_args
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "sda.run", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    done = run_cli("--preset", "demo", "--out", str(out), "--name", "demo", cwd=out)
+    assert done.returncode == 0, done.stderr
+    return out / "demo", done.stdout
+
+
+def test_demo_writes_every_file(demo_run):
+    folder, stdout = demo_run
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json", "metrics.csv", "model.npz", "summary.json"]
+    config = RunConfig.from_json((folder / "config.json").read_text())
+    assert config == preset("demo", out=config.out, name="demo")
+    assert "test error" in stdout
+
+
+def test_demo_metrics_have_a_row_per_epoch(demo_run):
+    folder, _ = demo_run
+    rows = list(csv.DictReader(open(folder / "metrics.csv")))
+    demo = preset("demo")
+    pre = [r for r in rows if r["phase"] == "pretrain"]
+    fine = [r for r in rows if r["phase"] == "finetune"]
+    assert len(pre) == demo.pretrain_epochs * len(demo.hidden_layers)
+    assert [int(r["layer"]) for r in pre[:: demo.pretrain_epochs]] == [0, 1]
+    assert 1 <= len(fine) <= demo.finetune_epochs
+    assert float(pre[-1]["cost"]) < float(pre[demo.pretrain_epochs]["cost"])  # layer 1 learned
+
+
+def test_demo_model_and_summary_agree(demo_run):
+    folder, _ = demo_run
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["test_error"] < 0.10  # 8x8 digits; chance is 90 %
+    assert set(summary["seconds"]) == {"pretrain", "finetune", "total"}
+    demo = preset("demo")
+    model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=demo.hidden_layers,
+                n_outs=10, corruption_levels=demo.corruption_levels)
+    load_params(model, folder / "model.npz")
+    from sda.data import load_dataset
+
+    test = load_dataset("digits").test
+    import pytensor
+
+    predict = pytensor.function([model.x], model.logLayer.y_pred)
+    assert np.mean(predict(test.x) != test.y) == pytest.approx(summary["test_error"], abs=1e-6)
+
+
+def test_help_lists_every_setting():
+    text = build_parser().format_help()
+    for name in RunConfig.__dataclass_fields__:
+        assert "--" + name.replace("_", "-") in text
+
+
+def test_tutorial_preset_is_the_original():
+    config = config_from_args(["--preset", "tutorial"])
+    assert (config.pretrain_batch_size, config.finetune_batch_size) == (1, 1)
+    assert (config.pretrain_lr, config.finetune_lr) == (0.001, 0.1)
+    assert (config.pretrain_epochs, config.finetune_epochs) == (15, 1000)
+    assert config.hidden_layers == (1000, 1000, 1000)
+    assert config.corruption_levels == (0.1, 0.2, 0.3)
+
+
+def test_flags_override_the_preset():
+    config = config_from_args(["--preset", "demo", "--hidden-layers", "30", "40", "50",
+                               "--corruption-levels", "0.1", "0.1", "0.3", "--no-cached"])
+    assert config.hidden_layers == (30, 40, 50) and config.cached is False
+    assert config.dataset == PRESETS["demo"]["dataset"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--finetune-lr", "-1"], "finetune_lr must be a positive"),
+    (["--pretrain-batch-size", "0"], "pretrain_batch_size must be a positive integer"),
+    (["--hidden-layers", "10", "10", "10"], "one level per layer"),
+    (["--dataset", "nope"], "unknown dataset"),
+    (["--data", "/no/such/file.npz"], "/no/such/file.npz"),
+])
+def test_bad_settings_fail_early_with_a_clear_error(tmp_path, args, message):
+    done = run_cli("--preset", "demo", "--out", str(tmp_path), *args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert not any(tmp_path.iterdir())  # failed before making a run folder
