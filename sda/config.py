@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from sda.dA import LOSSES
 
+FINETUNERS = ("sgd", "cg", "lbfgs")
+
 
 @dataclass
 class RunConfig:
@@ -32,16 +34,19 @@ class RunConfig:
     pretrain_batch_size: int = 20
     cached: bool = True  # train layer k on the stored output of layers below
     # fine-tuning
+    finetune: str = "sgd"  # or "cg" / "lbfgs": batch optimisers over one flat vector
     finetune_lr: float = 2.0
     finetune_batch_size: int = 20
     finetune_epochs: int = 1000  # the most; early stopping usually ends sooner
     patience: int = 10_000  # minibatch iterations
     patience_increase: float = 2.0
     improvement_threshold: float = 0.995
+    batch_patience: int = 20  # cg/lbfgs: stop after this many iterations without improvement
     eval_batch_size: int = 1000  # rows per validation/test call; does not change the result
     # bookkeeping
     seed: int = 89677
     checkpoint_every: int = 5000  # minibatch steps between checkpoints (0: phase ends only)
+    log_every: int = 100  # keep every N-th minibatch cost in steps.csv (0: none)
     out: str = "runs"
     name: str | None = None  # the run folder's name; default: time and preset
     preset: str = "default"
@@ -55,8 +60,10 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be 0 or more steps, got {self.checkpoint_every!r}")
+        for name in ["checkpoint_every", "log_every"]:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be 0 or more steps, got {value!r}")
         if not isinstance(self.pretrain_epochs, int) or self.pretrain_epochs < 0:
             raise ValueError(f"pretrain_epochs must be 0 or more, got {self.pretrain_epochs!r}")
         for name in ["n_train", "n_valid", "n_test"]:
@@ -71,6 +78,10 @@ class RunConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be 0 or more, got {self.weight_decay!r}")
+        if self.finetune not in FINETUNERS:
+            raise ValueError(f"finetune must be one of {FINETUNERS}, got {self.finetune!r}")
+        if not isinstance(self.batch_patience, int) or self.batch_patience < 1:
+            raise ValueError(f"batch_patience must be a positive integer, got {self.batch_patience!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if len(self.corruption_levels) != len(self.hidden_layers):

@@ -3,7 +3,7 @@
 Every hyper-parameter is a flag; ``--preset`` picks a starting point
 (``default``, ``tutorial`` or ``demo``) whose values any flag overrides.
 Results go to a run folder: ``config.json``, ``metrics.csv``, ``model.npz``,
-``summary.json`` and ``checkpoint.npz``, from which ``--resume RUN_DIR``
+``summary.json``, ``steps.csv`` and ``checkpoint.npz``, from which ``--resume RUN_DIR``
 continues a run that was stopped.
 """
 
@@ -18,6 +18,7 @@ from sda import BACKEND, SdA
 from sda.checkpoint import Checkpoint, Progress
 from sda.config import PRESETS, RunConfig, preset
 from sda.data import DATASETS, DataError, load_dataset, shared_dataset
+from sda.optimize import finetune_batch
 from sda.rundir import RunDir
 from sda.SdA import n_batches
 from sda.train import EarlyStopping, finetune_sgd, pretrain
@@ -38,15 +39,19 @@ HELP = {
     "pretrain_lr": "pre-training learning rate",
     "pretrain_batch_size": "pre-training minibatch size",
     "cached": "train layer k on the stored output of the layers below (fast path)",
-    "finetune_lr": "fine-tuning learning rate",
+    "finetune": "fine-tuning optimiser: sgd, cg (scipy fmin_cg) or lbfgs (L-BFGS-B)",
+    "batch_patience": "cg/lbfgs: stop after this many iterations without a better validation error",
+    "finetune_lr": "fine-tuning learning rate (sgd)",
     "finetune_batch_size": "fine-tuning minibatch size",
-    "finetune_epochs": "most fine-tuning epochs (early stopping usually ends sooner)",
+    "finetune_epochs": "most fine-tuning epochs (cg/lbfgs: iterations); early stopping usually "
+                       "ends sooner",
     "patience": "early stopping: look at least this many minibatches",
     "patience_increase": "early stopping: multiply patience by this on a real improvement",
     "improvement_threshold": "early stopping: relative improvement that counts as real",
     "eval_batch_size": "rows per validation/test call (speed only)",
     "seed": "seed of every random draw",
     "checkpoint_every": "save the training state every N minibatch steps (0: at phase ends only)",
+    "log_every": "write every N-th minibatch cost to steps.csv (0: never)",
     "out": "folder that holds the run folders",
     "name": "run folder name (default: date, time and preset)",
     "progress": "show progress bars",
@@ -105,8 +110,13 @@ def config_from_args(argv=None):
 class Reporter:
     """Prints one line per epoch and appends it to ``metrics.csv``."""
 
-    def __init__(self, run_dir, rows=0):
-        self.run_dir, self.rows = run_dir, rows
+    def __init__(self, run_dir, rows=0, step_every=0):
+        self.run_dir, self.rows, self.step_every = run_dir, rows, step_every
+
+    def step(self, record):
+        """Keep every ``step_every``-th minibatch cost in ``steps.csv``."""
+        if self.step_every and record["step"] % self.step_every == 0:
+            self.run_dir.append_step(record)
 
     def __call__(self, record):
         self.run_dir.append_metrics(record)
@@ -128,6 +138,29 @@ def build_model(config, dataset):
                corruption_levels=config.corruption_levels, tied=config.tied, loss=config.loss)
 
 
+def finetune(model, shared, config, report, progress, checkpoint):
+    """Fine-tune with the optimiser ``config.finetune`` names."""
+    if config.finetune != "sgd":
+        # A batch run is short and is not checkpointed part-way: a resumed
+        # run starts it again from the pre-trained weights.
+        result = finetune_batch(model, shared, config.finetune, config.finetune_epochs,
+                                patience=config.batch_patience, on_iteration=report)
+        progress.seconds["finetune"] = result.seconds
+        progress.phase = "done"
+        checkpoint.save(progress)
+        return result
+    train_fn, valid_score, test_score = model.build_finetune_functions(
+        shared, config.finetune_batch_size, config.finetune_lr, config.eval_batch_size,
+        config.momentum, config.weight_decay)
+    return finetune_sgd(
+        model, train_fn, valid_score, test_score,
+        n_batches(len(shared[0][1].get_value(borrow=True)), config.finetune_batch_size),
+        config.finetune_epochs,
+        EarlyStopping(config.patience, config.patience_increase, config.improvement_threshold),
+        on_epoch=report, on_step=report.step, show_progress=config.progress, progress=progress,
+        checkpoint=checkpoint)
+
+
 def run(config, resume_dir=None):
     """Train as ``config`` says, or continue the run in ``resume_dir``;
     return the summary dict (also written to the run folder)."""
@@ -147,25 +180,18 @@ def run(config, resume_dir=None):
     progress = Progress()
     if resume_dir:
         progress = checkpoint.load()
-        run_dir.truncate_metrics(progress.metrics_rows)
+        run_dir.rewind(progress.metrics_rows, progress.steps)
         print(f"resuming: {progress.phase}, layer {progress.layer}, epoch {progress.epoch}, "
               f"batch {progress.batch}", flush=True)
-    report = Reporter(run_dir, progress.metrics_rows)
+    report = Reporter(run_dir, progress.metrics_rows, config.log_every)
     checkpoint.on_save = lambda p: setattr(p, "metrics_rows", report.rows)
     shared = [shared_dataset(s) for s in (dataset.train, dataset.valid, dataset.test)]
 
     history = pretrain(model, shared[0][0], config.pretrain_batch_size, config.pretrain_epochs,
                        config.pretrain_lr, cached=config.cached, momentum=config.momentum,
-                       weight_decay=config.weight_decay, on_epoch=report,
+                       weight_decay=config.weight_decay, on_epoch=report, on_step=report.step,
                        show_progress=config.progress, progress=progress, checkpoint=checkpoint)
-    train_fn, valid_score, test_score = model.build_finetune_functions(
-        shared, config.finetune_batch_size, config.finetune_lr, config.eval_batch_size,
-        config.momentum, config.weight_decay)
-    result = finetune_sgd(
-        model, train_fn, valid_score, test_score,
-        n_batches(len(dataset.train.y), config.finetune_batch_size), config.finetune_epochs,
-        EarlyStopping(config.patience, config.patience_increase, config.improvement_threshold),
-        on_epoch=report, show_progress=config.progress, progress=progress, checkpoint=checkpoint)
+    result = finetune(model, shared, config, report, progress, checkpoint)
 
     run_dir.save_model(model)
     seconds = progress.seconds

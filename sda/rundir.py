@@ -7,6 +7,7 @@ killed mid-write leaves the previous version intact.
 """
 
 import csv
+import io
 import json
 import os
 import tempfile
@@ -82,22 +83,41 @@ class RunDir:
         text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
         atomic_write(self.path / filename, lambda f: f.write(text.encode()))
 
-    def append_metrics(self, record):
-        """Add one row to ``metrics.csv`` (the header comes with the first)."""
-        path = self.path / "metrics.csv"
+    STEPS = ["phase", "layer", "epoch", "step", "cost"]
+
+    def _append(self, filename, fields, record):
+        path = self.path / filename
         new = not path.exists()
         with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.METRICS, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(record)
 
-    def truncate_metrics(self, rows):
-        """Keep the header and the first ``rows`` rows (a resumed run rewrites the rest)."""
-        path = self.path / "metrics.csv"
-        if path.exists():
-            lines = path.read_text().splitlines(keepends=True)[: rows + 1]
-            atomic_write(path, lambda f: f.write("".join(lines).encode()))
+    def append_metrics(self, record):
+        """Add one per-epoch row to ``metrics.csv`` (the header comes with the first)."""
+        self._append("metrics.csv", self.METRICS, record)
+
+    def append_step(self, record):
+        """Add one minibatch's cost to ``steps.csv``."""
+        self._append("steps.csv", self.STEPS, record)
+
+    def rewind(self, metrics_rows, last_step):
+        """Drop what a killed run wrote after its checkpoint: rows of
+        ``metrics.csv`` past ``metrics_rows`` and of ``steps.csv`` past ``last_step``."""
+        for filename, keep in [("metrics.csv", lambda i, row: i < metrics_rows),
+                               ("steps.csv", lambda i, row: int(row["step"]) <= last_step)]:
+            path = self.path / filename
+            if not path.exists():
+                continue
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                fields, rows = reader.fieldnames, [r for i, r in enumerate(reader) if keep(i, r)]
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+            atomic_write(path, lambda f, text=text: f.write(text.getvalue().encode()))
 
     def save_model(self, model, filename="model.npz"):
         save_params(model, self.path / filename)

@@ -70,12 +70,13 @@ class _LayerSource:
 
 def pretrain(model, train_x, batch_size=20, epochs=15, learning_rate=0.02, corruption_levels=None,
              cached=True, layers=None, momentum=0.0, weight_decay=0.0, on_epoch=_noop,
-             show_progress=False, progress=None, checkpoint=None):
+             on_step=_noop, show_progress=False, progress=None, checkpoint=None):
     """Greedy layer-wise pre-training; returns each layer's per-epoch mean cost.
 
     With ``cached=True`` (the fast path), layer ``k`` trains on the stored
     output of layers ``0..k-1``, computed once, instead of recomputing it
-    for every minibatch. ``progress``/``checkpoint``: see ``sda.checkpoint``.
+    for every minibatch. ``on_step(record)`` sees every minibatch's cost;
+    ``progress``/``checkpoint``: see ``sda.checkpoint``.
     """
     levels = model.corruption_levels if corruption_levels is None else corruption_levels
     layers = list(range(model.n_layers) if layers is None else layers)
@@ -96,7 +97,10 @@ def pretrain(model, train_x, batch_size=20, epochs=15, learning_rate=0.02, corru
             bar = _progress_bar(progress.batch, count,
                                 f"pre-train layer {layer} epoch {progress.epoch}", show_progress)
             for index in bar:
-                progress.finish_batch(step(index, levels[layer], learning_rate))
+                cost = step(index, levels[layer], learning_rate)
+                progress.finish_batch(cost)
+                on_step({"phase": "pretrain", "layer": layer, "epoch": progress.epoch,
+                         "step": progress.steps, "cost": float(cost)})
                 progress.seconds["pretrain"] = time.perf_counter() - started
                 checkpoint.maybe_save(progress)
             epoch = progress.epoch
@@ -138,10 +142,11 @@ class FinetuneResult:
 
 
 def finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches, max_epochs=1000,
-                 stopping=None, validation_frequency=None, on_epoch=_noop, show_progress=False,
-                 progress=None, checkpoint=None):
+                 stopping=None, validation_frequency=None, on_epoch=_noop, on_step=_noop,
+                 show_progress=False, progress=None, checkpoint=None):
     """SGD fine-tuning with early stopping; leaves the best-validation
-    parameters in the model and returns a ``FinetuneResult``."""
+    parameters in the model and returns a ``FinetuneResult``.
+    ``on_step(record)`` sees every minibatch's cost."""
     stopping = stopping or EarlyStopping()
     checkpoint = checkpoint or Checkpoint()
     p = progress or Progress()
@@ -154,8 +159,11 @@ def finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches, max_
     while p.epoch < max_epochs and p.iteration < p.patience:
         bar = _progress_bar(p.batch, n_train_batches, f"fine-tune epoch {p.epoch + 1}", show_progress)
         for index in bar:
-            p.finish_batch(train_fn(index))
+            cost = train_fn(index)
+            p.finish_batch(cost)
             p.iteration += 1
+            on_step({"phase": "finetune", "epoch": p.epoch, "step": p.steps,
+                     "iteration": p.iteration, "cost": float(cost)})
             if p.iteration % validation_frequency == 0:
                 _validate(model, p, stopping, valid_score, test_score, checkpoint)
             p.seconds["finetune"] = time.perf_counter() - started

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 ARGS = ["--preset", "demo", "--pretrain-epochs", "3", "--finetune-epochs", "20",
-        "--checkpoint-every", "40", "--no-progress"]
+        "--checkpoint-every", "40", "--log-every", "7", "--no-progress"]
 
 
 def sda_run(*args):
@@ -73,6 +73,7 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path, uninterr
         for name in a.files:
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     assert metric_rows(folder) == metric_rows(uninterrupted)
+    assert (folder / "steps.csv").read_text() == (uninterrupted / "steps.csv").read_text()
     summaries = [json.loads((f / "summary.json").read_text()) for f in (uninterrupted, folder)]
     assert summaries[0]["test_error"] == summaries[1]["test_error"]
 

@@ -30,7 +30,7 @@ def demo_run(tmp_path_factory):
 def test_demo_writes_every_file(demo_run):
     folder, stdout = demo_run
     assert sorted(p.name for p in folder.iterdir()) == [
-        "config.json", "metrics.csv", "model.npz", "summary.json"]
+        "checkpoint.npz", "config.json", "metrics.csv", "model.npz", "steps.csv", "summary.json"]
     config = RunConfig.from_json((folder / "config.json").read_text())
     assert config == preset("demo", out=config.out, name="demo")
     assert "test error" in stdout
@@ -46,6 +46,16 @@ def test_demo_metrics_have_a_row_per_epoch(demo_run):
     assert [int(r["layer"]) for r in pre[:: demo.pretrain_epochs]] == [0, 1]
     assert 1 <= len(fine) <= demo.finetune_epochs
     assert float(pre[-1]["cost"]) < float(pre[demo.pretrain_epochs]["cost"])  # layer 1 learned
+
+
+def test_demo_keeps_minibatch_costs(demo_run):
+    folder, _ = demo_run
+    rows = list(csv.DictReader(open(folder / "steps.csv")))
+    steps = [int(r["step"]) for r in rows]
+    every = preset("demo").log_every
+    assert steps == list(range(every, every * (len(steps) + 1), every))
+    assert {r["phase"] for r in rows} == {"pretrain", "finetune"}
+    assert all(float(r["cost"]) > 0 for r in rows)
 
 
 def test_demo_model_and_summary_agree(demo_run):
@@ -100,3 +110,20 @@ def test_bad_settings_fail_early_with_a_clear_error(tmp_path, args, message):
     assert done.returncode == 2
     assert message in done.stderr
     assert not any(tmp_path.iterdir())  # failed before making a run folder
+
+
+@pytest.mark.parametrize("method", ["cg", "lbfgs"])
+def test_batch_finetuning_from_the_command_line(tmp_path, method):
+    done = run_cli("--preset", "demo", "--pretrain-epochs", "2", "--finetune", method,
+                   "--finetune-epochs", "15", "--out", str(tmp_path), "--name", method, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / method / "summary.json").read_text())
+    assert summary["test_error"] < 0.15 and summary["finetune_epochs_run"] <= 15
+    rows = [r for r in csv.DictReader(open(tmp_path / method / "metrics.csv"))
+            if r["phase"] == "finetune"]
+    assert 1 <= len(rows) <= 15
+
+
+def test_unknown_optimiser_is_refused(tmp_path):
+    done = run_cli("--finetune", "adam", cwd=tmp_path)
+    assert done.returncode == 2 and "finetune must be one of" in done.stderr
