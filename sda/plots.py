@@ -17,7 +17,9 @@ def plot_curves(curves, path, xlabel, ylabel, title=None, log_y=False):
         # plain numbers (2, 5, 10) read better than powers of ten for error rates
         plain = FuncFormatter(lambda value, _: f"{value:g}")
         axes.yaxis.set_major_formatter(plain)
-        axes.yaxis.set_minor_formatter(plain)
+        low, high = min(min(ys) for _, ys in curves.values()), max(max(ys) for _, ys in curves.values())
+        if 0 < low and high < 10 * low:  # within one decade the minor ticks are the only labels
+            axes.yaxis.set_minor_formatter(plain)
     axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()

@@ -3,7 +3,8 @@
 Every hyper-parameter is a flag; ``--preset`` picks a starting point
 (``default``, ``tutorial`` or ``demo``) whose values any flag overrides.
 Results go to a run folder: ``config.json``, ``metrics.csv``, ``model.npz``,
-``summary.json``, ``steps.csv`` and ``checkpoint.npz``, from which ``--resume RUN_DIR``
+``summary.json``, ``steps.csv``, ``filters.png``, ``reconstructions.png`` and
+``checkpoint.npz``, from which ``--resume RUN_DIR``
 continues a run that was stopped.
 """
 
@@ -19,6 +20,7 @@ from sda.checkpoint import Checkpoint, Progress
 from sda.config import PRESETS, RunConfig, preset
 from sda.data import DATASETS, DataError, load_dataset, shared_dataset
 from sda.optimize import finetune_batch
+from sda.pictures import save_run_pictures
 from sda.rundir import RunDir
 from sda.SdA import n_batches
 from sda.train import EarlyStopping, finetune_sgd, pretrain
@@ -194,6 +196,8 @@ def run(config, resume_dir=None):
     result = finetune(model, shared, config, report, progress, checkpoint)
 
     run_dir.save_model(model)
+    print(save_run_pictures(model, dataset, run_dir.path, config.corruption_levels[0], config.seed),
+          flush=True)
     seconds = progress.seconds
     summary = {
         "best_valid_error": result.best_valid_error, "test_error": result.test_error,

@@ -10,8 +10,8 @@ import pytest
 
 from sda import SdA
 from sda.config import PRESETS, RunConfig, preset
-from sda.rundir import load_params
 from sda.run import build_parser, config_from_args
+from sda.rundir import load_params
 
 
 def run_cli(*args, cwd):
@@ -30,7 +30,8 @@ def demo_run(tmp_path_factory):
 def test_demo_writes_every_file(demo_run):
     folder, stdout = demo_run
     assert sorted(p.name for p in folder.iterdir()) == [
-        "checkpoint.npz", "config.json", "metrics.csv", "model.npz", "steps.csv", "summary.json"]
+        "checkpoint.npz", "config.json", "filters.png", "metrics.csv", "model.npz",
+        "reconstructions.png", "steps.csv", "summary.json"]
     config = RunConfig.from_json((folder / "config.json").read_text())
     assert config == preset("demo", out=config.out, name="demo")
     assert "test error" in stdout
