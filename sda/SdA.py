@@ -121,6 +121,18 @@ class SdA:
         """One compiled pre-training step per layer, fed from ``train_set_x``."""
         return [self.pretraining_function(i, train_set_x, batch_size) for i in range(self.n_layers)]
 
+    def unrolled_pre_activation(self, input, depth=None):
+        """The pre-activation of ``input``'s reconstruction through encoders
+        ``0..depth-1`` and back down through the dAs' decoders (no noise):
+        the stack unrolled into one deep auto-encoder. Default: every layer."""
+        hidden = input
+        for auto_encoder in self.dA_layers[:depth]:
+            hidden = auto_encoder.get_hidden_values(hidden)
+        for auto_encoder in reversed(self.dA_layers[:depth]):
+            pre_activation = auto_encoder.get_reconstruction_pre_activation(hidden)
+            hidden = pt.sigmoid(pre_activation)
+        return pre_activation
+
     def layer_input_function(self, layer):
         """Compile ``f(x) -> input of dA layer``: the frozen encoders below it."""
         return pytensor.function([self.x], self.dA_layers[layer].x, name=f"encode_to_layer{layer}")

@@ -304,11 +304,8 @@ class DeepAutoencoder:
 
     def __init__(self, model):
         self.x = model.x
-        hidden = model.sigmoid_layers[-1].output
-        for auto_encoder in reversed(model.dA_layers):
-            pre_activation = auto_encoder.get_reconstruction_pre_activation(hidden)
-            hidden = pt.sigmoid(pre_activation)
-        self.reconstruction = hidden
+        pre_activation = model.unrolled_pre_activation(model.x)
+        self.reconstruction = pt.sigmoid(pre_activation)
         # The loss works on the pre-activation, which stays finite when units saturate.
         loss = model.dA_layers[0].loss
         self.cost = pt.mean(reconstruction_loss(self.x, pre_activation, loss))

@@ -72,13 +72,8 @@ def _compile_reconstructions(model):
     """``f(x) -> (first dA's, whole stack's reconstruction of x)``: the stack
     encodes up through every layer, then decodes back down through every dA."""
     x = pt.matrix("x")
-    codes = [x]
-    for auto_encoder in model.dA_layers:
-        codes.append(auto_encoder.get_hidden_values(codes[-1]))
-    first = model.dA_layers[0].get_reconstructed_input(codes[1])
-    stack = codes[-1]
-    for auto_encoder in reversed(model.dA_layers):
-        stack = auto_encoder.get_reconstructed_input(stack)
+    first = pt.sigmoid(model.unrolled_pre_activation(x, 1))
+    stack = pt.sigmoid(model.unrolled_pre_activation(x))
     return pytensor.function([x], [first, stack], name="reconstruct")
 
 

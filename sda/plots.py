@@ -5,13 +5,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 
-def plot_curves(curves, path, xlabel, ylabel, title=None, log_y=False):
+def plot_curves(curves, path, xlabel, ylabel, title=None, log_y=False, log_x=False):
     """Save one line per entry of ``curves`` (``{label: (xs, ys)}``) as a PNG at ``path``."""
     figure = Figure(figsize=(6.4, 4.4), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots()
     for label, (xs, ys) in curves.items():
         axes.plot(xs, ys, marker=".", markersize=4, label=label)
+    if log_x:
+        axes.set_xscale("log")
     if log_y:
         axes.set_yscale("log")
         # plain numbers (2, 5, 10) read better than powers of ten for error rates

@@ -48,7 +48,7 @@ def cache_layer_input(model, layer, train_x, chunk_rows=5000):
     return out
 
 
-class _LayerSource:
+class LayerSource:
     """What layer ``k`` trains on: the inputs, or (fast path) the stored
     output of layers ``0..k-1``. One shared variable is reused, so only one
     representation is held at a time."""
@@ -83,7 +83,7 @@ def pretrain(model, train_x, batch_size=20, epochs=15, learning_rate=0.02, corru
     progress = progress or Progress(layer=layers[0])
     checkpoint = checkpoint or Checkpoint()
     count = n_batches(train_x.get_value(borrow=True).shape[0], batch_size)
-    source = _LayerSource(model, train_x, cached)
+    source = LayerSource(model, train_x, cached)
     started = time.perf_counter() - progress.seconds["pretrain"]
     remaining = [layer for layer in layers if layer >= progress.layer]
     for layer in remaining if progress.phase == "pretrain" else []:
