@@ -10,6 +10,7 @@ continues a run that was stopped.
 
 import argparse
 import dataclasses
+import resource
 import sys
 from pathlib import Path
 
@@ -134,6 +135,12 @@ class Reporter:
                   flush=True)
 
 
+def peak_memory_mib():
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
 def build_model(config, dataset):
     return SdA(np.random.RandomState(config.seed), n_ins=dataset.n_features,
                hidden_layers_sizes=config.hidden_layers, n_outs=dataset.n_classes,
@@ -205,6 +212,7 @@ def run(config, resume_dir=None):
         "pretrain_final_costs": [costs[-1] for costs in history if costs],
         "seconds": {**seconds, "total": seconds["pretrain"] + seconds["finetune"]},
         "backend": BACKEND,
+        "peak_memory_mib": peak_memory_mib(),
     }
     run_dir.write_json("summary.json", summary)
     print(f"best validation error {100 * result.best_valid_error:.2f}% (epoch {result.best_epoch}), "

@@ -64,6 +64,7 @@ def test_demo_model_and_summary_agree(demo_run):
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["test_error"] < 0.10  # 8x8 digits; chance is 90 %
     assert set(summary["seconds"]) == {"pretrain", "finetune", "total"}
+    assert 50 < summary["peak_memory_mib"] < 4000
     demo = preset("demo")
     model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=demo.hidden_layers,
                 n_outs=10, corruption_levels=demo.corruption_levels)
