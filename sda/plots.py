@@ -1,8 +1,15 @@
 """Plotting helpers, drawn off-screen on matplotlib's Agg canvas (no display, no pyplot)."""
 
+import math
+
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+
+def _two_and_five(value, _):
+    leading = round(value / 10 ** math.floor(math.log10(value)))
+    return f"{value:g}" if leading in (2, 5) else ""
 
 
 def plot_curves(curves, path, xlabel, ylabel, title=None, log_y=False, log_x=False):
@@ -19,9 +26,12 @@ def plot_curves(curves, path, xlabel, ylabel, title=None, log_y=False, log_x=Fal
         # plain numbers (2, 5, 10) read better than powers of ten for error rates
         plain = FuncFormatter(lambda value, _: f"{value:g}")
         axes.yaxis.set_major_formatter(plain)
-        low, high = min(min(ys) for _, ys in curves.values()), max(max(ys) for _, ys in curves.values())
-        if 0 < low and high < 10 * low:  # within one decade the minor ticks are the only labels
-            axes.yaxis.set_minor_formatter(plain)
+        low = min(min(ys) for _, ys in curves.values())
+        high = max(max(ys) for _, ys in curves.values())
+        # Over a narrow range label the 2s and 5s between powers of ten too;
+        # over a wide one that would crowd the axis.
+        narrow = 0 < low and high <= 100 * low
+        axes.yaxis.set_minor_formatter(FuncFormatter(_two_and_five) if narrow else NullFormatter())
     axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()

@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-ARGS = ["--preset", "demo", "--pretrain-epochs", "3", "--finetune-epochs", "20",
+# Momentum makes the SGD velocities part of the state that must survive the kill.
+ARGS = ["--preset", "demo", "--pretrain-epochs", "3", "--finetune-epochs", "20", "--momentum", "0.5",
         "--checkpoint-every", "40", "--log-every", "7", "--no-progress"]
 
 

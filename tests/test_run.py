@@ -129,3 +129,15 @@ def test_batch_finetuning_from_the_command_line(tmp_path, method):
 def test_unknown_optimiser_is_refused(tmp_path):
     done = run_cli("--finetune", "adam", cwd=tmp_path)
     assert done.returncode == 2 and "finetune must be one of" in done.stderr
+
+
+def test_decoder_loss_and_sgd_options_reach_the_model(tmp_path):
+    done = run_cli("--preset", "demo", "--pretrain-epochs", "2", "--finetune-epochs", "5",
+                   "--no-tied", "--loss", "squared", "--momentum", "0.5", "--weight-decay", "1e-4",
+                   "--out", str(tmp_path), "--name", "options", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    with np.load(tmp_path / "options" / "model.npz") as stored:
+        assert {"dA0.W_prime", "dA1.W_prime"} <= set(stored.files)  # untied decoders
+        assert stored["dA0.W_prime"].shape == (100, 64)
+    summary = json.loads((tmp_path / "options" / "summary.json").read_text())
+    assert summary["test_error"] < 0.2
