@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from sda import BACKEND, SdA
+from sda.cli import exit_status
 from sda.config import preset
-from sda.data import DATASETS, DataError, load_dataset, shared_dataset
+from sda.data import DATASETS, load_dataset, shared_dataset
 from sda.optimize import DEFAULT_CHUNK_ROWS, METHODS, finetune_autoencoder, finetune_batch
 from sda.plots import plot_curves
 from sda.rundir import RunDir, load_params, save_params
@@ -240,13 +241,9 @@ def compare(args, command):
 
 
 def main(argv=None):
-    try:
-        argv = sys.argv[1:] if argv is None else list(argv)
-        compare(build_parser().parse_args(argv), " ".join(["python -m sda.compare", *argv]))
-    except (DataError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(["python -m sda.compare", *argv])
+    return exit_status(lambda: compare(build_parser().parse_args(argv), command))
 
 
 if __name__ == "__main__":

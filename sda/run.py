@@ -18,8 +18,9 @@ import numpy as np
 
 from sda import BACKEND, SdA
 from sda.checkpoint import Checkpoint, Progress
+from sda.cli import exit_status
 from sda.config import PRESETS, RunConfig, preset
-from sda.data import DATASETS, DataError, load_dataset, shared_dataset
+from sda.data import DATASETS, load_dataset, shared_dataset
 from sda.optimize import finetune_batch
 from sda.pictures import save_run_pictures
 from sda.rundir import RunDir
@@ -222,13 +223,7 @@ def run(config, resume_dir=None):
 
 
 def main(argv=None):
-    try:
-        config, resume_dir = parse(argv)
-        run(config, resume_dir)
-    except (DataError, ValueError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(lambda: run(*parse(argv)))
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from sda import BACKEND
+from sda.cli import exit_status
 from sda.config import preset
-from sda.data import DATASETS, DataError, load_dataset, shared_dataset
+from sda.data import DATASETS, load_dataset, shared_dataset
 from sda.plots import plot_curves
 from sda.run import build_model
 from sda.rundir import RunDir, save_params
@@ -189,15 +190,14 @@ def run_baseline(config, eval_every, out, command):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    try:
+
+    def action():
         config, eval_every = settings_from_args(args)
         out = args.out or Path("runs") / RunDir.default_name("baseline")
         run_baseline(config, eval_every, out,
                      " ".join(["python -m sda.experiments.baseline", *argv]))
-    except (DataError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_status(action)
 
 
 if __name__ == "__main__":

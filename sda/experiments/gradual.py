@@ -24,7 +24,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from sda import BACKEND, SdA
-from sda.data import DATASETS, DataError, Split, load_dataset, shared_dataset
+from sda.cli import exit_status
+from sda.data import DATASETS, Split, load_dataset, shared_dataset
 from sda.gradual import data_entropy, relative_cross_entropy, train_gradual
 from sda.plots import plot_curves
 from sda.rundir import RunDir, atomic_write, load_params, save_params
@@ -255,14 +256,13 @@ def run(s, out, command):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    try:
+
+    def action():
         settings = settings_from_args(args)
         out = args.out or Path("runs") / RunDir.default_name("gradual")
         run(settings, out, " ".join(["python -m sda.experiments.gradual", *argv]))
-    except (DataError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_status(action)
 
 
 if __name__ == "__main__":
