@@ -69,9 +69,10 @@ class Checkpoint:
     """Saves and restores a model's training state in one file.
 
     ``every``: save after every this many minibatch steps (0: only when a
-    loop calls ``save``). Velocities and best parameters are created by the
-    loops after loading, so loaded values wait in ``pending`` until the loop
-    hands the variables over with ``restore_velocities`` / ``best_values``.
+    loop calls ``save``). Velocities are created by the loops after loading,
+    so their loaded values wait in ``pending`` until the loop hands the
+    variables over with ``restore_velocities``; early stopping's best
+    parameter values are plain arrays, kept in ``best``.
     """
 
     def __init__(self, path=None, model=None, every=0):
@@ -109,9 +110,10 @@ class Checkpoint:
             p.set_value(arrays.pop(name))
         for name, rng in self.model.random_generators().items():
             _set_generator_state(rng, state["generators"][name])
-        self.pending = arrays
-        best = sorted((k for k in arrays if k.startswith(BEST_PREFIX)), key=lambda k: int(k[5:]))
-        self.best = [arrays[k] for k in best] or None
+        best = sorted((k for k in arrays if k.startswith(BEST_PREFIX)),
+                      key=lambda k: int(k[len(BEST_PREFIX):]))
+        self.best = [arrays.pop(k) for k in best] or None
+        self.pending = arrays  # the velocities
         return Progress(**state["progress"])
 
     def restore_velocities(self, velocities):

@@ -107,10 +107,6 @@ def parse(argv=None):
     return RunConfig.from_json((Path(resume_dir) / "config.json").read_text()).check(), resume_dir
 
 
-def config_from_args(argv=None):
-    return parse(argv)[0]
-
-
 class Reporter:
     """Prints one line per epoch and appends it to ``metrics.csv``."""
 

@@ -6,11 +6,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytensor
 import pytest
 
 from sda import SdA
 from sda.config import PRESETS, RunConfig, preset
-from sda.run import build_parser, config_from_args
+from sda.data import load_dataset
+from sda.run import build_parser, parse
 from sda.rundir import load_params
 
 
@@ -69,11 +71,7 @@ def test_demo_model_and_summary_agree(demo_run):
     model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=demo.hidden_layers,
                 n_outs=10, corruption_levels=demo.corruption_levels)
     load_params(model, folder / "model.npz")
-    from sda.data import load_dataset
-
     test = load_dataset("digits").test
-    import pytensor
-
     predict = pytensor.function([model.x], model.logLayer.y_pred)
     assert np.mean(predict(test.x) != test.y) == pytest.approx(summary["test_error"], abs=1e-6)
 
@@ -85,7 +83,7 @@ def test_help_lists_every_setting():
 
 
 def test_tutorial_preset_is_the_original():
-    config = config_from_args(["--preset", "tutorial"])
+    config, _ = parse(["--preset", "tutorial"])
     assert (config.pretrain_batch_size, config.finetune_batch_size) == (1, 1)
     assert (config.pretrain_lr, config.finetune_lr) == (0.001, 0.1)
     assert (config.pretrain_epochs, config.finetune_epochs) == (15, 1000)
@@ -94,7 +92,7 @@ def test_tutorial_preset_is_the_original():
 
 
 def test_flags_override_the_preset():
-    config = config_from_args(["--preset", "demo", "--hidden-layers", "30", "40", "50",
+    config, _ = parse(["--preset", "demo", "--hidden-layers", "30", "40", "50",
                                "--corruption-levels", "0.1", "0.1", "0.3", "--no-cached"])
     assert config.hidden_layers == (30, 40, 50) and config.cached is False
     assert config.dataset == PRESETS["demo"]["dataset"]

@@ -7,7 +7,7 @@ import pytest
 from sda import SdA
 from sda.data import load_dataset, shared_dataset
 from sda.SdA import n_batches
-from sda.train import EarlyStopping, finetune_sgd, pretrain, split_error
+from sda.train import EarlyStopping, cache_layer_input, finetune_sgd, pretrain, split_error
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +76,9 @@ def test_early_stopping_rejects_nonsense():
 
 
 def test_cache_holds_the_frozen_layers_output(mnist_small):
-    from sda.train import cache_layer_input
-
     model = small_model()
     train_x, _ = shared_dataset(mnist_small.subset(n_train=700).train)
-    cached = cache_layer_input(model, 2 - 1, train_x, chunk_rows=300)  # three uneven chunks
+    cached = cache_layer_input(model, 1, train_x, chunk_rows=300)  # three uneven chunks
     direct = pytensor.function([model.x], model.sigmoid_layers[0].output)(mnist_small.train.x[:700])
     assert cached.dtype == np.float32 and cached.shape == (700, 200)
     np.testing.assert_allclose(cached, direct, rtol=1e-6)
