@@ -158,3 +158,67 @@ def torch_blas():
     """Which BLAS and how many threads torch uses, from its build settings."""
     found = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
     return f"{found.group(1) if found else '?'} built into torch (threads: {torch.get_num_threads()})"
+
+
+# ------------------------------------------------------------ fine-tuning step
+# The MLP of fine-tuning: sigmoid hidden layers, a softmax on top, the mean
+# negative log-likelihood of the labels, plain SGD. ``params`` are in the order
+# of ``SdA.params``: ``[W0, b0, W1, b1, ..., W_out, b_out]``.
+
+
+class NumpyMLP:
+    """The fine-tuning step in plain numpy float32 with the hand-written backward pass."""
+
+    def __init__(self, params, lr, gemm):
+        self.weights = [np.array(p, dtype=np.float32) for p in params]
+        self.lr, self.gemm = np.float32(lr), gemm
+
+    def step(self, x, y):
+        dot, layers = self.gemm.dot, list(zip(self.weights[0::2], self.weights[1::2]))
+        activations = [x]
+        for W, b in layers[:-1]:
+            activations.append(expit(dot(activations[-1], W) + b))
+        logits = dot(activations[-1], layers[-1][0]) + layers[-1][1]
+        logits -= logits.max(axis=1, keepdims=True)  # a stable softmax: exp never overflows
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        rows = np.arange(len(y))
+        cost = -log_p[rows, y].mean()
+        delta = np.exp(log_p)
+        delta[rows, y] -= 1
+        delta /= len(y)  # d cost / d logits
+        for depth in range(len(layers) - 1, -1, -1):
+            W, b = layers[depth]
+            below = activations[depth]
+            # The error of the layer below uses W before its update.
+            below_delta = dot(delta, W.T) * below * (1 - below) if depth else None
+            self.gemm.sub_dot(self.lr, below.T, delta, W)
+            b -= self.lr * delta.sum(axis=0)
+            delta = below_delta
+        return float(cost)
+
+    def params(self):
+        return self.weights
+
+
+class TorchMLP:
+    """The fine-tuning step as idiomatic PyTorch: autograd, ``cross_entropy``
+    and ``torch.optim.SGD``."""
+
+    def __init__(self, params, lr):
+        self.weights = [torch.nn.Parameter(torch.tensor(np.asarray(p, dtype=np.float32))) for p in params]
+        self.optimizer = torch.optim.SGD(self.weights, lr=lr)
+
+    def step(self, x, y):
+        hidden = torch.from_numpy(x)  # shares memory: no copy per step
+        layers = list(zip(self.weights[0::2], self.weights[1::2]))
+        for W, b in layers[:-1]:
+            hidden = torch.sigmoid(torch.addmm(b, hidden, W))
+        logits = torch.addmm(layers[-1][1], hidden, layers[-1][0])
+        cost = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y).long())
+        self.optimizer.zero_grad()
+        cost.backward()
+        self.optimizer.step()
+        return cost.item()
+
+    def params(self):
+        return [w.detach().numpy() for w in self.weights]

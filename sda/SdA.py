@@ -6,55 +6,102 @@ pre-training a dA *is* initialising the MLP; only the dA's visible bias
 (and an untied decoder) belong to the dA alone.
 """
 
-import math
-
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+# batch_slice and n_batches are re-exported so that old ``from sda.SdA import ...`` keep working.
+from sda.batching import SplitScorer, batch_slice, n_batches  # noqa: F401
+from sda.checks import (
+    SettingError,
+    check_choice,
+    check_count,
+    check_flag,
+    check_numpy_rng,
+    check_probability,
+    check_sequence,
+)
 from sda.dA import LOSSES, dA
+from sda.engine import batched_function
 from sda.logistic import LogisticRegression
 from sda.mlp import HiddenLayer
-from sda.sgd import sgd_updates
+from sda.sgd import SGDStep, sgd_updates
 
 
-def check_architecture(n_ins, hidden_layers_sizes, n_outs, corruption_levels):
-    """Raise ``ValueError`` naming the first nonsense setting."""
-    sizes = list(hidden_layers_sizes)
+def check_architecture(n_ins, hidden_layers_sizes, n_outs, corruption_levels, tied=True,
+                       loss="cross_entropy"):
+    """Raise an error naming the first nonsense setting and its fix.
+
+    Wrong types raise ``SettingTypeError`` (a ``TypeError``), wrong values
+    ``SettingError`` (a ``ValueError``); both are ``SdAError`` s.
+    """
+    sizes = check_sequence("hidden_layers_sizes", hidden_layers_sizes, "(1000, 1000)")
     if not sizes:
-        raise ValueError("hidden_layers_sizes is empty: give at least one layer size, e.g. (1000,)")
-    for name, value in [("n_ins", n_ins), ("n_outs", n_outs)] + [
-        (f"hidden_layers_sizes[{i}]", s) for i, s in enumerate(sizes)
-    ]:
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if n_outs < 2:
-        raise ValueError(f"n_outs must be at least 2 classes, got {n_outs}")
-    if len(corruption_levels) != len(sizes):
-        raise ValueError(
-            f"corruption_levels has {len(corruption_levels)} values but there are "
+        raise SettingError("hidden_layers_sizes is empty: give at least one layer size, e.g. (1000,)")
+    check_count("n_ins", n_ins)
+    check_count("n_outs", n_outs, minimum=2)
+    for i, size in enumerate(sizes):
+        check_count(f"hidden_layers_sizes[{i}]", size)
+    levels = check_sequence("corruption_levels", corruption_levels,
+                            f"{tuple([0.1] * len(sizes))}, one level per hidden layer")
+    if len(levels) != len(sizes):
+        raise SettingError(
+            f"corruption_levels has {len(levels)} values but there are "
             f"{len(sizes)} hidden layers: give one level per layer"
         )
-    for i, level in enumerate(corruption_levels):
-        if not 0.0 <= level < 1.0:
-            raise ValueError(
-                f"corruption_levels[{i}] = {level!r} is outside [0, 1): it is the "
-                "probability of zeroing an input"
-            )
-
-
-def batch_slice(data, index, batch_size):
-    """Rows ``index * batch_size`` up to the next batch; the last may be short."""
-    return data[index * batch_size : (index + 1) * batch_size]
-
-
-def n_batches(n_rows, batch_size):
-    """Number of minibatches that cover all rows (the last may be short)."""
-    return math.ceil(n_rows / batch_size)
+    for i, level in enumerate(levels):
+        check_probability(f"corruption_levels[{i}]", level)
+    check_flag("tied", tied)
+    check_choice("loss", loss, LOSSES)
 
 
 class SdA:
-    """A stack of dAs whose encoders form a sigmoid MLP with a softmax on top."""
+    """A stack of dAs whose encoders form a sigmoid MLP with a softmax on top.
+
+    Layer ``i``'s dA and the MLP's ``i``-th ``HiddenLayer`` hold the same
+    shared ``W`` and ``b``, so pre-training the dAs initialises the MLP.
+
+    Parameters
+    ----------
+    numpy_rng : numpy.random.RandomState or numpy.random.Generator
+        Draws the initial weights and seeds each dA's noise generator.
+    n_ins : int
+        Inputs per example (784 for MNIST).
+    hidden_layers_sizes : sequence of int
+        Units of each hidden layer, bottom first.
+    n_outs : int
+        Number of classes (at least 2).
+    corruption_levels : sequence of float
+        Masking-noise level of each layer's dA, in [0, 1).
+    tied : bool
+        Tied (``W.T``) or separate decoder weights in every dA.
+    loss : {"cross_entropy", "squared"}
+        The dAs' reconstruction loss.
+
+    Attributes
+    ----------
+    sigmoid_layers : list of HiddenLayer
+        The MLP's hidden layers.
+    dA_layers : list of dA
+        One dA per hidden layer, sharing that layer's ``W`` and ``b``.
+    logLayer : LogisticRegression
+        The softmax classifier on top.
+    params : list of shared variables
+        Every parameter the MLP fine-tunes, bottom first.
+    x, y : TensorVariable
+        The symbolic input rows and their int32 labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sda import SdA
+    >>> model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=(32, 16),
+    ...             n_outs=10, corruption_levels=(0.1, 0.2))
+    >>> model.dA_layers[1].W is model.sigmoid_layers[1].W
+    True
+    >>> [p.get_value().shape for p in model.params]
+    [(64, 32), (32,), (32, 16), (16,), (16, 10), (10,)]
+    """
 
     def __init__(
         self,
@@ -66,15 +113,13 @@ class SdA:
         tied=True,
         loss="cross_entropy",
     ):
-        check_architecture(n_ins, hidden_layers_sizes, n_outs, corruption_levels)
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}: choose one of {LOSSES}")
+        check_numpy_rng("numpy_rng", numpy_rng)
+        check_architecture(n_ins, hidden_layers_sizes, n_outs, corruption_levels, tied, loss)
         self.n_layers = len(hidden_layers_sizes)
         self.corruption_levels = tuple(float(c) for c in corruption_levels)
         self.x = pt.matrix("x")  # rows of pixels
         self.y = pt.ivector("y")  # their labels
         self.sigmoid_layers, self.dA_layers, self.params = [], [], []
-        self.finetune_velocities = []
 
         layer_input, n_in = self.x, n_ins
         for n_out in hidden_layers_sizes:
@@ -97,7 +142,8 @@ class SdA:
     def pretraining_function(self, layer, source, batch_size, cached=False, momentum=0.0,
                              weight_decay=0.0):
         """Compile ``fn(index, corruption, lr) -> cost``: one SGD step of dA
-        ``layer`` on minibatch ``index`` of the shared matrix ``source``.
+        ``layer`` on minibatch ``index`` of the shared matrix ``source``. It
+        is an ``sda.sgd.SGDStep``, whose ``velocities`` are the momentum state.
 
         ``cached=False``: ``source`` holds network inputs, pushed through the
         frozen layers below on every call (the tutorial's way).
@@ -109,13 +155,12 @@ class SdA:
         corruption = pt.scalar("corruption")
         lr = pt.scalar("lr")
         auto_encoder = self.dA_layers[layer]
-        cost, updates = auto_encoder.get_cost_updates(corruption, lr, momentum, weight_decay)
+        cost, updates, velocities = auto_encoder.get_cost_updates(corruption, lr, momentum, weight_decay,
+                                                                  return_velocities=True)
         fed = auto_encoder.x if cached else self.x
-        return pytensor.function(
-            [index, corruption, lr], cost, updates=updates,
-            givens={fed: batch_slice(source, index, batch_size)},
-            name=f"pretrain_layer{layer}",
-        )
+        step = batched_function(index, [corruption, lr], cost, {fed: source}, batch_size,
+                                updates=updates, name=f"pretrain_layer{layer}")
+        return SGDStep(step, velocities)
 
     def pretraining_functions(self, train_set_x, batch_size):
         """One compiled pre-training step per layer, fed from ``train_set_x``."""
@@ -144,46 +189,31 @@ class SdA:
 
         ``datasets`` is ``[(train_x, train_y), (valid_x, valid_y), (test_x,
         test_y)]`` of shared variables. ``train_fn(index)`` takes one SGD step
-        on a training minibatch and returns its cost. ``valid_score()`` and
-        ``test_score()`` return the error rate of every evaluation batch
-        (``eval_batch_size``, default ``batch_size``) over the whole split,
-        the short last batch included; each has a ``batch_sizes`` array so
-        ``numpy.average(scores, weights=fn.batch_sizes)`` is the split's error.
-        With ``momentum``, the velocities are kept in ``self.finetune_velocities``.
+        on a training minibatch and returns its cost; it is an
+        ``sda.sgd.SGDStep``, whose ``velocities`` are the momentum state.
+        ``valid_score`` and ``test_score`` are ``sda.batching.SplitScorer``s
+        over evaluation batches of ``eval_batch_size`` rows (default
+        ``batch_size``): ``valid_score.error()`` is the split's error rate.
         """
         (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
         index = pt.lscalar("index")
-        updates, self.finetune_velocities = sgd_updates(
+        updates, velocities = sgd_updates(
             self.finetune_cost, self.params, np.float32(learning_rate), momentum, weight_decay)
-        train_fn = pytensor.function(
-            [index], self.finetune_cost, updates=updates,
-            givens={self.x: batch_slice(train_x, index, batch_size),
-                    self.y: batch_slice(train_y, index, batch_size)},
-            name="train",
-        )
+        train_fn = SGDStep(batched_function(index, [], self.finetune_cost,
+                                            {self.x: train_x, self.y: train_y}, batch_size,
+                                            updates=updates, name="train"), velocities)
         eval_batch_size = eval_batch_size or batch_size
         valid_score = self.error_scorer(valid_x, valid_y, eval_batch_size, "valid")
         test_score = self.error_scorer(test_x, test_y, eval_batch_size, "test")
         return train_fn, valid_score, test_score
 
     def error_scorer(self, set_x, set_y, batch_size, name="score"):
-        """A closure returning the per-batch error rates over a shared split.
-        It is compiled once; calling it copies no data."""
+        """A ``SplitScorer`` of the error rate over a shared split, ``batch_size``
+        rows per call. It is compiled once; scoring copies no data."""
         index = pt.lscalar("index")
-        batch_error = pytensor.function(
-            [index], self.errors,
-            givens={self.x: batch_slice(set_x, index, batch_size),
-                    self.y: batch_slice(set_y, index, batch_size)},
-            name=name,
-        )
-        n_rows = set_x.get_value(borrow=True).shape[0]
-        count = n_batches(n_rows, batch_size)
-
-        def score():
-            return [float(batch_error(i)) for i in range(count)]
-
-        score.batch_sizes = np.diff(np.minimum(np.arange(count + 1) * batch_size, n_rows))
-        return score
+        batch_error = batched_function(index, [], self.errors, {self.x: set_x, self.y: set_y},
+                                       batch_size, name=name)
+        return SplitScorer(batch_error, set_x.get_value(borrow=True).shape[0], batch_size)
 
     # -------------------------------------------------------------- parameters
     def named_params(self):

@@ -10,5 +10,16 @@ from sda.logistic import LogisticRegression
 from sda.mlp import HiddenLayer
 from sda.SdA import SdA
 
-__all__ = ["BACKEND", "HiddenLayer", "LogisticRegression", "SdA", "dA"]
+__all__ = ["BACKEND", "HiddenLayer", "LogisticRegression", "SdA", "SdAClassifier", "SdATransformer", "dA"]
 __version__ = "0.1.0"
+_ESTIMATORS = ("SdAClassifier", "SdATransformer")
+
+
+def __getattr__(name):
+    # The scikit-learn estimators import sklearn, which takes longer than sda
+    # itself: load them only when asked for, so `import sda` stays fast.
+    if name in _ESTIMATORS:
+        from sda import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'sda' has no attribute {name!r}")

@@ -6,16 +6,22 @@ string with the rest (where the loops are, the early-stopping counters, the
 random generators' states). It is read with ``allow_pickle=False``.
 """
 
+import copy
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
+import pytensor
 
+from sda.data import open_npz
+from sda.errors import SdAError
 from sda.rundir import atomic_write
 
 BEST_PREFIX = "best/"
 VELOCITY_PREFIX = "velocity/"
+PHASES = ("pretrain", "finetune", "done")
 
 
 @dataclass
@@ -38,6 +44,8 @@ class Progress:
     test_error: float = math.nan
     seconds: dict = field(default_factory=lambda: {"pretrain": 0.0, "finetune": 0.0})
     metrics_rows: int = 0  # rows of metrics.csv written when this was saved
+    # mini-batch CG / L-BFGS (sda.optimize): shuffling state, cost counters, the evaluator's record
+    optimizer_state: dict = field(default_factory=dict)
 
     def finish_batch(self, cost):
         self.batch += 1
@@ -82,8 +90,12 @@ class Checkpoint:
         self.pending = {}
         self.on_save = None  # called with the Progress before each save
 
+    def due(self, progress):
+        """True when ``progress`` is at a save point (every ``every`` steps)."""
+        return bool(self.every) and progress.steps % self.every == 0
+
     def maybe_save(self, progress):
-        if self.every and progress.steps % self.every == 0:
+        if self.due(progress):
             self.save(progress)
 
     def save(self, progress):
@@ -102,11 +114,18 @@ class Checkpoint:
         atomic_write(self.path, lambda f: np.savez(f, **arrays))
 
     def load(self):
-        """Restore parameters and generators; return the saved ``Progress``."""
-        with np.load(self.path, allow_pickle=False) as stored:
-            arrays = {name: stored[name] for name in stored.files}
-        state = json.loads(str(arrays.pop("state.json")))
-        for name, p in self.model.named_params().items():
+        """Restore parameters and generators; return the saved ``Progress``.
+
+        Everything is read and checked against the model first (names,
+        shapes, dtypes, finite values, a readable state); only then is
+        anything set, so a foreign or damaged file changes nothing. Raises
+        ``SdAError`` naming the file and the mismatch.
+        """
+        arrays, state = self._read()
+        params = self.model.named_params()
+        self._check_arrays(arrays, params)
+        progress = self._check_state(state)
+        for name, p in params.items():
             p.set_value(arrays.pop(name))
         for name, rng in self.model.random_generators().items():
             _set_generator_state(rng, state["generators"][name])
@@ -114,7 +133,84 @@ class Checkpoint:
                       key=lambda k: int(k[len(BEST_PREFIX):]))
         self.best = [arrays.pop(k) for k in best] or None
         self.pending = arrays  # the velocities
-        return Progress(**state["progress"])
+        return progress
+
+    def _refuse(self, problem, fix="restore the file, or start the run again without --resume"):
+        return SdAError(f"{self.path} {problem}: {fix}")
+
+    def _read(self):
+        """Every array and the JSON state, read with ``allow_pickle=False``."""
+        if Path(self.path).is_dir():
+            raise self._refuse("is a folder where the checkpoint file should be")
+        arrays = open_npz(self.path, "checkpoint")  # damaged, empty, foreign: one clear error
+        if "state.json" not in arrays:
+            raise self._refuse("is not a valid checkpoint: it holds no state.json entry")
+        try:
+            state = json.loads(str(arrays.pop("state.json")))
+            if not isinstance(state, dict) or not {"progress", "generators"} <= set(state):
+                raise ValueError("state.json lacks progress or generators")
+        except ValueError as error:
+            raise self._refuse(f"is not a valid checkpoint: its state is unreadable ({error})") \
+                from None
+        return arrays, state
+
+    def _check_arrays(self, arrays, params):
+        """Parameters, best values and velocities must fit the model and be finite."""
+        stored = {k for k in arrays if not k.startswith((BEST_PREFIX, VELOCITY_PREFIX))}
+        missing, extra = sorted(set(params) - stored), sorted(stored - set(params))
+        fix = "resume with the config.json this checkpoint was saved with"
+        if missing or extra:
+            raise self._refuse(f"does not match config.json: it lacks {missing} and has "
+                               f"unexpected {extra}", fix)
+        expected = {name: p.get_value(borrow=True) for name, p in params.items()}
+        best = sorted(k for k in arrays if k.startswith(BEST_PREFIX))
+        if best and len(best) != len(self.model.params):
+            raise self._refuse(f"holds {len(best)} best-parameter arrays for a model with "
+                               f"{len(self.model.params)} parameters", fix)
+        for i, p in enumerate(self.model.params):
+            if best:
+                expected[f"{BEST_PREFIX}{i}"] = p.get_value(borrow=True)
+        for name, want in expected.items():
+            value = arrays.get(name)
+            if value is None:
+                raise self._refuse(f"lacks {name}", fix)
+            if value.shape != want.shape or value.dtype != want.dtype:
+                raise self._refuse(f"does not match config.json: {name} is {value.dtype} "
+                                   f"{value.shape}, the model needs {want.dtype} {want.shape}", fix)
+        for name, value in arrays.items():
+            if value.dtype.kind not in "fiu":
+                raise self._refuse(f"is not a valid checkpoint: {name} holds {value.dtype} values")
+            if not np.all(np.isfinite(value)):
+                raise self._refuse(f"holds non-finite values in {name} (the run had diverged)",
+                                   "start the run again with a smaller learning rate")
+
+    def _check_state(self, state):
+        """The saved ``Progress`` and generator states, checked against the model."""
+        generators = self.model.random_generators()
+        saved = state["generators"]
+        if not isinstance(saved, dict) or set(saved) != set(generators):
+            raise self._refuse(f"does not match config.json: it saves generators "
+                               f"{sorted(saved) if isinstance(saved, dict) else saved!r}, the "
+                               f"model has {sorted(generators)}")
+        for name, rng in generators.items():
+            try:  # on a copy, so nothing changes if the state is bad
+                _set_generator_state(pytensor.shared(copy.deepcopy(rng.get_value())), saved[name])
+            except (TypeError, ValueError, KeyError) as error:
+                raise self._refuse(f"holds an unusable state for generator {name} ({error})") \
+                    from None
+        try:
+            progress = Progress(**state["progress"])
+        except TypeError as error:
+            raise self._refuse(f"holds an unreadable training position ({error})") from None
+        for f in fields(Progress):
+            value, default = getattr(progress, f.name), getattr(Progress(), f.name)
+            kinds = (int, float) if isinstance(default, float) else type(default)
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                raise self._refuse(f"holds an unreadable training position ({f.name} = {value!r})")
+        if progress.phase not in PHASES or not 0 <= progress.layer <= self.model.n_layers:
+            raise self._refuse(f"holds an impossible training position (phase {progress.phase!r}, "
+                               f"layer {progress.layer} of {self.model.n_layers})")
+        return progress
 
     def restore_velocities(self, velocities):
         """Track ``velocities``; give them their saved values if resuming."""

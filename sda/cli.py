@@ -1,15 +1,187 @@
-"""What every command line of the package shares."""
+"""What every command line of the package shares.
 
+- Flags are generated from a settings dataclass (``sda.config``): each
+  field's name, type, choices and help text live on the field, so a setting
+  is described once. Its help ends in one "(default: X)", followed by the
+  value of each preset that differs.
+- The settings object is the one carrier of a command's choices: it is
+  built from a preset plus the flags given, and checked before anything is
+  loaded, built or written.
+- ``load_data``, ``build_model`` and ``apply_mode`` turn settings into data,
+  a model and a PyTensor mode the same way in every command;
+  ``sda.rundir.RunDir`` makes and locks the output folder.
+- ``exit_status`` turns every user error into one line and status 2, and
+  Ctrl-C into one line and status 130.
+"""
+
+import argparse
+import dataclasses
 import sys
+import types
+import typing
+import warnings
 
-from sda.data import DataError
+import numpy as np
+
+from sda import engine
+from sda.data import load_dataset
+from sda.errors import SdAError
+from sda.SdA import SdA
+
+INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C (128 + SIGINT)
+
+
+# ------------------------------------------------------------------------ flags
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _show(value, f):
+    """A default as the help shows it."""
+    if value is None:
+        return f.metadata.get("default_text", "none")
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def describe_default(f, defaults):
+    """"(default: X)" for field ``f``, then "; LABEL: Y" for each other preset that differs.
+
+    ``defaults`` maps a label (the first one is the plain default) to the
+    values that preset sets; fields it leaves out keep the dataclass default.
+    """
+    values = {label: preset.get(f.name, f.default) for label, preset in defaults.items()}
+    (first, value), *others = values.items()
+    differing = [f"{label}: {_show(v, f)}" for label, v in others if v != value]
+    return f"(default: {'; '.join([_show(value, f), *differing])})"
+
+
+def add_settings_flags(parser, settings_class, defaults, names=None):
+    """Add one flag per field of ``settings_class`` (or per field in ``names``).
+
+    Flags default to "not given" (``argparse.SUPPRESS``), so the parsed
+    namespace holds only what the user typed, and ``settings_from_args``
+    lays it over a preset.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        Receives the flags.
+    settings_class : dataclass type
+        Its fields give each flag's name, type, help, choices and metavar.
+    defaults : dict
+        Label -> values of each preset, the plain default first, e.g.
+        ``{"default": {...}, "--quick": {...}}``; the help shows them.
+    names : list of str, optional
+        The fields to expose (default: all).
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from sda.config import PRESETS, RunConfig
+    >>> parser = argparse.ArgumentParser()
+    >>> add_settings_flags(parser, RunConfig, {"default": {}, "--preset demo": PRESETS["demo"]},
+    ...                    ["pretrain_lr"])
+    >>> parser._actions[-1].help
+    'pre-training learning rate (default: 0.02; --preset demo: 0.01)'
+    >>> settings_from_args(parser.parse_args(["--pretrain-lr", "0.5"]), RunConfig, {}).pretrain_lr
+    0.5
+    """
+    fields = {f.name: f for f in dataclasses.fields(settings_class)}
+    for name in names or fields:
+        f = fields[name]
+        options = dict(dest=name, default=argparse.SUPPRESS,
+                       help=f"{f.metadata['help']} {describe_default(f, defaults)}".replace("%", "%%"))
+        annotation = f.type
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        if annotation is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(annotation) is tuple:
+            options.update(nargs="+", type=typing.get_args(annotation)[0])
+        else:
+            options["type"] = annotation
+        for key in ("choices", "metavar"):
+            if key in f.metadata:
+                options[key] = f.metadata[key]
+        parser.add_argument(_flag(name), **options)
+
+
+def given_settings(args, settings_class):
+    """The settings the user typed, from a namespace made by ``add_settings_flags``."""
+    names = {f.name for f in dataclasses.fields(settings_class)}
+    return {name: tuple(value) if isinstance(value, list) else value
+            for name, value in vars(args).items() if name in names}
+
+
+def settings_from_args(args, settings_class, preset_values):
+    """A checked ``settings_class`` from ``preset_values`` with the flags in ``args`` laid over them.
+
+    Hidden layers given without corruption levels take the preset's level
+    for their depth, so ``--hidden-layers 500 500`` alone makes sense.
+    """
+    given = given_settings(args, settings_class)
+    fields = {f.name: f for f in dataclasses.fields(settings_class)}
+    if "hidden_layers" in given and "corruption_levels" in fields and "corruption_levels" not in given:
+        levels = preset_values.get("corruption_levels", fields["corruption_levels"].default)
+        given["corruption_levels"] = levels[: len(given["hidden_layers"])]
+    return settings_class(**{**preset_values, **given}).check()
+
+
+# ---------------------------------------------------------- data, model, engine
+def load_data(settings):
+    """The data set ``settings`` names, cut to its ``n_train``/``n_valid``/``n_test`` rows."""
+    return load_dataset(settings.dataset, settings.data).subset(settings.n_train, settings.n_valid,
+                                                                settings.n_test)
+
+
+def build_model(settings, dataset):
+    """The SdA ``settings`` describes, sized for ``dataset``; its weights come from ``settings.seed``.
+
+    ``settings`` needs ``seed``, ``hidden_layers``, ``corruption_levels``,
+    ``tied`` and ``loss``.
+    """
+    return SdA(np.random.RandomState(settings.seed), n_ins=dataset.n_features,
+               hidden_layers_sizes=settings.hidden_layers, n_outs=dataset.n_classes,
+               corruption_levels=settings.corruption_levels, tied=settings.tied,
+               loss=settings.loss)
+
+
+def apply_mode(mode):
+    """Compile later graphs with PyTensor backend ``mode`` (None: keep the engine's choice).
+
+    Returns the one-line description ``sda.engine.use_mode`` gives, or None.
+    """
+    return None if mode is None else engine.use_mode(mode)
+
+
+# ----------------------------------------------------------------------- errors
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as one line a user reads, without the source location."""
+    print(f"warning: {message}", file=file or sys.stderr, flush=True)
 
 
 def exit_status(action):
-    """Run ``action()``; a user error becomes one line on stderr and status 2."""
+    """Run ``action()``; return the process exit status (0, 2 or 130).
+
+    A user error (``SdAError``, which includes ``DataError`` and
+    ``TrainingDiverged``) or an operating-system error (a full disk, a file
+    that cannot be written) becomes one line on stderr and status 2; Ctrl-C
+    becomes one line (its message says where to resume, if a run was
+    interrupted) and status 130. Warnings (e.g. a diverging cost) print as
+    one "warning: ..." line.
+    """
     try:
-        action()
-    except (DataError, ValueError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            action()
+    except KeyboardInterrupt as stop:
+        print(f"interrupted{': ' + str(stop) if str(stop) else ''}", file=sys.stderr)
+        return INTERRUPTED
+    except (SdAError, OSError) as error:  # anything else is a bug: its traceback stays
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
         return 2
     return 0

@@ -1,249 +1,517 @@
-"""``python -m sda.compare``: SGD, conjugate gradient and L-BFGS fine-tuning side by side.
+"""``python -m sda.compare``: SGD, conjugate gradient and L-BFGS fine-tuning, fairly.
 
-An SdA is pre-trained once and its weights saved; before each optimiser they
-are loaded again, so all start from the same point. Each optimiser may use
-the same number of passes over the training set (``--budget-passes``): an
-SGD epoch is one pass, and so is each evaluation of the cost and gradient
-over the whole training set by CG or L-BFGS. Validation is not counted in
-passes, but its time is in the wall times.
+An SdA is pre-trained once and its weights saved; every arm and every
+fine-tuning seed starts from them. The arms:
 
-Writes ``comparison.csv``, ``comparison.json`` (with every per-epoch or
-per-iteration record), ``comparison.md``, ``valid_error_vs_time.png``,
-``valid_error_vs_passes.png`` and the pre-trained ``pretrained.npz``.
+- ``sgd``: minibatches of ``--sgd-batch-size`` rows at ``--finetune-lr``;
+- ``sgd-momentum``: the same with ``--momentum``, its learning rate scaled by
+  ``1 - momentum`` so the step in a steady gradient stays the same;
+- ``cg-hs2006``: Hinton & Salakhutdinov's mini-batch CG: batches of
+  ``--finetune-batch-size`` (1,000), ``--line-searches`` (3) per batch,
+  restarted on each batch, the softmax layer alone for ``--warmup-epochs``;
+- ``cg-full``: CG on the whole training set, never restarted;
+- ``lbfgs-minibatch`` and ``lbfgs-full``: L-BFGS-B the same two ways (no warm-up).
+
+Cost is counted in *pass-equivalents*: rows pushed through forward and
+backward (line-search trial points included) over the training-set size.
+Every arm gets ``--budget-passes`` of them and is measured by one shared
+evaluator every ``--eval-every`` pass-equivalents (full training loss,
+validation error, test error at the best validation error). Every arm is
+shuffled by the fine-tuning seed, so ``--seeds`` gives a spread for each.
+
+Writes ``runs.csv`` (one row per arm and seed), ``summary.csv`` and
+``comparison.md`` (mean ± sd over seeds), ``comparison.json`` (settings and
+every evaluation record), plots of validation error and training loss
+against pass-equivalents and seconds, ``pretrained.npz`` and, with
+``--sensitivity-m``/``--sensitivity-k``, ``sensitivity.csv`` and
+``sensitivity.png``. ``--autoencoder`` adds the unrolled deep auto-encoder,
+fine-tuned by SGD and by mini-batch CG.
 """
 
 import argparse
 import csv
-import dataclasses
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
-from sda import BACKEND, SdA
-from sda.cli import exit_status
-from sda.config import preset
-from sda.data import DATASETS, load_dataset, shared_dataset
-from sda.optimize import DEFAULT_CHUNK_ROWS, METHODS, finetune_autoencoder, finetune_batch
-from sda.plots import plot_curves
+from sda import BACKEND
+from sda.cli import add_settings_flags, apply_mode, build_model, exit_status, load_data, settings_from_args
+from sda.config import MAX_SEED, PRESETS, SGD_BATCH_SIZE, RunConfig, SettingError, setting
+from sda.data import shared_dataset
+from sda.errors import check_finite
+from sda.gradual import data_entropy
+from sda.optimize import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CHUNK_ROWS,
+    DeepAutoencoder,
+    Evaluator,
+    autoencoder_measure,
+    classifier_measures,
+    finetune_autoencoder_minibatch,
+    finetune_minibatch,
+)
+from sda.plots import _two_and_five
 from sda.rundir import RunDir, load_params, save_params
-from sda.SdA import n_batches
-from sda.train import EarlyStopping, finetune_sgd, pretrain
+from sda.sgd import sgd_updates
+from sda.train import pretrain
 
-OPTIMISERS = ("sgd", *METHODS)
-LABELS = {"sgd": "SGD", "cg": "CG", "lbfgs": "L-BFGS"}
-# RunConfig fields of `python -m sda.run` that this command replaces or ignores
-UNUSED_RUN_SETTINGS = ("finetune_epochs", "patience", "patience_increase", "improvement_threshold",
-                         "out", "name", "preset", "progress")
-COLUMNS = ["method", "best_valid_error", "test_error", "seconds", "passes", "iterations",
-           "fun_evals", "grad_evals", "stop_reason"]
+ARMS = ("sgd", "sgd-momentum", "cg-hs2006", "cg-full", "lbfgs-minibatch", "lbfgs-full")
+# Full-batch CG and L-BFGS run on as one optimisation: iterations per "batch" beyond any budget.
+FULL_BATCH_ITERATIONS = 100_000
+
+
+@dataclass
+class CompareSettings(RunConfig):
+    """The model and its pre-training (a run's settings) plus the comparison's own.
+
+    Fields of ``RunConfig`` that only ``sda.run`` uses (patience, checkpoints,
+    ...) keep their defaults and have no flag here.
+    """
+
+    seed: int = setting(89677, f"seed of the model's weights and its pre-training, 0 to {MAX_SEED} "
+                               "(the arms shuffle by --seeds)")
+    pretrained: str | None = setting(
+        None, "skip pre-training: start from these saved weights, e.g. the pretrained.npz of an "
+              "earlier comparison with the same layers", default_text="pre-train", metavar="PATH")
+    arms: tuple[str, ...] = setting(ARMS, "which optimisers to run", metavar="ARM")
+    seeds: tuple[int, ...] = setting((1, 2, 3), "fine-tuning seeds (shuffling); each arm runs once "
+                                                "per seed", metavar="SEED")
+    budget_passes: float = setting(20.0, "pass-equivalents each arm may spend (rows through "
+                                         "forward+backward / training rows)")
+    eval_every: float = setting(0.5, "pass-equivalents between measurements")
+    thresholds: tuple[float, ...] = setting((2.0, 1.6), "validation errors (%) whose cost to reach "
+                                                        "is reported", metavar="PERCENT")
+    sgd_batch_size: int = setting(SGD_BATCH_SIZE, "minibatch size of the sgd arms")
+    finetune_lr: float = setting(2.0, "learning rate of the sgd arms")
+    momentum: float = setting(0.9, "momentum of the sgd-momentum arm, in (0, 1); its learning rate "
+                                   "is scaled by 1 - momentum")
+    weight_decay: float = setting(0.0, "L2 penalty on the weight matrices, the same objective for "
+                                       "every arm")
+    finetune_batch_size: int = setting(DEFAULT_BATCH_SIZE, "rows per batch m of the mini-batch CG "
+                                                           "and L-BFGS arms")
+    line_searches: int = setting(3, "line searches (iterations) k per batch of the mini-batch arms")
+    warmup_epochs: int = setting(1, "cg-hs2006: first epochs that train the softmax layer alone")
+    sensitivity_m: tuple[int, ...] | None = setting(
+        None, "also run mini-batch CG (first seed) for each of these batch sizes ...",
+        default_text="no sensitivity runs", metavar="M")
+    sensitivity_k: tuple[int, ...] | None = setting(
+        None, "... and each of these line-search counts", default_text="--line-searches",
+        metavar="K")
+    autoencoder: bool = setting(False, "also fine-tune the unrolled deep auto-encoder by SGD and by "
+                                       "mini-batch CG")
+    ae_lr: float = setting(0.01, "learning rate of the auto-encoder's SGD arm")
+    chunk_rows: int = setting(DEFAULT_CHUNK_ROWS, "rows per compiled call of CG/L-BFGS and the "
+                                                  "evaluator (speed and memory only)")
+    out: str | None = setting(None, "output folder; refused if it already holds files, so an "
+                                    "earlier result is never overwritten",
+                              default_text="a new folder runs/DATE-TIME-compare")
+
+    def check(self):
+        super().check()
+        for name in ["eval_every", "ae_lr"]:
+            if not getattr(self, name) > 0:
+                raise SettingError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+        for name in ["sgd_batch_size", "chunk_rows", "sensitivity_m", "sensitivity_k"]:
+            value = getattr(self, name)
+            if value is not None and min(value if isinstance(value, tuple) else [value]) < 1:
+                raise SettingError(f"{name} must be 1 or more, got {value!r}")
+        if not self.momentum > 0:
+            raise SettingError(f"momentum must be more than 0 for the sgd-momentum arm, got "
+                               f"{self.momentum!r}; the sgd arm is the one without")
+        if not self.arms or not set(self.arms) <= set(ARMS):
+            raise SettingError(f"arms must be some of {', '.join(ARMS)}; got {list(self.arms)}")
+        if not self.seeds or not all(0 <= seed <= MAX_SEED for seed in self.seeds):
+            raise SettingError(f"seeds must be one or more numbers from 0 to {MAX_SEED}, got "
+                               f"{list(self.seeds)}")
+        for name in ["arms", "seeds"]:
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise SettingError(f"{name} {' '.join(map(str, values))}: give each one once")
+        if self.pretrained is not None and not Path(self.pretrained).is_file():
+            raise SettingError(f"pretrained {self.pretrained}: no such file; pass the pretrained.npz "
+                               "of an earlier comparison, or leave --pretrained out to pre-train")
+        return self
+
+
+# the values behind the flags' defaults: the default preset, with the comparison's own defaults
+DEFAULTS = {**PRESETS["default"], "preset": "default", "progress": False}
+FLAGS = ["dataset", "data", "n_train", "n_valid", "n_test", "mode", "hidden_layers",
+         "corruption_levels", "pretrain_epochs", "pretrain_lr", "seed", "pretrained", "arms", "seeds",
+         "budget_passes", "eval_every", "thresholds", "sgd_batch_size", "finetune_lr", "momentum",
+         "weight_decay", "finetune_batch_size", "line_searches", "warmup_epochs", "sensitivity_m",
+         "sensitivity_k", "autoencoder", "ae_lr", "chunk_rows", "out"]
+# what comparison.json records about the pre-trained model
+MODEL_SETTINGS = ["hidden_layers", "corruption_levels", "tied", "loss", "pretrain_epochs", "pretrain_lr",
+                  "pretrain_batch_size", "cached"]
 
 
 def build_parser():
-    defaults = preset("default")
-    parser = argparse.ArgumentParser(
-        prog="python -m sda.compare", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add = parser.add_argument
-    add("--dataset", choices=DATASETS, default=defaults.dataset, help="which data set")
-    add("--data", help="a data file or the folder holding it (default: $SDA_DATA, then the cache)")
-    add("--n-train", type=int, help="use only the first N training rows")
-    add("--n-valid", type=int, help="use only the first N validation rows")
-    add("--n-test", type=int, help="use only the first N test rows")
-    add("--hidden-layers", type=int, nargs="+", default=list(defaults.hidden_layers),
-        help="hidden layer sizes, bottom first")
-    add("--corruption-levels", type=float, nargs="+",
-        help="masking noise of each layer's dA (default: the preset's first levels)")
-    add("--pretrain-epochs", type=int, default=defaults.pretrain_epochs,
-        help="pre-training passes per layer")
-    add("--finetune-lr", type=float, default=defaults.finetune_lr, help="SGD learning rate")
-    add("--seed", type=int, default=defaults.seed, help="seed of every random draw")
-    add("--pretrained", help="skip pre-training: start from these saved weights, e.g. the "
-                             "pretrained.npz of an earlier comparison with the same layers")
-    add("--budget-passes", type=int, default=30,
-        help="passes over the training set each optimiser may use")
-    add("--patience", type=int,
-        help="CG/L-BFGS: also stop after this many iterations without a better validation "
-             "error (default: spend the whole budget)")
-    add("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS,
-        help="rows per compiled call of CG/L-BFGS and their scorers (speed and memory only)")
-    add("--methods", nargs="+", choices=OPTIMISERS, default=list(OPTIMISERS),
-        help="which optimisers to run")
-    add("--autoencoder", action="store_true",
-        help="also fine-tune the unrolled deep auto-encoder with CG and report its "
-             "validation reconstruction error before and after")
-    add("--out", help="output folder (default: runs/compare-DATE-TIME)")
+    parser = argparse.ArgumentParser(prog="python -m sda.compare",
+                                     description=__doc__.split("\n\n")[0])
+    add_settings_flags(parser, CompareSettings, {"default": DEFAULTS}, FLAGS)
     return parser
 
 
-def check_args(args):
-    """The run's ``RunConfig``; ValueError naming the flag for nonsense values."""
-    for flag in ("budget_passes", "patience", "chunk_rows"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
-    if args.pretrained and not Path(args.pretrained).is_file():
-        raise ValueError(f"--pretrained {args.pretrained}: no such file; pass the pretrained.npz "
-                         "of an earlier comparison, or leave the flag out to pre-train")
-    layers = tuple(args.hidden_layers)
-    levels = preset("default").corruption_levels[: len(layers)]
-    return preset(
-        "default", dataset=args.dataset, data=args.data, n_train=args.n_train,
-        n_valid=args.n_valid, n_test=args.n_test, hidden_layers=layers,
-        corruption_levels=tuple(args.corruption_levels or levels),
-        pretrain_epochs=args.pretrain_epochs, finetune_lr=args.finetune_lr, seed=args.seed,
-    ).check()
+def print_record(label, percent=True):
+    def report(record):
+        valid = record["valid_error"]
+        valid = f"{100 * valid:6.2f}%" if percent else f"{valid:8.3f}"
+        print(f"{label:24s} passes {record['passes']:6.2f}  updates {record['updates']:7d}  "
+              f"train loss {record['train_loss']:.4f}  valid {valid}  {record['seconds']:7.1f}s",
+              flush=True)
+    return report
 
 
-def print_record(label, record, count, percent=True):
-    valid = f"{100 * record['valid_error']:6.2f}%" if percent else f"{record['valid_error']:.3f}"
-    print(f"{label:7s} {count:5d}  passes {record['passes']:6.1f}  cost {record['cost']:.4f}  "
-          f"valid {valid}  {record['seconds']:8.1f}s", flush=True)
+# ------------------------------------------------------------------------ SGD
+def sgd_run(cost, params, inputs, data, evaluator, batch_size, learning_rate, budget_passes, seed,
+            momentum=0.0, weight_decay=0.0, phase="SGD fine-tuning"):
+    """SGD on minibatches of rows shuffled every epoch by ``seed``, until
+    ``budget_passes`` pass-equivalents; ``evaluator`` measures it at its points.
+    Returns ``(passes, updates, seconds)``; the best parameters are left in the model."""
+    rows = pt.lvector("rows")
+    updates, _ = sgd_updates(cost, params, np.float32(learning_rate), momentum, weight_decay)
+    step = pytensor.function([rows], cost, updates=updates, name="sgd_step",
+                             givens={v: d[rows] for v, d in zip(inputs, data)})
+    n_rows = data[0].get_value(borrow=True).shape[0]
+    rng = np.random.default_rng(seed)
+    examples = count = epoch = 0
+    started = time.perf_counter()
+
+    def measure():
+        seconds = time.perf_counter() - started - evaluator.state["seconds"]
+        evaluator(examples / n_rows, data_epoch=epoch, updates=count, seconds=seconds)
+
+    measure()
+    while examples < budget_passes * n_rows:
+        order, epoch = rng.permutation(n_rows), epoch + 1
+        for start in range(0, n_rows, batch_size):
+            batch = order[start : start + batch_size]
+            check_finite(step(batch), phase, epoch=epoch, step=count + 1)
+            examples, count = examples + batch.size, count + 1
+            if evaluator.due(examples / n_rows):
+                measure()
+            if examples >= budget_passes * n_rows:
+                break
+    if evaluator.state["history"][-1]["passes"] != examples / n_rows:
+        measure()
+    seconds = time.perf_counter() - started - evaluator.state["seconds"]
+    evaluator.restore_best()
+    return examples / n_rows, count, seconds
 
 
-def run_sgd(model, shared, config, budget):
-    """SGD for ``budget`` epochs (early stopping cannot end it sooner)."""
-    count = n_batches(shared[0][1].get_value(borrow=True).shape[0], config.finetune_batch_size)
-    train_fn, valid_score, test_score = model.build_finetune_functions(
-        shared, config.finetune_batch_size, config.finetune_lr, config.eval_batch_size,
-        config.momentum, config.weight_decay)
-    history = []
+# ----------------------------------------------------------------------- arms
+def arm_settings(arm, settings, n_train):
+    """``finetune_minibatch`` keywords of a CG / L-BFGS arm."""
+    minibatch = dict(batch_size=settings.finetune_batch_size, line_searches=settings.line_searches)
+    full = dict(batch_size=n_train, line_searches=FULL_BATCH_ITERATIONS)
+    return {
+        "cg-hs2006": dict(method="cg", warmup_epochs=settings.warmup_epochs, **minibatch),
+        "cg-full": dict(method="cg", **full),
+        "lbfgs-minibatch": dict(method="lbfgs", **minibatch),
+        "lbfgs-full": dict(method="lbfgs", **full),
+    }[arm]
 
-    def on_epoch(record):
-        record["passes"] = record["epoch"]
-        history.append(record)
-        print_record("SGD", record, record["epoch"])
 
-    result = finetune_sgd(model, train_fn, valid_score, test_score, count, max_epochs=budget,
-                          stopping=EarlyStopping(patience=budget * count), on_epoch=on_epoch)
-    row = dict(method="sgd", best_valid_error=result.best_valid_error, test_error=result.test_error,
-               seconds=history[-1]["seconds"], passes=result.iterations / count,
-               iterations=result.iterations, stop_reason="budget")
+def run_arm(arm, seed, model, shared, settings, label):
+    """One arm from the model's current (pre-trained) weights; a result row and the records."""
+    report = print_record(label)
+    if arm.startswith("sgd"):
+        measure, test = classifier_measures(model, shared, settings.chunk_rows, settings.weight_decay)
+        momentum = settings.momentum if arm == "sgd-momentum" else 0.0
+        evaluator = Evaluator(measure, model.params, settings.eval_every, test, report)
+        passes, updates, seconds = sgd_run(
+            model.finetune_cost, model.params, [model.x, model.y], list(shared[0]), evaluator,
+            settings.sgd_batch_size, settings.finetune_lr * (1 - momentum), settings.budget_passes, seed,
+            momentum, settings.weight_decay)
+        state, stop = evaluator.state, "budget"
+    else:
+        n_train = shared[0][1].get_value(borrow=True).shape[0]
+        result = finetune_minibatch(
+            model, shared, **arm_settings(arm, settings, n_train), budget_passes=settings.budget_passes,
+            weight_decay=settings.weight_decay, seed=seed, eval_every=settings.eval_every,
+            chunk_rows=settings.chunk_rows, on_evaluation=report)
+        passes, updates, seconds, stop = (result.passes, result.updates, result.seconds,
+                                          result.stop_reason)
+        state = {"history": result.history, "best_valid_error": result.best_valid_error,
+                 "test_error": result.test_error}
+    history = state["history"]
+    row = dict(arm=arm, seed=seed, best_valid_error=state["best_valid_error"],
+               test_error=state["test_error"], final_train_loss=history[-1]["train_loss"],
+               passes=passes, updates=updates, seconds=seconds, stop_reason=stop)
+    for threshold in settings.thresholds:
+        reached = next((r for r in history if 100 * r["valid_error"] <= threshold), None)
+        row[f"passes_to_{threshold:g}%"] = reached["passes"] if reached else None
+        row[f"seconds_to_{threshold:g}%"] = reached["seconds"] if reached else None
     return row, history
 
 
-def run_batch(model, shared, method, budget, args):
-    """CG or L-BFGS until the pass budget (or ``--patience``) runs out."""
-    result = finetune_batch(
-        model, shared, method, max_iterations=budget, max_passes=budget, patience=args.patience,
-        chunk_rows=args.chunk_rows,
-        on_iteration=lambda record: print_record(LABELS[method], record, record["iteration"]),
-    )
-    row = {name: getattr(result, name) for name in COLUMNS}
-    return row, result.history
+def summarise(rows, arms):
+    """Per arm: mean and sd over seeds of each number (thresholds over the seeds that got there)."""
+    summary = []
+    for arm in arms:
+        mine = [r for r in rows if r["arm"] == arm]
+        entry = {"arm": arm, "seeds": len(mine)}
+        for key in mine[0]:
+            if key in ("arm", "seed", "stop_reason"):
+                continue
+            values = [r[key] for r in mine if r[key] is not None]
+            entry[key] = (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1
+                          else 0.0, len(values)) if values else (None, None, 0)
+        summary.append(entry)
+    return summary
 
 
-def run_autoencoder(model, shared, budget, args):
-    result = finetune_autoencoder(
-        model, shared[0][0], shared[1][0], "cg", max_iterations=budget, max_passes=budget,
-        patience=args.patience, chunk_rows=args.chunk_rows,
-        on_iteration=lambda record: print_record("AE-CG", record, record["iteration"], False),
-    )
-    return {name: value for name, value in dataclasses.asdict(result).items() if name != "history"}
+def _format(value, percent=False, digits=2):
+    mean, sd, count = value
+    if mean is None:
+        return "not reached"
+    scale = 100 if percent else 1
+    return f"{scale * mean:.{digits}f} ± {scale * sd:.{digits}f}"
 
 
-def markdown_table(rows):
-    lines = ["| optimiser | best valid error | test error | wall time | passes | iterations "
-             "| f / grad evals | stopped by |", "|" + " --- |" * 8]
-    for row in rows:
-        evals = "" if row.get("fun_evals") is None else f"{row['fun_evals']} / {row['grad_evals']}"
-        lines.append(
-            f"| {LABELS[row['method']]} | {100 * row['best_valid_error']:.2f} % "
-            f"| {100 * row['test_error']:.2f} % | {row['seconds']:.1f} s | {row['passes']:g} "
-            f"| {row['iterations']} | {evals} | {row['stop_reason']} |")
+def markdown_table(summary, thresholds):
+    header = ["arm", "best valid error (%)", "test error at best valid (%)", "final train loss",
+              "passes", "updates", "optimiser seconds"]
+    for t in thresholds:
+        header += [f"passes to {t:g} %", f"seconds to {t:g} %"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for entry in summary:
+        cells = [entry["arm"], _format(entry["best_valid_error"], True),
+                 _format(entry["test_error"], True), _format(entry["final_train_loss"], digits=4),
+                 _format(entry["passes"], digits=1), _format(entry["updates"], digits=0),
+                 _format(entry["seconds"], digits=1)]
+        for t in thresholds:
+            for kind in ("passes", "seconds"):
+                value = entry[f"{kind}_to_{t:g}%"]
+                reached = f" ({value[2]}/{entry['seeds']})" if value[2] < entry["seeds"] else ""
+                cells.append(_format(value, digits=1) + (reached if value[0] is not None else ""))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def write_outputs(out, settings, rows, histories, autoencoder):
-    with open(out.path / "comparison.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+# ---------------------------------------------------------------------- plots
+def plot_bands(histories, x_key, y_key, path, xlabel, ylabel, log_x=False, scale=1.0):
+    """One line per arm (the mean over seeds) with a band of ± one sd; each
+    seed's curve is interpolated onto the first seed's measurement points."""
+    figure = Figure(figsize=(6.4, 4.4), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    for arm, runs in histories.items():
+        xs = np.array([r[x_key] for r in runs[0]])
+        if log_x:
+            xs = xs[xs > 0]
+        curves = np.array([np.interp(xs, [r[x_key] for r in run], [scale * r[y_key] for r in run])
+                           for run in runs])
+        mean, sd = curves.mean(axis=0), curves.std(axis=0)
+        axes.plot(xs, mean, label=arm)
+        axes.fill_between(xs, mean - sd, mean + sd, alpha=0.25)
+    if log_x:
+        axes.set_xscale("log")
+    axes.set_yscale("log")
+    # plain numbers (2, 5, 10) read better than powers of ten, as in sda.plots
+    for axis in [axes.yaxis, axes.xaxis] if log_x else [axes.yaxis]:
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(FuncFormatter(_two_and_five))
+    axes.set(xlabel=xlabel, ylabel=ylabel)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.savefig(path, dpi=120)
+
+
+def plot_sensitivity(rows, path):
+    """Final training loss and best validation error against m, one line per k."""
+    figure = Figure(figsize=(9, 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    loss_axes, error_axes = figure.subplots(1, 2)
+    for k in sorted({r["k"] for r in rows}):
+        mine = sorted((r for r in rows if r["k"] == k), key=lambda r: r["m"])
+        ms = [r["m"] for r in mine]
+        loss_axes.plot(ms, [r["final_train_loss"] for r in mine], marker="o", label=f"k = {k}")
+        error_axes.plot(ms, [100 * r["best_valid_error"] for r in mine], marker="o", label=f"k = {k}")
+    for axes, ylabel in [(loss_axes, "training loss at the budget"),
+                         (error_axes, "best validation error (%)")]:
+        axes.set_xscale("log")
+        axes.set(xlabel="batch size m", ylabel=ylabel)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize="small")
+    figure.savefig(path, dpi=120)
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    out.write_json("comparison.json", {"settings": settings, "results": rows,
-                                       "histories": histories, "autoencoder": autoencoder})
-    sizes = settings["rows"]
-    start = settings["pretrained"] or f"{settings['pretrain_epochs']} epochs per layer"
-    text = [
-        "# Fine-tuning comparison", "",
-        f"Command: `{settings['command']}`  ",
-        f"Data: {settings['dataset']}, train/valid/test = {sizes[0]}/{sizes[1]}/{sizes[2]}; "
-        f"hidden layers {', '.join(map(str, settings['hidden_layers']))}; "
-        f"pre-training: {start}; "
-        f"budget: {settings['budget_passes']} passes over the training set.  ",
-        f"Backend: {settings['backend']}", "", markdown_table(rows), "",
-        "Passes: an SGD epoch, or one cost-and-gradient evaluation over the whole training "
-        "set. Validation is not counted in passes but is included in the wall time.",
-    ]
-    if autoencoder:
-        text += ["", "## Deep auto-encoder (CG)", "",
-                 f"Validation reconstruction error (mean cross-entropy per example): "
-                 f"{autoencoder['valid_error_before']:.3f} before, "
-                 f"{autoencoder['valid_error_after']:.3f} after {autoencoder['iterations']} "
-                 f"iterations ({autoencoder['passes']} passes, {autoencoder['seconds']:.1f} s)."]
-    (out.path / "comparison.md").write_text("\n".join(text) + "\n")
-    for x_key, x_label, filename in [("seconds", "wall time (s)", "valid_error_vs_time.png"),
-                                     ("passes", "passes over the training set",
-                                      "valid_error_vs_passes.png")]:
-        curves = {LABELS[method]: ([r[x_key] for r in history],
-                                   [100 * r["valid_error"] for r in history])
-                  for method, history in histories.items()}
-        plot_curves(curves, out.path / filename, x_label, "validation error (%)",
-                    title="Fine-tuning from the same pre-trained weights", log_y=True)
 
 
-def compare(args, command):
-    config = check_args(args)
-    dataset = load_dataset(config.dataset, config.data).subset(config.n_train, config.n_valid,
-                                                              config.n_test)
-    out = RunDir(args.out or Path("runs") / RunDir.default_name("compare"))
+# ------------------------------------------------------------- auto-encoder
+def run_autoencoder(model, shared, pretrained, settings):
+    """The unrolled deep auto-encoder, by SGD and by mini-batch CG (first seed):
+    validation reconstruction as excess cross-entropy over the data's own
+    entropy and as squared error, both per image."""
+    train_x, valid_x = shared[0][0], shared[1][0]
+    autoencoder = DeepAutoencoder(model)
+    cross_entropy = autoencoder.error_function(valid_x, settings.chunk_rows)
+    squared = autoencoder.error_function(valid_x, settings.chunk_rows, squared=True)
+    entropy = data_entropy(valid_x.get_value(borrow=True))
+
+    def reconstruction():
+        return {"excess_cross_entropy": cross_entropy() - entropy, "squared_error": squared()}
+
+    results = {"data_entropy": entropy, "pretrained": reconstruction()}
+    seed = settings.seeds[0]
+    batch_size = min(settings.finetune_batch_size, train_x.get_value(borrow=True).shape[0])
+    for arm in ("sgd", "cg"):
+        load_params(model, pretrained)
+        report = print_record(f"auto-encoder {arm}", percent=False)
+        if arm == "sgd":
+            evaluator = Evaluator(autoencoder_measure(autoencoder, train_x, valid_x, settings.chunk_rows),
+                                  autoencoder.params, settings.eval_every, on_record=report)
+            passes, _, seconds = sgd_run(autoencoder.cost, autoencoder.params, [autoencoder.x],
+                                         [train_x], evaluator, settings.sgd_batch_size, settings.ae_lr,
+                                         settings.budget_passes, seed, phase="auto-encoder SGD")
+        else:
+            result = finetune_autoencoder_minibatch(
+                model, train_x, valid_x, "cg", batch_size, settings.line_searches, settings.budget_passes,
+                seed=seed, eval_every=settings.eval_every, chunk_rows=settings.chunk_rows,
+                on_evaluation=report)
+            passes, seconds = result.passes, result.seconds
+        results[arm] = {**reconstruction(), "passes": passes, "seconds": seconds}
+    return results
+
+
+def autoencoder_text(results):
+    lines = ["## Deep auto-encoder", "",
+             f"Validation images; their own entropy is {results['data_entropy']:.1f} nats per image.",
+             "", "| | excess cross-entropy (nats/image) | squared error per image | passes | seconds |",
+             "| --- | --- | --- | --- | --- |",
+             "| pre-trained | {excess_cross_entropy:.2f} | {squared_error:.2f} | 0 | 0 |".format(
+                 **results["pretrained"])]
+    for arm, label in [("sgd", "SGD"), ("cg", "mini-batch CG")]:
+        lines.append("| {label} | {excess_cross_entropy:.2f} | {squared_error:.2f} | {passes:.1f} "
+                     "| {seconds:.1f} |".format(label=label, **results[arm]))
+    return lines
+
+
+# -------------------------------------------------------------------- command
+def compare(settings, command):
+    """Pre-train once, run every arm and seed, write the outputs; returns the summary.
+
+    The data, the model and ``--pretrained`` are checked before the output
+    folder (``settings.out``, or a dated one under runs/) is made, so a bad
+    setting leaves nothing behind.
+    """
+    apply_mode(settings.mode)
+    dataset = load_data(settings)
+    n_train = len(dataset.train.y)
+    if settings.finetune_batch_size > n_train:
+        raise SettingError(f"finetune_batch_size {settings.finetune_batch_size} is larger than the "
+                           f"{n_train} training rows: use at most {n_train}")
+    model = build_model(settings, dataset)
+    if settings.pretrained:
+        load_params(model, settings.pretrained)  # weights that do not fit the model are refused here
+    with RunDir.claim(settings.out, "compare") as out:  # refuses a folder holding earlier results
+        try:
+            return _compare(settings, command, dataset, model, out)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"partial results are in {out.path}") from None
+
+
+def _compare(settings, command, dataset, model, out):
     shared = [shared_dataset(s) for s in (dataset.train, dataset.valid, dataset.test)]
-    rows_per_split = [len(s.y) for s in (dataset.train, dataset.valid, dataset.test)]
-    print(f"sda: {BACKEND}\ndata: {dataset.name}, train/valid/test = "
-          f"{'/'.join(map(str, rows_per_split))}\noutput folder: {out.path}", flush=True)
-
-    model = SdA(np.random.RandomState(config.seed), n_ins=dataset.n_features,
-                hidden_layers_sizes=config.hidden_layers, n_outs=dataset.n_classes,
-                corruption_levels=config.corruption_levels, tied=config.tied, loss=config.loss)
-    if args.pretrained:
-        load_params(model, args.pretrained)
-    else:
-        start = time.perf_counter()
-        pretrain(model, shared[0][0], config.pretrain_batch_size, config.pretrain_epochs,
-                 config.pretrain_lr, cached=config.cached, momentum=config.momentum,
-                 weight_decay=config.weight_decay)
-        print(f"pre-training took {time.perf_counter() - start:.1f}s", flush=True)
+    sizes = [len(s.y) for s in (dataset.train, dataset.valid, dataset.test)]
+    print(f"sda: {BACKEND}\ndata: {dataset.name}, train/valid/test = {'/'.join(map(str, sizes))}\n"
+          f"output folder: {out.path}", flush=True)
+    started = time.perf_counter()
+    if not settings.pretrained:
+        pretrain(model, shared[0][0], settings.pretrain_batch_size, settings.pretrain_epochs,
+                 settings.pretrain_lr, cached=settings.cached)
+        print(f"pre-training took {time.perf_counter() - started:.1f}s", flush=True)
     pretrained = out.path / "pretrained.npz"
     save_params(model, pretrained)
 
     rows, histories = [], {}
-    for method in args.methods:
-        load_params(model, pretrained)
-        if method == "sgd":
-            row, history = run_sgd(model, shared, config, args.budget_passes)
-        else:
-            row, history = run_batch(model, shared, method, args.budget_passes, args)
-        rows.append(row)
-        histories[method] = history
-    autoencoder = None
-    if args.autoencoder:
-        load_params(model, pretrained)
-        autoencoder = run_autoencoder(model, shared, args.budget_passes, args)
+    for arm in settings.arms:
+        for seed in settings.seeds:
+            load_params(model, pretrained)
+            row, history = run_arm(arm, seed, model, shared, settings, f"{arm} seed {seed}")
+            rows.append(row)
+            histories.setdefault(arm, []).append(history)
+    summary = summarise(rows, settings.arms)
 
-    settings = {name: value for name, value in dataclasses.asdict(config).items()
-                if name not in UNUSED_RUN_SETTINGS}
-    settings.update(vars(args), out=str(out.path), rows=rows_per_split, backend=BACKEND,
-                    command=command)
-    write_outputs(out, settings, rows, histories, autoencoder)
-    print(markdown_table(rows), f"\nfiles in {out.path}", sep="\n")
-    return rows
+    sensitivity = []
+    grid = settings.sensitivity_m or settings.sensitivity_k
+    for m in (settings.sensitivity_m or [settings.finetune_batch_size]) if grid else []:
+        for k in settings.sensitivity_k or [settings.line_searches]:
+            load_params(model, pretrained)
+            result = finetune_minibatch(
+                model, shared, "cg", batch_size=min(m, sizes[0]), line_searches=k,
+                budget_passes=settings.budget_passes, weight_decay=settings.weight_decay,
+                seed=settings.seeds[0], eval_every=settings.eval_every, chunk_rows=settings.chunk_rows,
+                on_evaluation=print_record(f"cg m={m} k={k}"))
+            sensitivity.append(dict(m=m, k=k, best_valid_error=result.best_valid_error,
+                                    test_error=result.test_error,
+                                    final_train_loss=result.history[-1]["train_loss"],
+                                    passes=result.passes, updates=result.updates,
+                                    seconds=result.seconds))
+    autoencoder = run_autoencoder(model, shared, pretrained, settings) if settings.autoencoder else None
+    total_seconds = time.perf_counter() - started
+
+    values = settings.to_dict()
+    recorded = {**{name: values[name] for name in FLAGS}, "rows": sizes, "backend": BACKEND,
+                "command": command, "model": {name: values[name] for name in MODEL_SETTINGS}}
+    out.write_json("comparison.json", {"settings": recorded, "runs": rows, "summary": summary,
+                                       "histories": histories, "sensitivity": sensitivity,
+                                       "autoencoder": autoencoder, "total_seconds": total_seconds})
+    write_csv(out.path / "runs.csv", rows)
+    write_csv(out.path / "summary.csv",
+              [{k: v if not isinstance(v, tuple) else _format(v, digits=6) for k, v in entry.items()}
+               for entry in summary])
+    start = settings.pretrained or f"{settings.pretrain_epochs} epochs per layer"
+    text = ["# Fine-tuning comparison", "", f"Command: `{command}`  ",
+            f"Data: {dataset.name}, train/valid/test = {'/'.join(map(str, sizes))}; hidden layers "
+            f"{', '.join(map(str, settings.hidden_layers))}; pre-training: {start}; budget "
+            f"{settings.budget_passes:g} pass-equivalents per arm; seeds {list(settings.seeds)}; total "
+            f"{total_seconds / 60:.1f} min.  ", f"Backend: {BACKEND}", "",
+            markdown_table(summary, settings.thresholds), "",
+            "Mean ± sd over seeds. Pass-equivalents: rows pushed through forward and backward, "
+            "line-search trial points included, over the training rows. Seconds: the optimiser's "
+            "wall time, the evaluator's excluded. Thresholds: over the seeds that reached them "
+            "(how many, when not all). The full-batch arms see every row at every evaluation, so "
+            "their seed changes only the order of summation."]
+    if sensitivity:
+        write_csv(out.path / "sensitivity.csv", sensitivity)
+        plot_sensitivity(sensitivity, out.path / "sensitivity.png")
+        text += ["", "## Mini-batch CG: sensitivity to m and k (first seed)", "",
+                 "| m | k | best valid error (%) | final train loss | updates |", "|" + " --- |" * 5]
+        text += [f"| {r['m']} | {r['k']} | {100 * r['best_valid_error']:.2f} | "
+                 f"{r['final_train_loss']:.4f} | {r['updates']} |" for r in sensitivity]
+    if autoencoder:
+        text += [""] + autoencoder_text(autoencoder)
+    (out.path / "comparison.md").write_text("\n".join(text) + "\n")
+    for y_key, ylabel, scale, name in [("valid_error", "validation error (%)", 100, "valid_error"),
+                                       ("train_loss", "training loss", 1, "train_loss")]:
+        plot_bands(histories, "passes", y_key, out.path / f"{name}_vs_passes.png",
+                   "pass-equivalents", ylabel, log_x=True, scale=scale)
+        plot_bands(histories, "seconds", y_key, out.path / f"{name}_vs_seconds.png",
+                   "optimiser seconds", ylabel, scale=scale)
+    print(markdown_table(summary, settings.thresholds), f"\nfiles in {out.path}", sep="\n")
+    return summary
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["python -m sda.compare", *argv])
-    return exit_status(lambda: compare(build_parser().parse_args(argv), command))
+    args = build_parser().parse_args(argv)
+    return exit_status(lambda: compare(settings_from_args(args, CompareSettings, DEFAULTS), command))
 
 
 if __name__ == "__main__":

@@ -1,117 +1,142 @@
-"""One run's settings: a dataclass, its presets, and its checks."""
+"""One run's settings: dataclasses whose fields carry their own help, the presets, and the checks.
+
+Every command builds its flags from these fields (see ``sda.cli``), so a
+setting's name, type, help and allowed values are written once, here.
+``check()`` refuses every value that makes no sense before anything is
+loaded, built or written.
+"""
 
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
+import os
+import types
+import typing
+from dataclasses import dataclass, field
 
+from sda import engine
 from sda.dA import LOSSES
+from sda.data import DATASETS
+from sda.errors import SettingError
+from sda.optimize import DEFAULT_BATCH_SIZE
 
 FINETUNERS = ("sgd", "cg", "lbfgs")
+MODES = tuple(engine.MODES)  # use_mode's names
+PATIENCE_UNITS = ("iterations", "epochs")
+SGD_BATCH_SIZE = 20  # the default preset's SGD minibatch; see PRESETS
+MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1]
 
 
-@dataclass
-class RunConfig:
-    """Every hyper-parameter of ``python -m sda.run``; saved as ``config.json``."""
+def setting(default, help, **extra):
+    """A dataclass field with its command-line help stored on it.
 
-    # data
-    dataset: str = "mnist"
-    data: str | None = None  # a file or folder; default: $SDA_DATA, then the cache
-    n_train: int | None = None  # use only the first rows of each split
-    n_valid: int | None = None
-    n_test: int | None = None
-    # architecture
-    hidden_layers: tuple = (1000, 1000, 1000)
-    corruption_levels: tuple = (0.1, 0.2, 0.3)
-    tied: bool = True
-    loss: str = "cross_entropy"
-    # SGD extras for both phases (the gradual-training paper uses both)
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    # pre-training
-    pretrain_epochs: int = 15
-    pretrain_lr: float = 0.02
-    pretrain_batch_size: int = 20
-    cached: bool = True  # train layer k on the stored output of layers below
-    # fine-tuning
-    finetune: str = "sgd"  # or "cg" / "lbfgs": batch optimisers over one flat vector
-    finetune_lr: float = 2.0
-    finetune_batch_size: int = 20
-    finetune_epochs: int = 1000  # the most; early stopping usually ends sooner
-    patience: int = 10_000  # minibatch iterations
-    patience_increase: float = 2.0
-    improvement_threshold: float = 0.995
-    batch_patience: int = 20  # cg/lbfgs: stop after this many iterations without improvement
-    eval_batch_size: int = 1000  # rows per validation/test call; does not change the result
-    # bookkeeping
-    seed: int = 89677
-    checkpoint_every: int = 5000  # minibatch steps between checkpoints (0: phase ends only)
-    log_every: int = 100  # keep every N-th minibatch cost in steps.csv (0: none)
-    out: str = "runs"
-    name: str | None = None  # the run folder's name; default: time and preset
-    preset: str = "default"
-    progress: bool = True
+    ``extra`` may hold ``choices``, ``metavar`` and ``default_text`` (how the
+    help should describe a default of None, e.g. "all rows").
+    """
+    return field(default=default, metadata={"help": help, **extra})
 
-    def check(self):
-        """Raise ``ValueError`` naming the first setting that makes no sense."""
-        positive_ints = ["pretrain_batch_size", "finetune_batch_size", "finetune_epochs",
-                         "patience", "eval_batch_size"]
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ["checkpoint_every", "log_every"]:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be 0 or more steps, got {value!r}")
-        if not isinstance(self.pretrain_epochs, int) or self.pretrain_epochs < 0:
-            raise ValueError(f"pretrain_epochs must be 0 or more, got {self.pretrain_epochs!r}")
-        for name in ["n_train", "n_valid", "n_test"]:
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be a positive number of rows, got {value!r}")
-        for name in ["pretrain_lr", "finetune_lr"]:
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be 0 or more, got {self.weight_decay!r}")
-        if self.finetune not in FINETUNERS:
-            raise ValueError(f"finetune must be one of {FINETUNERS}, got {self.finetune!r}")
-        if not isinstance(self.batch_patience, int) or self.batch_patience < 1:
-            raise ValueError(f"batch_patience must be a positive integer, got {self.batch_patience!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if len(self.corruption_levels) != len(self.hidden_layers):
-            raise ValueError(
-                f"{len(self.hidden_layers)} hidden layers but {len(self.corruption_levels)} "
-                "corruption levels: give one level per layer"
-            )
-        return self
 
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2)
+# ------------------------------------------------------------------ type checks
+def _fits(value, annotation) -> bool:
+    """Whether ``value`` has the type ``annotation`` names (floats must be finite)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, option) for option in typing.get_args(annotation))
+    if origin is tuple:
+        element = typing.get_args(annotation)[0]
+        return isinstance(value, tuple) and all(_fits(v, element) for v in value)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value))
+    return isinstance(value, annotation)
 
-    @classmethod
-    def from_json(cls, text):
-        values = json.loads(text)
-        for name in ("hidden_layers", "corruption_levels"):
-            values[name] = tuple(values[name])
-        return cls(**values)
+
+def _describe(annotation) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(option) for option in typing.get_args(annotation))
+    if origin is tuple:
+        return f"a list of {_describe(typing.get_args(annotation)[0]).replace('a ', '', 1)}s"
+    names = {type(None): "None", bool: "true or false", int: "a whole number",
+             float: "a finite number", str: "a string"}
+    return names.get(annotation, annotation.__name__)
+
+
+def check_fields(settings) -> None:
+    """Raise ``SettingError`` for the first field of the wrong type or not among its choices."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if not _fits(value, f.type):
+            raise SettingError(f"{f.name} must be {_describe(f.type)}, got {value!r}")
+        choices = f.metadata.get("choices")
+        if choices and value is not None and value not in choices:
+            raise SettingError(f"{f.name} must be one of {', '.join(map(str, choices))}; "
+                                f"got {value!r}")
+
+
+def _at_least(settings, names, low):
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and value < low:
+            raise SettingError(f"{name} must be {low} or more, got {value!r}")
+
+
+def _within(name, value, low, high, closed_high=False):
+    inside = low <= value <= high if closed_high else low <= value < high
+    if not inside:
+        raise SettingError(f"{name} must be in [{low}, {high}{']' if closed_high else ')'}, "
+                            f"got {value!r}")
+
+
+def check_name(name) -> None:
+    """Refuse a run-folder name that is not one plain folder name inside ``--out``."""
+    if name is None:
+        return
+    separators = [os.sep] + ([os.altsep] if os.altsep else [])
+    if (name in ("", ".", "..") or any(s in name for s in separators) or "\0" in name
+            or os.path.isabs(name)):
+        raise SettingError(f"name {name!r} is not a plain folder name: give a name without "
+                            "path separators or '..'; use --out to choose where it goes")
+
+
+def check_layers(hidden_layers, corruption_levels) -> None:
+    """At least one layer, sizes positive, one corruption level in [0, 1) per layer."""
+    if len(hidden_layers) < 1:
+        raise SettingError("hidden_layers must list at least one layer size")
+    if any(size < 1 for size in hidden_layers):
+        raise SettingError(f"hidden_layers must be positive sizes, got {hidden_layers}")
+    for level in corruption_levels:
+        _within("corruption_levels", level, 0, 1)
+    if len(corruption_levels) != len(hidden_layers):
+        raise SettingError(
+            f"{len(hidden_layers)} hidden layers but {len(corruption_levels)} corruption levels: "
+            "give one level per layer")
 
 
 PRESETS = {
     # Tuned for 2 CPU cores: minibatches of 20 let BLAS work at full speed.
     # Both learning rates are the tutorial's per-example rates (0.001 and
     # 0.1) times the batch size, as each step averages 20 gradients; this
-    # keeps the tutorial's ratio of step size to gradient noise.
-    "default": {},
-    # The original tutorial, exactly: one example per step.
+    # keeps the tutorial's ratio of step size to gradient noise. Early
+    # stopping looks at least 10,000 minibatches (4 epochs of full MNIST at
+    # batch 20) and validates once per epoch (min(batches per epoch,
+    # patience // 2)).
+    "default": dict(patience=10_000, patience_unit="iterations"),
+    # The original tutorial, exactly: one example per step, patience of 10
+    # epochs (10 x the number of training batches), raised to at least twice
+    # the iterations done after an improvement of more than 0.5 %, and
+    # validation once per epoch.
     "tutorial": dict(pretrain_batch_size=1, finetune_batch_size=1, pretrain_lr=0.001,
-                     finetune_lr=0.1, pretrain_epochs=15, finetune_epochs=1000),
-    # A one-minute offline run on scikit-learn's bundled 8x8 digits.
+                     finetune_lr=0.1, pretrain_epochs=15, finetune_epochs=1000,
+                     patience=10, patience_unit="epochs", patience_increase=2.0,
+                     improvement_threshold=0.995),
+    # A short offline run on scikit-learn's bundled 8x8 digits.
     "demo": dict(dataset="digits", hidden_layers=(100, 100), corruption_levels=(0.1, 0.2),
                  pretrain_epochs=10, pretrain_batch_size=10, pretrain_lr=0.01,
                  finetune_batch_size=10, finetune_lr=0.1, finetune_epochs=100,
@@ -119,11 +144,179 @@ PRESETS = {
 }
 
 
+# --------------------------------------------------------------------- settings
+@dataclass
+class CommandSettings:
+    """What every command shares: the data it reads and the PyTensor mode it compiles with."""
+
+    dataset: str = setting("mnist", "which data set", choices=DATASETS)
+    data: str | None = setting(None, "a data file or the folder holding it",
+                               default_text="$SDA_DATA, then the cache folder", metavar="PATH")
+    n_train: int | None = setting(None, "use only the first N training rows", default_text="all",
+                                  metavar="N")
+    n_valid: int | None = setting(None, "use only the first N validation rows",
+                                  default_text="all", metavar="N")
+    n_test: int | None = setting(None, "use only the first N test rows", default_text="all",
+                                 metavar="N")
+    mode: str | None = setting(None, "PyTensor backend to compile with", choices=MODES,
+                               default_text="the engine's choice, see sda.engine")
+
+    def check(self):
+        """Raise ``SettingError`` naming the first setting that makes no sense; return self."""
+        check_fields(self)
+        _at_least(self, ["n_train", "n_valid", "n_test"], 1)
+        return self
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values, source="the settings"):
+        """Settings from a JSON-like dict (lists for tuples), checked; ``source`` names it in errors.
+
+        Settings missing from ``values`` take their defaults (a folder written
+        before they existed); unknown ones are refused.
+        """
+        if not isinstance(values, dict):
+            raise SettingError(f"{source} must hold a JSON object of settings, got "
+                                f"{type(values).__name__}")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise SettingError(f"{source} has unknown settings {unknown}: it was not written by "
+                                "this version of sda")
+        values = {name: tuple(value) if typing.get_origin(known[name].type) is tuple
+                  and isinstance(value, list) else value for name, value in values.items()}
+        try:
+            return cls(**values).check()
+        except SettingError as error:
+            raise SettingError(f"{source}: {error}") from None
+
+
+@dataclass
+class RunConfig(CommandSettings):
+    """Every hyper-parameter of ``python -m sda.run``; saved as ``config.json``."""
+
+    # architecture
+    hidden_layers: tuple[int, ...] = setting((1000, 1000, 1000), "hidden layer sizes, bottom first",
+                                             metavar="SIZE")
+    corruption_levels: tuple[float, ...] = setting(
+        (0.1, 0.2, 0.3), "masking-noise level of each layer's dA, in [0, 1)", metavar="LEVEL")
+    tied: bool = setting(True, "decoder weights are the transposed encoder weights")
+    loss: str = setting("cross_entropy", "reconstruction loss", choices=LOSSES)
+    # SGD extras for both phases (the gradual-training paper uses both)
+    momentum: float = setting(0.0, "SGD momentum in both phases, in [0, 1) (0: plain SGD)")
+    weight_decay: float = setting(0.0, "L2 penalty on the weight matrices in both phases")
+    # pre-training
+    pretrain_epochs: int = setting(15, "passes over the training set per layer")
+    pretrain_lr: float = setting(0.02, "pre-training learning rate")
+    pretrain_batch_size: int = setting(20, "pre-training minibatch size")
+    cached: bool = setting(True, "train layer k on the stored output of the layers below "
+                                 "(fast path, same result)")
+    # fine-tuning
+    finetune: str = setting("sgd", "fine-tuning optimiser: sgd, cg (conjugate gradient) or lbfgs "
+                                   "(L-BFGS-B)", choices=FINETUNERS)
+    finetune_lr: float = setting(2.0, "fine-tuning learning rate (sgd)")
+    finetune_batch_size: int | None = setting(
+        None, "fine-tuning minibatch size (cg/lbfgs: rows per mini-batch, m)",
+        default_text=f"{SGD_BATCH_SIZE} for sgd, {DEFAULT_BATCH_SIZE} for cg/lbfgs")
+    finetune_epochs: int = setting(1000, "most fine-tuning epochs (cg/lbfgs: iterations); early "
+                                         "stopping usually ends sooner")
+    patience: int = setting(10_000, "early stopping: train at least this many minibatch "
+                                    "iterations, or epochs with --patience-unit epochs")
+    patience_unit: str = setting("iterations", "what --patience counts", choices=PATIENCE_UNITS)
+    patience_increase: float = setting(
+        2.0, "early stopping: after a real improvement at iteration i, patience becomes at least "
+             "i x this (1 or more)")
+    improvement_threshold: float = setting(
+        0.995, "early stopping: a validation error below this x the best so far is a real "
+               "improvement, in (0, 1]")
+    batch_patience: int = setting(20, "cg/lbfgs: stop after this many iterations without a better "
+                                      "validation error")
+    line_searches: int = setting(3, "mini-batch cg/lbfgs: line searches (iterations) per "
+                                    "mini-batch")
+    warmup_epochs: int = setting(0, "mini-batch cg/lbfgs: epochs that train only the top layer "
+                                    "first")
+    budget_passes: float | None = setting(
+        None, "cg/lbfgs: stop after this many passes over the training set, counting every "
+              "example through forward and backward, line-search trials included",
+        default_text="no pass budget")
+    eval_batch_size: int = setting(1000, "rows per validation/test call (speed only)")
+    # bookkeeping
+    seed: int = setting(89677, f"seed of every random draw, 0 to {MAX_SEED}")
+    checkpoint_every: int = setting(5000, "save the training state every N minibatch steps "
+                                          "(0: at phase ends only)", metavar="N")
+    log_every: int = setting(100, "write every N-th minibatch cost to steps.csv (0: never)",
+                             metavar="N")
+    out: str = setting("runs", "folder that holds the run folders")
+    name: str | None = setting(None, "run folder name inside --out, without path separators",
+                               default_text="date, time and preset, made unique")
+    preset: str = setting("default", "starting values; flags override them", choices=tuple(PRESETS))
+    progress: bool = setting(True, "show progress bars")
+
+    def check(self):
+        super().check()
+        _at_least(self, ["pretrain_batch_size", "finetune_batch_size", "finetune_epochs",
+                         "patience", "eval_batch_size", "batch_patience", "line_searches"], 1)
+        _at_least(self, ["pretrain_epochs", "checkpoint_every", "log_every", "warmup_epochs",
+                         "weight_decay"], 0)
+        for name in ["pretrain_lr", "finetune_lr"]:
+            if not getattr(self, name) > 0:
+                raise SettingError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+        if self.budget_passes is not None and not self.budget_passes > 0:
+            raise SettingError(f"budget_passes must be a positive number, got {self.budget_passes!r}")
+        _within("momentum", self.momentum, 0, 1)
+        if not self.patience_increase >= 1:
+            raise SettingError(f"patience_increase must be 1 or more (patience never shrinks), "
+                                f"got {self.patience_increase!r}")
+        if not 0 < self.improvement_threshold <= 1:
+            raise SettingError(f"improvement_threshold must be in (0, 1], got "
+                                f"{self.improvement_threshold!r}")
+        _within("seed", self.seed, 0, MAX_SEED, closed_high=True)
+        check_layers(self.hidden_layers, self.corruption_levels)
+        check_name(self.name)
+        if self.out == "":
+            raise SettingError("out must name a folder, got an empty string")
+        return self
+
+    def finetune_rows(self) -> int:
+        """Rows per fine-tuning minibatch: the setting, else the chosen optimiser's default.
+
+        SGD takes 20; CG and L-BFGS take Hinton & Salakhutdinov's 1,000.
+        """
+        if self.finetune_batch_size is not None:
+            return self.finetune_batch_size
+        return SGD_BATCH_SIZE if self.finetune == "sgd" else DEFAULT_BATCH_SIZE
+
+    def patience_iterations(self, n_train_batches: int) -> int:
+        """``patience`` in minibatch iterations, for a training set of ``n_train_batches``."""
+        if self.patience_unit == "epochs":
+            return self.patience * n_train_batches
+        return self.patience
+
+    def validation_frequency(self, n_train_batches: int) -> int:
+        """Iterations between validations: the tutorial's ``min(n_train_batches, patience // 2)``."""
+        return max(1, min(n_train_batches, self.patience_iterations(n_train_batches) // 2))
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text, source="config.json"):
+        """A checked ``RunConfig`` from JSON text; errors name ``source``."""
+        try:
+            values = json.loads(text)
+        except ValueError as error:
+            raise SettingError(f"{source} is not valid JSON ({error}): restore it from the run's "
+                                "log, or start the run again") from None
+        return cls.from_dict(values, source)
+
+
 def preset(preset_name, **overrides):
-    """A ``RunConfig`` from a preset, with ``overrides`` applied."""
+    """A checked ``RunConfig`` from a preset, with ``overrides`` applied."""
     if preset_name not in PRESETS:
-        raise ValueError(f"unknown preset {preset_name!r}: choose one of {sorted(PRESETS)}")
-    return RunConfig(**{**PRESETS[preset_name], "preset": preset_name, **overrides})
+        raise SettingError(f"unknown preset {preset_name!r}: choose one of {sorted(PRESETS)}")
+    return RunConfig(**{**PRESETS[preset_name], "preset": preset_name, **overrides}).check()
 
 
-__all__ = ["PRESETS", "RunConfig", "preset"]
+__all__ = ["PRESETS", "CommandSettings", "RunConfig", "SettingError", "preset", "setting"]

@@ -17,6 +17,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from sda.checks import check_choice, check_count, check_flag, check_numpy_rng
 from sda.mlp import uniform_weights, zero_bias
 from sda.sgd import sgd_updates
 
@@ -46,6 +47,43 @@ class dA:
     (the SdA does this). ``pytensor_rng`` is a shared random generator
     (``pt.random.shared_rng``); by default one is seeded from ``numpy_rng``.
     ``tied=False`` gives the decoder its own weight matrix ``W_prime``.
+
+    Parameters
+    ----------
+    numpy_rng : numpy.random.RandomState or numpy.random.Generator
+        Draws the initial weights (and the noise generator's seed).
+    pytensor_rng : shared random generator, optional
+        The masking noise's generator; its state advances with every step.
+    input : TensorVariable, optional
+        Symbolic input matrix; a new ``pt.matrix("x")`` by default.
+    n_visible, n_hidden : int
+        Inputs per example and hidden units.
+    W, bhid, bvis : shared variables, optional
+        Existing encoder weights, hidden bias and visible bias to use
+        instead of new ones (``W`` is ``n_visible x n_hidden``).
+    tied : bool
+        Decode with ``W.T`` (True) or with a separate ``W_prime``.
+    loss : {"cross_entropy", "squared"}
+        The reconstruction loss.
+
+    Attributes
+    ----------
+    x : TensorVariable
+        The symbolic minibatch, one example per row.
+    params : list of shared variables
+        ``[W, b, b_prime]`` (plus ``W_prime`` when untied): what training updates.
+
+    Examples
+    --------
+    >>> import numpy as np, pytensor
+    >>> from sda import dA
+    >>> auto_encoder = dA(np.random.RandomState(0), n_visible=6, n_hidden=3)
+    >>> cost, updates = auto_encoder.get_cost_updates(corruption_level=0.3, learning_rate=0.1)
+    >>> [variable.name for variable, _ in updates]
+    ['W', 'bhid', 'bvis', None]
+    >>> step = pytensor.function([auto_encoder.x], cost, updates=updates)
+    >>> bool(step(np.full((4, 6), 0.5, dtype="float32")) > 0)
+    True
     """
 
     def __init__(
@@ -61,8 +99,10 @@ class dA:
         tied=True,
         loss="cross_entropy",
     ):
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}: choose one of {LOSSES}")
+        check_numpy_rng("numpy_rng", numpy_rng)
+        n_visible, n_hidden = check_count("n_visible", n_visible), check_count("n_hidden", n_hidden)
+        check_flag("tied", tied)
+        check_choice("loss", loss, LOSSES)
         self.n_visible, self.n_hidden = n_visible, n_hidden
         self.loss = loss
         self.W = W if W is not None else uniform_weights(numpy_rng, n_visible, n_hidden)
@@ -78,7 +118,6 @@ class dA:
             pytensor_rng = pt.random.shared_rng(np.random.default_rng(draw_seed(numpy_rng)))
         self.rng = pytensor_rng
         self.x = pt.matrix("x") if input is None else input
-        self.velocities = []
 
     def get_corruption_mask(self, input, corruption_level):
         """``(next_rng, mask)``: a float mask that zeroes each entry with
@@ -108,12 +147,13 @@ class dA:
         cost = pt.mean(reconstruction_loss(self.x, pre_activation, self.loss))
         return cost, mask, next_rng
 
-    def get_cost_updates(self, corruption_level, learning_rate, momentum=0.0, weight_decay=0.0):
+    def get_cost_updates(self, corruption_level, learning_rate, momentum=0.0, weight_decay=0.0,
+                         return_velocities=False):
         """Cost and SGD updates for one step; the generator's update is
-        included so every call draws a fresh mask. With momentum, the
-        velocities are kept in ``self.velocities``."""
+        included so every call draws a fresh mask. With
+        ``return_velocities=True`` the momentum velocities the updates use
+        (training state for a checkpoint) come back as a third value."""
         cost, _, next_rng = self.corrupted_cost(corruption_level)
-        updates, self.velocities = sgd_updates(cost, self.params, learning_rate, momentum,
-                                               weight_decay)
+        updates, velocities = sgd_updates(cost, self.params, learning_rate, momentum, weight_decay)
         updates.append((self.rng, next_rng))
-        return cost, updates
+        return (cost, updates, velocities) if return_velocities else (cost, updates)

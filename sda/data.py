@@ -2,17 +2,29 @@
 
 Every loader returns a :class:`Dataset` of three :class:`Split` s whose ``x``
 is C-contiguous float32 in [0, 1] and whose ``y`` is int32 class labels, all
-checked by :func:`validate_split`. Every bad input raises :class:`DataError`,
-whose message says what is wrong and how to fix it.
+checked by :func:`validate_split`; :func:`load_dataset` then checks with
+:func:`check_classes` that every split holds the same classes. Every bad input
+raises :class:`DataError`, whose message says what is wrong and how to fix it.
 
 Files are looked for in an explicit ``path``, then in the folder named by
 ``$SDA_DATA``, then in :func:`cache_dir`; missing ones are downloaded into the
-cache. Fashion-MNIST uses the same file names as MNIST, so it lives in a
+cache, each mirror in turn, every download checked against its sha256. MNIST
+has two formats: the tutorial's ``mnist.pkl.gz`` and the four IDX files. A
+local copy of either is used first; then each is downloaded in that order.
+Fashion-MNIST uses the same file names as MNIST, so it lives in a
 ``fashion-mnist/`` subfolder there (and Debian's ``dataset-fashion-mnist``
 package is found too).
+
+Nothing read here can run code or inflate a decompression bomb: pickles
+may hold numpy arrays only, a gzip file may not inflate to more than
+``GZIP_MAX_RATIO`` times its size (nor beyond ``GZIP_MAX_BYTES``), and an IDX
+file's header is checked before its body is inflated. :func:`open_npz`
+reads any ``.npz`` (a checkpoint, a pretrained model) with the same care
+and clear messages.
 """
 
 import dataclasses
+import functools
 import gzip
 import hashlib
 import http.client
@@ -29,19 +41,35 @@ from typing import ClassVar
 
 import numpy as np
 
+from sda.checks import check_count
+from sda.errors import SdAError
+
 log = logging.getLogger(__name__)
 
 DATA_ENV = "SDA_DATA"
 DATASETS = ("mnist", "mnist-idx", "fashion-mnist", "digits", "npz")
 DOWNLOAD_TIMEOUT = 60  # seconds without data before a download attempt fails
 IDX_VALID_SIZE = 10_000  # the last rows of an IDX training file form the validation split
+# A gzip file may inflate to at most GZIP_MAX_RATIO times its size, or to
+# GZIP_ANY_RATIO_BELOW whatever its size, and never beyond GZIP_MAX_BYTES; more
+# is a decompression bomb. Real images gzip 2- to 14-fold (mnist.pkl.gz: 16 MB
+# to 220 MB), while tiny or blank test files compress far better.
+GZIP_MAX_BYTES = 1 << 30
+GZIP_MAX_RATIO = 100
+GZIP_ANY_RATIO_BELOW = 64 << 20
+IDX_CHUNK = 1 << 20  # bytes inflated per read
 DIGITS_SIZES = (1197, 300, 300)  # train / valid / test rows of the 1797 digits
 DIGITS_SEED = 0
 NPZ_KEYS = ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
+SPLITS = ("train", "valid", "test")
 
 
-class DataError(ValueError):
+class DataError(SdAError, ValueError):
     """A dataset is missing, corrupt or malformed; the message says how to fix it."""
+
+
+class DataNotFound(DataError):
+    """A data file is in none of the places looked at and could not be downloaded."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,8 +115,20 @@ class Dataset:
         """Number of inputs per example (pixels per image)."""
         return self.train.x.shape[1]
 
-    def subset(self, n_train=None, n_valid=None, n_test=None) -> "Dataset":
-        """The first rows of each split (None keeps a split whole)."""
+    def subset(self, n_train: int | None = None, n_valid: int | None = None,
+               n_test: int | None = None) -> "Dataset":
+        """The first rows of each split (None keeps a split whole).
+
+        The classes are not checked again: a few rows may miss some classes
+        by chance, and ``n_classes`` stays that of the whole data set, which
+        :func:`load_dataset` checked.
+
+        Examples
+        --------
+        >>> digits = load_dataset("digits")
+        >>> len(digits.subset(n_train=100).train.y)
+        100
+        """
         wanted = {"train": n_train, "valid": n_valid, "test": n_test}
         heads = {what: _head(split, wanted[what], what) for what, split in self._splits()}
         return dataclasses.replace(self, **heads)
@@ -98,19 +138,37 @@ def _head(split, n, what):
     """The first ``n`` rows of ``split``."""
     if n is None:
         return split
+    n = check_count(f"n_{what}", n)
     available = len(split.y)
-    if not 0 < n <= available:
+    if n > available:
         raise DataError(f"cannot take {n} {what} examples: choose 1 to {available}")
     return Split(split.x[:n], split.y[:n])
 
 
-def validate_split(x, y, n_classes, what) -> Split:
+def _as_array(values, name, what):
+    """``values`` as an array; a ragged list gets a DataError instead of numpy's message."""
+    try:
+        return np.asarray(values)
+    except ValueError:
+        raise DataError(
+            f"{what}: {name} is ragged (its rows have different lengths); give every "
+            f"example the same number of {'features' if name == 'x' else 'labels'}"
+        ) from None
+
+
+def validate_split(x, y, n_classes: int, what: str) -> Split:
     """Check one split and return it as C-contiguous float32 ``x`` and int32 ``y``.
 
     ``x`` may be (n, n_features) or (n, height, width) images, float in [0, 1]
-    or uint8 (divided by 255). ``what`` names the split in error messages.
+    or uint8 (divided by 255). ``y`` holds class numbers 0 to ``n_classes - 1``.
+    ``what`` names the split in error messages.
+
+    Examples
+    --------
+    >>> validate_split([[0.0, 1.0]], [7], 10, "train").y
+    array([7], dtype=int32)
     """
-    x, y = np.asarray(x), np.asarray(y)
+    x, y = _as_array(x, "x", what), _as_array(y, "y", what)
     if x.ndim == 3:
         x = x.reshape(x.shape[0], x.shape[1] * x.shape[2])
     if x.ndim != 2 or 0 in x.shape:
@@ -139,13 +197,48 @@ def validate_split(x, y, n_classes, what) -> Split:
         )
     if len(y) != len(x):
         raise DataError(f"{what}: x has {len(x)} rows but y has {len(y)} labels; they must match")
-    bad = np.count_nonzero((y < 0) | (y >= n_classes))
-    if bad:
+    outside = np.flatnonzero((y < 0) | (y >= n_classes))
+    if outside.size:
+        row = outside[0]
         raise DataError(
-            f"{what}: {bad} labels lie outside [0, {n_classes}) (min {y.min()}, max {y.max()}); "
-            f"labels must be class numbers 0 to {n_classes - 1}"
+            f"{what}: label {y[row]} in row {row} is not a class number 0 to {n_classes - 1} "
+            f"({outside.size} such labels); fix or drop those rows"
         )
     return Split(np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int32))
+
+
+def _classes(numbers) -> str:
+    """Sorted class numbers as short text: "class 7", "classes 3, 5", "classes 10 to 999"."""
+    numbers = [int(n) for n in numbers]
+    if len(numbers) == 1:
+        return f"class {numbers[0]}"
+    if len(numbers) > 2 and numbers[-1] - numbers[0] == len(numbers) - 1:
+        return f"classes {numbers[0]} to {numbers[-1]}"
+    return "classes " + ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
+
+
+def check_classes(dataset: Dataset, where: str) -> None:
+    """Refuse a class found only in training, or in validation or test but not in training.
+
+    A class seen only in training can never be scored; one missing from
+    training can never be learned. Loading a data set checks this; subsets do
+    not (see :meth:`Dataset.subset`). ``where`` names the data in messages.
+    """
+    counts = {what: np.bincount(split.y, minlength=dataset.n_classes) for what, split in dataset._splits()}
+    in_train = counts["train"] > 0
+    only_train = np.flatnonzero(in_train & (counts["valid"] == 0) & (counts["test"] == 0))
+    if only_train.size:
+        raise DataError(
+            f"{where}: train holds {_classes(only_train)} but neither valid nor test does, so the error "
+            "on it is never measured; add such examples to valid or test, or drop them from train"
+        )
+    for what in ("valid", "test"):
+        untrained = np.flatnonzero((counts[what] > 0) & ~in_train)
+        if untrained.size:
+            raise DataError(
+                f"{where}: {what} holds {_classes(untrained)} but train does not, so the model cannot "
+                f"learn it; add such training examples, or drop those rows from {what}"
+            )
 
 
 # --- where files are and where they come from ---------------------------------
@@ -169,6 +262,7 @@ _FASHION_URLS = (
     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
 )
 _FASHION_DEBIAN = pathlib.Path("/usr/share/datasets/fashion-mnist")
+MNIST_PICKLE = "mnist.pkl.gz"
 IDX_FILES = (  # training images and labels, then test images and labels
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -188,9 +282,10 @@ _FASHION_SHA256 = (  # Zalando's originals; Debian's recompressed copies differ
     "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
 )
 
-# Keys are paths relative to a data folder or the cache.
+# Keys are paths relative to a data folder or the cache. Tests replace entries
+# to point the mirrors and checksums at a local server.
 SOURCES = {
-    "mnist.pkl.gz": Source(
+    MNIST_PICKLE: Source(
         "0c66b22fbfd977a01005ad5c02363406bc02a29cc2bc8e3c99e0f2aa2550a9ed",
         ("http://www.iro.umontreal.ca/~lisa/deep/data/mnist/mnist.pkl.gz",),
     ),
@@ -222,11 +317,13 @@ def _existing(path):
     return path
 
 
-def locate(filename, path=None, *, download=True) -> pathlib.Path:
+def locate(filename: str, path=None, *, download: bool = True) -> pathlib.Path:
     """Find the known file ``filename`` (a key of SOURCES), downloading it if allowed.
 
     Looks in ``path`` (the file itself, or a folder holding it), then in
-    ``$SDA_DATA``, the cache and a distribution package's folder.
+    ``$SDA_DATA``, the cache and a distribution package's folder; then tries
+    each mirror in turn. Raises ``DataNotFound`` listing every place and every
+    failed mirror.
     """
     if filename not in SOURCES:
         raise DataError(f"unknown data file {filename!r}; known files: {', '.join(SOURCES)}")
@@ -258,7 +355,7 @@ def locate(filename, path=None, *, download=True) -> pathlib.Path:
             try:
                 _download(url, target, source.sha256)
                 return target
-            except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+            except (OSError, http.client.HTTPException, DataError) as exc:  # URLError is an OSError
                 failures.append(f"  {url}: {exc}")
     lines = [f"{basename} not found. Looked in:", *(f"  {place}" for place in places)]
     lines += ["Downloading failed:", *failures] if download else ["Downloading is off."]
@@ -266,7 +363,7 @@ def locate(filename, path=None, *, download=True) -> pathlib.Path:
         f"Fix: put {basename} in {target.parent}, or set {DATA_ENV} to a folder "
         f"holding {filename}, or pass --data PATH (the file or its folder)."
     )
-    raise DataError("\n".join(lines))
+    raise DataNotFound("\n".join(lines))
 
 
 def _download(url, target, sha256):
@@ -311,42 +408,160 @@ def verify_sha256(path, expected) -> None:
         raise DataError(f"{path} has sha256 {actual}, expected {expected}; replace the file")
 
 
+def _permission_denied(path):
+    return DataError(
+        f"cannot read {path}: permission denied; make it readable for this user "
+        f"(e.g. chmod u+r {path}) or point to a readable copy"
+    )
+
+
 def _corrupt(path, exc):
+    if isinstance(exc, PermissionError):
+        return _permission_denied(path)
     return DataError(
         f"cannot read {path}: {type(exc).__name__}: {exc}. The file is truncated, corrupt or "
         "not in the expected format: replace it (delete it to download it again)"
     )
 
 
+_ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry, or an empty zip
+
+
+def open_npz(path, what: str) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` file ``path``, read without ever unpickling.
+
+    ``what`` names the kind of file in error messages ("checkpoint",
+    "pretrained model", ...). Any problem raises ``DataError``: "file X is not
+    a valid <what> file: <reason>", or a permission error named as such.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.npz"
+    >>> np.savez(path, W=np.eye(2))
+    >>> open_npz(path, "model")["W"].shape
+    (2, 2)
+    >>> _ = path.write_bytes(b"junk")
+    >>> open_npz(path, "model")
+    Traceback (most recent call last):
+    ...
+    sda.data.DataError: file ... is not a valid model file: it is not an .npz (zip) archive; ...
+    """
+    path = pathlib.Path(path)
+    fix = f"replace it with a {what} file written by sda, or point to the right file"
+    try:
+        with open(path, "rb") as f:
+            start = f.read(4)
+        if start not in _ZIP_STARTS:
+            reason = "it is empty" if not start else "it is not an .npz (zip) archive"
+            raise DataError(f"file {path} is not a valid {what} file: {reason}; {fix}")
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except DataError:
+        raise
+    except PermissionError:
+        raise _permission_denied(path) from None
+    except FileNotFoundError:
+        raise DataError(f"{what} file {path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, not a {what} file; {fix}") from None
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        # A damaged member, or one holding Python objects (never unpickled).
+        raise DataError(
+            f"file {path} is not a valid {what} file: it is damaged ({type(exc).__name__}: {exc}); {fix}"
+        ) from None
+
+
 # --- loaders -------------------------------------------------------------------
 
 
-class _NumpyUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays and nothing else, so a pickle cannot run code."""
+def _refuse(module, name):
+    return DataError(
+        f"refusing to unpickle {module}.{name}: this pickle asks for more than "
+        "numpy arrays and only numpy arrays are allowed; use a trusted mnist.pkl.gz"
+    )
 
-    _reconstruct = np.zeros(0).__reduce__()[0]  # real object, no numpy.core warning
+
+def _latin1_bytes(text, encoding):
+    """``_codecs.encode`` as Python 3 uses it at protocol 2 (bytes as latin-1 text), and no more."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _refuse("_codecs", f"encode with {type(text).__name__} and {encoding!r}")
+    return text.encode("latin1")
+
+
+def _empty_bytes(*args):
+    """``bytes()`` as Python 3 writes an empty bytes object at protocol 2; nothing else."""
+    if args:
+        raise _refuse("builtins", f"bytes with arguments {args!r}")
+    return b""
+
+
+class _NumpyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else, so a pickle cannot run code.
+
+    Allowed: numpy's array rebuilders (Python 2 and 3 module names), ``ndarray``
+    and ``dtype``, and two guarded stand-ins for what Python 3 writes at
+    protocol 2: ``_codecs.encode`` for latin-1 text only and an empty ``bytes()``.
+    """
+
+    _reconstruct = np.zeros(0).__reduce__()[0]  # real objects, no numpy.core warning
+    _frombuffer = np.zeros(0).__reduce_ex__(5)[0]  # protocol 5's rebuilder
     _allowed: ClassVar = {
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_bytes,
+        ("__builtin__", "bytes"): _empty_bytes,
+        ("builtins", "bytes"): _empty_bytes,
     }
 
     def find_class(self, module, name):
         try:
             return self._allowed[module, name]
         except KeyError:
-            raise DataError(
-                f"refusing to unpickle {module}.{name}: this pickle asks for more than "
-                "numpy arrays and only numpy arrays are allowed; use a trusted mnist.pkl.gz"
-            ) from None
+            raise _refuse(module, name) from None
+
+
+def _inflate_limit(file) -> int:
+    """The most bytes the gzip ``file`` may inflate to before it counts as a bomb."""
+    return min(GZIP_MAX_BYTES, max(GZIP_ANY_RATIO_BELOW, GZIP_MAX_RATIO * os.path.getsize(file)))
+
+
+def _bomb(file, claim):
+    return DataError(
+        f"{file} {claim}, but a gzip file of images of its size holds at most {_inflate_limit(file)} "
+        f"bytes ({GZIP_MAX_RATIO}-fold, {GZIP_MAX_BYTES} in all); it is a decompression bomb or "
+        "damaged: replace it"
+    )
+
+
+class _LimitedReader:
+    """The unpickler's view of a gzip stream: it refuses to inflate a bomb."""
+
+    def __init__(self, stream, file):
+        self.stream, self.file, self.left = stream, file, _inflate_limit(file)
+
+    def _count(self, data):
+        self.left -= len(data)
+        if self.left < 0:
+            raise _bomb(self.file, "keeps inflating")
+        return data
+
+    def read(self, size=-1):  # never asks gzip for more than one byte past the limit
+        return self._count(self.stream.read(self.left + 1 if size < 0 else min(size, self.left + 1)))
+
+    def readline(self):
+        return self._count(self.stream.readline(self.left + 1))
 
 
 def _load_mnist_pickle(path, download):
-    file = locate("mnist.pkl.gz", path, download=download)
+    file = locate(MNIST_PICKLE, path, download=download)
     try:
         with gzip.open(file, "rb") as f:
-            content = _NumpyUnpickler(f, encoding="latin1").load()
+            content = _NumpyUnpickler(_LimitedReader(f, file), encoding="latin1").load()
     except DataError:
         raise
     except Exception as exc:  # bad pickle bytes can raise almost any exception type
@@ -368,31 +583,52 @@ def _load_mnist_pickle(path, download):
     )
 
 
-def _read_idx(file, images):
-    """The uint8 array of an IDX file: (n, rows, cols) images or (n,) labels."""
-    magic, ndim = (2051, 3) if images else (2049, 1)
-    try:
-        with gzip.open(file, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise _corrupt(file, exc) from exc
-    found = int.from_bytes(data[:4], "big")
-    if found != magic:
+def _inflate_exactly(f, file, shape, header_size, size):
+    """The next ``size`` bytes of the gzip stream ``f``, refusing one byte more or less."""
+    data = np.empty(size, np.uint8)
+    view, filled = memoryview(data), 0
+    while filled < size and (count := f.readinto(view[filled : filled + IDX_CHUNK])):
+        filled += count
+    expected = header_size + size
+    if filled < size:
         raise DataError(
-            f"{file} has magic number {found}, expected {magic} for IDX "
-            f"{'images' if images else 'labels'}; check that the right file has this name"
-        )
-    header_size = 4 * (1 + ndim)
-    if len(data) < header_size:
-        raise DataError(f"{file} is truncated: it is shorter than an IDX header; replace it")
-    shape = tuple(int(n) for n in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected = header_size + int(np.prod(shape))
-    if len(data) != expected:
-        raise DataError(
-            f"{file} holds {len(data)} bytes but its header {shape} needs {expected}; "
+            f"{file} holds {header_size + filled} bytes but its header {shape} needs {expected}; "
             "the file is truncated or damaged: replace it"
         )
-    return np.frombuffer(data, np.uint8, offset=header_size).reshape(shape)
+    if f.read(1):  # stop at the first byte too many: a bomb is never inflated
+        raise DataError(
+            f"{file} holds more than the {expected} bytes its header {shape} needs; "
+            "the file is damaged or a decompression bomb: replace it"
+        )
+    return data.reshape(shape)
+
+
+def _read_idx(file, images):
+    """The uint8 array of an IDX file: (n, rows, cols) images or (n,) labels.
+
+    The header is checked before the body is inflated, and inflating stops as
+    soon as the body is longer than the header says.
+    """
+    magic, ndim = (2051, 3) if images else (2049, 1)
+    header_size = 4 * (1 + ndim)
+    try:
+        with gzip.open(file, "rb") as f:
+            header = f.read(header_size)
+            found = int.from_bytes(header[:4], "big")
+            if found != magic:
+                raise DataError(
+                    f"{file} has magic number {found}, expected {magic} for IDX "
+                    f"{'images' if images else 'labels'}; check that the right file has this name"
+                )
+            if len(header) < header_size:
+                raise DataError(f"{file} is truncated: it is shorter than an IDX header; replace it")
+            shape = tuple(int(n) for n in np.frombuffer(header, ">u4", count=ndim, offset=4))
+            size = int(np.prod(shape, dtype=object))  # Python ints: no overflow
+            if size > _inflate_limit(file):  # refused before inflating anything
+                raise _bomb(file, f"has a header promising {shape}, {size} bytes")
+            return _inflate_exactly(f, file, shape, header_size, size)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _corrupt(file, exc) from exc
 
 
 def _load_idx(name, path, download):
@@ -425,6 +661,24 @@ def _load_idx(name, path, download):
     )
 
 
+def _load_mnist(path, download):
+    """MNIST from the tutorial's pickle or the IDX files: local copies first, then downloads."""
+    if path is not None and path.is_file() and path.name in IDX_FILES:
+        return _load_idx("mnist", path, download)
+    formats = (_load_mnist_pickle, functools.partial(_load_idx, "mnist"))
+    for may_download in (False, True) if download else (False,):
+        missing = []
+        for load in formats:
+            try:
+                return load(path, may_download)
+            except DataNotFound as exc:
+                missing.append(str(exc))
+    raise DataNotFound(
+        "MNIST is found in neither of its formats, the tutorial's mnist.pkl.gz or the "
+        "four IDX files. Either will do:\n" + "\n".join(missing)
+    )
+
+
 def _load_digits():
     from sklearn.datasets import load_digits
 
@@ -435,61 +689,125 @@ def _load_digits():
     bounds = (0, n_train, n_train + n_valid, len(y))
     splits = [
         validate_split(x[start:stop], y[start:stop], 10, f"digits {what}")
-        for what, start, stop in zip(("train", "valid", "test"), bounds, bounds[1:])
+        for what, start, stop in zip(SPLITS, bounds, bounds[1:])
     ]
     return Dataset("digits", *splits, n_classes=10, image_shape=(8, 8))
+
+
+def _declared_classes(path, arrays):
+    """The npz's ``n_classes`` entry, or None if it has none."""
+    if "n_classes" not in arrays:
+        return None
+    value = arrays["n_classes"]
+    if value.ndim != 0 or value.dtype.kind not in "iu" or value < 2:
+        raise DataError(
+            f"{path}: n_classes is {value!r}; store it as one whole number of at least 2, "
+            "e.g. numpy.savez(..., n_classes=10)"
+        )
+    return int(value)
+
+
+def _inferred_classes(path, labels):
+    """Classes 0 to the largest label, refusing labels that leave classes unused.
+
+    One stray label (1000 among 0 to 9) would otherwise silently make a
+    1001-class model.
+    """
+    valid_labels = [y for y in labels.values() if y.size and y.dtype.kind in "iu"]
+    n_classes = max(2, 1 + max((int(y.max()) for y in valid_labels), default=0))
+    if len(valid_labels) < len(labels):
+        return n_classes  # validate_split names the split whose labels are not integers
+    used = np.zeros(n_classes, bool)
+    for y in valid_labels:
+        used[y[(y >= 0) & (y < n_classes)]] = True
+    unused = np.flatnonzero(~used)
+    if unused.size:
+        top = n_classes - 1
+        split = next((what for what, y in labels.items() if (y == top).any()), None)
+        where = f" (in {split}, row {int(np.flatnonzero(labels[split] == top)[0])})" if split else ""
+        raise DataError(
+            f"{path}: the labels run from 0 to {top}{where}, but no label is in {_classes(unused)}, "
+            f"so this would be a {n_classes}-class model. Fix the stray label, or "
+            f"if there really are {n_classes} classes, store that in the file: "
+            f"numpy.savez(..., n_classes={n_classes})"
+        )
+    return n_classes
 
 
 def _load_npz(path):
     if path is None or not path.is_file():
         raise DataError("the npz dataset needs the path of a .npz file: pass --data FILE.npz")
-    try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise DataError(f"{path} is not an .npz archive; save the arrays with numpy.savez")
-        with archive:
-            missing = [key for key in NPZ_KEYS if key not in archive.files]
-            if missing:
-                raise DataError(
-                    f"{path} lacks {', '.join(missing)}; an npz dataset needs the arrays "
-                    f"{', '.join(NPZ_KEYS)} (it has {', '.join(archive.files) or 'none'})"
-                )
-            arrays = {key: archive[key] for key in NPZ_KEYS}
-    except DataError:
-        raise
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
-        raise _corrupt(path, exc) from exc
-    labels = [arrays[f"y_{what}"] for what in ("train", "valid", "test")]
-    top = max((int(y.max()) for y in labels if y.size and y.dtype.kind in "iu"), default=0)
-    n_classes = max(2, top + 1)
+    arrays = open_npz(path, "npz dataset")
+    missing = [key for key in NPZ_KEYS if key not in arrays]
+    if missing:
+        raise DataError(
+            f"{path} lacks {', '.join(missing)}; an npz dataset needs the arrays "
+            f"{', '.join(NPZ_KEYS)} (it has {', '.join(arrays) or 'none'})"
+        )
+    labels = {what: arrays[f"y_{what}"] for what in SPLITS}
+    n_classes = _declared_classes(path, arrays) or _inferred_classes(path, labels)
     splits = [
-        validate_split(arrays[f"x_{what}"], arrays[f"y_{what}"], n_classes, f"{path} {what}")
-        for what in ("train", "valid", "test")
+        validate_split(arrays[f"x_{what}"], labels[what], n_classes, f"{path} {what}")
+        for what in SPLITS
     ]
     x_train = arrays["x_train"]
     image_shape = tuple(x_train.shape[1:]) if x_train.ndim == 3 else None
     return Dataset("npz", *splits, n_classes=n_classes, image_shape=image_shape)
 
 
-def load_dataset(name="mnist", path=None, *, download=True) -> Dataset:
+def load_dataset(name: str = "mnist", path=None, *, download: bool = True) -> Dataset:
     """Load dataset ``name`` (one of DATASETS); a ``path`` ending in .npz means "npz".
 
     ``path`` is a data file or the folder holding the files; "digits" ships
-    with scikit-learn and ignores it.
+    with scikit-learn and ignores it. An npz file holds the arrays NPZ_KEYS
+    and optionally ``n_classes``; without it the classes are 0 to the
+    largest label, and every one of them must occur.
+
+    Parameters
+    ----------
+    name : str
+        One of ``DATASETS``: "mnist" (the tutorial's ``mnist.pkl.gz``),
+        "mnist-idx", "fashion-mnist", "digits" or "npz".
+    path : str or path-like, optional
+        A data file or its folder. Without it the files are looked for in
+        ``$SDA_DATA``, then in the cache folder (``~/.cache/sda``).
+    download : bool
+        Download a missing file into the cache (checked against its sha256).
+
+    Returns
+    -------
+    Dataset
+        ``train``, ``valid`` and ``test`` splits (float32 ``x`` in [0, 1],
+        int32 ``y``), ``n_classes`` and ``image_shape``; ``subset(n_train,
+        n_valid, n_test)`` keeps the first rows of each split.
+
+    Raises
+    ------
+    DataError
+        The file is missing, corrupt or malformed; the message says how to fix it.
+
+    Examples
+    --------
+    >>> digits = load_dataset("digits")
+    >>> digits.n_classes, digits.n_features, len(digits.train.y)
+    (10, 64, 1197)
     """
     if path is not None:
         path = _existing(path)
         if path.suffix == ".npz":
             name = "npz"
     if name == "mnist":
-        return _load_mnist_pickle(path, download)
-    if name in ("mnist-idx", "fashion-mnist"):
-        return _load_idx(name, path, download)
-    if name == "digits":
-        return _load_digits()
-    if name == "npz":
-        return _load_npz(path)
-    raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        dataset = _load_mnist(path, download)
+    elif name in ("mnist-idx", "fashion-mnist"):
+        dataset = _load_idx(name, path, download)
+    elif name == "digits":
+        dataset = _load_digits()
+    elif name == "npz":
+        dataset = _load_npz(path)
+    else:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    check_classes(dataset, str(path) if path is not None else name)
+    return dataset
 
 
 def shared_dataset(split: Split) -> tuple:

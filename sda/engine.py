@@ -1,12 +1,14 @@
 """PyTensor set-up: float32, the fastest CPU backend we can get, and its BLAS.
 
 This is the only module that changes ``pytensor.config``. Importing ``sda``
-imports it once, so users never need ``PYTENSOR_FLAGS``.
+imports it once, so users never need ``PYTENSOR_FLAGS``; but what a user did
+set there or in a ``.pytensorrc`` (``mode``, ``linker``, ``floatX``,
+``blas__ldflags``) is kept, and ``BACKEND`` says what was chosen and why.
 
 Why the C backend ("CVM") and not PyTensor's default Numba linker: with
 MKL linked, one dA step (784 -> 1000, float32) ran 8.6x, 1.5x and 1.15x
 faster than with Numba at batch sizes 1, 20 and 100 on a 2-core AMD EPYC
-(``SDA_MODE=NUMBA python -m bench.pretrain`` measures the Numba side); the
+(``SDA_MODE=numba python -m bench.pretrain`` measures the Numba side); the
 gain is largest at batch 1, where Numba's per-call overhead dominates.
 Without a linkable BLAS the C backend falls back to NumPy C-API calls that
 are slower than Numba (58 vs 256 samples/s at batch 1), so there we keep Numba.
@@ -14,16 +16,44 @@ are slower than Numba (58 vs 256 samples/s at batch 1), so there we keep Numba.
 
 import ctypes.util
 import glob
+import importlib.util
 import logging
 import os
 import sys
 import warnings
 
 import pytensor
+from pytensor.compile.mode import get_mode
+from pytensor.link.jax.linker import JAXLinker
+
+from sda.batching import batch_slice
+from sda.errors import SdAError
 
 FLOATX = "float32"
 BLAS_ENV = "SDA_BLAS_LDFLAGS"  # override the detected BLAS link flags
-MODE_ENV = "SDA_MODE"  # override the chosen mode, e.g. "NUMBA" to compare
+MODE_ENV = "SDA_MODE"  # the mode by name, as `--mode` takes it, e.g. SDA_MODE=numba
+MODES = {"c": "CVM", "numba": "NUMBA", "jax": "JAX"}  # use_mode's names -> PyTensor's modes
+USER_SETTINGS = ("mode", "linker", "floatX", "blas__ldflags")  # kept when the user set them
+
+
+def user_settings() -> dict[str, str]:
+    """The settings of ``USER_SETTINGS`` made in ``PYTENSOR_FLAGS`` or a ``.pytensorrc``.
+
+    Returns
+    -------
+    dict
+        ``{name: value}`` for each one the user set; PyTensor's defaults are left out.
+
+    Examples
+    --------
+    >>> user_settings()  # doctest: +SKIP
+    {'floatX': 'float64'}
+    """
+    config = pytensor.config
+    # Each setting is a ConfigParam on the config's class; PyTensor marks it
+    # non-default when it read a value from the flags or an rc file.
+    return {name: str(getattr(config, name)) for name in USER_SETTINGS
+            if not getattr(type(config), name).is_default}
 
 
 def _mkl_ldflags():
@@ -47,24 +77,36 @@ def _system_blas_ldflags():
     return None
 
 
-def _choose_backend():
-    """Return ``(mode, ldflags, description)`` for this machine."""
-    forced_mode = os.environ.get(MODE_ENV)
-    ldflags = os.environ.get(BLAS_ENV) or _mkl_ldflags() or _system_blas_ldflags()
-    if forced_mode:
-        return forced_mode, ldflags or "", f"{forced_mode} (set by ${MODE_ENV})"
+def _blas_ldflags(user):
+    """The BLAS link flags: the user's, then ``$SDA_BLAS_LDFLAGS``, then detected; None if none."""
+    if "blas__ldflags" in user:
+        return user["blas__ldflags"] or None  # an empty setting means "no BLAS"
+    return os.environ.get(BLAS_ENV) or _mkl_ldflags() or _system_blas_ldflags()
+
+
+def _warn_no_blas():
+    warnings.warn(
+        "sda: no BLAS library could be linked, so the C backend would be slow; "
+        "using PyTensor's Numba backend instead. For 2-5x faster training on "
+        "x86_64 Linux run `pip install mkl`, or install OpenBLAS "
+        "(e.g. `apt-get install libopenblas-dev`), or set "
+        f"{BLAS_ENV} to your BLAS link flags.",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
+def _choose_backend(user):
+    """Return ``(mode, ldflags, description)`` given the ``user_settings()``: the PyTensor
+    mode to set (None: keep the user's), the BLAS link flags to set ("" for none) and why."""
+    ldflags = _blas_ldflags(user)
+    if "mode" in user or "linker" in user:
+        linker = f" with linker {user['linker']}" if "linker" in user else ""
+        return None, ldflags or "", f"PyTensor mode {pytensor.config.mode}{linker} (set by the user)"
     if not pytensor.config.cxx:
         return "NUMBA", "", "Numba (no C++ compiler found for the C backend)"
     if ldflags is None:
-        warnings.warn(
-            "sda: no BLAS library could be linked, so the C backend would be slow; "
-            "using PyTensor's Numba backend instead. For 2-5x faster training on "
-            "x86_64 Linux run `pip install mkl`, or install OpenBLAS "
-            "(e.g. `apt-get install libopenblas-dev`), or set "
-            f"{BLAS_ENV} to your BLAS link flags.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        _warn_no_blas()
         return "NUMBA", "", "Numba (no BLAS found)"
     return "CVM", ldflags, f"C backend (CVM) with BLAS: {ldflags}"
 
@@ -77,15 +119,178 @@ class _QuietBlasCheck(logging.Filter):
         return "did not find a dynamic library" not in record.getMessage()
 
 
-def configure():
-    """Apply the float type, mode and BLAS flags; return a one-line description."""
-    mode, ldflags, description = _choose_backend()
-    pytensor.config.floatX = FLOATX
-    pytensor.config.mode = mode
-    if ldflags:
+def _apply(mode, ldflags, user):
+    """Set what the user did not: the mode, the BLAS flags and float32."""
+    if mode is not None:
+        pytensor.config.mode = mode
+    if ldflags and "blas__ldflags" not in user:
         pytensor.config.blas__ldflags = ldflags
+    if "floatX" not in user:
+        pytensor.config.floatX = FLOATX
+
+
+def _describe(description, user):
+    """One line: the backend, the float type, and which settings came from the user."""
+    line = f"{description}; {pytensor.config.floatX}"
+    kept = [f"{name}={value}" for name, value in user.items() if name not in ("mode", "linker")]
+    if kept:
+        line += f"; kept from PYTENSOR_FLAGS/.pytensorrc: {', '.join(kept)}"
+    return line
+
+
+def configure() -> str:
+    """Set PyTensor up for sda, keeping what the user set; return a one-line description.
+
+    ``$SDA_MODE`` (c, numba or jax) picks the mode like ``use_mode`` does.
+
+    Returns
+    -------
+    str
+        What was chosen, e.g. ``"C backend (CVM) with BLAS: -lopenblas; float32"``.
+
+    Examples
+    --------
+    ``import sda`` runs it once and keeps the line in ``sda.BACKEND``:
+
+    >>> import sda
+    >>> sda.BACKEND  # doctest: +SKIP
+    'C backend (CVM) with BLAS: -L/venv/lib -l:libmkl_rt.so.3 ...; float32'
+    """
     logging.getLogger("pytensor.tensor.blas").addFilter(_QuietBlasCheck())
-    return description
+    if os.environ.get(MODE_ENV):
+        return use_mode(os.environ[MODE_ENV], _source=f"set by ${MODE_ENV}")
+    user = user_settings()
+    mode, ldflags, description = _choose_backend(user)
+    _apply(mode, ldflags, user)
+    return _describe(description, user)
+
+
+def use_mode(name: str | None, _source: str = "chosen") -> str:
+    """Compile the graphs built from now on with PyTensor's C, Numba or JAX backend.
+
+    Parameters
+    ----------
+    name : {"c", "numba", "jax"} or None
+        "c": the C backend (CVM) with a BLAS; "numba": PyTensor's Numba
+        backend; "jax": PyTensor's JAX backend (needs ``pip install sda[jax]``).
+        None keeps the current choice. The user's ``floatX`` and
+        ``blas__ldflags`` are kept either way.
+
+    Returns
+    -------
+    str
+        One line saying what is in use; also stored in ``sda.engine.BACKEND``.
+
+    Raises
+    ------
+    SdAError
+        If the name is unknown or the backend cannot run here, with the fix.
+
+    Examples
+    --------
+    >>> from sda.engine import use_mode
+    >>> use_mode("numba")  # doctest: +SKIP
+    'Numba (chosen); float32'
+    """
+    global BACKEND
+    if name is None:
+        return BACKEND
+    key = str(name).lower()
+    if key not in MODES:
+        raise SdAError(f"unknown mode {name!r}: choose one of {', '.join(MODES)}")
+    user = user_settings()
+    ldflags = _blas_ldflags(user)
+    if key == "jax" and importlib.util.find_spec("jax") is None:
+        raise SdAError("mode 'jax' needs JAX, which is not installed: pip install 'sda[jax]'")
+    if key == "c" and not pytensor.config.cxx:
+        raise SdAError("mode 'c' needs a C++ compiler and none was found: install g++ "
+                       "(e.g. apt-get install g++) or use mode 'numba'")
+    if key == "c" and ldflags is None:
+        warnings.warn("sda: mode 'c' without a BLAS library is slow; `pip install mkl` or set "
+                      f"{BLAS_ENV} to your BLAS link flags", RuntimeWarning, stacklevel=2)
+    descriptions = {"c": f"C backend (CVM) with BLAS: {ldflags or 'none'}", "numba": "Numba", "jax": "JAX"}
+    _apply(MODES[key], ldflags, user)
+    BACKEND = _describe(f"{descriptions[key]} ({_source})", user)
+    return BACKEND
+
+
+def uses_jax() -> bool:
+    """Whether graphs compiled now go to PyTensor's JAX backend.
+
+    Returns
+    -------
+    bool
+        True after ``use_mode("jax")`` (or ``mode=JAX`` in ``PYTENSOR_FLAGS``).
+
+    Examples
+    --------
+    >>> uses_jax()  # doctest: +SKIP
+    False
+    """
+    return isinstance(get_mode(None).linker, JAXLinker)
+
+
+class _RowsFromHost:
+    """JAX's stand-in for a function that slices its minibatch in the graph:
+    it cuts minibatch ``index`` out of each shared matrix in NumPy and passes
+    the rows in. JAX traces once per batch shape (a full and a short last one)."""
+
+    def __init__(self, function, sources, batch_size):
+        self.function, self.sources, self.batch_size = function, sources, batch_size
+
+    def __call__(self, index, *args):
+        rows = [batch_slice(source.get_value(borrow=True), int(index), self.batch_size)
+                for source in self.sources]
+        return self.function(*rows, *args)
+
+
+def batched_function(index, inputs, outputs, batches, batch_size, updates=None, name=None):
+    """Compile ``f(index, *inputs)`` that feeds minibatch ``index`` of shared matrices to a graph.
+
+    On the C and Numba backends the graph slices the shared matrices itself
+    (``givens``), so a call copies no data. JAX cannot slice at a traced
+    index when the slice's length can change (the last batch may be short),
+    so under JAX the rows are sliced in NumPy and passed in.
+
+    Parameters
+    ----------
+    index : scalar integer TensorVariable
+        The batch number, ``f``'s first argument.
+    inputs : list of TensorVariable
+        ``f``'s other arguments, e.g. a learning rate.
+    outputs : TensorVariable or list of them
+        What ``f`` returns.
+    batches : dict
+        ``{variable in the graph: shared matrix or vector}``; the variable is
+        replaced by rows ``index * batch_size`` up to the next batch.
+    batch_size : int
+        Rows per batch.
+    updates : list of (shared, expression), optional
+        As in ``pytensor.function``.
+    name : str, optional
+        The compiled function's name.
+
+    Returns
+    -------
+    callable
+        ``f(index, *inputs)``; on the C and Numba backends a ``pytensor`` Function.
+
+    Examples
+    --------
+    >>> import numpy as np, pytensor.tensor as pt
+    >>> data = pytensor.shared(np.arange(5.0, dtype="float32"))
+    >>> index, x = pt.lscalar("index"), pt.vector("x")
+    >>> total = batched_function(index, [], x.sum(), {x: data}, batch_size=2)
+    >>> [float(total(i)) for i in range(3)]
+    [1.0, 5.0, 4.0]
+    """
+    if not uses_jax():
+        givens = {variable: batch_slice(source, index, batch_size) for variable, source in batches.items()}
+        return pytensor.function([index, *inputs], outputs, updates=updates, givens=givens, name=name)
+    # Fresh inputs stand in for the batch variables, which need not be the graph's roots.
+    fed = {variable: variable.type(name=variable.name) for variable in batches}
+    function = pytensor.function([*fed.values(), *inputs], outputs, updates=updates, givens=fed, name=name)
+    return _RowsFromHost(function, list(batches.values()), batch_size)
 
 
 BACKEND = configure()

@@ -14,6 +14,14 @@ class SdAError(Exception):
     """A problem the user can fix: its message names the problem and the fix."""
 
 
+class SettingError(SdAError, ValueError):
+    """A setting or argument of the right type whose value makes no sense."""
+
+
+class SettingTypeError(SdAError, TypeError):
+    """A setting or argument of the wrong type."""
+
+
 class TrainingDiverged(SdAError):
     """A cost or parameter stopped being a finite number.
 

@@ -22,19 +22,18 @@ import time
 from numbers import Real
 
 import numpy as np
-import pytensor
 import pytensor.tensor as pt
 from scipy.special import entr
 
+from sda.batching import n_batches
 from sda.dA import reconstruction_loss
+from sda.engine import batched_function
+from sda.errors import check_finite
 from sda.optimize import DeepAutoencoder
-from sda.SdA import batch_slice, n_batches
-from sda.sgd import sgd_updates
-from sda.train import LayerSource  # the same cached input as pretrain()
+from sda.sgd import SGDStep, sgd_updates
+from sda.train import EpochCostWatch, LayerSource, check_params, noop
 
-
-def _noop(record):
-    pass
+PHASE_NAMES = {"stacked": "stacked pre-training", "gradual": "gradual training"}  # in error messages
 
 
 # ------------------------------------------------------------------- graphs
@@ -56,16 +55,16 @@ def gradual_cost(model, depth, corruption):
 def gradual_step_function(model, depth, train_x, batch_size, momentum=0.0, weight_decay=0.0):
     """Compile ``fn(index, corruption, lr) -> cost``: one SGD step of the
     first ``depth`` layers, trained jointly on minibatch ``index`` of the
-    shared matrix ``train_x``."""
+    shared matrix ``train_x``; an ``sda.sgd.SGDStep`` with its velocities."""
     index = pt.lscalar("index")
     corruption = pt.scalar("corruption")
     lr = pt.scalar("lr")
     cost, params, next_rng = gradual_cost(model, depth, corruption)
-    updates, _ = sgd_updates(cost, params, lr, momentum, weight_decay)
+    updates, velocities = sgd_updates(cost, params, lr, momentum, weight_decay)
     updates.append((model.dA_layers[0].rng, next_rng))  # a fresh mask every step
-    return pytensor.function([index, corruption, lr], cost, updates=updates,
-                             givens={model.x: batch_slice(train_x, index, batch_size)},
-                             name=f"gradual_depth{depth}")
+    step = batched_function(index, [corruption, lr], cost, {model.x: train_x}, batch_size,
+                            updates=updates, name=f"gradual_depth{depth}")
+    return SGDStep(step, velocities)
 
 
 # ------------------------------------------------------------------- metric
@@ -112,7 +111,7 @@ def schedule(layer, budget, fraction_stacked, steps_per_epoch):
 
 def train_gradual(model, train_x, epochs_per_layer, batch_size=20, learning_rate=0.01,
                   corruption=None, momentum=0.0, weight_decay=0.0, fraction_stacked=0.0,
-                  layers=None, on_epoch=_noop):
+                  layers=None, on_epoch=noop):
     """Train ``model``'s dAs with the stacked/gradual hybrid; return the epoch records.
 
     ``epochs_per_layer`` (one number, or one per layer) is each layer's
@@ -131,6 +130,10 @@ def train_gradual(model, train_x, epochs_per_layer, batch_size=20, learning_rate
     data (the last of a phase may be partial): ``phase`` ("stacked" or
     "gradual"), ``layer``, ``epoch``, ``steps``, mean ``cost``, ``budget``
     (layer-epochs spent so far on this layer) and ``seconds``.
+
+    Raises ``sda.errors.TrainingDiverged`` naming the phase, layer, epoch and
+    step when a cost or parameter is not finite; warns when a phase's cost
+    climbs far above its first minibatch's.
     """
     if not 0.0 <= fraction_stacked <= 1.0:
         raise ValueError(f"fraction_stacked must be in [0, 1], got {fraction_stacked!r}")
@@ -153,15 +156,23 @@ def train_gradual(model, train_x, epochs_per_layer, batch_size=20, learning_rate
         """``n_steps`` minibatch steps in data order, a record per pass; returns
         the layer-epochs spent on the layer so far."""
         epoch, costs = 0, []
+        phase = PHASE_NAMES[tags["phase"]]
+        # minibatch reconstruction costs stay within a small factor of each other,
+        # so the first one is a fair start even for layers trained before
+        watch = EpochCostWatch(f"{phase} layer {tags['layer']}", from_scratch=True)
         for i in range(n_steps):
             costs.append(float(step(i % count, level, learning_rate)))
+            check_finite(costs[-1], phase, layer=tags["layer"], epoch=epoch, step=i + 1)
+            watch.step(costs[-1])
             if len(costs) == count or i == n_steps - 1:
                 spent += cost_per_step * len(costs) / count
                 record = dict(tags, epoch=epoch, steps=len(costs), cost=float(np.mean(costs)),
                               budget=spent, seconds=time.perf_counter() - started)
                 records.append(record)
+                watch.epoch(record["cost"])
                 on_epoch(record)
                 epoch, costs = epoch + 1, []
+        check_params(model, phase, layer=tags["layer"], step=n_steps)
         return spent
 
     for layer in layers:

@@ -4,15 +4,48 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from sda.checks import check_count
+
 
 class LogisticRegression:
     """Softmax regression ``P(y | x) = softmax(x W + b)``.
 
     ``W`` and ``b`` start at zero, as in the tutorial; the hidden layers
     below break the symmetry.
+
+    Parameters
+    ----------
+    input : TensorVariable
+        Symbolic input matrix, one example per row.
+    n_in : int
+        Input width.
+    n_out : int
+        Number of classes.
+    W, b : shared variables, optional
+        Existing weights (``n_in x n_out``) and bias to use instead of zeros.
+
+    Attributes
+    ----------
+    p_y_given_x, log_p_y_given_x : TensorVariable
+        Class probabilities and their logarithms (computed with ``log_softmax``).
+    y_pred : TensorVariable
+        The most probable class of each row.
+    params : list of shared variables
+        ``[W, b]``.
+
+    Examples
+    --------
+    >>> import numpy as np, pytensor, pytensor.tensor as pt
+    >>> from sda import LogisticRegression
+    >>> x, y = pt.matrix("x"), pt.ivector("y")
+    >>> classifier = LogisticRegression(x, n_in=3, n_out=4)
+    >>> nll = pytensor.function([x, y], classifier.negative_log_likelihood(y))
+    >>> round(float(nll(np.ones((2, 3), dtype="float32"), np.array([0, 3], dtype="int32"))), 4)
+    1.3863
     """
 
     def __init__(self, input, n_in, n_out, W=None, b=None):
+        n_in, n_out = check_count("n_in", n_in), check_count("n_out", n_out, minimum=2)
         floatX = pytensor.config.floatX
         if W is None:
             W = pytensor.shared(np.zeros((n_in, n_out), dtype=floatX), name="W")
@@ -30,7 +63,10 @@ class LogisticRegression:
 
     def negative_log_likelihood(self, y):
         """Mean negative log-probability of the correct labels ``y``."""
-        return -pt.mean(self.log_p_y_given_x[pt.arange(y.shape[0]), y])
+        # int64 bounds: PyTensor's JAX backend hands the default int8 constants to
+        # jnp.arange, which overflows past 127 rows. The C graph is the same.
+        rows = pt.arange(np.int64(0), y.shape[0], np.int64(1))
+        return -pt.mean(self.log_p_y_given_x[rows, y])
 
     def errors(self, y):
         """Fraction of the minibatch that is misclassified."""

@@ -4,6 +4,8 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from sda.checks import check_count, check_numpy_rng
+
 
 def uniform_weights(rng, n_in, n_out, activation=pt.sigmoid, name="W"):
     """The tutorial's initialisation: U(-r, r) with r = sqrt(6 / (n_in + n_out)).
@@ -27,9 +29,44 @@ class HiddenLayer:
 
     ``rng`` is a ``numpy.random.Generator`` or ``RandomState``. Pass ``W``
     and ``b`` to share existing parameters instead of creating new ones.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator or numpy.random.RandomState
+        Draws the initial weights, uniform in ``+-sqrt(6 / (n_in + n_out))``
+        (four times wider for the sigmoid).
+    input : TensorVariable
+        Symbolic input matrix, one example per row.
+    n_in, n_out : int
+        Input and output widths.
+    W, b : shared variables, optional
+        Existing weights (``n_in x n_out``) and bias to use.
+    activation : callable or None
+        Applied to ``input W + b``; ``pt.sigmoid`` by default.
+
+    Attributes
+    ----------
+    output : TensorVariable
+        The layer's symbolic output.
+    params : list of shared variables
+        ``[W, b]``.
+
+    Examples
+    --------
+    >>> import numpy as np, pytensor, pytensor.tensor as pt
+    >>> from sda import HiddenLayer
+    >>> x = pt.matrix("x")
+    >>> layer = HiddenLayer(np.random.default_rng(0), x, n_in=4, n_out=2)
+    >>> f = pytensor.function([x], layer.output)
+    >>> f(np.zeros((3, 4), dtype="float32"))  # sigmoid(0 + zero bias)
+    array([[0.5, 0.5],
+           [0.5, 0.5],
+           [0.5, 0.5]], dtype=float32)
     """
 
     def __init__(self, rng, input, n_in, n_out, W=None, b=None, activation=pt.sigmoid):
+        check_numpy_rng("rng", rng)
+        n_in, n_out = check_count("n_in", n_in), check_count("n_out", n_out)
         self.W = W if W is not None else uniform_weights(rng, n_in, n_out, activation)
         self.b = b if b is not None else zero_bias(n_out)
         self.input = input

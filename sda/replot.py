@@ -1,23 +1,27 @@
-"""``python -m sda.replot RUN_DIR``: draw a finished run's curves again from its CSV files.
+"""``python -m sda.replot RUN_DIR``: plot a run's learning curves from its CSV files.
 
-Nothing is retrained: ``metrics.csv`` gives the per-epoch pre-training and
-fine-tuning curves, ``steps.csv`` (if the run kept one) the minibatch costs.
+A run writes its numbers (``metrics.csv`` per epoch, ``steps.csv`` per
+sampled minibatch) but draws only its filters and reconstructions. This
+command reads those files, retrains nothing, and draws the curves:
+pre-training cost per layer, fine-tuning cost, validation and test error,
+and the sampled minibatch costs. It works on a finished run and on one still
+going or stopped.
 """
 
 import argparse
-import csv
 import math
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+from sda.cli import exit_status
+from sda.errors import SdAError
 from sda.plots import plot_curves
+from sda.rundir import METRICS, STEPS, usable_folder
 
-
-def read_rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
+DESCRIPTION = ("Plot a run's learning curves (pre-training and fine-tuning costs, validation and "
+               "test errors, sampled minibatch costs) from its metrics.csv and steps.csv, "
+               "without retraining.")
 
 def _number(text):
     """A CSV cell as a float; empty cells (columns a phase leaves out) are NaN."""
@@ -41,16 +45,14 @@ def _by_layer(rows):
 def replot(run_dir, out=None):
     """Write the run's PNGs into ``out`` (default: the run folder); returns their paths."""
     run_dir = Path(run_dir)
-    metrics_path = run_dir / "metrics.csv"
-    if not metrics_path.is_file():
-        raise FileNotFoundError(f"{run_dir} holds no metrics.csv: give the folder of a run "
-                                "made by python -m sda.run")
-    out = Path(out or run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = read_rows(metrics_path)
+    if not (run_dir / METRICS.filename).exists():
+        raise SdAError(f"{run_dir} holds no metrics.csv: give the folder of a run made by "
+                       "python -m sda.run")
+    metrics = METRICS.read(run_dir)  # checked: a damaged file is named, not plotted
+    steps = STEPS.read(run_dir) if (run_dir / STEPS.filename).exists() else []
+    out = usable_folder(out or run_dir)
     pretrain = [r for r in metrics if r["phase"] == "pretrain"]
     finetune = [r for r in metrics if r["phase"] == "finetune"]
-    steps = read_rows(run_dir / "steps.csv") if (run_dir / "steps.csv").is_file() else []
     figures = []  # (filename, curves, x label, y label, title, log_y)
     if pretrain:
         # pre-training rows number epochs from 0, fine-tuning rows from 1: plot epochs done
@@ -83,19 +85,12 @@ def replot(run_dir, out=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m sda.replot",
-                                     description="Draw a run's curves again from its CSV files, "
-                                                 "without retraining.")
+    parser = argparse.ArgumentParser(prog="python -m sda.replot", description=DESCRIPTION)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder made by python -m sda.run")
     parser.add_argument("--out", help="write the PNGs here instead of into RUN_DIR")
     args = parser.parse_args(argv)
-    try:
-        written = replot(args.run_dir, args.out)
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print("\n".join(str(path) for path in written))
-    return 0
+    return exit_status(lambda: print("\n".join(str(path) for path in replot(args.run_dir,
+                                                                              args.out))))
 
 
 if __name__ == "__main__":

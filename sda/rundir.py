@@ -1,12 +1,16 @@
-"""The run folder: config, per-epoch metrics, the model and a summary.
+"""The run folder: creating it safely, locking it, and reading and writing its files.
 
 Parameters are stored as ``.npz`` keyed by ``SdA.named_params()`` names and
 read back with ``allow_pickle=False``: a model file can never run code.
 Every file is written to a temporary name first and then renamed, so a run
-killed mid-write leaves the previous version intact.
+killed mid-write leaves the previous version intact. Every problem with a
+folder or a file (missing, damaged, not writable, in use) is an ``SdAError``
+whose message names the file.
 """
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
@@ -15,6 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from sda.data import open_npz
+from sda.errors import SdAError, SettingError
+
+MAX_SUFFIX = 1000  # default names that collide get "-2", "-3", ... up to this
 
 
 def atomic_write(path, write):
@@ -26,8 +35,54 @@ def atomic_write(path, write):
             write(f)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        # an interrupt may land after the rename, when the temporary name is gone
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
+
+
+def read_text(path, what="file"):
+    """The text of ``path``; an ``SdAError`` naming it if it is missing, a folder or unreadable."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SdAError(f"{path} is missing: this {what} needs it") from None
+    except IsADirectoryError:
+        raise SdAError(f"{path} is a folder where a file should be: remove or rename it") from None
+    except UnicodeDecodeError:
+        raise SdAError(f"{path} is not a text file (it holds binary data): restore it or start "
+                       "again") from None
+    except OSError as error:
+        raise SdAError(f"cannot read {path}: {error.strerror}") from None
+
+
+def folder_error(path, error, flag="--out"):
+    """One-line ``SdAError`` for an ``OSError`` raised while making the folder ``path``."""
+    if isinstance(error, PermissionError):
+        return SdAError(f"cannot write in {flag} {path}: permission denied; choose a folder you "
+                        "can write to")
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        return SdAError(f"{flag} {path} cannot be a folder: it or a folder above it is a file; "
+                        "choose another path")
+    return SdAError(f"cannot make {flag} {path}: {error.strerror or error}")
+
+
+def usable_folder(path, flag="--out"):
+    """Make the folder ``path`` (and its parents) if needed and check it is writable.
+
+    Returns the ``Path``; raises ``SdAError`` naming ``flag`` otherwise.
+    Commands that write outputs (``sda.replot``, ``sda.compare``) call this
+    before any work.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise folder_error(path, error, flag) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise folder_error(path, PermissionError(), flag)
+    return path
 
 
 def save_params(model, path):
@@ -39,85 +94,249 @@ def save_params(model, path):
 def load_params(model, path):
     """Set ``model``'s parameters from an ``.npz`` written by ``save_params``."""
     params = model.named_params()
-    with np.load(path, allow_pickle=False) as stored:
-        missing = sorted(set(params) - set(stored.files))
-        extra = sorted(set(stored.files) - set(params))
-        if missing or extra:
-            raise ValueError(
-                f"{path} does not fit this model (missing {missing}, unexpected {extra}): "
-                "build the model with the same layer sizes and decoder setting as the saved one"
+    stored = open_npz(path, "saved model")
+    missing = sorted(set(params) - set(stored))
+    extra = sorted(set(stored) - set(params))
+    if missing or extra:
+        raise SettingError(
+            f"{path} does not fit this model (missing {missing}, unexpected {extra}): "
+            "build the model with the same layer sizes and decoder setting as the saved one"
+        )
+    for name, p in params.items():
+        value = stored[name]
+        if value.shape != p.get_value(borrow=True).shape:
+            raise SettingError(
+                f"{path}: {name} has shape {value.shape}, the model expects "
+                f"{p.get_value(borrow=True).shape}: the layer sizes differ"
             )
-        for name, p in params.items():
-            value = stored[name]
-            if value.shape != p.get_value(borrow=True).shape:
-                raise ValueError(
-                    f"{path}: {name} has shape {value.shape}, the model expects "
-                    f"{p.get_value(borrow=True).shape}: the layer sizes differ"
-                )
-            p.set_value(value.astype(p.dtype))
+        p.set_value(value.astype(p.dtype))
 
 
+# ----------------------------------------------------------------------- tables
+class Table:
+    """A CSV file of a run folder: its columns, and which must hold numbers.
+
+    ``kinds`` maps a column to "int" or "float" (an empty cell is allowed
+    unless the column is ``required``, or required for the row's phase).
+    """
+
+    PHASES = ("pretrain", "finetune")
+
+    def __init__(self, filename, kinds, required, required_in_phase=None, added_later=()):
+        self.filename, self.kinds, self.required = filename, kinds, required
+        self.columns = ["phase", *kinds]
+        self.added_later = added_later  # columns a file written by an older sda may lack
+        self.required_in_phase = required_in_phase or {}
+
+    def read(self, folder):
+        """The rows as dicts of the original text; ``SdAError`` naming the file if damaged."""
+        path = Path(folder) / self.filename
+        text = read_text(path, "run folder")
+        if "\0" in text:
+            raise self._damaged(path, "it holds binary data")
+        # every row ends in a newline: a last line without one was cut off by a kill mid-append
+        text = text[: text.rfind("\n") + 1]
+        try:
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            missing = [c for c in self.columns
+                       if c not in (reader.fieldnames or []) and c not in self.added_later]
+            if missing:
+                raise self._damaged(path, f"columns {missing} are missing")
+            rows = list(reader)
+        except csv.Error as error:
+            raise self._damaged(path, f"it is not valid CSV ({error})") from None
+        for number, row in enumerate(rows, start=2):  # line 1 is the header
+            self._check_row(path, number, row)
+        return rows
+
+    def _check_row(self, path, number, row):
+        if row["phase"] not in self.PHASES:
+            raise self._damaged(path, f"line {number}: phase {row['phase']!r} is not one of "
+                                      f"{self.PHASES}")
+        needed = set(self.required) | set(self.required_in_phase.get(row["phase"], ()))
+        for column, kind in self.kinds.items():
+            cell = row.get(column)
+            if cell in ("", None):
+                if column in needed:
+                    raise self._damaged(path, f"line {number}: column {column} is empty")
+                continue
+            try:
+                int(cell) if kind == "int" else float(cell)
+            except ValueError:
+                raise self._damaged(path, f"line {number}: column {column} holds {cell!r}, "
+                                          f"not {'a whole number' if kind == 'int' else 'a number'}"
+                                    ) from None
+
+    @staticmethod
+    def _damaged(path, problem):
+        return SdAError(f"{path} is damaged: {problem}; restore the file, or start the run again")
+
+
+METRICS = Table("metrics.csv", {"layer": "int", "epoch": "int", "cost": "float",
+                                "valid_error": "float", "best_valid_error": "float",
+                                "test_error": "float", "seconds": "float",
+                                "passes": "float"},  # cg/lbfgs: pass-equivalents spent
+                required=("epoch", "cost"), required_in_phase={"pretrain": ("layer",)},
+                added_later=("passes",))
+STEPS = Table("steps.csv", {"layer": "int", "epoch": "int", "step": "int", "cost": "float"},
+              required=("epoch", "step", "cost"), required_in_phase={"pretrain": ("layer",)})
+
+
+# ------------------------------------------------------------------- the folder
 class RunDir:
-    """A folder holding one run's files."""
+    """A folder holding one run's files; ``with run_dir:`` holds its lock."""
 
-    METRICS = ["phase", "layer", "epoch", "cost", "valid_error", "best_valid_error",
-               "test_error", "seconds"]
+    METRICS = METRICS.columns
+    STEPS = STEPS.columns
 
     def __init__(self, path):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = None
 
     @classmethod
-    def create(cls, out, name):
-        """A new folder under ``out``; refuses to reuse an existing one."""
-        path = Path(out) / name
-        if path.exists():
-            raise FileExistsError(f"run folder {path} exists already: choose another --name")
+    def create(cls, out, name=None, kind="run"):
+        """Make a new folder under ``out`` and lock it.
+
+        With a ``name``, an existing folder of that name is refused. Without
+        one the name is the date, time and ``kind``, with "-2", "-3", ...
+        added when another run took it first: ``mkdir`` fails if the folder
+        exists, so two runs started in the same second each get their own.
+        """
+        out = usable_folder(out)
+        candidates = ([name] if name else
+                      [cls.default_name(kind)] + [f"{cls.default_name(kind)}-{i}"
+                                                   for i in range(2, MAX_SUFFIX)])
+        for candidate in candidates:
+            path = out / candidate
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as error:
+                raise folder_error(path, error) from None
+            run_dir = cls(path)
+            run_dir.lock()
+            return run_dir
+        if name:
+            raise SdAError(f"run folder {out / name} exists already: choose another --name, or "
+                           f"continue it with --resume {out / name}")
+        raise SdAError(f"{out} holds {MAX_SUFFIX} runs named {candidates[0]}...: choose a --name")
+
+    @classmethod
+    def claim(cls, out, kind):
+        """A locked output folder for an experiment: ``out``, or a new dated one if None.
+
+        An ``out`` that already holds files is refused: earlier results are
+        never overwritten.
+        """
+        if out is None:
+            return cls.create("runs", kind=kind)
+        run_dir = cls(usable_folder(out))
+        run_dir.lock()
+        earlier = sorted(p.name for p in run_dir.path.iterdir())
+        if earlier:
+            run_dir.unlock()
+            shown = ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else "")
+            raise SdAError(f"--out {run_dir.path} already holds files ({shown}); choose a new "
+                           "folder: earlier results are never overwritten")
+        return run_dir
+
+    @classmethod
+    def existing(cls, path):
+        """An existing run folder (for ``--resume``); ``SdAError`` if it is not a folder."""
+        path = Path(path)
+        if not path.is_dir():
+            problem = "is a file" if path.exists() else "does not exist"
+            raise SdAError(f"cannot resume {path}: it {problem}; give the folder of a run started "
+                           "by python -m sda.run")
         return cls(path)
 
     @staticmethod
-    def default_name(preset):
-        return time.strftime("%Y%m%d-%H%M%S") + f"-{preset}"
+    def default_name(kind):
+        return time.strftime("%Y%m%d-%H%M%S") + f"-{kind}"
 
+    # ---------------------------------------------------------------- locking
+    def lock(self):
+        """Take a non-blocking exclusive lock on the folder; refuse if another process holds it.
+
+        The lock is on the folder itself (``flock`` on its descriptor), so
+        it adds no file and dies with the process that holds it.
+        """
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SdAError(f"{self.path} is in use by another sda process: wait for it to end, "
+                           "or stop it") from None
+        self._lock_fd = fd
+
+    def unlock(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the lock
+            self._lock_fd = None
+
+    def __enter__(self):
+        if self._lock_fd is None:
+            self.lock()
+        return self
+
+    def __exit__(self, *exc):
+        self.unlock()
+
+    # ---------------------------------------------------------------- writing
     def write_json(self, filename, obj):
         text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
         atomic_write(self.path / filename, lambda f: f.write(text.encode()))
 
-    STEPS = ["phase", "layer", "epoch", "step", "cost"]
-
-    def _append(self, filename, fields, record):
-        path = self.path / filename
+    def _append(self, table, record):
+        path = self.path / table.filename
         new = not path.exists()
         with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=table.columns, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(record)
 
     def append_metrics(self, record):
         """Add one per-epoch row to ``metrics.csv`` (the header comes with the first)."""
-        self._append("metrics.csv", self.METRICS, record)
+        self._append(METRICS, record)
 
     def append_step(self, record):
         """Add one minibatch's cost to ``steps.csv``."""
-        self._append("steps.csv", self.STEPS, record)
+        self._append(STEPS, record)
 
     def rewind(self, metrics_rows, last_step):
         """Drop what a killed run wrote after its checkpoint: rows of
-        ``metrics.csv`` past ``metrics_rows`` and of ``steps.csv`` past ``last_step``."""
-        for filename, keep in [("metrics.csv", lambda i, row: i < metrics_rows),
-                               ("steps.csv", lambda i, row: int(row["step"]) <= last_step)]:
-            path = self.path / filename
-            if not path.exists():
+        ``metrics.csv`` past ``metrics_rows`` and of ``steps.csv`` past ``last_step``.
+
+        Both files are read and checked before either is rewritten.
+        """
+        kept = {}
+        for table, needed, keep in [(METRICS, metrics_rows, lambda i, row: i < metrics_rows),
+                                    (STEPS, last_step, lambda i, row: int(row["step"]) <= last_step)]:
+            path = self.path / table.filename
+            if not needed:  # nothing was saved before the checkpoint: drop whatever is there
+                if path.is_file():
+                    kept[table] = []
                 continue
-            with open(path, newline="") as f:
-                reader = csv.DictReader(f)
-                fields, rows = reader.fieldnames, [r for i, r in enumerate(reader) if keep(i, r)]
+            if not path.exists():
+                if table is METRICS:
+                    raise SdAError(f"{path} is missing but the checkpoint was saved after "
+                                   f"{metrics_rows} rows: restore it")
+                continue  # a run with --log-every 0 keeps no steps.csv
+            rows = table.read(self.path)
+            if table is METRICS and len(rows) < metrics_rows:
+                raise SdAError(f"{path} holds {len(rows)} rows but the checkpoint was saved after "
+                               f"{metrics_rows}: restore the file")
+            kept[table] = [row for i, row in enumerate(rows) if keep(i, row)]
+        for table, rows in kept.items():
             text = io.StringIO()
-            writer = csv.DictWriter(text, fieldnames=fields)
+            writer = csv.DictWriter(text, fieldnames=table.columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-            atomic_write(path, lambda f, text=text: f.write(text.getvalue().encode()))
+            atomic_write(self.path / table.filename, lambda f, text=text: f.write(
+                text.getvalue().encode()))
 
     def save_model(self, model, filename="model.npz"):
         save_params(model, self.path / filename)

@@ -1,7 +1,10 @@
 """Stochastic gradient descent updates, shared by pre-training and fine-tuning."""
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pytensor
+from pytensor.compile.executor import Function
 
 
 def sgd_updates(cost, params, learning_rate, momentum=0.0, weight_decay=0.0):
@@ -29,3 +32,28 @@ def sgd_updates(cost, params, learning_rate, momentum=0.0, weight_decay=0.0):
         else:
             updates.append((p, p - learning_rate * g))
     return updates, velocities
+
+
+@dataclass
+class SGDStep:
+    """A compiled SGD step and the momentum velocities it updates.
+
+    Call it as the compiled function; it returns the minibatch's cost. The
+    ``velocities`` (empty without momentum) are the step's own training
+    state: a loop hands them to its ``Checkpoint`` so they survive a kill.
+
+    Examples
+    --------
+    >>> import pytensor.tensor as pt
+    >>> w = pytensor.shared(np.float32(3.0), name="w")
+    >>> updates, velocities = sgd_updates(pt.sqr(w), [w], np.float32(0.25), momentum=0.5)
+    >>> step = SGDStep(pytensor.function([], pt.sqr(w), updates=updates), velocities)
+    >>> float(step()), float(w.get_value()), [v.name for v in step.velocities]
+    (9.0, 1.5, ['w.velocity'])
+    """
+
+    function: Function
+    velocities: list = field(default_factory=list)
+
+    def __call__(self, *args):
+        return self.function(*args)

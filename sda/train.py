@@ -5,6 +5,12 @@ The loops take a model and shared data, and report each epoch through an
 the experiments all drive the same code. Both loops keep their position in
 a ``Progress`` and can save it in a ``Checkpoint``; given a loaded
 ``Progress`` they continue exactly where it left off.
+
+Both loops guard against divergence: every minibatch cost is checked (one
+float test per step) and the parameters at every validation and checkpoint,
+so a NaN or infinity stops the run with ``sda.errors.TrainingDiverged``
+before it can reach a checkpoint or the best model. A cost that climbs far
+above where it started gets a ``RuntimeWarning`` (``sda.errors.CostWatch``).
 """
 
 import time
@@ -12,14 +18,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytensor
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: a notebook (the docs) needs no widgets
 
+from sda.batching import n_batches
 from sda.checkpoint import Checkpoint, Progress
-from sda.SdA import n_batches
+from sda.errors import CostWatch, check_finite
+
+PRETRAINING, FINETUNING = "pre-training", "fine-tuning"  # phase names in error messages
 
 
-def _noop(record):
-    pass
+def noop(record):
+    """The default callback: takes a record and does nothing."""
 
 
 def _progress_bar(start, count, description, show):
@@ -29,8 +38,46 @@ def _progress_bar(start, count, description, show):
 
 
 def split_error(score):
-    """The error rate of a whole split from a scorer's per-batch rates."""
-    return float(np.average(score(), weights=score.batch_sizes))
+    """The error rate of a whole split: ``score.error()`` of an ``sda.batching.SplitScorer``."""
+    return score.error()
+
+
+def check_params(model, phase, **where):
+    """Raise ``TrainingDiverged`` naming the first parameter of ``model`` that
+    holds a NaN or infinity. ``where`` takes the ``layer``, ``epoch`` and
+    ``step`` to name. It reads every weight, so loops call it only at
+    validation and checkpoint points, not every step."""
+    for name, param in model.named_params().items():
+        check_finite(param.get_value(borrow=True), phase, f"parameter {name}", **where)
+
+
+class EpochCostWatch:
+    """Warns (``sda.errors.CostWatch``) when an epoch's mean cost rises far above the start.
+
+    The start is the first minibatch's cost when training starts from
+    scratch (an untrained model costs about the same on every minibatch),
+    otherwise the first epoch's mean: one minibatch of a resumed, half-trained
+    model can cost far less than the average.
+    """
+
+    def __init__(self, name: str, from_scratch: bool):
+        self.watch, self.first_step = CostWatch(name), from_scratch
+
+    def step(self, cost: float) -> None:
+        if self.first_step:
+            self.watch(cost)
+            self.first_step = False
+
+    def epoch(self, mean_cost: float) -> None:
+        self.watch(mean_cost)
+
+
+def _save_if_due(checkpoint, progress, model, phase, **where):
+    """Save at the checkpoint's interval, after checking the parameters, so a
+    diverged state never overwrites the last good checkpoint."""
+    if checkpoint.due(progress):
+        check_params(model, phase, **where)
+        checkpoint.save(progress)
 
 
 # ---------------------------------------------------------------- pre-training
@@ -69,14 +116,62 @@ class LayerSource:
 
 
 def pretrain(model, train_x, batch_size=20, epochs=15, learning_rate=0.02, corruption_levels=None,
-             cached=True, layers=None, momentum=0.0, weight_decay=0.0, on_epoch=_noop,
-             on_step=_noop, show_progress=False, progress=None, checkpoint=None):
+             cached=True, layers=None, momentum=0.0, weight_decay=0.0, on_epoch=noop,
+             on_step=noop, show_progress=False, progress=None, checkpoint=None):
     """Greedy layer-wise pre-training; returns each layer's per-epoch mean cost.
 
     With ``cached=True`` (the fast path), layer ``k`` trains on the stored
     output of layers ``0..k-1``, computed once, instead of recomputing it
     for every minibatch. ``on_step(record)`` sees every minibatch's cost;
     ``progress``/``checkpoint``: see ``sda.checkpoint``.
+
+    Raises ``sda.errors.TrainingDiverged`` (naming the layer, epoch and
+    step) as soon as a cost or parameter is not finite, before anything is
+    saved; warns when a layer's cost climbs far above its first minibatch's.
+
+    Parameters
+    ----------
+    model : SdA
+        The stack whose dAs are trained, bottom up.
+    train_x : shared variable
+        The training inputs, one row per example (``sda.data.shared_dataset``).
+    batch_size, epochs : int
+        Minibatch rows, and passes over the data per layer.
+    learning_rate : float
+        SGD step on the minibatch's mean cost.
+    corruption_levels : sequence of float, optional
+        One per layer; the model's own levels by default.
+    cached : bool
+        The fast path (see above); the same result either way.
+    layers : list of int, optional
+        Which layers to train; all by default.
+    momentum, weight_decay : float
+        As in ``sda.sgd.sgd_updates``.
+    on_epoch, on_step : callable
+        Get a dict per epoch (``phase``, ``layer``, ``epoch``, ``cost``,
+        ``seconds``) and per minibatch.
+    show_progress : bool
+        Show a progress bar on a terminal.
+    progress, checkpoint : Progress, Checkpoint, optional
+        Resume from and save training state (``sda.checkpoint``).
+
+    Returns
+    -------
+    list of list of float
+        Per layer, the mean cost of each epoch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sda import SdA
+    >>> from sda.data import load_dataset, shared_dataset
+    >>> digits = load_dataset("digits").subset(200, 50, 50)
+    >>> model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=(32, 16),
+    ...             corruption_levels=(0.1, 0.2))
+    >>> history = pretrain(model, shared_dataset(digits.train)[0], batch_size=20, epochs=2,
+    ...                    learning_rate=0.1)
+    >>> [len(costs) for costs in history]
+    [2, 2]
     """
     levels = model.corruption_levels if corruption_levels is None else corruption_levels
     layers = list(range(model.n_layers) if layers is None else layers)
@@ -90,24 +185,32 @@ def pretrain(model, train_x, batch_size=20, epochs=15, learning_rate=0.02, corru
         data, from_cache = source.for_layer(layer)
         step = model.pretraining_function(layer, data, batch_size, from_cache, momentum,
                                           weight_decay)
-        checkpoint.restore_velocities(model.dA_layers[layer].velocities)
+        checkpoint.restore_velocities(step.velocities)
+        watch = EpochCostWatch(f"{PRETRAINING} layer {layer}", progress.epoch == progress.batch == 0)
         if len(progress.pretrain_history) <= layer:
             progress.pretrain_history.append([])
         while progress.epoch < epochs:
             bar = _progress_bar(progress.batch, count,
                                 f"pre-train layer {layer} epoch {progress.epoch}", show_progress)
             for index in bar:
-                cost = step(index, levels[layer], learning_rate)
+                cost = float(step(index, levels[layer], learning_rate))
+                # printed epochs count from 0 in pre-training; steps as in steps.csv
+                check_finite(cost, PRETRAINING, layer=layer, epoch=progress.epoch,
+                             step=progress.steps + 1)
+                watch.step(cost)
                 progress.finish_batch(cost)
                 on_step({"phase": "pretrain", "layer": layer, "epoch": progress.epoch,
-                         "step": progress.steps, "cost": float(cost)})
+                         "step": progress.steps, "cost": cost})
                 progress.seconds["pretrain"] = time.perf_counter() - started
-                checkpoint.maybe_save(progress)
+                _save_if_due(checkpoint, progress, model, PRETRAINING, layer=layer,
+                             epoch=progress.epoch, step=progress.steps)
             epoch = progress.epoch
             progress.pretrain_history[layer].append(progress.finish_epoch())
+            watch.epoch(progress.pretrain_history[layer][-1])
             on_epoch({"phase": "pretrain", "layer": layer, "epoch": epoch,
                       "cost": progress.pretrain_history[layer][-1],
                       "seconds": progress.seconds["pretrain"]})
+        check_params(model, PRETRAINING, layer=layer, step=progress.steps)
         progress.layer = layer + 1
         progress.start_phase("pretrain")
         checkpoint.velocities = []  # the next layer starts with fresh ones
@@ -131,6 +234,43 @@ class EarlyStopping:
                 f"0 < improvement_threshold <= 1; got {self}"
             )
 
+    def update(self, progress, valid_error):
+        """Record one validation error in ``progress``; return whether it is the best yet.
+
+        A real improvement (below ``improvement_threshold`` times the best so
+        far) raises the patience to at least ``patience_increase`` times the
+        iterations done, as in the tutorial; a smaller one only becomes the
+        new best.
+
+        Examples
+        --------
+        >>> progress = Progress(iteration=300, patience=500, best_valid_error=0.1)
+        >>> EarlyStopping(patience_increase=2.0).update(progress, 0.05), progress.patience
+        (True, 600)
+        """
+        progress.valid_error = valid_error
+        if not valid_error < progress.best_valid_error:
+            return False
+        if valid_error < progress.best_valid_error * self.improvement_threshold:
+            progress.patience = max(progress.patience, int(progress.iteration * self.patience_increase))
+        progress.best_valid_error, progress.best_epoch = valid_error, progress.epoch + 1
+        return True
+
+
+def fixed_budget(epochs: int, n_batches: int) -> EarlyStopping:
+    """Early stopping that never stops early: fine-tuning runs all ``epochs``.
+
+    Its patience is the whole budget, ``epochs * n_batches`` iterations, so
+    only ``max_epochs`` ends the run; the best validation point is still
+    kept. Experiments use it to give every arm the same number of updates.
+
+    Examples
+    --------
+    >>> fixed_budget(epochs=3, n_batches=10).patience
+    30
+    """
+    return EarlyStopping(patience=epochs * n_batches)
+
 
 @dataclass
 class FinetuneResult:
@@ -142,52 +282,114 @@ class FinetuneResult:
 
 
 def finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches, max_epochs=1000,
-                 stopping=None, validation_frequency=None, on_epoch=_noop, on_step=_noop,
+                 stopping=None, validation_frequency=None, on_epoch=noop, on_step=noop,
                  show_progress=False, progress=None, checkpoint=None):
     """SGD fine-tuning with early stopping; leaves the best-validation
     parameters in the model and returns a ``FinetuneResult``.
-    ``on_step(record)`` sees every minibatch's cost."""
+
+    ``train_fn``, ``valid_score`` and ``test_score`` are what
+    ``SdA.build_finetune_functions`` returns; ``train_fn.velocities`` go into
+    the checkpoint. ``on_step(record)`` sees every minibatch's cost.
+    Raises ``sda.errors.TrainingDiverged`` (naming the epoch and step) as
+    soon as a cost or parameter is not finite, before it reaches the
+    checkpoint or the best parameters; warns when an epoch's mean cost climbs
+    far above the first minibatch's cost.
+
+    Parameters
+    ----------
+    model : SdA
+        The network; its ``params`` are the ones kept at the best point.
+    train_fn : SGDStep
+        ``train_fn(index)`` takes one SGD step on training minibatch ``index``.
+    valid_score, test_score : SplitScorer
+        Score the validation and test sets (``.error()``).
+    n_train_batches : int
+        Minibatches per epoch.
+    max_epochs : int
+        Stop after this many epochs whatever the patience.
+    stopping : EarlyStopping, optional
+        The patience rule: ``patience`` iterations at least, raised to
+        ``iteration * patience_increase`` after a validation error below
+        ``improvement_threshold`` times the best so far.
+    validation_frequency : int, optional
+        Iterations between validations; ``min(n_train_batches, patience // 2)``
+        by default, as in the tutorial.
+    on_epoch, on_step : callable
+        Get a dict per epoch (``epoch``, ``cost``, ``valid_error``,
+        ``best_valid_error``, ``test_error``, ``seconds``) and per minibatch.
+    show_progress : bool
+        Show a progress bar on a terminal.
+    progress, checkpoint : Progress, Checkpoint, optional
+        Resume from and save training state (``sda.checkpoint``).
+
+    Returns
+    -------
+    FinetuneResult
+        ``best_valid_error``, ``test_error`` (at the best validation point),
+        ``best_epoch``, ``epochs_run`` and ``iterations``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sda import SdA
+    >>> from sda.data import load_dataset, shared_dataset
+    >>> digits = load_dataset("digits").subset(200, 50, 50)
+    >>> datasets = [shared_dataset(s) for s in (digits.train, digits.valid, digits.test)]
+    >>> model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=(32,),
+    ...             corruption_levels=(0.1,))
+    >>> train_fn, valid_score, test_score = model.build_finetune_functions(
+    ...     datasets, batch_size=20, learning_rate=0.1)
+    >>> result = finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches=10,
+    ...                       max_epochs=3)
+    >>> result.epochs_run, 0.0 <= result.best_valid_error <= 1.0
+    (3, True)
+    """
     stopping = stopping or EarlyStopping()
     checkpoint = checkpoint or Checkpoint()
     p = progress or Progress()
     if p.phase == "pretrain":
         p.start_phase("finetune")
         p.patience = stopping.patience
-    checkpoint.restore_velocities(model.finetune_velocities)
+    checkpoint.restore_velocities(train_fn.velocities)
+    watch = EpochCostWatch(FINETUNING, p.epoch == p.batch == 0)
     validation_frequency = validation_frequency or min(n_train_batches, max(1, stopping.patience // 2))
     started = time.perf_counter() - p.seconds["finetune"]
     while p.epoch < max_epochs and p.iteration < p.patience:
         bar = _progress_bar(p.batch, n_train_batches, f"fine-tune epoch {p.epoch + 1}", show_progress)
         for index in bar:
-            cost = train_fn(index)
+            cost = float(train_fn(index))
+            # printed fine-tuning epochs count from 1; steps as in steps.csv
+            where = dict(epoch=p.epoch + 1, step=p.steps + 1)
+            check_finite(cost, FINETUNING, **where)
+            watch.step(cost)
             p.finish_batch(cost)
             p.iteration += 1
             on_step({"phase": "finetune", "epoch": p.epoch, "step": p.steps,
-                     "iteration": p.iteration, "cost": float(cost)})
+                     "iteration": p.iteration, "cost": cost})
             if p.iteration % validation_frequency == 0:
-                _validate(model, p, stopping, valid_score, test_score, checkpoint)
+                _validate(model, p, stopping, valid_score, test_score, checkpoint, where)
             p.seconds["finetune"] = time.perf_counter() - started
-            checkpoint.maybe_save(p)
+            _save_if_due(checkpoint, p, model, FINETUNING, **where)
             if p.iteration >= p.patience:
                 break
         cost = p.finish_epoch()
+        watch.epoch(cost)
         on_epoch({"phase": "finetune", "epoch": p.epoch, "cost": cost, "valid_error": p.valid_error,
                   "best_valid_error": p.best_valid_error, "test_error": p.test_error,
                   "seconds": p.seconds["finetune"]})
     if checkpoint.best is not None:
         for param, value in zip(model.params, checkpoint.best):
             param.set_value(value)
+    check_params(model, FINETUNING, epoch=p.epoch, step=p.steps)
     p.phase = "done"
     checkpoint.save(p)
     return FinetuneResult(p.best_valid_error, p.test_error, p.best_epoch, p.epoch, p.iteration)
 
 
-def _validate(model, p, stopping, valid_score, test_score, checkpoint):
-    """The tutorial's early-stopping bookkeeping after one validation."""
-    p.valid_error = split_error(valid_score)
-    if p.valid_error < p.best_valid_error:
-        if p.valid_error < p.best_valid_error * stopping.improvement_threshold:
-            p.patience = max(p.patience, int(p.iteration * stopping.patience_increase))
-        p.best_valid_error, p.best_epoch = p.valid_error, p.epoch + 1
+def _validate(model, p, stopping, valid_score, test_score, checkpoint, where):
+    """Score the validation set; keep the parameters and test error of a new best.
+    Non-finite parameters stop the run first: they must never become the best."""
+    check_params(model, FINETUNING, **where)
+    if stopping.update(p, valid_score.error()):
         checkpoint.best = [param.get_value() for param in model.params]
-        p.test_error = split_error(test_score)
+        p.test_error = test_score.error()

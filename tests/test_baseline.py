@@ -48,12 +48,12 @@ def test_writes_both_curves_the_table_and_the_plots(quick_run):
 
 def test_random_arm_starts_from_a_fresh_sdA_and_the_other_from_pretrained_weights(quick_run):
     out, _ = quick_run
-    config, _ = settings_from_args(build_parser().parse_args(["--quick"]))
+    config = settings_from_args(build_parser().parse_args(["--quick"]))
     fresh = {name: p.get_value() for name, p in
              build_model(config, load_dataset("digits")).named_params().items()}
     random_start, pretrained_start = params(out / "random_start.npz"), params(out / "pretrained_start.npz")
     assert random_start.keys() == fresh.keys() == pretrained_start.keys()
-    for name, value in fresh.items():
+    for name, value in fresh.items():  # the same seed's draws, no arithmetic: exact anywhere
         np.testing.assert_array_equal(random_start[name], value, err_msg=name)
     for layer in range(len(config.hidden_layers)):
         assert not np.allclose(pretrained_start[f"hidden{layer}.W"], fresh[f"hidden{layer}.W"])
@@ -62,11 +62,20 @@ def test_random_arm_starts_from_a_fresh_sdA_and_the_other_from_pretrained_weight
 
 
 def test_flags_override_the_quick_preset_and_bad_budgets_fail_clearly(tmp_path, capsys):
-    config, eval_every = settings_from_args(build_parser().parse_args(
+    config = settings_from_args(build_parser().parse_args(
         ["--quick", "--hidden-layers", "7", "--batch-size", "5", "--eval-every", "3"]))
-    assert (config.hidden_layers, config.corruption_levels, eval_every) == ((7,), (0.1,), 3)
+    assert (config.hidden_layers, config.corruption_levels, config.eval_every) == ((7,), (0.1,), 3)
     assert config.pretrain_batch_size == config.finetune_batch_size == 5
     assert main(["--quick", "--eval-every", "0"]) == 2
-    assert "--eval-every must be" in capsys.readouterr().err
+    assert "eval_every must be a positive number" in capsys.readouterr().err
     assert main(["--quick", "--eval-every", "1000", "--out", str(tmp_path / "o")]) == 2
     assert "curves would be empty" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_pointed_at_earlier_results_is_refused(quick_run, capsys):
+    out, _ = quick_run
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["--quick", "--out", str(out)]) == 2
+    assert "already holds files" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

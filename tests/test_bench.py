@@ -43,3 +43,67 @@ def test_quick_benchmark_writes_every_figure(shared_data, tmp_path):
     assert results["full_pretraining"] is None  # --quick without --full
     assert results["finetune"]["epoch_seconds"] > 0 and results["finetune"]["valid_seconds"] > 0
     assert results["memory"]["peak_rss_bytes"] > results["memory"]["cache_bytes"] > 0
+
+
+# ------------------------------------------------------------ fine-tuning step
+def small_network(shared_data):
+    """A two-layer network on 200 MNIST rows: the step check of bench.finetune,
+    without the cost of compiling the default 3x1000 network."""
+    from bench.finetune import network
+    from sda.config import preset
+    from sda.data import load_dataset
+
+    config = preset("default", hidden_layers=(200, 100), corruption_levels=(0.1, 0.2))
+    dataset = load_dataset("mnist", str(shared_data)).subset(200, 10, 10)
+    return network(config, dataset), dataset.train.x, dataset.train.y
+
+
+def test_every_finetune_reference_takes_sdas_step(shared_data):
+    from bench.finetune import check_same_step, finetune_references
+
+    model, x, y = small_network(shared_data)
+    makers, skipped = finetune_references(lr=0.5, threads=1)
+    assert set(makers) | set(skipped) == {"numpy", "numpy+MKL", "torch"} and "numpy" in makers
+    start = [p.get_value() for p in model.params]
+    cost = check_same_step(model, x, y, makers, lr=0.5)  # asserts cost and parameters, float32 tolerances
+    assert 0 < cost < 10  # a softmax over 10 classes from a random top layer: about log(10)
+    for param, value in zip(model.params, start):
+        assert (param.get_value() == value).all()  # the check leaves the model as it found it
+
+
+def test_finetune_step_check_catches_a_different_step(shared_data):
+    import pytest
+
+    from bench.finetune import check_same_step
+    from bench.references import NumpyGemm, NumpyMLP
+
+    model, x, y = small_network(shared_data)
+    wrong_rate = {"numpy": lambda p: NumpyMLP(p, 0.75, NumpyGemm())}  # lr 0.75 instead of 0.5
+    with pytest.raises(AssertionError, match="update the parameters differently"):
+        check_same_step(model, x, y, wrong_rate, lr=0.5)
+
+
+def test_quick_finetune_benchmark_writes_ratios_and_profiles(shared_data, tmp_path):
+    out = tmp_path / "f.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.finetune", "--quick", "--profile", "--batch-sizes", "20",
+         "--out", str(out)],
+        cwd=REPO, env={**os.environ, "SDA_DATA": str(shared_data)},
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "One fine-tuning step, 784-1000-1000-1000-10" in done.stdout
+    results = json.loads(out.read_text())
+    (row,) = results["step"]["batch_sizes"]
+    rates = row["samples_per_second"]
+    assert row["batch_size"] == 20 and all(rate > 0 for rate in rates.values())
+    assert set(rates) | set(results["step"]["skipped"]) == {"sda", "numpy", "numpy+MKL", "torch"}
+    for name in set(rates) - {"sda"}:
+        assert row["ratios"][f"sda/{name}"] == rates["sda"] / rates[name]
+    (pre_row,) = results["pretrain_step"]["batch_sizes"]
+    assert pre_row["batch_size"] == 20 and set(pre_row["samples_per_second"]) == set(rates)
+    (profile,) = results["profile"]
+    for step in ("finetune", "pretrain"):
+        shares = profile[step]["classes"].values()
+        assert abs(sum(shares) - 1) < 1e-9 and profile[step]["ms_per_step"] > 0
+    assert "Dot22" in profile["finetune"]["classes"] or "Gemm" in profile["finetune"]["classes"]

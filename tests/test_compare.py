@@ -2,17 +2,24 @@
 
 import csv
 import json
+import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from sda.compare import main
+from sda.cli import settings_from_args
+from sda.compare import ARMS, DEFAULTS, CompareSettings, build_parser, main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-BUDGET = 4
-SMALL = ["--n-train", "500", "--n-valid", "300", "--n-test", "300", "--hidden-layers", "40",
-         "--budget-passes", str(BUDGET)]
+BUDGET = 2
+N_TRAIN = 500
+SGD_BATCH = 20
+SMALL = ["--n-train", str(N_TRAIN), "--n-valid", "300", "--n-test", "300", "--hidden-layers", "40",
+         "--budget-passes", str(BUDGET), "--finetune-batch-size", "100", "--line-searches", "2",
+         "--sgd-batch-size", str(SGD_BATCH)]
+PLOTS = {f"{y}_vs_{x}.png" for y in ("valid_error", "train_loss") for x in ("passes", "seconds")}
 
 
 @pytest.fixture(scope="module")
@@ -20,76 +27,137 @@ def comparison(tmp_path_factory, shared_data):
     out = tmp_path_factory.mktemp("compare") / "out"
     done = subprocess.run(
         [sys.executable, "-m", "sda.compare", "--data", str(shared_data), *SMALL,
-         "--pretrain-epochs", "1", "--autoencoder", "--out", str(out)],
-        cwd=out.parent, capture_output=True, text=True, timeout=300,
+         "--pretrain-epochs", "1", "--seeds", "1", "2", "--thresholds", "60", "30",
+         "--sensitivity-m", "100", "250", "--autoencoder", "--out", str(out)],
+        cwd=out.parent, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    return out, done.stdout
+    return out, done.stdout, json.loads((out / "comparison.json").read_text())
 
 
-def test_writes_the_table_the_data_and_both_plots(comparison):
-    out, stdout = comparison
+def test_writes_the_tables_the_data_and_the_plots(comparison):
+    out, stdout, _ = comparison
     assert {p.name for p in out.iterdir()} == {
-        "comparison.csv", "comparison.json", "comparison.md", "pretrained.npz",
-        "valid_error_vs_time.png", "valid_error_vs_passes.png"}
-    for name in ("valid_error_vs_time.png", "valid_error_vs_passes.png"):
+        "comparison.json", "comparison.md", "runs.csv", "summary.csv", "pretrained.npz",
+        "sensitivity.csv", "sensitivity.png", *PLOTS}
+    for name in [*PLOTS, "sensitivity.png"]:
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
     table = (out / "comparison.md").read_text()
-    for label in ("SGD", "CG", "L-BFGS"):
-        assert f"| {label} |" in table and f"| {label} |" in stdout
-    assert "Deep auto-encoder" in table
+    for arm in ARMS:
+        assert f"| {arm} |" in table and f"| {arm} |" in stdout
+    assert "passes to 60 %" in table and "Deep auto-encoder" in table
 
 
-def test_every_optimiser_has_sensible_numbers(comparison):
-    out, _ = comparison
-    rows = {row["method"]: row for row in csv.DictReader(open(out / "comparison.csv"))}
-    assert list(rows) == ["sgd", "cg", "lbfgs"]
-    for method, row in rows.items():
-        # The untrained softmax layer gets about 90 % wrong; every optimiser must do better.
-        assert 0 <= float(row["best_valid_error"]) < 0.85, method
-        assert 0 <= float(row["test_error"]) < 0.85, method
-        assert float(row["seconds"]) > 0
-    assert float(rows["sgd"]["passes"]) == BUDGET
-    for method in ("cg", "lbfgs"):
-        row = rows[method]
-        # The budget is checked after each iteration, whose line search may overrun it.
-        assert BUDGET <= int(row["passes"]) <= 2 * BUDGET
-        assert int(row["fun_evals"]) >= 1 and int(row["grad_evals"]) >= 1
-        assert row["stop_reason"] == "max_passes"
+def test_every_arm_and_seed_starts_at_the_same_point_and_spends_its_budget(comparison):
+    _, _, saved = comparison
+    runs = saved["runs"]
+    assert [(r["arm"], r["seed"]) for r in runs] == [(arm, seed) for arm in ARMS for seed in (1, 2)]
+    starts = {(h[0]["passes"], round(h[0]["train_loss"], 5), h[0]["valid_error"])
+              for histories in saved["histories"].values() for h in histories}
+    assert len(starts) == 1  # the same pre-trained weights, measured the same way
+    for run in runs:
+        assert BUDGET <= run["passes"] < BUDGET + 5, run["arm"]  # one line search may overrun
+        # Every arm lowers the training loss below the zero softmax's log(10) at some point
+        # (on 100-row batches mini-batch L-BFGS may end a little above it again).
+        history = saved["histories"][run["arm"]][[1, 2].index(run["seed"])]
+        assert min(r["train_loss"] for r in history) < np.log(10), run["arm"]
+        # The best point is never worse than the start. The untrained softmax layer gets about
+        # 90 % wrong: in 2 passes SGD and mini-batch CG must do far better; full-batch CG and
+        # L-BFGS make one or two updates, and L-BFGS restarted on 100-row batches is slow.
+        assert run["best_valid_error"] <= history[0]["valid_error"], run["arm"]
+        if run["arm"] in ("sgd", "sgd-momentum", "cg-hs2006"):
+            assert run["best_valid_error"] < 0.8 and run["test_error"] < 0.8, run["arm"]
+    sgd = [r for r in runs if r["arm"] == "sgd"]
+    assert all(r["passes"] == BUDGET and r["updates"] == BUDGET * N_TRAIN / SGD_BATCH for r in sgd)
+    # SGD is measured after the first minibatch at or past every half pass-equivalent
+    expected = [math.ceil(0.5 * i * N_TRAIN / SGD_BATCH) * SGD_BATCH / N_TRAIN
+                for i in range(2 * BUDGET + 1)]
+    assert [r["passes"] for r in saved["histories"]["sgd"][0]] == expected
+    # shuffling follows the seed: two seeds, two different runs
+    assert sgd[0]["final_train_loss"] != sgd[1]["final_train_loss"]
 
 
-def test_json_keeps_every_record_and_the_autoencoder_result(comparison):
-    out, _ = comparison
-    saved = json.loads((out / "comparison.json").read_text())
-    assert [r["method"] for r in saved["results"]] == ["sgd", "cg", "lbfgs"]
-    assert len(saved["histories"]["sgd"]) == BUDGET
-    for row in saved["results"][1:]:
-        history = saved["histories"][row["method"]]
-        assert len(history) == row["iterations"] and history[-1]["passes"] == row["passes"]
+def test_the_summary_is_the_mean_and_sd_over_seeds(comparison):
+    _, _, saved = comparison
+    for entry in saved["summary"]:
+        runs = [r for r in saved["runs"] if r["arm"] == entry["arm"]]
+        errors = [r["best_valid_error"] for r in runs]
+        mean, sd, count = entry["best_valid_error"]
+        # float64 statistics of the same numbers: pytest's default rel=1e-6 is ample.
+        assert count == 2 and mean == pytest.approx(np.mean(errors))
+        assert sd == pytest.approx(np.std(errors, ddof=1))
+        reached = [r["passes_to_60%"] for r in runs if r["passes_to_60%"] is not None]
+        assert entry["passes_to_60%"][2] == len(reached)
+    for run in saved["runs"]:  # the cost to reach a threshold is where the record first got there
+        history = saved["histories"][run["arm"]][[1, 2].index(run["seed"])]
+        first = next((r for r in history if r["valid_error"] <= 0.6), None)
+        assert run["passes_to_60%"] == (first["passes"] if first else None)
+
+
+def test_sensitivity_and_autoencoder_results(comparison):
+    out, _, saved = comparison
+    rows = list(csv.DictReader(open(out / "sensitivity.csv")))
+    assert [(int(r["m"]), int(r["k"])) for r in rows] == [(100, 2), (250, 2)]
+    assert int(rows[0]["updates"]) > int(rows[1]["updates"])  # smaller batches, more updates
     autoencoder = saved["autoencoder"]
-    assert autoencoder["valid_error_after"] < autoencoder["valid_error_before"]
-    assert saved["settings"]["budget_passes"] == BUDGET
+    assert autoencoder["data_entropy"] > 0
+    before = autoencoder["pretrained"]
+    for arm in ("sgd", "cg"):
+        after = autoencoder[arm]
+        assert 0 < after["excess_cross_entropy"] < before["excess_cross_entropy"], arm
+        assert 0 < after["squared_error"] < before["squared_error"], arm
 
 
-def test_reloaded_weights_give_the_same_start(comparison, shared_data, tmp_path, capsys):
-    out, _ = comparison
-    again = tmp_path / "again"
-    code = main(["--data", str(shared_data), *SMALL, "--pretrained", str(out / "pretrained.npz"),
-                 "--methods", "cg", "--out", str(again)])
-    assert code == 0, capsys.readouterr().err
-    first = {r["method"]: r for r in csv.DictReader(open(out / "comparison.csv"))}["cg"]
-    second = next(csv.DictReader(open(again / "comparison.csv")))
-    assert float(second["best_valid_error"]) == pytest.approx(float(first["best_valid_error"]),
-                                                              abs=0.01)
+def test_an_earlier_result_is_never_overwritten(comparison, shared_data, capsys):
+    out, _, _ = comparison
+    before = (out / "comparison.json").read_bytes()
+    assert main(["--data", str(shared_data), *SMALL, "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "already holds files" in error
+    assert (out / "comparison.json").read_bytes() == before
+
+
+def test_flags_become_checked_settings():
+    settings = settings_from_args(build_parser().parse_args(["--hidden-layers", "40", "20"]),
+                                  CompareSettings, DEFAULTS)
+    # layers given alone take the default levels for their depth
+    assert (settings.hidden_layers, settings.corruption_levels) == ((40, 20), (0.1, 0.2))
+    assert (settings.arms, settings.seeds, settings.budget_passes) == (ARMS, (1, 2, 3), 20.0)
+    helps = [action.help for action in build_parser()._actions if action.dest != "help"]
+    assert all(text.count("(default:") == 1 and "None" not in text for text in helps)
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--budget-passes", "0"], "--budget-passes must be a positive integer"),
-    (["--patience", "-2"], "--patience must be a positive integer"),
+    (["--budget-passes", "0"], "budget_passes must be a positive number"),
+    (["--eval-every", "-1"], "eval_every must be a positive number"),
+    (["--line-searches", "0"], "line_searches must be 1 or more"),
+    (["--sensitivity-m", "100", "0"], "sensitivity_m must be 1 or more"),
+    (["--warmup-epochs", "-1"], "warmup_epochs must be 0 or more"),
+    (["--momentum", "1"], "momentum must be in [0, 1)"),
+    (["--momentum", "0"], "momentum must be more than 0"),
+    (["--arms", "sgd", "adam"], "arms must be some of"),
+    (["--seeds", "1", "1"], "give each one once"),
+    (["--seeds", "-1"], "seeds must be one or more numbers"),
     (["--hidden-layers", "10", "10", "10", "10"], "one level per layer"),
-    (["--pretrained", "missing.npz"], "--pretrained missing.npz: no such file"),
+    (["--pretrained", "missing.npz"], "pretrained missing.npz: no such file"),
 ])
 def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys):
     assert main([*flags, "--out", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--data", "missing-folder"], "missing-folder"),
+    (["--finetune-batch-size", "600"], "finetune_batch_size 600 is larger than the 500 training rows"),
+    (["--hidden-layers", "30"], "the layer sizes differ"),  # weights of a 40-unit layer
+])
+def test_bad_data_or_weights_leave_no_folder(flags, message, comparison, shared_data, tmp_path,
+                                             monkeypatch, capsys):
+    pretrained = comparison[0] / "pretrained.npz"
+    monkeypatch.chdir(tmp_path)  # without --out the folder would be made under runs/ here
+    given = ["--data", str(shared_data), *SMALL, "--pretrained", str(pretrained), *flags]
+    assert main(given) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1 and message in error
+    assert list(tmp_path.iterdir()) == []

@@ -16,6 +16,7 @@ from sda.data import load_dataset, shared_dataset
 from sda.gradual import (
     data_entropy,
     gradual_cost,
+    gradual_step_function,
     relative_cross_entropy,
     schedule,
     train_gradual,
@@ -67,6 +68,8 @@ def test_noise_is_applied_to_the_input_only(mnist):
     x = train_x.get_value()
     expected = np.mean(np.sum(np.logaddexp(0, reference) - x * reference, axis=1))
     got = pytensor.function([], clean, givens={model.x: train_x})()
+    # The same float32 pre-activations; only the loss differs (float32 softplus vs float64
+    # logaddexp), a few ulps per term, summed in float64. Seen: equal to the last bit.
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
@@ -91,6 +94,7 @@ def test_fraction_one_is_exactly_stacked_pretraining(mnist):
     pretrain(stacked, train_x, SETTINGS["batch_size"], 2, SETTINGS["learning_rate"], [0.2, 0.2],
              cached=True, momentum=SETTINGS["momentum"], weight_decay=SETTINGS["weight_decay"])
     assert [r["phase"] for r in records] == ["stacked"] * 4
+    # The same graphs on the same minibatches: bit-identical on one machine and thread count.
     for name, value in values(stacked).items():
         np.testing.assert_array_equal(values(gradual)[name], value, err_msg=name)
 
@@ -102,11 +106,21 @@ def test_training_is_deterministic_and_the_budget_is_shared(mnist):
         model = tiny_model()
         records = train_gradual(model, train_x, [1, 4], fraction_stacked=0.5, **SETTINGS)
         runs.append(values(model))
-    for name in runs[0]:
+    for name in runs[0]:  # same seed, same machine and thread count: bit-identical
         np.testing.assert_array_equal(runs[0][name], runs[1][name], err_msg=name)
     # layer 1: 2 stacked epochs (cost 1 each) then 1 gradual epoch at depth 2 (cost 2)
     assert [(r["phase"], r["layer"], r["budget"]) for r in records] == [
         ("stacked", 0, 1.0), ("stacked", 1, 1.0), ("stacked", 1, 2.0), ("gradual", 1, 4.0)]
+
+
+def test_gradual_step_returns_the_velocities_of_every_layer_it_trains(mnist):
+    model = tiny_model()
+    step = gradual_step_function(model, 2, mnist[0], batch_size=20, momentum=0.5)
+    params = [p for auto_encoder in model.dA_layers for p in auto_encoder.params]
+    assert [v.name for v in step.velocities] == [f"{p.name}.velocity" for p in params]
+    step(0, 0.2, 0.05)
+    assert all(np.any(v.get_value() != 0) for v in step.velocities)
+    assert gradual_step_function(model, 2, mnist[0], batch_size=20).velocities == []
 
 
 def test_schedule_counts_a_gradual_step_at_depth_d_as_d_updates():
@@ -126,6 +140,8 @@ def test_relative_cross_entropy_is_zero_for_a_perfect_reconstruction():
     model.dA_layers[0].W.set_value(gain * np.eye(6, dtype=np.float32))
     model.dA_layers[0].b.set_value(np.full(6, -gain / 2, dtype=np.float32))
     model.dA_layers[0].b_prime.set_value(np.full(6, -gain / 2, dtype=np.float32))
+    # Exactly about 6 * softplus(-20) = 1.2e-8 per row; float32 terms of size 20 round by
+    # ulp(20) = 1.9e-6, so 1e-5 allows a few such roundings per row (seen: 6e-9).
     assert relative_cross_entropy(model, pytensor.shared(x)) == pytest.approx(0, abs=1e-5)
 
 

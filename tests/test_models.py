@@ -29,6 +29,9 @@ def assert_gradients_match(cost, params, givens):
     f = pytensor.function([], cost, givens=givens)
     symbolic = pytensor.function([], pytensor.grad(cost, params), givens=givens)()
     for param, g in zip(params, symbolic):
+        # float64 (see the fixture): central differences with eps 1e-6 err by O(eps^2) from
+        # truncation plus 2.2e-16 * |f| / eps ~ 1e-10 from rounding (seen: 2e-10), hence the
+        # atol; rtol 1e-5 is far below what a wrong gradient term gives (order 1).
         np.testing.assert_allclose(g, numeric_gradient(f, param), rtol=1e-5, atol=1e-7,
                                    err_msg=f"gradient of {param.name}")
 
@@ -102,6 +105,8 @@ def test_dA_cost_equals_numpy_for_the_same_mask():
     assert 0 < (got_mask == 0).mean() < 1
     expected = numpy_dA_cost(x.astype(float), got_mask, *(p.get_value().astype(float)
                                                           for p in auto_encoder.params))
+    # float32 graph vs float64 NumPy: 20- and 7-term dot products and a few elementwise ops,
+    # each within a few float32 ulps (1.2e-7); reductions accumulate in float64. Seen: 7e-8.
     np.testing.assert_allclose(got_cost, expected, rtol=1e-5)
 
 
@@ -134,6 +139,7 @@ def test_every_call_draws_a_new_mask_and_the_seed_repeats_them():
     other = mask_function(dA(np.random.RandomState(8), n_visible=50, n_hidden=3), 0.5, (4, 50))
     a1, a2 = first(), first()
     assert not np.array_equal(a1, a2)
+    # 0/1 draws from a seeded generator, no float arithmetic: exact on any machine.
     np.testing.assert_array_equal(a1, again())
     np.testing.assert_array_equal(a2, again())
     assert not np.array_equal(a1, other())
@@ -185,6 +191,9 @@ def test_scorers_cover_the_short_last_batch():
     predictions = pytensor.function([model.x], model.logLayer.y_pred)(x)
     overall = np.average(valid_score(), weights=valid_score.batch_sizes)
     assert len(valid_score()) == 3
+    # Both count the same wrong rows (argmax of logits that differ in the last bits at most:
+    # no near-ties with these random weights), so they differ only by float64 rounding;
+    # one row is 1/25 = 0.04.
     np.testing.assert_allclose(overall, np.mean(predictions != y), rtol=1e-6)
 
 
@@ -205,6 +214,8 @@ def test_momentum_and_weight_decay_follow_their_equations():
         v_w = 0.9 * v_w - 0.01 * (g_w + 0.1 * w0)  # weights decay ...
         v_b = 0.9 * v_b - 0.01 * g_b  # ... biases do not
         step()
+        # float32 step vs the float64 formula on its float32 inputs: a handful of float32
+        # roundings (1.2e-7 each) per entry, no cancellation (|w| ~ 1 >> |v| ~ 0.01). Seen: 6e-7.
         np.testing.assert_allclose(w.get_value(), w0 + v_w, rtol=1e-5)
         np.testing.assert_allclose(b.get_value(), b0 + v_b, rtol=1e-5)
     assert [v.name for v in velocities] == ["w.velocity", "b.velocity"]

@@ -5,8 +5,20 @@ import pytensor
 import pytest
 
 from sda import SdA
+from sda.checkpoint import Checkpoint
 from sda.data import load_dataset, shared_dataset
-from sda.optimize import DeepAutoencoder, FlatObjective, FlatParams, finetune_autoencoder, finetune_batch
+from sda.errors import SettingError, TrainingDiverged
+from sda.optimize import (
+    DeepAutoencoder,
+    FlatObjective,
+    FlatParams,
+    finetune_autoencoder,
+    finetune_autoencoder_minibatch,
+    finetune_batch,
+    finetune_minibatch,
+)
+from sda.rundir import load_params, save_params
+from sda.sgd import sgd_updates
 from sda.train import pretrain, split_error
 
 
@@ -49,8 +61,11 @@ def test_flat_gradient_matches_finite_differences():
         whole = pytensor.function([], model.finetune_cost, givens={model.x: x, model.y: y})()
     vector = objective.flat.pack()
     cost, grad = objective.evaluate(vector)
+    # float64 throughout: chunked and whole sums differ by a few 2.2e-16 roundings.
     assert cost == pytest.approx(float(whole), rel=1e-12)
     assert grad.dtype == np.float64 and grad.shape == vector.shape
+    # Central differences (eps 1e-6) err by O(eps^2) + 2.2e-16 * |f| / eps ~ 1e-10 (seen 7e-11),
+    # hence the atol; a wrong gradient term is off by order 1.
     np.testing.assert_allclose(grad, central_differences(objective, vector), rtol=1e-5, atol=1e-8)
 
 
@@ -77,6 +92,7 @@ def test_deep_autoencoder_is_the_unrolled_stack_and_its_gradient_is_right():
     vector = objective.flat.pack()
     cost, grad = objective.evaluate(vector)
     values = [p.get_value() for p in autoencoder.params]
+    # float64 graph vs float64 NumPy: a few roundings of 2.2e-16 apart; gradient as above.
     assert cost == pytest.approx(numpy_deep_autoencoder_cost(data, *values), rel=1e-10)
     np.testing.assert_allclose(grad, central_differences(objective, vector), rtol=1e-5, atol=1e-8)
 
@@ -101,6 +117,7 @@ def test_pack_then_unpack_is_the_identity_on_the_models_own_variables():
     old_output = hidden(inputs)
     vector[: before[0].size] += 1.0
     flat.unpack(vector)
+    # Both round the exact sum w + 1 to float32 once, so they are equal; rtol 1e-6 is 8 ulps.
     np.testing.assert_allclose(first_layer.W.get_value(), before[0] + 1, rtol=1e-6)
     assert not np.allclose(hidden(inputs), old_output)
     with pytest.raises(ValueError, match="vector of"):
@@ -121,7 +138,8 @@ def test_batch_finetuning_learns_mnist(mnist_small, method):
     assert records == result.history and len(costs) == result.iterations == 15
     assert costs[-1] < 0.3 * np.log(10)  # the cost starts at log(10) = 2.30
     assert result.best_valid_error < 0.25 and result.test_error < 0.3  # ~17 % when working
-    # The best parameters are the ones left in the model.
+    # The best parameters are the ones left in the model. Same scorer, same parameters:
+    # identical on one machine; one row moves the error by far more than 1e-6.
     assert split_error(valid_score) == pytest.approx(result.best_valid_error, abs=1e-6)
     assert result.passes >= result.iterations and result.fun_evals >= result.iterations
     assert result.stop_reason == "max_iterations" and result.seconds > 0
@@ -153,6 +171,8 @@ def test_deep_autoencoder_finetuning_lowers_the_reconstruction_error(mnist_small
     # The unrolled network shares the SdA's encoders, which now hold the best iterate.
     assert not np.allclose(model.sigmoid_layers[0].W.get_value(), encoder_before)
     error = DeepAutoencoder(model).error_function(valid_x)()
+    # Another compilation and chunking of the same float32 graph: other GEMM blockings round
+    # each row's sum of non-negative terms differently, by a few ulps (1e-6 relative).
     assert error == pytest.approx(result.valid_error_after, rel=1e-5)
 
 
@@ -166,7 +186,216 @@ def test_deep_autoencoder_finetuning_lowers_the_reconstruction_error(mnist_small
 def test_bad_settings_are_refused(settings, message):
     model = tiny_model(8)
     data = [(pytensor.shared(np.zeros((4, 5), "float32")), pytensor.shared(np.zeros(4, "int32")))] * 3
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SettingError, match=message):
         finetune_batch(model, data, **settings)
     with pytest.raises(ValueError, match="no parameters"):
         FlatParams([])
+
+
+# ------------------------------------------------------ mini-batch CG and L-BFGS
+def test_objective_on_some_rows_with_weight_decay_is_sgds_objective():
+    """The flat objective on chosen rows, with weight decay, has the right
+    gradient, and one SGD step with the same decay moves along it."""
+    rng = np.random.default_rng(9)
+    # powers of two: sgd_updates casts the decay to float32, which must not round it
+    rows, decay, rate = np.array([0, 2, 5]), 0.125, 0.0625
+    with pytensor.config.change_flags(floatX="float64"):
+        model = tiny_model(10)
+        x = pytensor.shared(rng.random((7, 5)))
+        y = pytensor.shared(np.array([0, 1, 2, 2, 1, 0, 1], dtype="int32"))
+        objective = FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y],
+                                  chunk_rows=2, weight_decay=decay)
+        objective.use_rows(rows)
+        on_rows = pytensor.function([], model.finetune_cost, givens={model.x: x[rows], model.y: y[rows]})
+        updates, _ = sgd_updates(model.finetune_cost, model.params, rate, weight_decay=decay)
+        sgd_step = pytensor.function([], [], updates=updates,
+                                     givens={model.x: x[rows], model.y: y[rows]})
+    vector = objective.flat.pack()
+    cost, grad = objective.evaluate(vector)
+    penalty = 0.5 * decay * sum(np.sum(p.get_value() ** 2) for p in model.params if p.ndim == 2)
+    assert cost == pytest.approx(float(on_rows()) + penalty, rel=1e-12)  # float64 throughout
+    assert objective.examples == 3 and objective.passes == pytest.approx(3 / 7)
+    objective.evaluate(vector)  # the same point again is remembered, not recounted
+    assert objective.examples == 3
+    np.testing.assert_allclose(grad, central_differences(objective, vector), rtol=1e-5, atol=1e-8)
+    objective.move_to(vector)  # the finite differences left the model elsewhere
+    sgd_step()
+    # float64 throughout: the two computations differ only in summation order
+    np.testing.assert_allclose(objective.flat.pack(), vector - rate * grad, rtol=1e-12, atol=1e-14)
+
+
+def test_objective_refuses_non_finite_points_naming_where():
+    model = tiny_model(11)
+    x = pytensor.shared(np.zeros((4, 5), "float32"))
+    y = pytensor.shared(np.zeros(4, "int32"))
+    objective = FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y],
+                              phase="L-BFGS fine-tuning")
+    objective.where = {"epoch": 2, "step": 5}
+    vector = objective.flat.pack()
+    vector[3] = np.nan
+    with pytest.raises(TrainingDiverged, match="L-BFGS fine-tuning diverged at epoch 2, step 5: "
+                                               "the parameter vector is nan"):
+        objective.evaluate(vector)
+    assert objective.examples == 0
+
+
+@pytest.fixture(scope="module")
+def pretrained_small(mnist_small, tmp_path_factory):
+    """A 784-32-10 SdA pre-trained for one epoch on 1,000 rows, saved once."""
+    model = SdA(np.random.RandomState(12), n_ins=784, hidden_layers_sizes=(32,), n_outs=10,
+                corruption_levels=(0.1,))
+    shared = shared_splits(mnist_small)
+    pretrain(model, shared[0][0], batch_size=20, epochs=1, learning_rate=0.05)
+    path = tmp_path_factory.mktemp("pretrained") / "pretrained.npz"
+    save_params(model, path)
+    return model, shared, path
+
+
+def without_seconds(history):
+    return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
+
+
+def test_warm_up_moves_the_softmax_layer_alone(pretrained_small):
+    model, shared, path = pretrained_small
+    load_params(model, path)
+    hidden_before = [p.get_value() for p in model.sigmoid_layers[0].params]
+    result = finetune_minibatch(model, shared, "cg", batch_size=250, line_searches=2,
+                                warmup_epochs=1, max_epochs=1)
+    assert result.stop_reason == "max_epochs" and result.epochs_run == 1
+    for p, before in zip(model.sigmoid_layers[0].params, hidden_before):
+        np.testing.assert_array_equal(p.get_value(), before)
+    assert np.abs(model.logLayer.W.get_value()).max() > 0  # it started at zero
+    assert result.best_valid_error < 0.5
+    # four batches of 250 rows, each at least one evaluation per accepted line search
+    assert 0 < result.updates <= 8 and result.passes >= result.updates / 4
+
+
+def test_budget_evaluation_points_and_seeds(pretrained_small):
+    model, shared, path = pretrained_small
+
+    def run(seed, method="cg"):
+        load_params(model, path)
+        return finetune_minibatch(model, shared, method, batch_size=250, line_searches=3,
+                                  budget_passes=2, seed=seed, eval_every=0.5)
+
+    first = run(1)
+    history = first.history
+    assert first.stop_reason == "budget"
+    # A zero softmax layer gives exactly log(10) per row, up to the float32 rounding of
+    # log-softmax (a few ulps, 1.2e-7 each); rows are averaged in float64.
+    assert history[0]["passes"] == 0 and history[0]["cost"] == pytest.approx(np.log(10), rel=1e-6)
+    assert history[-1]["passes"] == first.passes
+    # The budget is checked after each iteration: at most one line search too many,
+    # and a line search here takes few evaluations of 250 rows (a quarter pass each).
+    assert 2 <= first.passes <= 2 + 20 * 0.25
+    passes = [r["passes"] for r in history]
+    assert passes == sorted(set(passes))
+    for point in (0.5, 1.0, 1.5, 2.0):  # each point is measured at the first update past it
+        assert any(point <= p < point + 0.25 * 20 for p in passes)
+    assert [r["updates"] for r in history] == sorted(r["updates"] for r in history)
+    assert without_seconds(run(1).history) == without_seconds(history)  # same seed, same numbers
+    assert [r["valid_error"] for r in run(2).history] != [r["valid_error"] for r in history]
+    lbfgs = run(1, "lbfgs")
+    assert lbfgs.stop_reason == "budget" and lbfgs.best_valid_error < 0.6
+
+
+def test_a_killed_run_resumes_exactly(pretrained_small, tmp_path):
+    """Stop a run mid-epoch by raising from its callback; resuming from the
+    checkpoint of the last finished batch must give the uninterrupted run."""
+    model, shared, path = pretrained_small
+    settings = dict(method="cg", batch_size=250, line_searches=2, warmup_epochs=1,
+                    budget_passes=8, seed=3, eval_every=0.5)
+    load_params(model, path)
+    whole = finetune_minibatch(model, shared, **settings)
+    expected = [p.get_value() for p in model.params]
+
+    class Killed(Exception):
+        pass
+
+    seen = []
+
+    def kill_late(record):
+        """Kill in the second epoch (past the warm-up) once a batch of it is done:
+        a batch has at most 2 updates."""
+        if record["data_epoch"] == 2:
+            seen.append(record["updates"])
+            if record["updates"] > seen[0] + 2:
+                raise Killed
+
+    load_params(model, path)
+    checkpoint_path = tmp_path / "checkpoint.npz"
+    with pytest.raises(Killed):
+        finetune_minibatch(model, shared, **settings, on_evaluation=kill_late,
+                           checkpoint=Checkpoint(checkpoint_path, model))
+    fresh = SdA(np.random.RandomState(99), n_ins=784, hidden_layers_sizes=(32,), n_outs=10,
+                corruption_levels=(0.1,))
+    checkpoint = Checkpoint(checkpoint_path, fresh)
+    progress = checkpoint.load()
+    assert progress.phase == "finetune" and progress.epoch == 1 and progress.batch > 0
+    resumed = finetune_minibatch(fresh, shared, **settings, progress=progress, checkpoint=checkpoint)
+    # Same compiled graphs, same inputs, one machine: bit for bit.
+    for p, value in zip(fresh.params, expected):
+        np.testing.assert_array_equal(p.get_value(), value)
+    assert without_seconds(resumed.history) == without_seconds(whole.history)
+    assert (resumed.passes, resumed.updates) == (whole.passes, whole.updates)
+    assert Checkpoint(checkpoint_path, fresh).load().phase == "done"
+
+
+def test_minibatch_cg_beats_full_batch_cg_at_the_same_budget(shared_data):
+    """Hinton & Salakhutdinov's point, on a small problem. Robust because at 6
+    pass-equivalents full-batch CG has made only a couple of line searches
+    (each costs 2-3 passes, and the first only moves the zero softmax layer),
+    while 200-row batches make about ten times as many, and on redundant data
+    like MNIST a 200-row gradient points almost as well as the full one
+    (measured over two model and two shuffling seeds: training loss 0.35-0.41
+    against 1.04-1.06, validation error 15-18 % against 27-28 %)."""
+    data = load_dataset("mnist", shared_data).subset(n_train=2000, n_valid=500, n_test=500)
+    shared = shared_splits(data)
+    model = SdA(np.random.RandomState(13), n_ins=784, hidden_layers_sizes=(100,), n_outs=10,
+                corruption_levels=(0.1,))
+    pretrain(model, shared[0][0], batch_size=20, epochs=1, learning_rate=0.05)
+    start = [p.get_value() for p in model.params]
+    results = {}
+    for name, batch_size, line_searches in [("mini-batch", 200, 3), ("full batch", 2000, 10_000)]:
+        for p, value in zip(model.params, start):
+            p.set_value(value)
+        results[name] = finetune_minibatch(model, shared, "cg", batch_size=batch_size,
+                                           line_searches=line_searches, budget_passes=6, seed=4)
+    mini, full = results["mini-batch"], results["full batch"]
+    assert mini.updates > 3 * full.updates
+    assert mini.history[-1]["train_loss"] < 0.8 * full.history[-1]["train_loss"]
+    assert mini.best_valid_error < full.best_valid_error
+
+
+def test_minibatch_autoencoder_lowers_both_reconstruction_errors(pretrained_small):
+    model, shared, path = pretrained_small
+    load_params(model, path)
+    (train_x, _), (valid_x, _), _ = shared
+    autoencoder = DeepAutoencoder(model)
+    squared = autoencoder.error_function(valid_x, squared=True)
+    before = squared()
+    data = valid_x.get_value()
+    reconstruction = pytensor.function([model.x], autoencoder.reconstruction)(data)
+    # Two compilations of the same float32 reconstruction (chunks vs the whole split, so other
+    # GEMM blockings): 1e-6-relative differences in z, squared errors of non-negative terms.
+    # 1e-4 is generous yet far below what a wrong reconstruction would give.
+    assert before == pytest.approx(np.mean(np.sum((data - reconstruction) ** 2, axis=1)), rel=1e-4)
+    result = finetune_autoencoder_minibatch(model, train_x, valid_x, batch_size=250, budget_passes=2)
+    assert result.best_valid_error < 0.95 * result.history[0]["valid_error"]
+    assert squared() < before
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(method="sgd"), "unknown method 'sgd'"),
+    (dict(batch_size=5), "batch_size 5 is larger than the 4 training rows"),
+    (dict(line_searches=0), "line_searches must be a positive integer"),
+    (dict(warmup_epochs=-1), "warmup_epochs must be 0 or a positive integer"),
+    (dict(budget_passes=0), "budget_passes must be a positive number"),
+    (dict(eval_every=0.0), "eval_every must be a positive number"),
+    (dict(weight_decay=-1.0), "weight_decay must be 0 or more"),
+])
+def test_bad_minibatch_settings_are_refused(settings, message):
+    model = tiny_model(14)
+    data = [(pytensor.shared(np.zeros((4, 5), "float32")), pytensor.shared(np.zeros(4, "int32")))] * 3
+    with pytest.raises(SettingError, match=message):
+        finetune_minibatch(model, data, **{"batch_size": 2, **settings})

@@ -40,7 +40,7 @@ def test_tiles_fill_the_grid_row_by_row_with_lines_between():
     assert tiled.shape == (2 * 3 - 1, 3 * 3 - 1)  # 2 rows x 3 columns, 1-pixel lines
     for i in range(6):
         top, left = 3 * (i // 3), 3 * (i % 3)
-        np.testing.assert_allclose(tiled[top : top + 2, left : left + 2], rows[i].reshape(2, 2))
+        np.testing.assert_allclose(tiled[top : top + 2, left : left + 2], rows[i].reshape(2, 2))  # copies
     assert (tiled[2, :] == GAP).all() and (tiled[:, 2] == GAP).all()
     wide = tile_images(rows, (2, 2), grid=(1, 8), scale_rows=False)
     assert wide.shape == (2, 8 * 3 - 1)
@@ -55,7 +55,7 @@ def test_each_image_is_scaled_to_the_unit_range_on_its_own():
     rows = np.array([[-4.0, 0.0, 2.0, 1.0], [10.0, 10.5, 11.0, 10.0], [7.0, 7.0, 7.0, 7.0]])
     tiled = tile_images(rows, (2, 2), grid=(1, 3))
     for i, expected in enumerate([[0, 4 / 6, 1, 5 / 6], [0, 0.5, 1, 0], [0, 0, 0, 0]]):
-        np.testing.assert_allclose(tiled[:, 3 * i : 3 * i + 2].ravel(), expected)
+        np.testing.assert_allclose(tiled[:, 3 * i : 3 * i + 2].ravel(), expected)  # float64: 1 rounding
 
 
 def test_filter_png_has_one_tile_per_hidden_unit(tmp_path):
@@ -74,6 +74,7 @@ def test_corrupted_row_zeroes_about_the_corruption_fraction(mnist):
     lit = rows["original"] > 0
     assert lit.sum() > 2000
     zeroed = (rows["corrupted"] == 0) & lit
+    # Over 2,000 Bernoulli(0.3) draws the fraction's std is below 0.0103: 0.04 is four of them.
     assert zeroed.sum() / lit.sum() == pytest.approx(0.3, abs=0.04)
     kept = ~(rows["corrupted"] == 0)
     np.testing.assert_array_equal(rows["corrupted"][kept], rows["original"][kept])
@@ -91,6 +92,8 @@ def test_reconstruction_rows_are_the_dAs_own_reconstructions(mnist, tmp_path):
     code = sigmoid(rows["corrupted"] @ w0 + b0)
     first = sigmoid(code @ w0.T + v0)
     stack = sigmoid(sigmoid(sigmoid(code @ w1 + b1) @ w1.T + v1) @ w0.T + v0)
+    # MKL in the graph vs NumPy's OpenBLAS here, both float32: 784- and 30-term sums rounded in
+    # other orders move z by ~1e-6, and sigmoid's slope (<= 1/4) shrinks it. Seen: 1.2e-7.
     np.testing.assert_allclose(rows["first dA"], first, atol=1e-5)
     np.testing.assert_allclose(rows["whole stack"], stack, atol=1e-5)
 
@@ -99,7 +102,7 @@ def test_reconstruction_rows_are_the_dAs_own_reconstructions(mnist, tmp_path):
     assert image.shape[:2] == (zoom * (4 * tile - 1), LABEL_WIDTH + zoom * (10 * tile - 1))
     band = image[2 * tile * zoom : (2 * tile + 28) * zoom : zoom, LABEL_WIDTH::zoom, 0]
     shown = np.stack([band[:, i * tile : i * tile + 28].ravel() for i in range(10)])
-    np.testing.assert_allclose(shown, first, atol=0.01)  # the PNG's third row, to 8 bits
+    np.testing.assert_allclose(shown, first, atol=0.01)  # the PNG's third row: 8 bits, steps of 1/255
 
 
 def test_run_pictures_are_written_or_skipped_with_a_note(tmp_path):

@@ -7,6 +7,7 @@ import sys
 import pytest
 from matplotlib.image import imread
 
+from sda.errors import SdAError
 from sda.replot import main, replot
 
 PNGS = {"pretrain_cost.png", "finetune_cost.png", "finetune_error.png", "steps_pretrain.png",
@@ -48,5 +49,35 @@ def test_out_folder_and_a_run_without_steps(run_folder, tmp_path):
 def test_a_folder_without_metrics_is_a_clear_error(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "holds no metrics.csv" in capsys.readouterr().err
-    with pytest.raises(FileNotFoundError, match="python -m sda.run"):
+    with pytest.raises(SdAError, match="python -m sda.run"):
         replot(tmp_path)
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("metrics.csv", lambda text: text.replace(",cost,", ",kost,", 1), "columns ['cost'] are missing"),
+    ("metrics.csv", lambda text: text.replace("pretrain,0,0,", "pretrain,0,0,x"), "holds 'x"),
+    ("steps.csv", lambda text: "\0\x01\x02" + text, "it holds binary data"),
+    ("steps.csv", lambda text: text.replace(",", ";"), "columns ['phase', 'layer'"),
+])
+def test_a_damaged_csv_is_named_and_nothing_is_drawn(run_folder, tmp_path, capsys, name, damage,
+                                                      message):
+    folder = shutil.copytree(run_folder, tmp_path / "r")
+    path = folder / name
+    path.write_bytes(damage(path.read_bytes().decode()).encode())
+    assert main([str(folder), "--out", str(tmp_path / "plots")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path} is damaged" in err and message in err
+    assert not (tmp_path / "plots").exists()
+
+
+def test_an_unusable_out_is_one_line(run_folder, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main([str(run_folder), "--out", str(tmp_path / "file" / "plots")]) == 2
+    assert "it or a folder above it is a file" in capsys.readouterr().err
+
+
+def test_the_help_says_what_is_drawn_and_from_what(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Plot a run's learning curves" in text and "from its metrics.csv and steps.csv" in text

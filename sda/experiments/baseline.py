@@ -17,73 +17,81 @@ import argparse
 import csv
 import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-from sda import BACKEND
-from sda.cli import exit_status
-from sda.config import preset
-from sda.data import DATASETS, load_dataset, shared_dataset
+from sda import engine
+from sda.batching import n_batches
+from sda.cli import add_settings_flags, apply_mode, build_model, exit_status, given_settings, load_data
+from sda.config import PRESETS, RunConfig, SettingError, setting
+from sda.data import shared_dataset
 from sda.plots import plot_curves
-from sda.run import build_model
 from sda.rundir import RunDir, save_params
-from sda.SdA import n_batches
-from sda.train import EarlyStopping, finetune_sgd, pretrain, split_error
+from sda.train import finetune_sgd, fixed_budget, pretrain, split_error
 
 ARMS = {"pretrained": "pre-trained", "random": "random init"}
 COLUMNS = ["arm", "iteration", "epoch", "train_loss", "test_accuracy", "seconds"]
-# (preset, overrides) behind the flags' defaults, for a full run and for --quick
-FULL = ("default", dict(finetune_epochs=10, eval_every=500))
-QUICK = ("demo", dict(pretrain_epochs=1, finetune_epochs=2, eval_every=40))
+
+
+@dataclass
+class BaselineConfig(RunConfig):
+    """A run's settings plus the experiment's own; ``batch_size`` sets both phases' minibatches."""
+
+    finetune_epochs: int = setting(1000, "fine-tuning epochs, the same for both arms (early "
+                                         "stopping is off)")
+    batch_size: int = setting(20, "minibatch size of both phases")
+    eval_every: int = setting(500, "fine-tuning iterations between two points of the curves")
+    out: str | None = setting(None, "output folder; refused if it already holds files, so an "
+                                    "earlier result is never overwritten",
+                              default_text="a new folder runs/DATE-TIME-baseline")
+
+    def __post_init__(self):
+        self.pretrain_batch_size = self.finetune_batch_size = self.batch_size
+
+    def check(self):
+        super().check()
+        if self.eval_every < 1:
+            raise SettingError(f"eval_every must be a positive number of iterations, got "
+                                f"{self.eval_every}")
+        return self
+
+
+# the preset behind the flags' defaults, for a full run and for --quick
+FULL = {**PRESETS["default"], "preset": "default", "finetune_epochs": 10, "eval_every": 500}
+QUICK = {**PRESETS["demo"], "preset": "demo", "pretrain_epochs": 1, "finetune_epochs": 2,
+         "eval_every": 40, "batch_size": 10}
+FLAGS = ["dataset", "data", "n_train", "n_valid", "n_test", "mode", "hidden_layers",
+         "corruption_levels", "pretrain_epochs", "pretrain_lr", "finetune_epochs", "finetune_lr",
+         "batch_size", "eval_every", "seed", "out"]
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m sda.experiments.baseline", description=__doc__.split("\n\n")[0])
-    add = parser.add_argument
-    add("--quick", action="store_true",
+    parser.add_argument(
+        "--quick", action="store_true",
         help="a tiny end-to-end run on the 8x8 digits (the demo preset, 1 pre-training and "
              "2 fine-tuning epochs); other flags still apply")
-    add("--dataset", choices=DATASETS, help="which data set (default: mnist)")
-    add("--data", help="a data file or the folder holding it (default: $SDA_DATA, then the cache)")
-    add("--n-train", type=int, help="use only the first N training rows")
-    add("--n-valid", type=int, help="use only the first N validation rows")
-    add("--n-test", type=int, help="use only the first N test rows")
-    add("--hidden-layers", type=int, nargs="+", help="hidden layer sizes (default: 1000 1000 1000)")
-    add("--corruption-levels", type=float, nargs="+",
-        help="masking noise per layer (default: the preset's first levels)")
-    add("--pretrain-epochs", type=int, help="pre-training passes per layer (default: 15)")
-    add("--pretrain-lr", type=float, help="pre-training learning rate (default: 0.02)")
-    add("--finetune-epochs", type=int,
-        help="fine-tuning passes, the same for both arms (default: 10)")
-    add("--finetune-lr", type=float, help="fine-tuning learning rate (default: 2.0)")
-    add("--batch-size", type=int, help="minibatch size of both phases (default: 20)")
-    add("--eval-every", type=int,
-        help="fine-tuning iterations between two points of the curves (default: 500)")
-    add("--seed", type=int, help="seed of the initial weights and the noise (default: 89677)")
-    add("--out", help="output folder (default: runs/DATE-TIME-baseline)")
+    add_settings_flags(parser, BaselineConfig, {"default": FULL, "--quick": QUICK}, FLAGS)
     return parser
 
 
 def settings_from_args(args):
-    """``(RunConfig, eval_every)``: the chosen preset with the flags applied."""
-    name, extra = QUICK if args.quick else FULL
-    given = {key: value for key, value in vars(args).items()
-             if value is not None and key not in ("quick", "out", "batch_size")}
-    if args.batch_size is not None:
-        given.update(pretrain_batch_size=args.batch_size, finetune_batch_size=args.batch_size)
-    values = {**extra, **given}
-    eval_every = values.pop("eval_every")
-    if eval_every < 1:
-        raise ValueError(f"--eval-every must be a positive number of iterations, got {eval_every}")
-    layers = tuple(values.get("hidden_layers", preset(name).hidden_layers))
-    levels = values.get("corruption_levels", preset(name).corruption_levels[: len(layers)])
-    values.update(hidden_layers=layers, corruption_levels=tuple(levels), progress=False)
-    return preset(name, **values).check(), eval_every
+    """The checked ``BaselineConfig``: the full or ``--quick`` preset with the flags laid over it.
+
+    Without ``--corruption-levels``, each layer takes the preset's level for
+    its depth.
+    """
+    values = {**(QUICK if args.quick else FULL), "progress": False}
+    given = given_settings(args, BaselineConfig)
+    if "hidden_layers" in given and "corruption_levels" not in given:
+        levels = values.get("corruption_levels", RunConfig.corruption_levels)
+        given["corruption_levels"] = levels[: len(given["hidden_layers"])]
+    return BaselineConfig(**{**values, **given}).check()
 
 
-def finetune_arm(model, shared, config, eval_every, arm):
+def finetune_arm(model, shared, config, arm):
     """Fine-tune for exactly ``config.finetune_epochs`` epochs; returns the
     curve points, the ``FinetuneResult`` and the wall time in seconds."""
     count = n_batches(shared[0][1].get_value(borrow=True).shape[0], config.finetune_batch_size)
@@ -95,7 +103,7 @@ def finetune_arm(model, shared, config, eval_every, arm):
 
     def on_step(record):
         window.append(record["cost"])
-        if record["iteration"] % eval_every == 0:
+        if record["iteration"] % config.eval_every == 0:
             point = {"arm": arm, "iteration": record["iteration"],
                      "epoch": record["iteration"] / count, "train_loss": float(np.mean(window)),
                      "test_accuracy": 1 - split_error(test_score),
@@ -106,11 +114,10 @@ def finetune_arm(model, shared, config, eval_every, arm):
                   f"loss {point['train_loss']:.4f}  test accuracy "
                   f"{100 * point['test_accuracy']:6.2f}%  {point['seconds']:7.1f}s", flush=True)
 
-    # patience as long as the budget: early stopping must not end one arm sooner
+    # early stopping must not end one arm sooner
     result = finetune_sgd(model, train_fn, valid_score, test_score, count,
                           max_epochs=config.finetune_epochs,
-                          stopping=EarlyStopping(patience=config.finetune_epochs * count),
-                          on_step=on_step)
+                          stopping=fixed_budget(config.finetune_epochs, count), on_step=on_step)
     return points, result, time.perf_counter() - started
 
 
@@ -145,26 +152,36 @@ def write_outputs(out, points, rows, header):
                     title="Fine-tuning with and without pre-training", log_y=log_y)
 
 
-def run_baseline(config, eval_every, out, command):
-    """Train both arms and write the outputs into the folder ``out``; returns the summary rows."""
-    dataset = load_dataset(config.dataset, config.data).subset(config.n_train, config.n_valid,
-                                                              config.n_test)
+def run_baseline(config, command):
+    """Train both arms and write the outputs into a new folder (``config.out``, or a dated one
+    under runs/); returns the summary rows. Everything is checked before the folder is made."""
+    apply_mode(config.mode)
+    dataset = load_data(config)
+    total = config.finetune_epochs * n_batches(len(dataset.train.y), config.finetune_batch_size)
+    if config.eval_every > total:
+        raise SettingError(f"--eval-every {config.eval_every} is more than the {total} "
+                            "fine-tuning iterations: the curves would be empty")
     shared = [shared_dataset(s) for s in (dataset.train, dataset.valid, dataset.test)]
     sizes = "/".join(str(len(s.y)) for s in (dataset.train, dataset.valid, dataset.test))
-    total = config.finetune_epochs * n_batches(len(dataset.train.y), config.finetune_batch_size)
-    if eval_every > total:
-        raise ValueError(f"--eval-every {eval_every} is more than the {total} fine-tuning "
-                         "iterations: the curves would be empty")
-    out = RunDir(out).path
     header = (f"Command: `{command}`  \nData: {dataset.name}, train/valid/test = {sizes}; "
               f"hidden layers {' x '.join(map(str, config.hidden_layers))}; corruption "
               f"{', '.join(map(str, config.corruption_levels))}; batch size "
               f"{config.finetune_batch_size}; pre-training: {config.pretrain_epochs} epoch(s) per "
               f"layer at lr {config.pretrain_lr}; fine-tuning: {config.finetune_epochs} epoch(s) "
-              f"({total} iterations) at lr {config.finetune_lr}, a point every {eval_every}; "
-              f"seed {config.seed}.  \nBackend: {BACKEND}")
-    print(header.replace("  \n", "\n"), f"\noutput folder: {out}", flush=True)
+              f"({total} iterations) at lr {config.finetune_lr}, a point every "
+              f"{config.eval_every}; seed {config.seed}.  \nBackend: {engine.BACKEND}")
+    with RunDir.claim(config.out, "baseline") as out:
+        print(header.replace("  \n", "\n"), f"\noutput folder: {out.path}", flush=True)
+        try:
+            rows = train_arms(config, dataset, shared, out.path, header)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"partial results are in {out.path}") from None
+    print(summary_table(rows), f"files in {out.path}", sep="\n")
+    return rows
 
+
+def train_arms(config, dataset, shared, out, header):
+    """Both arms, from the same seed; writes every output into ``out``."""
     points, rows = [], []
     for arm in ARMS:
         model = build_model(config, dataset)
@@ -176,28 +193,21 @@ def run_baseline(config, eval_every, out, command):
                      weight_decay=config.weight_decay)
             pretrain_seconds = time.perf_counter() - started
         save_params(model, out / f"{arm}_start.npz")
-        curve, result, seconds = finetune_arm(model, shared, config, eval_every, arm)
+        curve, result, seconds = finetune_arm(model, shared, config, arm)
         points += curve
         accuracies = [p["test_accuracy"] for p in curve]
         rows.append(dict(arm=arm, final=accuracies[-1], best=max(accuracies),
                          at_best_valid=1 - result.test_error, pretrain_seconds=pretrain_seconds,
                          finetune_seconds=seconds))
     write_outputs(out, points, rows, header)
-    print(summary_table(rows), f"files in {out}", sep="\n")
     return rows
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-
-    def action():
-        config, eval_every = settings_from_args(args)
-        out = args.out or Path("runs") / RunDir.default_name("baseline")
-        run_baseline(config, eval_every, out,
-                     " ".join(["python -m sda.experiments.baseline", *argv]))
-
-    return exit_status(action)
+    command = " ".join(["python -m sda.experiments.baseline", *argv])
+    return exit_status(lambda: run_baseline(settings_from_args(args), command))
 
 
 if __name__ == "__main__":

@@ -15,92 +15,109 @@ and the auto-encoders' weights (``dae_f0.npz``, ``dae_f1.npz``, ...).
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import sys
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from sda import BACKEND, SdA
-from sda.cli import exit_status
-from sda.data import DATASETS, Split, load_dataset, shared_dataset
+from sda import engine
+from sda.batching import n_batches
+from sda.cli import add_settings_flags, apply_mode, build_model, exit_status, load_data, settings_from_args
+from sda.config import MAX_SEED, CommandSettings, SettingError, check_layers, setting
+from sda.data import Split, shared_dataset
 from sda.gradual import data_entropy, relative_cross_entropy, train_gradual
 from sda.plots import plot_curves
 from sda.rundir import RunDir, atomic_write, load_params, save_params
-from sda.SdA import n_batches
-from sda.train import EarlyStopping, finetune_sgd
+from sda.train import finetune_sgd, fixed_budget
 
-FULL = dict(hidden_layers=[500, 500], n_train=10_000, n_valid=5_000, n_test=None,
-            first_epochs=8, upper_budget=12, fractions=[0, 0.25, 0.5, 0.75, 1],
-            sizes=[1000, 5000, 10_000, 50_000], finetune_epochs=30, finetune_examples=100_000)
-QUICK = dict(hidden_layers=[40, 40], n_train=600, n_valid=300, n_test=500, first_epochs=1,
-             upper_budget=2, fractions=[0, 0.5, 1], sizes=[200, 500], finetune_epochs=2,
-             finetune_examples=1000)
 ARMS = {1.0: "stacked (f=1)", 0.0: "gradual (f=0)"}  # the classifiers' starting points
+
+
+@dataclass
+class GradualSettings(CommandSettings):
+    """Every setting of the experiment; the data flags come from ``CommandSettings``."""
+
+    n_train: int = setting(10_000, "unlabelled rows the auto-encoders train on",
+                                  metavar="N")
+    n_valid: int | None = setting(5000, "validation rows for the classifiers' early stopping",
+                                  default_text="all", metavar="N")
+    hidden_layers: tuple[int, ...] = setting((500, 500), "hidden layer sizes, bottom first (two "
+                                                         "or more)", metavar="SIZE")
+    corruption: float = setting(0.15, "masking noise on the input, in [0, 1)")
+    first_epochs: float = setting(8.0, "epochs of the first layer")
+    upper_budget: float = setting(12.0, "each upper layer's budget in layer-epochs; a gradual "
+                                        "epoch at depth d costs d")
+    fractions: tuple[float, ...] = setting(
+        (0.0, 0.25, 0.5, 0.75, 1.0), "stacked-vs-gradual fractions f to sweep, in [0, 1]; include "
+                                     "0 and 1 for the classifiers", metavar="F")
+    lr: float = setting(0.01, "auto-encoder learning rate")
+    momentum: float = setting(0.9, "auto-encoder momentum, in [0, 1)")
+    weight_decay: float = setting(1e-5, "auto-encoder weight decay on weight matrices")
+    batch_size: int = setting(20, "minibatch size of every phase")
+    sizes: tuple[int, ...] = setting((1000, 5000, 10_000, 50_000),
+                                     "labelled training-set sizes for the classifiers",
+                                     metavar="N")
+    finetune_lr: float = setting(0.1, "classifier learning rate")
+    finetune_epochs: int = setting(30, "most fine-tuning epochs per classifier")
+    finetune_examples: int = setting(100_000, "most examples seen per classifier, so large sets "
+                                              "get fewer epochs")
+    seed: int = setting(1234, f"seed of weights, noise and subsets, 0 to {MAX_SEED}")
+    out: str | None = setting(None, "output folder; refused if it already holds files, so an "
+                                    "earlier result is never overwritten",
+                              default_text="a new folder runs/DATE-TIME-gradual")
+
+    # what sda.cli.build_model reads: the same seed everywhere, so every arm
+    # starts from the same weights and noise
+    tied, loss = True, "cross_entropy"
+
+    @property
+    def corruption_levels(self):
+        return (self.corruption,) * len(self.hidden_layers)
+
+    def check(self):
+        super().check()
+        if len(self.hidden_layers) < 2:
+            raise SettingError("hidden_layers needs at least two layers: gradual training starts "
+                                "at the second")
+        check_layers(self.hidden_layers, self.corruption_levels)
+        if any(not 0 <= f <= 1 for f in self.fractions):
+            raise SettingError(f"fractions must lie in [0, 1], got {self.fractions}")
+        self.fractions = tuple(sorted(set(map(float, self.fractions))))
+        if not set(ARMS) <= set(self.fractions):
+            raise SettingError("the classifiers start from f=0 and f=1: include both in "
+                                "--fractions")
+        for name in ("first_epochs", "upper_budget", "finetune_epochs", "finetune_examples",
+                     "batch_size", "lr", "finetune_lr"):
+            if not getattr(self, name) > 0:
+                raise SettingError(f"{name} must be positive, got {getattr(self, name)}")
+        if any(size < 1 for size in self.sizes):
+            raise SettingError(f"sizes must be positive, got {self.sizes}")
+        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            raise SettingError(f"momentum must be in [0, 1) and weight_decay 0 or more, got "
+                                f"{self.momentum} and {self.weight_decay}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise SettingError(f"seed must be in [0, {MAX_SEED}], got {self.seed}")
+        return self
+
+
+FULL = {}  # the dataclass defaults
+QUICK = dict(hidden_layers=(40, 40), n_train=600, n_valid=300, n_test=500, first_epochs=1.0,
+             upper_budget=2.0, fractions=(0.0, 0.5, 1.0), sizes=(200, 500), finetune_epochs=2,
+             finetune_examples=1000)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m sda.experiments.gradual",
                                      description=__doc__.split("\n\n")[0])
-    add = parser.add_argument
-    add("--quick", action="store_true",
+    parser.add_argument(
+        "--quick", action="store_true",
         help="a tiny end-to-end run (40 x 40 units, 600 rows, 1-2 epochs); other flags still apply")
-    add("--dataset", choices=DATASETS, default="mnist", help="which data set (default: mnist)")
-    add("--data", help="a data file or the folder holding it (default: $SDA_DATA, then the cache)")
-    add("--n-train", type=int, help="unlabelled rows the auto-encoders train on (default: 10000)")
-    add("--n-valid", type=int, help="validation rows for the classifiers' early stopping (default: 5000)")
-    add("--n-test", type=int, help="test rows scored (default: all)")
-    add("--hidden-layers", type=int, nargs="+", help="hidden layer sizes (default: 500 500)")
-    add("--corruption", type=float, default=0.15, help="masking noise on the input (default: 0.15)")
-    add("--first-epochs", type=float, help="epochs of the first layer (default: 8)")
-    add("--upper-budget", type=float,
-        help="each upper layer's budget in layer-epochs; a gradual epoch at depth d costs d "
-             "(default: 12)")
-    add("--fractions", type=float, nargs="+",
-        help="stacked-vs-gradual fractions f to sweep; include 0 and 1 for the classifiers "
-             "(default: 0 0.25 0.5 0.75 1)")
-    add("--lr", type=float, default=0.01, help="auto-encoder learning rate (default: 0.01)")
-    add("--momentum", type=float, default=0.9, help="auto-encoder momentum (default: 0.9)")
-    add("--weight-decay", type=float, default=1e-5,
-        help="auto-encoder weight decay on weight matrices (default: 1e-5)")
-    add("--batch-size", type=int, default=20, help="minibatch size of every phase (default: 20)")
-    add("--sizes", type=int, nargs="+",
-        help="labelled training-set sizes for the classifiers (default: 1000 5000 10000 50000)")
-    add("--finetune-lr", type=float, default=0.1, help="classifier learning rate (default: 0.1)")
-    add("--finetune-epochs", type=int, help="most fine-tuning epochs per classifier (default: 30)")
-    add("--finetune-examples", type=int,
-        help="most examples seen per classifier, so large sets get fewer epochs (default: 100000)")
-    add("--seed", type=int, default=1234, help="seed of weights, noise and subsets (default: 1234)")
-    add("--out", help="output folder (default: runs/DATE-TIME-gradual)")
+    add_settings_flags(parser, GradualSettings, {"default": FULL, "--quick": QUICK})
     return parser
-
-
-def settings_from_args(args):
-    """The flags with the defaults of a full or ``--quick`` run filled in, checked."""
-    defaults = QUICK if args.quick else FULL
-    settings = {**vars(args), **{k: v for k, v in defaults.items() if getattr(args, k) is None}}
-    if len(settings["hidden_layers"]) < 2:
-        raise ValueError("--hidden-layers needs at least two layers: gradual training starts at "
-                         "the second")
-    if any(not 0 <= f <= 1 for f in settings["fractions"]):
-        raise ValueError(f"--fractions must lie in [0, 1], got {settings['fractions']}")
-    settings["fractions"] = sorted(set(map(float, settings["fractions"])))
-    if not set(ARMS) <= set(settings["fractions"]):
-        raise ValueError("the classifiers start from f=0 and f=1: include both in --fractions")
-    for name in ("first_epochs", "upper_budget", "finetune_epochs", "finetune_examples",
-                 "batch_size", "lr", "finetune_lr"):
-        if not settings[name] > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {settings[name]}")
-    return argparse.Namespace(**settings)
-
-
-def build_model(s, dataset):
-    # the same seed everywhere: every arm starts from the same weights and noise
-    return SdA(np.random.RandomState(s.seed), n_ins=dataset.n_features,
-               hidden_layers_sizes=s.hidden_layers, n_outs=dataset.n_classes,
-               corruption_levels=[s.corruption] * len(s.hidden_layers))
 
 
 def stratified_rows(y, size, seed):
@@ -119,27 +136,29 @@ def print_epoch(prefix):
     return report
 
 
-def sweep_fractions(s, dataset, out):
+def sweep_fractions(settings, dataset, out):
     """Part 1: one auto-encoder per fraction; returns the table rows."""
-    train_x, _ = shared_dataset(Split(dataset.train.x[: s.n_train], dataset.train.y[: s.n_train]))
+    first_rows = slice(settings.n_train)
+    train_x, _ = shared_dataset(Split(dataset.train.x[first_rows], dataset.train.y[first_rows]))
     test_x, _ = shared_dataset(dataset.test)
-    budgets = [s.first_epochs] + [s.upper_budget] * (len(s.hidden_layers) - 1)
-    common = dict(epochs_per_layer=budgets, batch_size=s.batch_size, learning_rate=s.lr,
-                  corruption=s.corruption, momentum=s.momentum, weight_decay=s.weight_decay)
-    first = build_model(s, dataset)  # the first layer is the same for every f: train it once
+    budgets = [settings.first_epochs] + [settings.upper_budget] * (len(settings.hidden_layers) - 1)
+    common = dict(epochs_per_layer=budgets, batch_size=settings.batch_size,
+                  learning_rate=settings.lr, corruption=settings.corruption,
+                  momentum=settings.momentum, weight_decay=settings.weight_decay)
+    first = build_model(settings, dataset)  # the first layer is the same for every f: train it once
     first_records = train_gradual(first, train_x, layers=[0], on_epoch=print_epoch("first layer"),
                                   **common)
     save_params(first, out / "dae_layer0.npz")
     rows = []
-    for f in s.fractions:
-        model = build_model(s, dataset)
+    for f in settings.fractions:
+        model = build_model(settings, dataset)
         load_params(model, out / "dae_layer0.npz")
         records = train_gradual(model, train_x, fraction_stacked=f,
-                                layers=range(1, len(s.hidden_layers)),
+                                layers=range(1, len(settings.hidden_layers)),
                                 on_epoch=print_epoch(f"f={f:.2f}"), **common)
         save_params(model, out / f"dae_f{f:g}.npz")
         epochs = {phase: sum(r["steps"] for r in records if r["phase"] == phase)
-                  / n_batches(s.n_train, s.batch_size) for phase in ("stacked", "gradual")}
+                  / n_batches(settings.n_train, settings.batch_size) for phase in ("stacked", "gradual")}
         rows.append(dict(fraction=f, stacked_epochs=epochs["stacked"],
                          gradual_epochs=epochs["gradual"],
                          test_relative_ce=relative_cross_entropy(model, test_x),
@@ -149,25 +168,24 @@ def sweep_fractions(s, dataset, out):
     return rows
 
 
-def classifier_curves(s, dataset, out):
+def classifier_curves(settings, dataset, out):
     """Part 2: fine-tune classifiers from the f=1 and f=0 auto-encoders; returns the rows."""
     valid, test = (shared_dataset(split) for split in (dataset.valid, dataset.test))
     rows = []
-    for size in s.sizes:
-        picked = stratified_rows(dataset.train.y, size, s.seed)
+    for size in settings.sizes:
+        picked = stratified_rows(dataset.train.y, size, settings.seed)
         train = shared_dataset(Split(dataset.train.x[picked], dataset.train.y[picked]))
-        count = n_batches(size, s.batch_size)
-        epochs = max(1, min(s.finetune_epochs, math.ceil(s.finetune_examples / size)))
+        count = n_batches(size, settings.batch_size)
+        epochs = max(1, min(settings.finetune_epochs, math.ceil(settings.finetune_examples / size)))
         row = dict(size=size, epochs=epochs)
         for f, arm in ARMS.items():
-            model = build_model(s, dataset)
+            model = build_model(settings, dataset)
             load_params(model, out / f"dae_f{f:g}.npz")
             train_fn, valid_score, test_score = model.build_finetune_functions(
-                [train, valid, test], s.batch_size, s.finetune_lr, eval_batch_size=1000)
-            # patience as long as the budget: every run gets all its epochs
+                [train, valid, test], settings.batch_size, settings.finetune_lr, eval_batch_size=1000)
+            # every run gets all its epochs
             result = finetune_sgd(model, train_fn, valid_score, test_score, count,
-                                  max_epochs=epochs,
-                                  stopping=EarlyStopping(patience=epochs * count))
+                                  max_epochs=epochs, stopping=fixed_budget(epochs, count))
             key = "stacked" if f == 1 else "gradual"
             row[f"{key}_test_error"], row[f"{key}_valid_error"] = (result.test_error,
                                                                    result.best_valid_error)
@@ -213,26 +231,41 @@ def write_table(out, name, title, header, table, rows):
     atomic_write(out / f"{name}.json", lambda f: f.write(payload.encode()))
 
 
-def run(s, out, command):
-    dataset = load_dataset(s.dataset, s.data).subset(None, s.n_valid, s.n_test)
-    if not 0 < s.n_train <= len(dataset.train.y):
-        raise ValueError(f"--n-train must be 1 to {len(dataset.train.y)}, got {s.n_train}")
-    if any(not 0 < size <= len(dataset.train.y) for size in s.sizes):
-        raise ValueError(f"--sizes must lie in 1..{len(dataset.train.y)}, got {s.sizes}")
-    out = RunDir(out).path
+def run_gradual(settings, command):
+    """Both parts of the experiment, written into a new folder (``settings.out``, or a dated one
+    under runs/). Everything is checked before the folder is made."""
+    apply_mode(settings.mode)
+    # n_train counts the auto-encoders' rows; the classifiers draw from the whole training split
+    dataset = load_data(dataclasses.replace(settings, n_train=None))
+    n_rows = len(dataset.train.y)
+    if settings.n_train > n_rows:
+        raise SettingError(f"--n-train must be 1 to {n_rows}, got {settings.n_train}")
+    if any(size > n_rows for size in settings.sizes):
+        raise SettingError(f"--sizes must lie in 1..{n_rows}, got {settings.sizes}")
     header = (
         f"Command: `{command}`  \nData: {dataset.name}; auto-encoders train on the first "
-        f"{s.n_train} training rows; {len(dataset.valid.y)} validation and "
+        f"{settings.n_train} training rows; {len(dataset.valid.y)} validation and "
         f"{len(dataset.test.y)} test rows (test-set entropy {data_entropy(dataset.test.x):.3f} "
-        f"nats per image).  \nNetwork {' x '.join(map(str, s.hidden_layers))} sigmoid units, tied "
-        f"decoders, masking noise {s.corruption} on the input; batch {s.batch_size}, lr {s.lr}, "
-        f"momentum {s.momentum}, weight decay {s.weight_decay}; first layer {s.first_epochs:g} "
-        f"epochs, each upper layer {s.upper_budget:g} layer-epochs; seed {s.seed}.  \n"
-        f"Classifiers: SGD lr {s.finetune_lr}, at most {s.finetune_epochs} epochs and "
-        f"{s.finetune_examples} examples seen, best validation point kept.  \nBackend: {BACKEND}")
-    print(header.replace("  \n", "\n"), f"\noutput folder: {out}", flush=True)
+        f"nats per image).  \nNetwork {' x '.join(map(str, settings.hidden_layers))} sigmoid "
+        f"units, tied decoders, masking noise {settings.corruption} on the input; batch "
+        f"{settings.batch_size}, lr {settings.lr}, momentum {settings.momentum}, weight decay "
+        f"{settings.weight_decay}; first layer {settings.first_epochs:g} epochs, each upper layer "
+        f"{settings.upper_budget:g} layer-epochs; seed {settings.seed}.  \n"
+        f"Classifiers: SGD lr {settings.finetune_lr}, at most {settings.finetune_epochs} epochs and "
+        f"{settings.finetune_examples} examples seen, best validation point kept.  \n"
+        f"Backend: {engine.BACKEND}")
+    with RunDir.claim(settings.out, "gradual") as out:
+        print(header.replace("  \n", "\n"), f"\noutput folder: {out.path}", flush=True)
+        try:
+            both_parts(settings, dataset, out.path, header)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"partial results are in {out.path}") from None
+    print(f"files in {out.path}")
 
-    fraction_rows = sweep_fractions(s, dataset, out)
+
+def both_parts(settings, dataset, out, header):
+    """Part 1 (the fraction sweep) and part 2 (the classifiers), each written as it ends."""
+    fraction_rows = sweep_fractions(settings, dataset, out)
     write_table(out, "gradual_fraction", "Test reconstruction against the stacked fraction f",
                 header, fraction_table(fraction_rows), fraction_rows)
     plot_curves({"test set": ([r["fraction"] for r in fraction_rows],
@@ -241,7 +274,7 @@ def run(s, out, command):
                 "cross-entropy above its minimum (nats per image)",
                 title="Stacked (f=1) to gradual (f=0) training, equal budgets")
     print(fraction_table(fraction_rows), flush=True)
-    classifier_rows = classifier_curves(s, dataset, out)
+    classifier_rows = classifier_curves(settings, dataset, out)
     write_table(out, "gradual_classifier", "Classifier test error against labelled-set size",
                 header, classifier_table(classifier_rows), classifier_rows)
     plot_curves({arm: ([r["size"] / 1000 for r in classifier_rows],
@@ -250,19 +283,16 @@ def run(s, out, command):
                 out / "gradual_classifier.png", "labelled training examples (thousands)",
                 "test error (%)", title="Classifiers started from each auto-encoder", log_y=True)
     print(classifier_table(classifier_rows), flush=True)
-    print(f"files in {out}")
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
 
-    def action():
-        settings = settings_from_args(args)
-        out = args.out or Path("runs") / RunDir.default_name("gradual")
-        run(settings, out, " ".join(["python -m sda.experiments.gradual", *argv]))
-
-    return exit_status(action)
+    command = " ".join(["python -m sda.experiments.gradual", *argv])
+    preset_values = QUICK if args.quick else FULL
+    return exit_status(lambda: run_gradual(settings_from_args(args, GradualSettings, preset_values),
+                                           command))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,622 @@
+"""scikit-learn estimators: the SdA as a transformer and as a classifier.
+
+:class:`SdATransformer` pre-trains a stack of denoising auto-encoders and
+returns a layer's code; :class:`SdAClassifier` pre-trains the stack, then
+fine-tunes it with a softmax on top. Both follow scikit-learn's contract
+(constructors only store their arguments, ``fit`` returns ``self``, input is
+checked with scikit-learn's own helpers), so they work in ``Pipeline``,
+``GridSearchCV`` and ``cross_val_score``, and pickle.
+
+Training runs the library's own loops: :func:`sda.train.pretrain`,
+:func:`sda.train.finetune_sgd` with :class:`sda.train.EarlyStopping`, and
+:func:`sda.optimize.finetune_batch` for CG and L-BFGS.
+
+Inputs must lie in [0, 1], because every layer reconstructs its input
+through a sigmoid and scores it by cross-entropy: other data is refused, not
+silently rescaled. Put ``MinMaxScaler(clip=True)`` in front (``clip`` keeps
+new rows that fall outside the training range inside [0, 1]).
+"""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state, check_scalar
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from sda.batching import n_batches
+from sda.dA import LOSSES, reconstruction_loss
+from sda.data import Split, shared_dataset
+from sda.optimize import DEFAULT_CHUNK_ROWS, finetune_batch
+from sda.SdA import SdA
+from sda.train import EarlyStopping, finetune_sgd, pretrain
+
+SOLVERS = ("sgd", "cg", "lbfgs")
+# MinMaxScaler's float rounding can land a few float32 ulps outside [0, 1];
+# such values are clipped, anything further out is refused.
+RANGE_SLACK = 1e-6
+SCALING_HINT = ("scale the features into [0, 1] first, e.g. "
+                "make_pipeline(MinMaxScaler(clip=True), {name}(...))")
+
+
+# ------------------------------------------------------------ the PyTensor side
+class _Network:
+    """A fitted SdA and the functions compiled from it, each built on first use.
+
+    Estimators hold one of these while they live and pickle only
+    :meth:`weights`; :meth:`from_weights` rebuilds it after loading.
+    """
+
+    def __init__(self, model: SdA, architecture: dict):
+        self.model, self.architecture = model, architecture
+        self._compiled = {}
+
+    @classmethod
+    def from_weights(cls, architecture: dict, weights: dict) -> "_Network":
+        # The generator only draws initial weights, which are overwritten at once.
+        network = cls(SdA(np.random.RandomState(0), **architecture), architecture)
+        for name, param in network.model.named_params().items():
+            param.set_value(weights[name])
+        return network
+
+    def weights(self) -> dict:
+        """Every parameter as a numpy array, by the SdA's stable names."""
+        return {name: param.get_value() for name, param in self.model.named_params().items()}
+
+    def _run(self, name, output, X):
+        """Evaluate ``output`` of the input rows ``X``, chunk by chunk."""
+        if name not in self._compiled:
+            self._compiled[name] = pytensor.function([self.model.x], output, name=name)
+        fn = self._compiled[name]
+        return np.concatenate([fn(X[start : start + DEFAULT_CHUNK_ROWS])
+                               for start in range(0, len(X), DEFAULT_CHUNK_ROWS)])
+
+    def log_proba(self, X):
+        return self._run("log_proba", self.model.logLayer.log_p_y_given_x, X)
+
+    def code(self, X, layer):
+        return self._run(f"code{layer}", self.model.sigmoid_layers[layer].output, X)
+
+    def reconstruction_costs(self, X, depth):
+        """Per-row loss of reconstructing ``X`` through the first ``depth`` layers, no noise."""
+        pre_activation = self.model.unrolled_pre_activation(self.model.x, depth)
+        loss = reconstruction_loss(self.model.x, pre_activation, self.architecture["loss"])
+        return self._run(f"reconstruction{depth}", loss, X)
+
+
+# ------------------------------------------------------------------ the shared base
+class _SdAEstimator(BaseEstimator):
+    """What both estimators share: settings checks, input checks, pre-training, pickling."""
+
+    def _check_settings(self):
+        """Raise ``ValueError`` naming the first setting that makes no sense."""
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if np.isscalar(sizes) else list(sizes)
+        if not sizes:
+            raise ValueError("hidden_layer_sizes is empty: give at least one layer size, e.g. (100,)")
+        for i, size in enumerate(sizes):
+            check_scalar(size, f"hidden_layer_sizes[{i}]", (int, np.integer), min_val=1)
+        levels = self.corruption_levels
+        levels = [levels] * len(sizes) if np.isscalar(levels) else list(levels)
+        if len(levels) != len(sizes):
+            raise ValueError(f"corruption_levels has {len(levels)} values for {len(sizes)} hidden "
+                             "layers: give one level per layer, or one number for all")
+        for i, level in enumerate(levels):
+            check_scalar(level, f"corruption_levels[{i}]", (float, int), min_val=0, max_val=1,
+                         include_boundaries="left")
+        check_scalar(self.pretrain_epochs, "pretrain_epochs", (int, np.integer), min_val=0)
+        check_scalar(self.pretrain_learning_rate, "pretrain_learning_rate", (float, int), min_val=0,
+                     include_boundaries="neither")
+        check_scalar(self.batch_size, "batch_size", (int, np.integer), min_val=1)
+        check_scalar(self.momentum, "momentum", (float, int), min_val=0, max_val=1,
+                     include_boundaries="left")
+        check_scalar(self.alpha, "alpha", (float, int), min_val=0)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        return [int(s) for s in sizes], [float(c) for c in levels]
+
+    def _validate_X(self, X, reset):
+        """``X`` as float32 in [0, 1], checked by scikit-learn's helpers."""
+        return self._check_range(validate_data(self, X, dtype=np.float32, reset=reset))
+
+    def _check_range(self, X):
+        """Refuse a validated ``X`` with values outside [0, 1]; clip rounding slack."""
+        name = type(self).__name__
+        low, high = float(X.min(initial=0.0)), float(X.max(initial=0.0))
+        if low < -RANGE_SLACK:
+            raise ValueError(f"Negative values in data passed to {name} (minimum {low:.4g}): it needs "
+                             f"every value in [0, 1]; {SCALING_HINT.format(name=name)}")
+        if high > 1 + RANGE_SLACK:
+            raise ValueError(f"Values above 1 in data passed to {name} (maximum {high:.4g}): it needs "
+                             f"every value in [0, 1]; {SCALING_HINT.format(name=name)}")
+        return np.clip(X, 0.0, 1.0) if low < 0 or high > 1 else X  # a copy: X may be the caller's
+
+    def _seeds(self, count):
+        """``count`` integer seeds, every one drawn from ``random_state``."""
+        return check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=count)
+
+    def _build(self, n_features, n_outs, seed):
+        sizes, levels = self._check_settings()
+        for unpickled in ("_architecture", "_weights"):  # a refit replaces a loaded model
+            self.__dict__.pop(unpickled, None)
+        architecture = dict(n_ins=n_features, hidden_layers_sizes=tuple(sizes), n_outs=n_outs,
+                            corruption_levels=tuple(levels), tied=bool(self.tied), loss=self.loss)
+        self._network = _Network(SdA(np.random.RandomState(seed), **architecture), architecture)
+        return self._network.model
+
+    def _pretrain(self, model, X):
+        """Greedy layer-wise pre-training on the rows ``X``; sets ``pretrain_loss_curves_``."""
+        if self.pretrain_epochs == 0:  # nothing to compile: fine-tuning starts from random weights
+            self.pretrain_loss_curves_ = [[] for _ in model.dA_layers]
+            return self.pretrain_loss_curves_
+        shared_x = pytensor.shared(np.ascontiguousarray(X), name="x", borrow=True)
+        self.pretrain_loss_curves_ = pretrain(
+            model, shared_x, self.batch_size, self.pretrain_epochs, self.pretrain_learning_rate,
+            momentum=self.momentum, weight_decay=self.alpha, on_epoch=self._report)
+        return self.pretrain_loss_curves_
+
+    def _report(self, record):
+        if not self.verbose:
+            return
+        if record["phase"] == "pretrain":
+            print(f"pre-train layer {record['layer']} epoch {record['epoch']}: cost {record['cost']:.4f}")
+        else:
+            print(f"fine-tune epoch {record['epoch']}: cost {record['cost']:.4f}, "
+                  f"validation error {record['valid_error']:.4f}")
+
+    def _fitted(self) -> _Network:
+        """The fitted network, rebuilt from the numpy weights after unpickling."""
+        check_is_fitted(self)
+        if getattr(self, "_network", None) is None:
+            self._network = _Network.from_weights(self.__dict__.pop("_architecture"),
+                                                  self.__dict__.pop("_weights"))
+        return self._network
+
+    # Pickles and deep copies hold numpy weights only: compiled functions and
+    # shared variables are rebuilt on first use (see ``_fitted``).
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        network = state.pop("_network", None)
+        if network is not None:
+            state["_architecture"], state["_weights"] = network.architecture, network.weights()
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True  # [0, 1] in fact; see the module docstring
+        return tags
+
+
+# --------------------------------------------------------------------- transformer
+class SdATransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _SdAEstimator):
+    """Features learnt by a stack of denoising auto-encoders.
+
+    ``fit`` pre-trains the stack greedily, one layer at a time
+    (:func:`sda.train.pretrain`): each dA learns to rebuild its clean input
+    from a copy with a fraction ``corruption_levels`` of the entries zeroed.
+    ``transform`` returns a layer's code.
+
+    Every value of ``X`` must lie in [0, 1] (pixel intensities,
+    probabilities): other data is refused with a ``ValueError``, not rescaled.
+    Use ``make_pipeline(MinMaxScaler(clip=True), SdATransformer(...))``.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(100,)
+        Units in each hidden layer, bottom first.
+    corruption_levels : float or tuple of float, default=0.1
+        Fraction of inputs each dA zeroes in training, one for every layer or one per layer.
+    pretrain_epochs : int, default=10
+        Passes over the data for each layer.
+    pretrain_learning_rate : float, default=0.02
+        SGD step size of pre-training (the cost is the mean over a minibatch).
+    batch_size : int, default=20
+        Rows per SGD step.
+    momentum : float, default=0.0
+        SGD momentum, in [0, 1).
+    alpha : float, default=0.0
+        Weight decay (L2 penalty) on the weight matrices.
+    tied : bool, default=True
+        Whether each decoder reuses its encoder's weights transposed.
+    loss : {"cross_entropy", "squared"}, default="cross_entropy"
+        Reconstruction loss.
+    layer : int, default=-1
+        The hidden layer whose code ``transform`` returns; negative counts from the top.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights and the corruption noise: the same value gives the same model.
+    verbose : bool, default=False
+        Print each epoch's cost.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Names of the features seen in ``fit``, when ``X`` had string column names.
+    pretrain_loss_curves_ : list of list of float
+        For each layer, the mean reconstruction cost of every epoch.
+
+    See Also
+    --------
+    SdAClassifier : The same stack, fine-tuned with a softmax classifier on top.
+    sklearn.neural_network.BernoulliRBM : Another unsupervised feature learner for [0, 1] data.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sda import SdATransformer
+    >>> X = load_digits().data / 16  # pixel values 0..16, scaled into [0, 1]
+    >>> sdae = SdATransformer(hidden_layer_sizes=(32, 16), pretrain_epochs=2, random_state=0)
+    >>> sdae.fit_transform(X).shape
+    (1797, 16)
+    >>> sdae.set_params(layer=0).transform(X[:5]).shape
+    (5, 32)
+    >>> sdae.score(X) < 0  # minus the mean reconstruction cost: greater is better
+    True
+    """
+
+    def __init__(self, hidden_layer_sizes=(100,), *, corruption_levels=0.1, pretrain_epochs=10,
+                 pretrain_learning_rate=0.02, batch_size=20, momentum=0.0, alpha=0.0, tied=True,
+                 loss="cross_entropy", layer=-1, random_state=None, verbose=False):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.corruption_levels = corruption_levels
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_learning_rate = pretrain_learning_rate
+        self.batch_size = batch_size
+        self.momentum = momentum
+        self.alpha = alpha
+        self.tied = tied
+        self.loss = loss
+        self.layer = layer
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y=None):
+        """Pre-train the stack on ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows, every value in [0, 1].
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : SdATransformer
+            The fitted transformer.
+        """
+        X = self._validate_X(X, reset=True)
+        (seed,) = self._seeds(1)
+        self._layer_index()  # a bad ``layer`` fails before training, not after
+        # The SdA always has a softmax layer (of at least 2 classes); unused here.
+        model = self._build(X.shape[1], 2, seed)
+        self._pretrain(model, X)
+        return self
+
+    def _layer_index(self):
+        n_layers = len(self._check_settings()[0])
+        if isinstance(self.layer, bool) or not isinstance(self.layer, (int, np.integer)) \
+                or not -n_layers <= self.layer < n_layers:
+            raise ValueError(f"layer must be an integer from {-n_layers} to {n_layers - 1} for "
+                             f"{n_layers} hidden layers, got {self.layer!r}")
+        return self.layer % n_layers
+
+    def transform(self, X):
+        """The code of hidden layer ``layer`` for each row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows with every value in [0, 1].
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, hidden_layer_sizes[layer]), float32
+            The layer's sigmoid activations, computed without corruption.
+        """
+        network = self._fitted()
+        return network.code(self._validate_X(X, reset=False), self._layer_index())
+
+    def score(self, X, y=None):
+        """Minus the mean reconstruction cost of ``X`` (greater is better).
+
+        Each row goes up to hidden layer ``layer`` and back down through the
+        dAs' decoders, without corruption; its cost is ``loss`` between the
+        row and its reconstruction.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows with every value in [0, 1].
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+            The negative mean reconstruction cost per row.
+        """
+        network = self._fitted()
+        X = self._validate_X(X, reset=False)
+        return -float(np.mean(network.reconstruction_costs(X, self._layer_index() + 1),
+                              dtype=np.float64))
+
+    @property
+    def _n_features_out(self):
+        """Columns of ``transform``'s output (for ``get_feature_names_out``)."""
+        return self._fitted().architecture["hidden_layers_sizes"][self._layer_index()]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]  # the network computes in float32
+        return tags
+
+
+# ---------------------------------------------------------------------- classifier
+class SdAClassifier(ClassifierMixin, _SdAEstimator):
+    """A stacked denoising auto-encoder classifier.
+
+    ``fit`` pre-trains a stack of denoising auto-encoders greedily on ``X``
+    (:func:`sda.train.pretrain`), puts a softmax layer on top and fine-tunes
+    the whole network on the labels: by minibatch SGD with the tutorial's
+    early stopping (:func:`sda.train.finetune_sgd`), or by conjugate gradient
+    or L-BFGS over all the rows (:func:`sda.optimize.finetune_batch`). A
+    stratified share ``validation_fraction`` of the training rows is held out
+    to pick the best iterate.
+
+    Every value of ``X`` must lie in [0, 1] (pixel intensities,
+    probabilities): other data is refused with a ``ValueError``, not rescaled.
+    Use ``make_pipeline(MinMaxScaler(clip=True), SdAClassifier(...))``.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(100,)
+        Units in each hidden layer, bottom first.
+    corruption_levels : float or tuple of float, default=0.1
+        Fraction of inputs each dA zeroes in pre-training, one for every layer or one per layer.
+    pretrain_epochs : int, default=10
+        Pre-training passes over the data for each layer; 0 skips pre-training.
+    pretrain_learning_rate : float, default=0.02
+        SGD step size of pre-training.
+    solver : {"sgd", "cg", "lbfgs"}, default="sgd"
+        Fine-tuning optimiser: minibatch SGD, scipy's nonlinear conjugate
+        gradient, or L-BFGS-B. CG and L-BFGS use every row at each step and
+        choose their own step lengths.
+    batch_size : int, default=20
+        Rows per SGD step, in pre-training and in fine-tuning with ``"sgd"``.
+    learning_rate_init : float, default=1.0
+        Fine-tuning SGD step size (``"sgd"`` only).
+    max_iter : int, default=200
+        Most fine-tuning epochs (``"sgd"``) or optimiser iterations (``"cg"``, ``"lbfgs"``).
+    n_iter_no_change : int, default=10
+        Early stopping: epochs (``"sgd"``: the initial patience of the
+        tutorial's rule, which grows as the validation error improves) or
+        iterations (``"cg"``, ``"lbfgs"``) without a better validation score.
+    validation_fraction : float, default=0.1
+        Share of the training rows held out, stratified, for early stopping.
+        0 watches the training error instead.
+    momentum : float, default=0.0
+        SGD momentum, in [0, 1), in pre-training and ``"sgd"`` fine-tuning.
+    alpha : float, default=0.0
+        Weight decay (L2 penalty) on the weight matrices, in every phase.
+    tied : bool, default=True
+        Whether each decoder reuses its encoder's weights transposed.
+    loss : {"cross_entropy", "squared"}, default="cross_entropy"
+        Reconstruction loss of pre-training.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, the corruption noise and the validation
+        split: the same value gives the same model.
+    verbose : bool, default=False
+        Print each epoch's cost.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, in the order of ``predict_proba``'s columns.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Names of the features seen in ``fit``, when ``X`` had string column names.
+    pretrain_loss_curves_ : list of list of float
+        For each layer, the mean reconstruction cost of every pre-training epoch.
+    loss_curve_ : list of float
+        Fine-tuning training cost (mean negative log-likelihood) at each epoch or iteration.
+    validation_scores_ : list of float
+        Validation accuracy at each epoch or iteration.
+    best_validation_score_ : float
+        The best validation accuracy; the model keeps the weights that reached it.
+    n_iter_ : int
+        Fine-tuning epochs (``"sgd"``) or iterations (``"cg"``, ``"lbfgs"``) run.
+
+    See Also
+    --------
+    SdATransformer : The pre-trained stack alone, as features.
+    sklearn.neural_network.MLPClassifier : The same network trained from a random start.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.model_selection import train_test_split
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import MinMaxScaler
+    >>> from sda import SdAClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    >>> model = make_pipeline(MinMaxScaler(clip=True), SdAClassifier(
+    ...     hidden_layer_sizes=(64,), pretrain_epochs=3, max_iter=20, random_state=0))
+    >>> model.fit(X_train, y_train).score(X_test, y_test) > 0.9
+    True
+    >>> model.predict_proba(X_test[:2]).shape
+    (2, 10)
+    """
+
+    def __init__(self, hidden_layer_sizes=(100,), *, corruption_levels=0.1, pretrain_epochs=10,
+                 pretrain_learning_rate=0.02, solver="sgd", batch_size=20, learning_rate_init=1.0,
+                 max_iter=200, n_iter_no_change=10, validation_fraction=0.1, momentum=0.0, alpha=0.0,
+                 tied=True, loss="cross_entropy", random_state=None, verbose=False):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.corruption_levels = corruption_levels
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_learning_rate = pretrain_learning_rate
+        self.solver = solver
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.n_iter_no_change = n_iter_no_change
+        self.validation_fraction = validation_fraction
+        self.momentum = momentum
+        self.alpha = alpha
+        self.tied = tied
+        self.loss = loss
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_settings(self):
+        checked = super()._check_settings()
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        check_scalar(self.learning_rate_init, "learning_rate_init", (float, int), min_val=0,
+                     include_boundaries="neither")
+        check_scalar(self.max_iter, "max_iter", (int, np.integer), min_val=1)
+        check_scalar(self.n_iter_no_change, "n_iter_no_change", (int, np.integer), min_val=1)
+        check_scalar(self.validation_fraction, "validation_fraction", (float, int), min_val=0,
+                     max_val=1, include_boundaries="left")
+        return checked
+
+    def fit(self, X, y):
+        """Pre-train the stack on ``X``, then fine-tune it on the labels ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows, every value in [0, 1].
+        y : array-like of shape (n_samples,)
+            Class labels: any hashable values, e.g. integers or strings.
+
+        Returns
+        -------
+        self : SdAClassifier
+            The fitted classifier.
+        """
+        X, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)
+        X = self._check_range(X)
+        self._check_settings()
+        encoder = LabelEncoder()
+        labels = encoder.fit_transform(y).astype(np.int32)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 classes in y; got only one "
+                             f"class, {self.classes_[0]!r}")
+        model_seed, split_seed = self._seeds(2)
+        train, valid = self._split(X, labels, split_seed)
+        model = self._build(X.shape[1], len(self.classes_), model_seed)
+        self._pretrain(model, train.x)
+        self._finetune(model, train, valid)
+        return self
+
+    def _split(self, X, labels, seed):
+        """``(train, valid)`` Splits: a stratified, seeded share of the rows held
+        out; with ``validation_fraction=0``, the shuffled rows serve as both."""
+        if self.validation_fraction == 0:
+            order = np.random.RandomState(seed).permutation(len(X))
+            train = Split(X[order], labels[order])
+            return train, train
+        n_classes = len(self.classes_)
+        # at least one row of every class, as stratification needs
+        n_valid = max(int(np.ceil(self.validation_fraction * len(X))), n_classes)
+        smallest = np.bincount(labels).min()
+        if smallest < 2 or len(X) - n_valid < n_classes:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} cannot hold out a stratified share "
+                f"of {len(X)} rows in {n_classes} classes (the smallest has {smallest} rows); give "
+                "more rows, or set validation_fraction=0 to watch the training error instead")
+        x_train, x_valid, y_train, y_valid = train_test_split(
+            X, labels, test_size=n_valid, stratify=labels, random_state=seed)
+        return Split(x_train, y_train), Split(x_valid, y_valid)
+
+    def _finetune(self, model, train, valid):
+        """Fine-tune with ``solver``; sets the curves and ``n_iter_``."""
+        # CG and L-BFGS report a test error too: the validation split stands in for it.
+        shared = [shared_dataset(train), shared_dataset(valid), shared_dataset(valid)]
+        records = []
+
+        def keep(record):
+            records.append(record)
+            self._report(record)
+
+        if self.solver == "sgd":
+            train_fn, valid_score, test_score = model.build_finetune_functions(
+                shared, self.batch_size, self.learning_rate_init, DEFAULT_CHUNK_ROWS, self.momentum,
+                self.alpha)
+            count = n_batches(len(train.y), self.batch_size)
+            result = finetune_sgd(
+                model, train_fn, valid_score, test_score, count, self.max_iter,
+                EarlyStopping(patience=self.n_iter_no_change * count), validation_frequency=count,
+                on_epoch=keep)
+        else:
+            if self.alpha:
+                # The same L2 penalty as the SGD steps' weight decay: its gradient is alpha * W.
+                penalty = sum(pt.sum(pt.sqr(p)) for p in model.params if p.ndim == 2)
+                model.finetune_cost = model.finetune_cost + np.float32(self.alpha / 2) * penalty
+            result = finetune_batch(model, shared, self.solver, self.max_iter,
+                                    patience=self.n_iter_no_change, on_iteration=keep)
+        self.loss_curve_ = [float(r["cost"]) for r in records]
+        self.validation_scores_ = [1.0 - float(r["valid_error"]) for r in records]
+        self.best_validation_score_ = 1.0 - float(result.best_valid_error)
+        self.n_iter_ = int(result.epochs_run)
+
+    def predict_log_proba(self, X):
+        """Log of the class probabilities of each row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows with every value in [0, 1].
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        network = self._fitted()
+        log_proba = network.log_proba(self._validate_X(X, reset=False)).astype(np.float64)
+        # The network's float32 softmax is normalised again in float64, so
+        # exp(log_proba) sums to 1 to double precision.
+        return log_proba - logsumexp(log_proba, axis=1, keepdims=True)
+
+    def predict_proba(self, X):
+        """Class probabilities of each row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows with every value in [0, 1].
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``; each row sums to 1.
+        """
+        return np.exp(self.predict_log_proba(X))
+
+    def predict(self, X):
+        """The most probable class of each row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows with every value in [0, 1].
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        log_proba = self.predict_log_proba(X)  # checks the model is fitted, before classes_ is read
+        return self.classes_[np.argmax(log_proba, axis=1)]

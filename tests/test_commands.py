@@ -1,0 +1,186 @@
+"""The plumbing every command shares: flags from the settings dataclasses, their checks,
+one-line errors, and no folder made before the settings are known to be good."""
+
+import argparse
+import dataclasses
+import json
+
+import pytest
+
+from sda.cli import add_settings_flags, apply_mode, exit_status, settings_from_args
+from sda.config import PRESETS, RunConfig, SettingError, check_name, preset
+from sda.errors import SdAError, TrainingDiverged
+from sda.experiments import baseline, gradual
+from sda.run import build_parser, early_stopping, parse
+
+PARSERS = {"run": build_parser, "baseline": baseline.build_parser, "gradual": gradual.build_parser}
+
+
+# ------------------------------------------------------------------------ help
+@pytest.mark.parametrize("command", PARSERS)
+def test_every_flag_shows_one_default(command):
+    parser = PARSERS[command]()
+    for action in parser._actions:
+        if action.option_strings and action.dest not in ("help", "quick", "resume"):
+            assert action.help.count("(default:") == 1, action.help
+            assert "None" not in action.help, action.help
+
+
+def test_help_gives_each_presets_own_value():
+    helps = {a.dest: a.help for a in build_parser()._actions}
+    assert helps["pretrain_lr"].endswith(
+        "(default: 0.02; --preset tutorial: 0.001; --preset demo: 0.01)")
+    assert helps["loss"].endswith("(default: cross_entropy)")  # no preset changes it
+    assert "at least i x this" in helps["patience_increase"]
+    quick = {a.dest: a.help for a in baseline.build_parser()._actions}
+    assert quick["eval_every"].endswith("(default: 500; --quick: 40)")
+
+
+def test_every_setting_has_help_on_its_field():
+    for settings in (RunConfig, baseline.BaselineConfig, gradual.GradualSettings):
+        for f in dataclasses.fields(settings):
+            assert f.metadata["help"], f.name
+
+
+# ------------------------------------------------------------------ the presets
+def test_tutorial_preset_is_the_tutorials_early_stopping():
+    config, _ = parse(["--preset", "tutorial"])
+    stopping, frequency = early_stopping(config, n_train_batches=50_000)  # MNIST at batch 1
+    assert stopping.patience == 10 * 50_000  # ten epochs
+    assert (stopping.patience_increase, stopping.improvement_threshold) == (2.0, 0.995)
+    assert frequency == 50_000  # once per epoch
+
+
+def test_default_preset_states_its_own_rule():
+    config = preset("default")
+    assert (config.patience, config.patience_unit) == (10_000, "iterations")
+    stopping, frequency = early_stopping(config, n_train_batches=2500)  # MNIST at batch 20
+    assert (stopping.patience, frequency) == (10_000, 2500)
+    # a small training set: patience // 2 caps the validation interval
+    assert early_stopping(config, n_train_batches=30_000)[1] == 5000
+
+
+# --------------------------------------------------------------------- settings
+@pytest.mark.parametrize("change, message", [
+    (dict(patience_increase=0.5), "patience_increase must be 1 or more"),
+    (dict(improvement_threshold=2.0), "improvement_threshold must be in (0, 1]"),
+    (dict(improvement_threshold=0.0), "improvement_threshold must be in (0, 1]"),
+    (dict(improvement_threshold=float("nan")), "improvement_threshold must be a finite number"),
+    (dict(momentum=float("inf")), "momentum must be a finite number"),
+    (dict(corruption_levels=(-0.1, 0.2)), "corruption_levels must be in [0, 1)"),
+    (dict(corruption_levels=(1.0, 0.2)), "corruption_levels must be in [0, 1)"),
+    (dict(corruption_levels=(float("nan"), 0.2)), "corruption_levels must be a list of finite"),
+    (dict(hidden_layers=(0, 5)), "hidden_layers must be positive"),
+    (dict(hidden_layers=(), corruption_levels=()), "at least one layer"),
+    (dict(hidden_layers=(5.5, 5)), "hidden_layers must be a list of whole numbers"),
+    (dict(hidden_layers=(True, 5)), "hidden_layers must be a list of whole numbers"),
+    (dict(seed=-1), "seed must be in [0, 4294967295]"),
+    (dict(seed=2**40), "seed must be in [0, 4294967295]"),
+    (dict(pretrain_epochs="3"), "pretrain_epochs must be a whole number"),
+    (dict(tied="no"), "tied must be true or false"),
+    (dict(finetune="adam"), "finetune must be one of sgd, cg, lbfgs"),
+    (dict(mode="gpu"), "mode must be one of c, numba, jax"),
+    (dict(patience_unit="days"), "patience_unit must be one of"),
+    (dict(line_searches=0), "line_searches must be 1 or more"),
+    (dict(warmup_epochs=-1), "warmup_epochs must be 0 or more"),
+    (dict(budget_passes=0.0), "budget_passes must be a positive number"),
+    (dict(n_train=0), "n_train must be 1 or more"),
+    (dict(name="../.."), "not a plain folder name"),
+])
+def test_run_settings_are_checked(change, message):
+    with pytest.raises(SettingError) as caught:
+        preset("demo", **change)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "a/b", "/tmp/x", "../escape", "a\0b"])
+def test_names_that_leave_out_are_refused(name):
+    with pytest.raises(SettingError, match="plain folder name"):
+        check_name(name)
+
+
+def test_config_json_round_trip_and_its_errors():
+    config = preset("demo", name="x")
+    assert RunConfig.from_json(config.to_json()) == config
+    values = json.loads(config.to_json())
+    with pytest.raises(SettingError, match=r"config.json has unknown settings \['colour'\]"):
+        RunConfig.from_json(json.dumps({**values, "colour": "red"}))
+    with pytest.raises(SettingError, match="config.json: hidden_layers must be a list"):
+        RunConfig.from_json(json.dumps({**values, "hidden_layers": "100"}))
+    with pytest.raises(SettingError, match="config.json: seed must be a whole number"):
+        RunConfig.from_json(json.dumps({**values, "seed": "1"}))
+    with pytest.raises(SettingError, match="config.json is not valid JSON"):
+        RunConfig.from_json("{not json")
+    with pytest.raises(SettingError, match="must hold a JSON object"):
+        RunConfig.from_json("[1, 2]")
+    # a folder written before a setting existed takes its default
+    del values["line_searches"]
+    assert RunConfig.from_json(json.dumps(values)).line_searches == RunConfig.line_searches
+
+
+def test_flags_are_laid_over_the_preset():
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser, RunConfig, {"default": PRESETS["default"]})
+    args = parser.parse_args(["--hidden-layers", "7", "--corruption-levels", "0.5", "--no-tied"])
+    config = settings_from_args(args, RunConfig, {**PRESETS["demo"], "preset": "demo"})
+    assert (config.hidden_layers, config.corruption_levels, config.tied) == ((7,), (0.5,), False)
+    assert config.pretrain_lr == PRESETS["demo"]["pretrain_lr"]  # not typed: the preset's
+
+
+def test_gradual_settings_are_checked_before_anything_else():
+    parser = gradual.build_parser()
+    settings = settings_from_args(parser.parse_args(["--quick", "--fractions", "1", "0", "0.5", "0"]),
+                                  gradual.GradualSettings, gradual.QUICK)
+    assert settings.fractions == (0.0, 0.5, 1.0)
+    assert settings.corruption_levels == (settings.corruption,) * 2
+    for flags, message in [(["--fractions", "0", "0.5"], "include both"),
+                           (["--hidden-layers", "40"], "at least two layers"),
+                           (["--corruption", "1.0"], "corruption_levels must be in [0, 1)"),
+                           (["--seed", "-3"], "seed must be in"),
+                           (["--momentum", "nan"], "momentum must be a finite number")]:
+        with pytest.raises(SettingError) as caught:
+            settings_from_args(parser.parse_args(["--quick", *flags]), gradual.GradualSettings,
+                               gradual.QUICK)
+        assert message in str(caught.value)
+
+
+# ------------------------------------------------------------ bad flags: no folder
+@pytest.mark.parametrize("main, args", [
+    (baseline.main, ["--quick", "--hidden-layers", "0"]),
+    (baseline.main, ["--quick", "--seed", "-1"]),
+    (baseline.main, ["--quick", "--eval-every", "100000"]),  # needs the data to know
+    (gradual.main, ["--quick", "--fractions", "0", "0.5"]),
+    (gradual.main, ["--quick", "--corruption", "nan"]),
+])
+def test_experiments_with_bad_flags_make_no_folder(tmp_path, capsys, main, args):
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------- exit status
+def test_exit_status_turns_errors_into_one_line(capsys):
+    def fail(error):
+        def action():
+            raise error
+        return action
+
+    assert exit_status(fail(TrainingDiverged("fine-tuning", "cost", epoch=2))) == 2
+    assert capsys.readouterr().err == ("error: fine-tuning diverged at epoch 2: the cost is nan; "
+                                       "try a smaller learning rate\n")
+    assert exit_status(fail(SdAError("two\nlines"))) == 2
+    assert capsys.readouterr().err == "error: two lines\n"
+    assert exit_status(fail(KeyboardInterrupt("resume it with: X"))) == 130
+    assert capsys.readouterr().err == "interrupted: resume it with: X\n"
+    with pytest.raises(RuntimeError):  # a bug is not a user error: its traceback stays
+        exit_status(fail(RuntimeError("bug")))
+    with pytest.raises(ValueError):  # user errors are SdAErrors, e.g. SettingError
+        exit_status(fail(ValueError("bug")))
+    assert exit_status(lambda: None) == 0
+
+
+def test_mode_none_keeps_the_engines_choice():
+    assert apply_mode(None) is None
+    assert isinstance(apply_mode("c"), str)

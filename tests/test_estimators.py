@@ -1,0 +1,290 @@
+"""The scikit-learn estimators: scikit-learn's own estimator checks, pipelines and
+grid search, pickling, every solver, string labels, seeds, and input checks."""
+
+import doctest
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytensor
+import pytest
+from numpy.testing import assert_array_equal
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler
+from sklearn.utils.estimator_checks import check_estimator
+
+import sda.estimators
+from sda import SdAClassifier, SdATransformer
+
+# Tiny networks: the checks test scikit-learn's contract, not accuracy, and
+# each of their many fits compiles a few PyTensor functions.
+TINY = dict(hidden_layer_sizes=(8,), pretrain_epochs=1, batch_size=10, random_state=0)
+ESTIMATORS = [SdAClassifier(**TINY, max_iter=10), SdATransformer(**TINY)]
+
+# Checks whose data has values outside [0, 1]: the estimators refuse it by design.
+REFUSED_RANGE = ("the check fits on data outside [0, 1], which SdA estimators refuse (a sigmoid "
+                 "reconstructs each input); the same check passes behind MinMaxScaler(clip=True)")
+OUTSIDE_UNIT_INTERVAL = [
+    "check_estimators_overwrite_params", "check_dont_overwrite_parameters",
+    "check_estimators_fit_returns_self", "check_readonly_memmap_input",
+    "check_n_features_in_after_fitting", "check_estimators_dtypes", "check_pipeline_consistency",
+    "check_estimators_pickle", "check_f_contiguous_array_estimator", "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance", "check_fit2d_1sample", "check_fit2d_1feature", "check_dict_unchanged",
+    "check_fit_idempotent", "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d",
+]
+ONLY_FOR = {
+    "SdAClassifier": ["check_classifier_data_not_an_array", "check_classifiers_classes",
+                      "check_classifiers_train", "check_non_transformer_estimators_n_iter"],
+    "SdATransformer": ["check_transformer_data_not_an_array", "check_transformer_general",
+                       "check_transformer_preserve_dtypes"],
+}
+# Pipeline fits its steps in place, so its `steps` parameter changes during fit: these two
+# fail for make_pipeline(MinMaxScaler(), LogisticRegression()) as well.
+PIPELINE_STEPS = "Pipeline fits its steps in place; fails for any Pipeline, e.g. with LogisticRegression"
+PIPELINE_FAILURES = {"check_estimators_overwrite_params": PIPELINE_STEPS,
+                     "check_dont_overwrite_parameters": PIPELINE_STEPS}
+
+
+def expected_range_failures(estimator):
+    return {name: REFUSED_RANGE for name in OUTSIDE_UNIT_INTERVAL + ONLY_FOR[type(estimator).__name__]}
+
+
+def run_checks(estimator, expected):
+    """Run every estimator check; assert that nothing failed but the ``expected``
+    checks, and that each of those did fail; return the results of those."""
+    results = check_estimator(estimator, expected_failed_checks=expected, on_fail=None, on_skip=None)
+    failed = [(r["check_name"], repr(r["exception"])[:300]) for r in results if r["status"] == "failed"]
+    assert failed == []
+    unexpectedly_passed = {r["check_name"] for r in results if r["status"] == "passed"} & set(expected)
+    assert unexpectedly_passed == set()
+    assert {r["check_name"] for r in results if r["status"] == "xfail"} == set(expected)
+    return [r for r in results if r["status"] == "xfail"]
+
+
+@pytest.fixture
+def fast_compile():
+    """The checks fit ~150 tiny models, and compiling dominates each fit: PyTensor's
+    FAST_COMPILE mode halves that. The numbers of the default mode are tested below."""
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        yield
+
+
+@pytest.mark.usefixtures("fast_compile")
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_estimator_checks(estimator):
+    for result in run_checks(estimator, expected_range_failures(estimator)):
+        # each expected failure is the refusal of out-of-range data, not another fault
+        assert "in data passed to" in str(result["exception"]), result["check_name"]
+
+
+@pytest.mark.usefixtures("fast_compile")
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_estimator_checks_behind_minmax_scaler(estimator):
+    """The same checks with the data scaled into [0, 1]: every one that the range
+    refusal stopped above runs here on the SdA itself."""
+    pipeline = make_pipeline(MinMaxScaler(clip=True), clone(estimator))
+    run_checks(pipeline, PIPELINE_FAILURES)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X / 16.0, y, test_size=0.3, stratify=y, random_state=0)
+
+
+def small_classifier(**settings):
+    return SdAClassifier(**{**dict(hidden_layer_sizes=(32,), pretrain_epochs=2, max_iter=15,
+                                   random_state=0), **settings})
+
+
+def test_pipeline_and_grid_search_on_digits():
+    X, y = load_digits(return_X_y=True)  # pixels 0..16: the scaler puts them in [0, 1]
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+    pipeline = make_pipeline(MinMaxScaler(clip=True), small_classifier(max_iter=10))
+    search = GridSearchCV(pipeline, {"sdaclassifier__hidden_layer_sizes": [(16,), (32,)]}, cv=2)
+    search.fit(X_train[:600], y_train[:600])
+    assert len(search.cv_results_["params"]) == 2
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    # 10 classes: chance is 0.1; even 600 rows and a few epochs reach far above it
+    assert search.best_score_ > 0.8
+    assert search.score(X_test, y_test) > 0.8
+    assert search.best_estimator_[-1].hidden_layer_sizes == search.best_params_[
+        "sdaclassifier__hidden_layer_sizes"]
+
+
+@pytest.mark.parametrize("solver", ["sgd", "cg", "lbfgs"])
+def test_each_solver_fits(digits, solver):
+    X_train, X_test, y_train, y_test = digits
+    model = small_classifier(solver=solver).fit(X_train, y_train)
+    assert model.score(X_test, y_test) > 0.85
+    assert model.n_iter_ >= 1
+    assert len(model.loss_curve_) == len(model.validation_scores_) == model.n_iter_
+    assert all(0 <= s <= 1 for s in model.validation_scores_)
+    # the kept weights are the best seen, which may be the pre-trained start (cg/lbfgs)
+    assert model.best_validation_score_ >= max(model.validation_scores_)
+    assert model.loss_curve_[-1] < model.loss_curve_[0]
+    assert [len(costs) for costs in model.pretrain_loss_curves_] == [2]
+    proba = model.predict_proba(X_test)
+    assert proba.shape == (len(X_test), 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)  # normalised in float64
+    np.testing.assert_allclose(np.exp(model.predict_log_proba(X_test)), proba)
+    assert_array_equal(model.predict(X_test), model.classes_[proba.argmax(axis=1)])
+
+
+def test_string_labels_give_the_same_model(digits):
+    X_train, X_test, y_train, _ = digits
+    names = np.array([f"digit {d}" for d in range(10)])  # sorted as the integers are
+    by_number = small_classifier(max_iter=5).fit(X_train, y_train)
+    by_name = small_classifier(max_iter=5).fit(X_train, names[y_train])
+    assert_array_equal(by_name.classes_, names)
+    assert_array_equal(by_name.predict(X_test), names[by_number.predict(X_test)])
+
+
+def test_same_random_state_same_model_other_state_other_model(digits):
+    X_train, X_test, y_train, _ = digits
+    first = small_classifier(max_iter=5).fit(X_train, y_train).predict_proba(X_test)
+    again = small_classifier(max_iter=5).fit(X_train, y_train).predict_proba(X_test)
+    other = small_classifier(max_iter=5, random_state=1).fit(X_train, y_train).predict_proba(X_test)
+    # same machine, same thread count, same process: bit for bit
+    assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 1e-3
+
+
+@pytest.mark.parametrize("dump, load", [(pickle.dumps, pickle.loads),
+                                        (lambda m: _joblib_bytes(m), lambda b: joblib.load(io.BytesIO(b)))],
+                         ids=["pickle", "joblib"])
+def test_pickled_classifier_predicts_the_same(digits, dump, load):
+    X_train, X_test, y_train, _ = digits
+    model = small_classifier(max_iter=5).fit(X_train, y_train)
+    expected = model.predict_proba(X_test)
+    blob = dump(model)
+    assert b"pytensor" not in blob  # numpy weights only: no graph, no compiled function
+    loaded = load(blob)
+    assert "_network" not in vars(loaded)  # rebuilt on first use
+    assert_array_equal(loaded.predict_proba(X_test), expected)
+    assert_array_equal(loaded.predict(X_test), model.predict(X_test))
+    assert_array_equal(load(dump(loaded)).predict(X_test), model.predict(X_test))  # pickles again
+
+
+def _joblib_bytes(model):
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    return buffer.getvalue()
+
+
+def test_transformer_codes_layers_scores_and_pickles(digits):
+    X_train, X_test, *_ = digits
+    untrained = SdATransformer((24, 12), pretrain_epochs=0, random_state=0).fit(X_train)
+    trained = SdATransformer((24, 12), pretrain_epochs=3, random_state=0).fit(X_train)
+    assert trained.transform(X_test).shape == (len(X_test), 12)
+    assert trained.set_params(layer=0).transform(X_test).shape == (len(X_test), 24)
+    assert len(trained.get_feature_names_out()) == 24
+    # greater is better: pre-training lowers the reconstruction cost of new rows
+    assert trained.score(X_test) > untrained.set_params(layer=0).score(X_test)
+    assert trained.score(X_test) < 0
+    costs = trained.pretrain_loss_curves_
+    assert [len(c) for c in costs] == [3, 3] and costs[0][-1] < costs[0][0]
+    loaded = pickle.loads(pickle.dumps(trained))
+    assert_array_equal(loaded.transform(X_test), trained.transform(X_test))
+    assert loaded.score(X_test) == trained.score(X_test)
+
+
+def test_out_of_range_data_is_refused_with_the_fix(digits):
+    X_train, _, y_train, _ = digits
+    with pytest.raises(ValueError, match=r"Values above 1 .*MinMaxScaler"):
+        small_classifier().fit(X_train * 16, y_train)
+    with pytest.raises(ValueError, match=r"Negative values .*MinMaxScaler"):
+        SdATransformer().fit(X_train - 0.5)
+    model = small_classifier(max_iter=2).fit(X_train, y_train)
+    with pytest.raises(ValueError, match="Values above 1"):
+        model.predict(X_train + 2)
+    # a rounding error's worth outside [0, 1] is clipped, not refused
+    nudged = X_train[:2].astype(np.float32)  # float32: validation passes the caller's array on
+    nudged[0, 0], nudged[1, 0] = 1 + 1e-7, -1e-7
+    before = nudged.copy()
+    assert_array_equal(model.predict(nudged), model.predict(np.clip(nudged, 0, 1)))
+    assert_array_equal(nudged, before)  # clipped in a copy, never in the caller's array
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(solver="adam"), "solver must be one of"),
+    (dict(hidden_layer_sizes=(8, 8), corruption_levels=(0.1, 0.2, 0.3)), "one level per layer"),
+    (dict(corruption_levels=1.0), "corruption_levels"),
+    (dict(validation_fraction=1.0), "validation_fraction"),
+    (dict(hidden_layer_sizes=()), "hidden_layer_sizes is empty"),
+    (dict(loss="hinge"), "loss must be one of"),
+])
+def test_bad_settings_fail_before_training(digits, settings, message):
+    X_train, _, y_train, _ = digits
+    with pytest.raises(ValueError, match=message):
+        small_classifier(**settings).fit(X_train, y_train)
+
+
+def test_transformer_layer_out_of_range(digits):
+    with pytest.raises(ValueError, match="layer must be an integer from -2 to 1"):
+        SdATransformer((8, 4), layer=2).fit(digits[0])
+
+
+def test_validation_fraction_zero_watches_the_training_error(digits):
+    X_train, _, y_train, _ = digits
+    model = small_classifier(validation_fraction=0, max_iter=5).fit(X_train, y_train)
+    # validating on the rows it trains on: the training accuracy is the best score kept
+    # The same rows and parameters: the same count of right answers; one row is worth far more than 1e-6.
+    assert model.best_validation_score_ == pytest.approx(model.score(X_train, y_train), abs=1e-6)
+
+
+def test_too_few_rows_for_a_stratified_split_says_how_to_fix_it():
+    X = np.linspace(0, 1, 12).reshape(6, 2)
+    with pytest.raises(ValueError, match="validation_fraction=0"):
+        small_classifier().fit(X, [0, 0, 0, 0, 0, 1])
+    assert small_classifier(validation_fraction=0, max_iter=2).fit(X, [0, 0, 0, 0, 0, 1]).n_iter_ >= 1
+
+
+def test_docstring_examples():
+    result = doctest.testmod(sda.estimators, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 8 and result.failed == 0
+
+
+def test_comparison_script_runs_every_model(tmp_path):
+    out = tmp_path / "compare.json"
+    done = subprocess.run([sys.executable, "-m", "bench.sklearn_compare", "--quick", "--datasets", "digits",
+                           "--out", str(out)], cwd=Path(__file__).resolve().parents[1],
+                          env=os.environ, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (digits,) = json.loads(out.read_text())["datasets"]
+    assert (digits["name"], digits["n_train"], digits["n_test"]) == ("digits", 898, 899)
+    names = [row["model"] for row in digits["models"]]
+    assert {"SdAClassifier (sgd)", "MLPClassifier (adam)", "BernoulliRBM + LogisticRegression"} <= set(names)
+    for row in digits["models"]:
+        assert 0.1 < row["accuracy"] <= 1 and row["fit_seconds"] > 0
+        assert f"| {row['model']} | {row['accuracy']:.4f} |" in done.stdout  # the printed table
+
+
+def squared_weights(model):
+    return sum(float(np.sum(w**2)) for name, w in model._fitted().weights().items() if name.endswith(".W"))
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_alpha_shrinks_the_weights(digits, solver):
+    X_train, _, y_train, _ = digits
+    # no pre-training: only fine-tuning's penalty (lbfgs) or weight decay (sgd) differs
+    free, decayed = (small_classifier(solver=solver, pretrain_epochs=0, max_iter=10, alpha=alpha)
+                     .fit(X_train, y_train) for alpha in (0.0, 0.01))
+    assert squared_weights(decayed) < 0.9 * squared_weights(free)
+
+
+def test_verbose_prints_every_epoch(digits, capsys):
+    X_train, _, y_train, _ = digits
+    model = small_classifier(max_iter=3, n_iter_no_change=5, verbose=True).fit(X_train, y_train)
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("pre-train layer 0 epoch") for line in lines) == 2
+    assert sum(line.startswith("fine-tune epoch") for line in lines) == model.n_iter_ == 3

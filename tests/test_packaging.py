@@ -1,0 +1,57 @@
+"""What a normal (non-editable) install gets, and version floors that can be met.
+
+CI (.ci/run) also installs the built wheel in a fresh venv and runs every command's --help.
+"""
+
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def floor(specifier):
+    """The lowest version a specifier set allows through its ``>=`` clauses (0 if none)."""
+    return max([Version(s.version) for s in specifier if s.operator == ">="], default=Version("0"))
+
+
+def test_the_wheel_holds_every_module_of_the_source(tmp_path):
+    # Built from a copy, so a stale build/ folder in the clone cannot add modules.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "sda", source / "sda", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
+                    str(source)], check=True, timeout=600)
+    (wheel,) = tmp_path.glob("sda-*.whl")
+    packed = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("sda/")}
+    expected = {path.relative_to(source).as_posix() for path in (source / "sda").rglob("*.py")}
+    assert "sda/experiments/baseline.py" in expected
+    assert packed == expected
+
+
+def test_python_and_numpy_floors_are_at_least_pytensors():
+    pytensor = importlib.metadata.metadata("pytensor")
+    ours = {Requirement(r).name: Requirement(r) for r in PROJECT["dependencies"]}
+    assert "pytensor" in ours
+    # Every pytensor ours allows needs what the installed one needs (3.0.x share their floors).
+    assert floor(Requirement(f"python{PROJECT['requires-python']}").specifier) >= floor(
+        Requirement(f"python{pytensor['Requires-Python']}").specifier)
+    theirs = [Requirement(r) for r in importlib.metadata.requires("pytensor") if "extra" not in r]
+    shared = [r for r in theirs if r.name in ours]
+    assert "numpy" in {r.name for r in shared}
+    for requirement in shared:
+        assert floor(ours[requirement.name].specifier) >= floor(requirement.specifier), requirement
+
+
+def test_the_jax_extra_installs_what_use_mode_jax_needs():
+    extras = PROJECT["optional-dependencies"]
+    assert [Requirement(r).name for r in extras["jax"]] == ["jax"]
