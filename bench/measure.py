@@ -18,8 +18,8 @@ import pytensor.tensor as pt
 
 import sda
 from bench.references import MklGemm, NumpyDA, NumpyGemm, TorchDA, find_mkl, torch, torch_blas
+from sda.batching import batch_slice, n_batches
 from sda.data import load_dataset, shared_dataset
-from sda.SdA import batch_slice, n_batches
 from sda.train import cache_layer_input, pretrain
 
 N_VISIBLE, N_HIDDEN = 784, 1000  # the step measured: the first layer of the default stack
@@ -182,12 +182,13 @@ def finetune_epoch(config, dataset):
     """One fine-tuning epoch and one full validation pass, compilation left out."""
     model = build_model(config, dataset)
     shared = [shared_dataset(s) for s in (dataset.train, dataset.valid, dataset.test)]
+    batch_size = config.finetune_rows()  # the preset may leave it to the optimiser's default
     train_fn, valid_score, _ = model.build_finetune_functions(
-        shared, config.finetune_batch_size, config.finetune_lr, config.eval_batch_size)
-    epoch = time_epoch(train_fn, n_batches(len(dataset.train.y), config.finetune_batch_size))
+        shared, batch_size, config.finetune_lr, config.eval_batch_size)
+    epoch = time_epoch(train_fn, n_batches(len(dataset.train.y), batch_size))
     start = time.perf_counter()
     valid_score()
-    return {"batch_size": config.finetune_batch_size, "rows": len(dataset.train.y), "epoch_seconds": epoch,
+    return {"batch_size": batch_size, "rows": len(dataset.train.y), "epoch_seconds": epoch,
             "valid_rows": len(dataset.valid.y), "eval_batch_size": config.eval_batch_size,
             "valid_seconds": time.perf_counter() - start}
 

@@ -10,10 +10,8 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-# batch_slice and n_batches are re-exported so that old ``from sda.SdA import ...`` keep working.
-from sda.batching import SplitScorer, batch_slice, n_batches  # noqa: F401
+from sda.batching import SplitScorer
 from sda.checks import (
-    SettingError,
     check_choice,
     check_count,
     check_flag,
@@ -23,6 +21,7 @@ from sda.checks import (
 )
 from sda.dA import LOSSES, dA
 from sda.engine import batched_function
+from sda.errors import SettingError
 from sda.logistic import LogisticRegression
 from sda.mlp import HiddenLayer
 from sda.sgd import SGDStep, sgd_updates

@@ -19,7 +19,6 @@ new rows that fall outside the training range inside [0, 1]).
 
 import numpy as np
 import pytensor
-import pytensor.tensor as pt
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.model_selection import train_test_split
@@ -150,9 +149,6 @@ class _SdAEstimator(BaseEstimator):
 
     def _pretrain(self, model, X):
         """Greedy layer-wise pre-training on the rows ``X``; sets ``pretrain_loss_curves_``."""
-        if self.pretrain_epochs == 0:  # nothing to compile: fine-tuning starts from random weights
-            self.pretrain_loss_curves_ = [[] for _ in model.dA_layers]
-            return self.pretrain_loss_curves_
         shared_x = pytensor.shared(np.ascontiguousarray(X), name="x", borrow=True)
         self.pretrain_loss_curves_ = pretrain(
             model, shared_x, self.batch_size, self.pretrain_epochs, self.pretrain_learning_rate,
@@ -560,12 +556,9 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
                 EarlyStopping(patience=self.n_iter_no_change * count), validation_frequency=count,
                 on_epoch=keep)
         else:
-            if self.alpha:
-                # The same L2 penalty as the SGD steps' weight decay: its gradient is alpha * W.
-                penalty = sum(pt.sum(pt.sqr(p)) for p in model.params if p.ndim == 2)
-                model.finetune_cost = model.finetune_cost + np.float32(self.alpha / 2) * penalty
             result = finetune_batch(model, shared, self.solver, self.max_iter,
-                                    patience=self.n_iter_no_change, on_iteration=keep)
+                                    patience=self.n_iter_no_change, weight_decay=self.alpha,
+                                    on_iteration=keep)
         self.loss_curve_ = [float(r["cost"]) for r in records]
         self.validation_scores_ = [1.0 - float(r["valid_error"]) for r in records]
         self.best_validation_score_ = 1.0 - float(result.best_valid_error)

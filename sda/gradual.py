@@ -28,7 +28,7 @@ from scipy.special import entr
 from sda.batching import n_batches
 from sda.dA import reconstruction_loss
 from sda.engine import batched_function
-from sda.errors import check_finite
+from sda.errors import SettingError, check_finite
 from sda.optimize import DeepAutoencoder
 from sda.sgd import SGDStep, sgd_updates
 from sda.train import EpochCostWatch, LayerSource, check_params, noop
@@ -79,7 +79,7 @@ def relative_cross_entropy(model, data_x):
     """Reconstruction cross-entropy per example of the whole unrolled stack
     (no noise) on the shared matrix ``data_x``, minus ``data_entropy``."""
     if model.dA_layers[0].loss != "cross_entropy":
-        raise ValueError("relative_cross_entropy needs a model built with loss='cross_entropy'")
+        raise SettingError("relative_cross_entropy needs a model built with loss='cross_entropy'")
     error = DeepAutoencoder(model).error_function(data_x)()
     return error - data_entropy(data_x.get_value(borrow=True))
 
@@ -90,11 +90,11 @@ def _budgets(model, epochs_per_layer):
         epochs_per_layer = [epochs_per_layer] * model.n_layers
     budgets = [float(b) for b in epochs_per_layer]
     if len(budgets) != model.n_layers:
-        raise ValueError(f"epochs_per_layer has {len(budgets)} values for {model.n_layers} "
+        raise SettingError(f"epochs_per_layer has {len(budgets)} values for {model.n_layers} "
                          "layers: give one budget per layer, or a single number")
     for layer, budget in enumerate(budgets):
         if not budget > 0:
-            raise ValueError(f"epochs_per_layer[{layer}] = {budget!r}: budgets must be positive")
+            raise SettingError(f"epochs_per_layer[{layer}] = {budget!r}: budgets must be positive")
     return budgets
 
 
@@ -136,17 +136,17 @@ def train_gradual(model, train_x, epochs_per_layer, batch_size=20, learning_rate
     climbs far above its first minibatch's.
     """
     if not 0.0 <= fraction_stacked <= 1.0:
-        raise ValueError(f"fraction_stacked must be in [0, 1], got {fraction_stacked!r}")
+        raise SettingError(f"fraction_stacked must be in [0, 1], got {fraction_stacked!r}")
     budgets = _budgets(model, epochs_per_layer)
     for name, value in [("batch_size", batch_size), ("learning_rate", learning_rate)]:
         if not value > 0:
-            raise ValueError(f"{name} must be positive, got {value!r}")
+            raise SettingError(f"{name} must be positive, got {value!r}")
     level = model.corruption_levels[0] if corruption is None else corruption
     if not 0.0 <= level < 1.0:
-        raise ValueError(f"corruption must be in [0, 1), got {level!r}")
+        raise SettingError(f"corruption must be in [0, 1), got {level!r}")
     layers = list(range(model.n_layers)) if layers is None else list(layers)
     if not layers or any(layer not in range(model.n_layers) for layer in layers):
-        raise ValueError(f"layers must name some of the layers 0..{model.n_layers - 1}, got {layers}")
+        raise SettingError(f"layers must name some of the layers 0..{model.n_layers - 1}, got {layers}")
 
     count = n_batches(train_x.get_value(borrow=True).shape[0], batch_size)
     source = LayerSource(model, train_x, cached=True)

@@ -5,6 +5,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from sda.checks import check_count
+from sda.mlp import zero_bias
 
 
 class LogisticRegression:
@@ -46,14 +47,11 @@ class LogisticRegression:
 
     def __init__(self, input, n_in, n_out, W=None, b=None):
         n_in, n_out = check_count("n_in", n_in), check_count("n_out", n_out, minimum=2)
-        floatX = pytensor.config.floatX
-        if W is None:
-            W = pytensor.shared(np.zeros((n_in, n_out), dtype=floatX), name="W")
-        if b is None:
-            b = pytensor.shared(np.zeros(n_out, dtype=floatX), name="b")
-        self.W, self.b = W, b
+        if W is None:  # zeros, as in the tutorial: each class's column gets its own gradient
+            W = pytensor.shared(np.zeros((n_in, n_out), dtype=pytensor.config.floatX), name="W")
+        self.W, self.b = W, b if b is not None else zero_bias(n_out)
         self.input = input
-        self.linear = pt.dot(input, W) + b
+        self.linear = pt.dot(input, self.W) + self.b
         # Work in log space so a confident wrong answer costs a large,
         # finite amount instead of log(0) = -inf.
         self.log_p_y_given_x = pt.special.log_softmax(self.linear, axis=-1)

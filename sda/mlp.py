@@ -21,6 +21,7 @@ def uniform_weights(rng, n_in, n_out, activation=pt.sigmoid, name="W"):
 
 
 def zero_bias(n, name="b"):
+    """A shared floatX vector of ``n`` zeros: every layer's starting bias."""
     return pytensor.shared(np.zeros(n, dtype=pytensor.config.floatX), name=name)
 
 

@@ -34,12 +34,12 @@ import pytensor.tensor as pt
 from scipy.optimize import fmin_cg, minimize
 from threadpoolctl import ThreadpoolController
 
-from sda.batching import n_batches
+from sda.batching import batch_sizes
 from sda.checkpoint import Checkpoint, Progress
 from sda.dA import reconstruction_loss
 from sda.engine import batched_function
 from sda.errors import SettingError, check_finite
-from sda.train import FinetuneResult, noop, split_error
+from sda.train import FinetuneResult, noop
 
 METHODS = ("cg", "lbfgs")
 PHASES = {"cg": "CG fine-tuning", "lbfgs": "L-BFGS fine-tuning"}  # names in divergence errors
@@ -113,9 +113,7 @@ def _chunked(outputs, inputs, data, chunk_rows, name):
     index = pt.lscalar("chunk")
     fn = batched_function(index, [], outputs, dict(zip(inputs, data)), chunk_rows, name=name)
     n_rows = data[0].get_value(borrow=True).shape[0]
-    count = n_batches(n_rows, chunk_rows)
-    rows = np.diff(np.minimum(np.arange(count + 1) * chunk_rows, n_rows))
-    return fn, rows / n_rows
+    return fn, batch_sizes(n_rows, chunk_rows) / n_rows
 
 
 class FlatObjective:
@@ -289,18 +287,9 @@ class _Tracker:
 def _minimize(objective, method, tracker):
     """Run the optimiser from the model's current parameters; return why it
     stopped. The best vector is left in the model."""
-    x0 = objective.flat.pack()
     with _single_thread_scipy():
         try:
-            if method == "cg":
-                *_, warnflag = fmin_cg(objective.value, x0, fprime=objective.gradient,
-                                       maxiter=tracker.max_iterations, callback=tracker,
-                                       full_output=True, disp=False)
-                reason = _CG_STATUS.get(warnflag, f"fmin_cg warnflag {warnflag}")
-            else:
-                reason = minimize(objective.value_and_gradient, x0, jac=True, method="L-BFGS-B",
-                                  callback=tracker,
-                                  options={"maxiter": tracker.max_iterations}).message
+            reason = _optimise(objective, method, tracker.max_iterations, tracker)
         except _Stop as stop:
             reason = str(stop)
     objective.flat.unpack(tracker.best_vector)
@@ -342,7 +331,7 @@ def _stats(method, objective, tracker, reason):
 
 
 def finetune_batch(model, datasets, method="cg", max_iterations=200, max_passes=None,
-                   patience=20, chunk_rows=DEFAULT_CHUNK_ROWS, on_iteration=noop):
+                   patience=20, chunk_rows=DEFAULT_CHUNK_ROWS, weight_decay=0.0, on_iteration=noop):
     """Supervised fine-tuning of an SdA with CG (``fmin_cg``) or L-BFGS-B.
 
     ``datasets`` is ``[(train_x, train_y), (valid_x, valid_y), (test_x,
@@ -369,6 +358,8 @@ def finetune_batch(model, datasets, method="cg", max_iterations=200, max_passes=
         Stop after this many iterations without a lower validation error.
     chunk_rows : int
         Rows per compiled call (speed and memory only).
+    weight_decay : float
+        As SGD's: the objective gains ``weight_decay / 2 * sum(W ** 2)`` over weight matrices.
     on_iteration : callable
         Gets each iteration's record (``iteration``, ``passes``, ``cost``,
         ``valid_error``, ``best_valid_error``, ``test_error``, ``seconds``, ...).
@@ -395,12 +386,11 @@ def finetune_batch(model, datasets, method="cg", max_iterations=200, max_passes=
     _check_settings(method, max_iterations, max_passes, patience, chunk_rows)
     (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
     objective = FlatObjective(model.finetune_cost, model.params, [model.x, model.y],
-                              [train_x, train_y], chunk_rows)
+                              [train_x, train_y], chunk_rows, weight_decay, PHASES[method])
     valid_score = model.error_scorer(valid_x, valid_y, chunk_rows, "valid")
     test_score = model.error_scorer(test_x, test_y, chunk_rows, "test")
-    tracker = _Tracker(objective, method, lambda: split_error(valid_score),
-                       lambda: split_error(test_score), max_iterations, max_passes, patience,
-                       on_iteration)
+    tracker = _Tracker(objective, method, valid_score.error, test_score.error, max_iterations,
+                       max_passes, patience, on_iteration)
     reason = _minimize(objective, method, tracker)
     return BatchFinetuneResult(
         tracker.best_error, tracker.test_error, tracker.best_iteration, tracker.iteration,
@@ -448,7 +438,7 @@ def finetune_autoencoder(model, train_x, valid_x, method="cg", max_iterations=10
     _check_settings(method, max_iterations, max_passes, patience, chunk_rows)
     autoencoder = DeepAutoencoder(model)
     objective = FlatObjective(autoencoder.cost, autoencoder.params, [autoencoder.x], [train_x],
-                              chunk_rows)
+                              chunk_rows, phase=f"deep auto-encoder {PHASES[method]}")
     tracker = _Tracker(objective, method, autoencoder.error_function(valid_x, chunk_rows), None,
                        max_iterations, max_passes, patience, on_iteration)
     reason = _minimize(objective, method, tracker)
@@ -541,9 +531,9 @@ def classifier_measures(model, datasets, chunk_rows=DEFAULT_CHUNK_ROWS, weight_d
     def measure():
         train_loss = sum(w * float(loss(i)) for i, w in enumerate(weights))
         return {"train_loss": train_loss + weight_penalty(model.params, weight_decay),
-                "valid_error": split_error(valid_score)}
+                "valid_error": valid_score.error()}
 
-    return measure, lambda: split_error(test_score)
+    return measure, test_score.error
 
 
 @dataclass
@@ -586,14 +576,15 @@ class _Stop(Exception):
 
 def _optimise(objective, method, iterations, callback):
     """``iterations`` iterations of ``method`` from the model's parameters, on the
-    objective's current rows; ``callback(vector)`` sees each accepted iterate."""
+    objective's current rows; ``callback(vector)`` sees each accepted iterate.
+    Returns scipy's reason for stopping."""
     x0 = objective.flat.pack()
     if method == "cg":
-        fmin_cg(objective.value, x0, fprime=objective.gradient, maxiter=iterations,
-                callback=callback, disp=False)
-    else:
-        minimize(objective.value_and_gradient, x0, jac=True, method="L-BFGS-B", callback=callback,
-                 options={"maxiter": iterations})
+        *_, warnflag = fmin_cg(objective.value, x0, fprime=objective.gradient, maxiter=iterations,
+                               callback=callback, full_output=True, disp=False)
+        return _CG_STATUS.get(warnflag, f"fmin_cg warnflag {warnflag}")
+    return minimize(objective.value_and_gradient, x0, jac=True, method="L-BFGS-B", callback=callback,
+                    options={"maxiter": iterations}).message
 
 
 def _run_batch(objective, method, iterations, after_update):

@@ -6,6 +6,8 @@ import numpy as np
 import pytensor
 from pytensor.compile.executor import Function
 
+from sda.errors import SettingError
+
 
 def sgd_updates(cost, params, learning_rate, momentum=0.0, weight_decay=0.0):
     """Updates for one SGD step, and the velocity variables momentum needs.
@@ -17,9 +19,9 @@ def sgd_updates(cost, params, learning_rate, momentum=0.0, weight_decay=0.0):
     belong in a checkpoint.
     """
     if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        raise SettingError(f"momentum must be in [0, 1), got {momentum!r}")
     if weight_decay < 0.0:
-        raise ValueError(f"weight_decay must be 0 or more, got {weight_decay!r}")
+        raise SettingError(f"weight_decay must be 0 or more, got {weight_decay!r}")
     updates, velocities = [], []
     for p, g in zip(params, pytensor.grad(cost, params)):
         if weight_decay and p.ndim == 2:

@@ -22,7 +22,7 @@ from tqdm import tqdm  # plain text bars: a notebook (the docs) needs no widgets
 
 from sda.batching import n_batches
 from sda.checkpoint import Checkpoint, Progress
-from sda.errors import CostWatch, check_finite
+from sda.errors import CostWatch, SettingError, check_finite
 
 PRETRAINING, FINETUNING = "pre-training", "fine-tuning"  # phase names in error messages
 
@@ -182,34 +182,35 @@ def pretrain(model, train_x, batch_size=20, epochs=15, learning_rate=0.02, corru
     started = time.perf_counter() - progress.seconds["pretrain"]
     remaining = [layer for layer in layers if layer >= progress.layer]
     for layer in remaining if progress.phase == "pretrain" else []:
-        data, from_cache = source.for_layer(layer)
-        step = model.pretraining_function(layer, data, batch_size, from_cache, momentum,
-                                          weight_decay)
-        checkpoint.restore_velocities(step.velocities)
-        watch = EpochCostWatch(f"{PRETRAINING} layer {layer}", progress.epoch == progress.batch == 0)
         if len(progress.pretrain_history) <= layer:
             progress.pretrain_history.append([])
-        while progress.epoch < epochs:
-            bar = _progress_bar(progress.batch, count,
-                                f"pre-train layer {layer} epoch {progress.epoch}", show_progress)
-            for index in bar:
-                cost = float(step(index, levels[layer], learning_rate))
-                # printed epochs count from 0 in pre-training; steps as in steps.csv
-                check_finite(cost, PRETRAINING, layer=layer, epoch=progress.epoch,
-                             step=progress.steps + 1)
-                watch.step(cost)
-                progress.finish_batch(cost)
-                on_step({"phase": "pretrain", "layer": layer, "epoch": progress.epoch,
-                         "step": progress.steps, "cost": cost})
-                progress.seconds["pretrain"] = time.perf_counter() - started
-                _save_if_due(checkpoint, progress, model, PRETRAINING, layer=layer,
-                             epoch=progress.epoch, step=progress.steps)
-            epoch = progress.epoch
-            progress.pretrain_history[layer].append(progress.finish_epoch())
-            watch.epoch(progress.pretrain_history[layer][-1])
-            on_epoch({"phase": "pretrain", "layer": layer, "epoch": epoch,
-                      "cost": progress.pretrain_history[layer][-1],
-                      "seconds": progress.seconds["pretrain"]})
+        if progress.epoch < epochs:  # epochs=0: nothing to train, so nothing to compile
+            data, from_cache = source.for_layer(layer)
+            step = model.pretraining_function(layer, data, batch_size, from_cache, momentum,
+                                              weight_decay)
+            checkpoint.restore_velocities(step.velocities)
+            watch = EpochCostWatch(f"{PRETRAINING} layer {layer}", progress.epoch == progress.batch == 0)
+            while progress.epoch < epochs:
+                bar = _progress_bar(progress.batch, count,
+                                    f"pre-train layer {layer} epoch {progress.epoch}", show_progress)
+                for index in bar:
+                    cost = float(step(index, levels[layer], learning_rate))
+                    # printed epochs count from 0 in pre-training; steps as in steps.csv
+                    check_finite(cost, PRETRAINING, layer=layer, epoch=progress.epoch,
+                                 step=progress.steps + 1)
+                    watch.step(cost)
+                    progress.finish_batch(cost)
+                    on_step({"phase": "pretrain", "layer": layer, "epoch": progress.epoch,
+                             "step": progress.steps, "cost": cost})
+                    progress.seconds["pretrain"] = time.perf_counter() - started
+                    _save_if_due(checkpoint, progress, model, PRETRAINING, layer=layer,
+                                 epoch=progress.epoch, step=progress.steps)
+                epoch = progress.epoch
+                progress.pretrain_history[layer].append(progress.finish_epoch())
+                watch.epoch(progress.pretrain_history[layer][-1])
+                on_epoch({"phase": "pretrain", "layer": layer, "epoch": epoch,
+                          "cost": progress.pretrain_history[layer][-1],
+                          "seconds": progress.seconds["pretrain"]})
         check_params(model, PRETRAINING, layer=layer, step=progress.steps)
         progress.layer = layer + 1
         progress.start_phase("pretrain")
@@ -229,7 +230,7 @@ class EarlyStopping:
 
     def __post_init__(self):
         if self.patience < 1 or self.patience_increase < 1 or not 0 < self.improvement_threshold <= 1:
-            raise ValueError(
+            raise SettingError(
                 "early stopping needs patience >= 1, patience_increase >= 1 and "
                 f"0 < improvement_threshold <= 1; got {self}"
             )

@@ -14,10 +14,9 @@ import pytensor.tensor as pt
 import pytest
 
 from sda import data
-from sda.errors import SettingError, SettingTypeError
 from sda.dA import dA
 from sda.data import DataError, open_npz
-from sda.errors import SdAError
+from sda.errors import SdAError, SettingError, SettingTypeError
 from sda.logistic import LogisticRegression
 from sda.mlp import HiddenLayer
 from sda.SdA import SdA, check_architecture

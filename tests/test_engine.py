@@ -130,4 +130,5 @@ def test_the_library_still_trains_on_the_numba_backend(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "sda: Numba (set by $SDA_MODE)" in done.stdout
-    assert (tmp_path / "numba" / "summary.json").exists()
+    summary = json.loads((tmp_path / "numba" / "summary.json").read_text())
+    assert summary["test_error"] < 0.5  # 90 % is chance; about 12 % after 3 epochs on the C backend

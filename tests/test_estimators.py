@@ -185,6 +185,7 @@ def test_transformer_codes_layers_scores_and_pickles(digits):
     X_train, X_test, *_ = digits
     untrained = SdATransformer((24, 12), pretrain_epochs=0, random_state=0).fit(X_train)
     trained = SdATransformer((24, 12), pretrain_epochs=3, random_state=0).fit(X_train)
+    assert untrained.pretrain_loss_curves_ == [[], []]
     assert trained.transform(X_test).shape == (len(X_test), 12)
     assert trained.set_params(layer=0).transform(X_test).shape == (len(X_test), 24)
     assert len(trained.get_feature_names_out()) == 24

@@ -13,6 +13,7 @@ from test_models import assert_gradients_match
 
 from sda import SdA
 from sda.data import load_dataset, shared_dataset
+from sda.errors import SettingError
 from sda.gradual import (
     data_entropy,
     gradual_cost,
@@ -166,14 +167,14 @@ def test_relative_cross_entropy_is_positive_on_mnist(mnist):
 ])
 def test_bad_settings_raise(mnist, change, message):
     settings = {**SETTINGS, "epochs_per_layer": 1, **change}
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SettingError, match=message):
         train_gradual(tiny_model(), mnist[0], **settings)
 
 
 def test_metric_refuses_a_squared_loss_model(mnist):
     model = SdA(np.random.RandomState(0), hidden_layers_sizes=(5,), corruption_levels=(0.1,),
                 loss="squared")
-    with pytest.raises(ValueError, match="cross_entropy"):
+    with pytest.raises(SettingError, match="cross_entropy"):
         relative_cross_entropy(model, mnist[1])
 
 

@@ -6,6 +6,7 @@ import pytensor.tensor as pt
 import pytest
 
 from sda import SdA, dA
+from sda.errors import SettingError
 from sda.SdA import check_architecture
 from sda.sgd import sgd_updates
 
@@ -219,7 +220,7 @@ def test_momentum_and_weight_decay_follow_their_equations():
         np.testing.assert_allclose(w.get_value(), w0 + v_w, rtol=1e-5)
         np.testing.assert_allclose(b.get_value(), b0 + v_b, rtol=1e-5)
     assert [v.name for v in velocities] == ["w.velocity", "b.velocity"]
-    with pytest.raises(ValueError, match="momentum"):
+    with pytest.raises(SettingError, match="momentum"):
         sgd_updates(cost, [w], 0.1, momentum=1.0)
-    with pytest.raises(ValueError, match="weight_decay"):
+    with pytest.raises(SettingError, match="weight_decay"):
         sgd_updates(cost, [w], 0.1, weight_decay=-1)

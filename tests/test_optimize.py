@@ -159,6 +159,28 @@ def test_runs_stop_on_patience_and_on_the_pass_budget(mnist_small):
     assert result.stop_reason == "max_passes" and 4 <= result.passes <= 8
 
 
+def test_batch_finetuning_with_weight_decay_minimises_the_penalised_cost(mnist_small):
+    data = mnist_small.subset(n_train=200, n_valid=100, n_test=1)
+    model = SdA(np.random.RandomState(6), n_ins=784, hidden_layers_sizes=(16,), n_outs=10,
+                corruption_levels=(0.1,))
+    cost = model.finetune_cost
+    shared = shared_splits(data)
+    result = finetune_batch(model, shared, "lbfgs", max_iterations=1, patience=None,
+                            weight_decay=0.5)
+    assert model.finetune_cost is cost  # the penalty lives in the objective, not in the model
+    # The zero softmax layer predicts one class; the first step improves on it, so the
+    # model holds the first iterate, whose recorded cost must include the penalty.
+    assert result.best_epoch == 1
+    (train_x, train_y), _, _ = shared
+    mean_nll = pytensor.function([], cost, givens={model.x: train_x, model.y: train_y})()
+    penalty = 0.25 * sum(float(np.sum(p.get_value().astype(np.float64) ** 2))
+                         for p in model.params if p.ndim == 2)
+    assert penalty > 1e-3 * float(mean_nll)  # large enough for the check below to see it
+    # One float32 graph over all 200 rows vs the objective's float64 sum of float32 chunks:
+    # a few float32 ulps (1.2e-7) of a cost near log(10).
+    assert result.history[0]["cost"] == pytest.approx(float(mean_nll) + penalty, rel=1e-5)
+
+
 def test_deep_autoencoder_finetuning_lowers_the_reconstruction_error(mnist_small):
     model = SdA(np.random.RandomState(7), n_ins=784, hidden_layers_sizes=(64, 32), n_outs=10,
                 corruption_levels=(0.1, 0.2))

@@ -8,6 +8,7 @@ from sda import SdA
 from sda.batching import SplitScorer, n_batches
 from sda.checkpoint import Progress
 from sda.data import load_dataset, shared_dataset
+from sda.errors import SettingError
 from sda.sgd import SGDStep
 from sda.train import EarlyStopping, cache_layer_input, finetune_sgd, fixed_budget, pretrain, split_error
 
@@ -29,6 +30,21 @@ def test_pretraining_lowers_reconstruction_cost(mnist_small):
     assert len(history) == 2 and all(len(costs) == 4 for costs in history)
     for costs in history:
         assert costs[-1] < 0.95 * costs[0]
+
+
+def test_pretraining_zero_epochs_compiles_nothing_and_leaves_the_weights(mnist_small, monkeypatch):
+    model = small_model(layers=(20, 10))
+    before = [p.get_value() for p in model.params]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a step was compiled for zero epochs")
+
+    monkeypatch.setattr(model, "pretraining_function", refuse)
+    monkeypatch.setattr(model, "layer_input_function", refuse)  # the cached fast path's encoder
+    train_x, _ = shared_dataset(mnist_small.train)
+    assert pretrain(model, train_x, batch_size=20, epochs=0) == [[], []]
+    for value, param in zip(before, model.params):
+        np.testing.assert_array_equal(param.get_value(), value)
 
 
 def test_cached_and_uncached_pretraining_give_the_same_parameters(mnist_small):
@@ -139,9 +155,9 @@ def test_sgd_steps_return_their_velocities_and_leave_the_model_alone(mnist_small
 
 
 def test_early_stopping_rejects_nonsense():
-    with pytest.raises(ValueError, match="patience"):
+    with pytest.raises(SettingError, match="patience"):
         EarlyStopping(patience=0)
-    with pytest.raises(ValueError, match="improvement_threshold"):
+    with pytest.raises(SettingError, match="improvement_threshold"):
         EarlyStopping(improvement_threshold=1.5)
 
 
