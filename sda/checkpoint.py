@@ -22,6 +22,13 @@ from sda.rundir import atomic_write
 BEST_PREFIX = "best/"
 VELOCITY_PREFIX = "velocity/"
 PHASES = ("pretrain", "finetune", "done")
+NUMBER = (int, float)
+# what sda.optimize keeps in Progress.optimizer_state (mini-batch CG / L-BFGS), and its types
+OPTIMIZER_STATE = {"examples": list, "evaluator": dict, "epoch_rng": dict, "updates": int,
+                   "stop_reason": str}
+EVALUATOR_STATE = {"next_point": NUMBER, "best_valid_error": NUMBER, "best_passes": NUMBER,
+                   "best_evaluation": int, "test_error": NUMBER, "since_best": int,
+                   "seconds": NUMBER, "history": list}
 
 
 @dataclass
@@ -46,6 +53,8 @@ class Progress:
     metrics_rows: int = 0  # rows of metrics.csv written when this was saved
     # mini-batch CG / L-BFGS (sda.optimize): shuffling state, cost counters, the evaluator's record
     optimizer_state: dict = field(default_factory=dict)
+    # the run's settings when this was saved (sda.run), so that a config.json edited later is caught
+    settings: dict = field(default_factory=dict)
 
     def finish_batch(self, cost):
         self.batch += 1
@@ -210,7 +219,25 @@ class Checkpoint:
         if progress.phase not in PHASES or not 0 <= progress.layer <= self.model.n_layers:
             raise self._refuse(f"holds an impossible training position (phase {progress.phase!r}, "
                                f"layer {progress.layer} of {self.model.n_layers})")
+        if progress.optimizer_state:
+            self._check_optimizer_state(progress.optimizer_state)
         return progress
+
+    def _check_optimizer_state(self, state):
+        """The mini-batch CG / L-BFGS state must have every entry, of its type, before it is used."""
+        for where, saved, expected in [("optimizer_state", state, OPTIMIZER_STATE),
+                                       ("optimizer_state.evaluator", state.get("evaluator"),
+                                        EVALUATOR_STATE)]:
+            for key, kinds in expected.items():
+                if not isinstance(saved, dict) or not isinstance(saved.get(key), kinds):
+                    raise self._refuse(f"holds an unreadable {where} ({key} is missing or of the "
+                                       "wrong type)")
+        if not all(isinstance(n, NUMBER) for n in state["examples"]):
+            raise self._refuse("holds an unreadable optimizer_state (examples are not numbers)")
+        try:  # on a throw-away generator, so nothing changes if the state is bad
+            np.random.default_rng().bit_generator.state = state["epoch_rng"]
+        except (TypeError, ValueError, KeyError) as error:
+            raise self._refuse(f"holds an unusable shuffling state ({error})") from None
 
     def restore_velocities(self, velocities):
         """Track ``velocities``; give them their saved values if resuming."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from sda import engine
 from sda.data import load_dataset
-from sda.errors import SdAError
+from sda.errors import SdAError, SettingError
 from sda.SdA import SdA
 
 INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C (128 + SIGINT)
@@ -132,10 +132,35 @@ def settings_from_args(args, settings_class, preset_values):
 
 
 # ---------------------------------------------------------- data, model, engine
+# minibatch settings of the commands, the one a user types first (baseline's batch_size sets the others)
+BATCH_SETTINGS = ("batch_size", "sgd_batch_size", "pretrain_batch_size", "finetune_batch_size",
+                  "sensitivity_m")
+
+
+def check_batch_sizes(settings, n_rows):
+    """Refuse a minibatch size in ``settings`` larger than the ``n_rows`` training rows.
+
+    A size left at None (CG's default of 1,000 rows) is cut to fit by the
+    loop instead; a size the user gave is never silently changed.
+    """
+    for name in BATCH_SETTINGS:
+        value = getattr(settings, name, None)
+        for size in value if isinstance(value, tuple) else [value]:
+            if size is not None and size > n_rows:
+                raise SettingError(f"{name} {size} is larger than the {n_rows} training rows: use "
+                                   f"at most {n_rows}, or more training rows")
+
+
 def load_data(settings):
-    """The data set ``settings`` names, cut to its ``n_train``/``n_valid``/``n_test`` rows."""
-    return load_dataset(settings.dataset, settings.data).subset(settings.n_train, settings.n_valid,
-                                                                settings.n_test)
+    """The data set ``settings`` names, cut to its ``n_train``/``n_valid``/``n_test`` rows.
+
+    Its minibatch sizes are checked against the training rows here, before
+    any folder is made.
+    """
+    dataset = load_dataset(settings.dataset, settings.data).subset(settings.n_train, settings.n_valid,
+                                                                   settings.n_test)
+    check_batch_sizes(settings, len(dataset.train.y))
+    return dataset
 
 
 def build_model(settings, dataset):

@@ -42,7 +42,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from sda import BACKEND
+from sda import engine
 from sda.cli import add_settings_flags, apply_mode, build_model, exit_status, load_data, settings_from_args
 from sda.config import MAX_SEED, PRESETS, SGD_BATCH_SIZE, RunConfig, SettingError, setting
 from sda.data import shared_dataset
@@ -135,8 +135,12 @@ class CompareSettings(RunConfig):
             values = getattr(self, name)
             if len(set(values)) != len(values):
                 raise SettingError(f"{name} {' '.join(map(str, values))}: give each one once")
+        if not all(0 < threshold <= 100 for threshold in self.thresholds):
+            raise SettingError(f"thresholds are validation errors in percent, each in (0, 100]; got "
+                               f"{' '.join(map(str, self.thresholds))}")
         if self.pretrained is not None and not Path(self.pretrained).is_file():
-            raise SettingError(f"pretrained {self.pretrained}: no such file; pass the pretrained.npz "
+            problem = "is a folder" if Path(self.pretrained).is_dir() else "no such file"
+            raise SettingError(f"pretrained {self.pretrained}: {problem}; pass the pretrained.npz "
                                "of an earlier comparison, or leave --pretrained out to pre-train")
         return self
 
@@ -263,8 +267,9 @@ def summarise(rows, arms):
             if key in ("arm", "seed", "stop_reason"):
                 continue
             values = [r[key] for r in mine if r[key] is not None]
+            # one value has no spread to show: its sd is None, not a claimed 0
             entry[key] = (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1
-                          else 0.0, len(values)) if values else (None, None, 0)
+                          else None, len(values)) if values else (None, None, 0)
         summary.append(entry)
     return summary
 
@@ -274,7 +279,8 @@ def _format(value, percent=False, digits=2):
     if mean is None:
         return "not reached"
     scale = 100 if percent else 1
-    return f"{scale * mean:.{digits}f} ± {scale * sd:.{digits}f}"
+    spread = "" if sd is None else f" ± {scale * sd:.{digits}f}"
+    return f"{scale * mean:.{digits}f}{spread}"
 
 
 def markdown_table(summary, thresholds):
@@ -368,7 +374,6 @@ def run_autoencoder(model, shared, pretrained, settings):
 
     results = {"data_entropy": entropy, "pretrained": reconstruction()}
     seed = settings.seeds[0]
-    batch_size = min(settings.finetune_batch_size, train_x.get_value(borrow=True).shape[0])
     for arm in ("sgd", "cg"):
         load_params(model, pretrained)
         report = print_record(f"auto-encoder {arm}", percent=False)
@@ -380,9 +385,9 @@ def run_autoencoder(model, shared, pretrained, settings):
                                          settings.budget_passes, seed, phase="auto-encoder SGD")
         else:
             result = finetune_autoencoder_minibatch(
-                model, train_x, valid_x, "cg", batch_size, settings.line_searches, settings.budget_passes,
-                seed=seed, eval_every=settings.eval_every, chunk_rows=settings.chunk_rows,
-                on_evaluation=report)
+                model, train_x, valid_x, "cg", settings.finetune_batch_size, settings.line_searches,
+                settings.budget_passes, seed=seed, eval_every=settings.eval_every,
+                chunk_rows=settings.chunk_rows, on_evaluation=report)
             passes, seconds = result.passes, result.seconds
         results[arm] = {**reconstruction(), "passes": passes, "seconds": seconds}
     return results
@@ -410,11 +415,7 @@ def compare(settings, command):
     setting leaves nothing behind.
     """
     apply_mode(settings.mode)
-    dataset = load_data(settings)
-    n_train = len(dataset.train.y)
-    if settings.finetune_batch_size > n_train:
-        raise SettingError(f"finetune_batch_size {settings.finetune_batch_size} is larger than the "
-                           f"{n_train} training rows: use at most {n_train}")
+    dataset = load_data(settings)  # refuses batch sizes (and sensitivity_m) above the training rows
     model = build_model(settings, dataset)
     if settings.pretrained:
         load_params(model, settings.pretrained)  # weights that do not fit the model are refused here
@@ -428,7 +429,7 @@ def compare(settings, command):
 def _compare(settings, command, dataset, model, out):
     shared = [shared_dataset(s) for s in (dataset.train, dataset.valid, dataset.test)]
     sizes = [len(s.y) for s in (dataset.train, dataset.valid, dataset.test)]
-    print(f"sda: {BACKEND}\ndata: {dataset.name}, train/valid/test = {'/'.join(map(str, sizes))}\n"
+    print(f"sda: {engine.BACKEND}\ndata: {dataset.name}, train/valid/test = {'/'.join(map(str, sizes))}\n"
           f"output folder: {out.path}", flush=True)
     started = time.perf_counter()
     if not settings.pretrained:
@@ -453,7 +454,7 @@ def _compare(settings, command, dataset, model, out):
         for k in settings.sensitivity_k or [settings.line_searches]:
             load_params(model, pretrained)
             result = finetune_minibatch(
-                model, shared, "cg", batch_size=min(m, sizes[0]), line_searches=k,
+                model, shared, "cg", batch_size=m, line_searches=k,
                 budget_passes=settings.budget_passes, weight_decay=settings.weight_decay,
                 seed=settings.seeds[0], eval_every=settings.eval_every, chunk_rows=settings.chunk_rows,
                 on_evaluation=print_record(f"cg m={m} k={k}"))
@@ -466,7 +467,7 @@ def _compare(settings, command, dataset, model, out):
     total_seconds = time.perf_counter() - started
 
     values = settings.to_dict()
-    recorded = {**{name: values[name] for name in FLAGS}, "rows": sizes, "backend": BACKEND,
+    recorded = {**{name: values[name] for name in FLAGS}, "rows": sizes, "backend": engine.BACKEND,
                 "command": command, "model": {name: values[name] for name in MODEL_SETTINGS}}
     out.write_json("comparison.json", {"settings": recorded, "runs": rows, "summary": summary,
                                        "histories": histories, "sensitivity": sensitivity,
@@ -480,7 +481,7 @@ def _compare(settings, command, dataset, model, out):
             f"Data: {dataset.name}, train/valid/test = {'/'.join(map(str, sizes))}; hidden layers "
             f"{', '.join(map(str, settings.hidden_layers))}; pre-training: {start}; budget "
             f"{settings.budget_passes:g} pass-equivalents per arm; seeds {list(settings.seeds)}; total "
-            f"{total_seconds / 60:.1f} min.  ", f"Backend: {BACKEND}", "",
+            f"{total_seconds / 60:.1f} min.  ", f"Backend: {engine.BACKEND}", "",
             markdown_table(summary, settings.thresholds), "",
             "Mean ± sd over seeds. Pass-equivalents: rows pushed through forward and backward, "
             "line-search trial points included, over the training rows. Seconds: the optimiser's "

@@ -24,6 +24,9 @@ FINETUNERS = ("sgd", "cg", "lbfgs")
 MODES = tuple(engine.MODES)  # use_mode's names
 PATIENCE_UNITS = ("iterations", "epochs")
 SGD_BATCH_SIZE = 20  # the default preset's SGD minibatch; see PRESETS
+# settings that only one kind of fine-tuning reads: a flag given for the other kind is refused
+SGD_ONLY = ("finetune_lr", "patience", "patience_unit", "patience_increase", "improvement_threshold")
+MINIBATCH_ONLY = ("batch_patience", "line_searches", "warmup_epochs", "budget_passes")
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1]
 
 
@@ -99,10 +102,29 @@ def check_name(name) -> None:
     if name is None:
         return
     separators = [os.sep] + ([os.altsep] if os.altsep else [])
-    if (name in ("", ".", "..") or any(s in name for s in separators) or "\0" in name
-            or os.path.isabs(name)):
+    if (name in ("", ".", "..") or any(s in name for s in separators)
+            or any(not c.isprintable() for c in name) or os.path.isabs(name)):
         raise SettingError(f"name {name!r} is not a plain folder name: give a name without "
-                            "path separators or '..'; use --out to choose where it goes")
+                            "path separators, '..' or control characters; use --out to choose "
+                            "where it goes")
+
+
+def check_optimiser_flags(finetune, given) -> None:
+    """Refuse settings in ``given`` (names the user set) that the ``finetune`` optimiser ignores.
+
+    Examples
+    --------
+    >>> check_optimiser_flags("cg", ["budget_passes"])
+    >>> check_optimiser_flags("sgd", ["budget_passes"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    sda.errors.SettingError: budget_passes is read only by --finetune cg or lbfgs, not by ...
+    """
+    unused, users = ((MINIBATCH_ONLY, "cg or lbfgs") if finetune == "sgd" else (SGD_ONLY, "sgd"))
+    ignored = [name for name in given if name in unused]
+    if ignored:
+        raise SettingError(f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} read only "
+                           f"by --finetune {users}, not by --finetune {finetune}: drop "
+                           f"{'it' if len(ignored) == 1 else 'them'}, or choose {users}")
 
 
 def check_layers(hidden_layers, corruption_levels) -> None:
@@ -220,8 +242,9 @@ class RunConfig(CommandSettings):
     finetune_batch_size: int | None = setting(
         None, "fine-tuning minibatch size (cg/lbfgs: rows per mini-batch, m)",
         default_text=f"{SGD_BATCH_SIZE} for sgd, {DEFAULT_BATCH_SIZE} for cg/lbfgs")
-    finetune_epochs: int = setting(1000, "most fine-tuning epochs (cg/lbfgs: iterations); early "
-                                         "stopping usually ends sooner")
+    finetune_epochs: int = setting(1000, "most fine-tuning epochs (cg/lbfgs: sweeps over the "
+                                         "training batches, not pass-equivalents); early stopping "
+                                         "usually ends sooner")
     patience: int = setting(10_000, "early stopping: train at least this many minibatch "
                                     "iterations, or epochs with --patience-unit epochs")
     patience_unit: str = setting("iterations", "what --patience counts", choices=PATIENCE_UNITS)
@@ -245,7 +268,8 @@ class RunConfig(CommandSettings):
     # bookkeeping
     seed: int = setting(89677, f"seed of every random draw, 0 to {MAX_SEED}")
     checkpoint_every: int = setting(5000, "save the training state every N minibatch steps "
-                                          "(0: at phase ends only)", metavar="N")
+                                          "(0: at phase ends only); cg/lbfgs save after every "
+                                          "mini-batch whatever N is", metavar="N")
     log_every: int = setting(100, "write every N-th minibatch cost to steps.csv (0: never)",
                              metavar="N")
     out: str = setting("runs", "folder that holds the run folders")
@@ -273,6 +297,10 @@ class RunConfig(CommandSettings):
             raise SettingError(f"improvement_threshold must be in (0, 1], got "
                                 f"{self.improvement_threshold!r}")
         _within("seed", self.seed, 0, MAX_SEED, closed_high=True)
+        if self.warmup_epochs >= self.finetune_epochs:
+            raise SettingError(f"warmup_epochs {self.warmup_epochs} leaves none of the "
+                               f"{self.finetune_epochs} fine-tuning epochs to train the whole "
+                               "network: give fewer warm-up epochs or more --finetune-epochs")
         check_layers(self.hidden_layers, self.corruption_levels)
         check_name(self.name)
         if self.out == "":
@@ -313,10 +341,23 @@ class RunConfig(CommandSettings):
 
 
 def preset(preset_name, **overrides):
-    """A checked ``RunConfig`` from a preset, with ``overrides`` applied."""
+    """A checked ``RunConfig`` from a preset, with ``overrides`` applied.
+
+    A preset's ``finetune_batch_size`` is an SGD minibatch (1 in the
+    tutorial): with ``finetune="cg"`` or ``"lbfgs"`` and no batch size of
+    their own, the optimiser's default m applies instead.
+
+    Examples
+    --------
+    >>> preset("tutorial", finetune="cg").finetune_rows()
+    1000
+    """
     if preset_name not in PRESETS:
         raise SettingError(f"unknown preset {preset_name!r}: choose one of {sorted(PRESETS)}")
-    return RunConfig(**{**PRESETS[preset_name], "preset": preset_name, **overrides}).check()
+    values = {**PRESETS[preset_name], "preset": preset_name, **overrides}
+    if values.get("finetune", "sgd") != "sgd" and "finetune_batch_size" not in overrides:
+        values.pop("finetune_batch_size", None)
+    return RunConfig(**values).check()
 
 
 __all__ = ["PRESETS", "CommandSettings", "RunConfig", "SettingError", "preset", "setting"]

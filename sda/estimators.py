@@ -538,8 +538,10 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
 
     def _finetune(self, model, train, valid):
         """Fine-tune with ``solver``; sets the curves and ``n_iter_``."""
-        # CG and L-BFGS report a test error too: the validation split stands in for it.
-        shared = [shared_dataset(train), shared_dataset(valid), shared_dataset(valid)]
+        # The loops also score a test split: the validation split (the same shared
+        # arrays) stands in for it.
+        held_out = shared_dataset(valid)
+        shared = [shared_dataset(train), held_out, held_out]
         records = []
 
         def keep(record):
@@ -547,12 +549,13 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
             self._report(record)
 
         if self.solver == "sgd":
-            train_fn, valid_score, test_score = model.build_finetune_functions(
+            train_fn, valid_score, _ = model.build_finetune_functions(
                 shared, self.batch_size, self.learning_rate_init, DEFAULT_CHUNK_ROWS, self.momentum,
                 self.alpha)
             count = n_batches(len(train.y), self.batch_size)
+            # valid_score twice: a new best is not scored a second time as the "test" error
             result = finetune_sgd(
-                model, train_fn, valid_score, test_score, count, self.max_iter,
+                model, train_fn, valid_score, valid_score, count, self.max_iter,
                 EarlyStopping(patience=self.n_iter_no_change * count), validation_frequency=count,
                 on_epoch=keep)
         else:

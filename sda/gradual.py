@@ -26,6 +26,7 @@ import pytensor.tensor as pt
 from scipy.special import entr
 
 from sda.batching import n_batches
+from sda.checks import check_count
 from sda.dA import reconstruction_loss
 from sda.engine import batched_function
 from sda.errors import SettingError, check_finite
@@ -138,9 +139,9 @@ def train_gradual(model, train_x, epochs_per_layer, batch_size=20, learning_rate
     if not 0.0 <= fraction_stacked <= 1.0:
         raise SettingError(f"fraction_stacked must be in [0, 1], got {fraction_stacked!r}")
     budgets = _budgets(model, epochs_per_layer)
-    for name, value in [("batch_size", batch_size), ("learning_rate", learning_rate)]:
-        if not value > 0:
-            raise SettingError(f"{name} must be positive, got {value!r}")
+    check_count("batch_size", batch_size)
+    if not learning_rate > 0:
+        raise SettingError(f"learning_rate must be positive, got {learning_rate!r}")
     level = model.corruption_levels[0] if corruption is None else corruption
     if not 0.0 <= level < 1.0:
         raise SettingError(f"corruption must be in [0, 1), got {level!r}")

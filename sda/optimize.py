@@ -47,7 +47,7 @@ DEFAULT_CHUNK_ROWS = 10_000  # rows per compiled call: large enough for BLAS, sm
 # Hinton & Salakhutdinov's batches. It applies when CG/L-BFGS is picked without a batch size:
 # the run presets' finetune_batch_size of 20 is SGD's and far too small for a line search.
 DEFAULT_BATCH_SIZE = 1000
-_CG_STATUS = {  # fmin_cg's warnflag; its iteration limit (1) is reached by _Tracker first
+_CG_STATUS = {  # fmin_cg's warnflag; 1, its iteration limit, is never reported: _Tracker stops first
     0: "converged",
     2: "line search failed (precision loss)",
     3: "NaN in the cost or gradient",

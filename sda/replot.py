@@ -29,9 +29,9 @@ def _number(text):
 
 
 def _curve(rows, x_key, y_key, scale=1.0, x_shift=0):
-    """``(xs, ys)`` over the rows whose ``y_key`` is finite (NaN before the first validation)."""
+    """``(xs, ys)`` over the rows whose cells are finite (NaN before the first validation)."""
     points = [(_number(r[x_key]) + x_shift, scale * _number(r[y_key])) for r in rows]
-    points = [(x, y) for x, y in points if math.isfinite(y)]
+    points = [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
     return [x for x, _ in points], [y for _, y in points]
 
 
@@ -61,11 +61,14 @@ def replot(run_dir, out=None):
         figures.append(("pretrain_cost.png", curves, "epoch", "mean reconstruction cost",
                         "Pre-training", False))
     if finetune:
-        figures.append(("finetune_cost.png", {"training": _curve(finetune, "epoch", "cost")},
-                        "epoch", "mean training cost", "Fine-tuning", True))
-        errors = {"validation": _curve(finetune, "epoch", "valid_error", 100),
-                  "test at best validation": _curve(finetune, "epoch", "test_error", 100)}
-        figures.append(("finetune_error.png", errors, "epoch", "error (%)", "Fine-tuning", False))
+        # cg/lbfgs rows come at evaluation points, numbered in "epoch": their x is pass-equivalents
+        x_key, x_label = (("passes", "pass-equivalents") if finetune[0].get("passes")
+                          else ("epoch", "epoch"))
+        figures.append(("finetune_cost.png", {"training": _curve(finetune, x_key, "cost")},
+                        x_label, "mean training cost", "Fine-tuning", True))
+        errors = {"validation": _curve(finetune, x_key, "valid_error", 100),
+                  "test at best validation": _curve(finetune, x_key, "test_error", 100)}
+        figures.append(("finetune_error.png", errors, x_label, "error (%)", "Fine-tuning", False))
     step_pretrain = [r for r in steps if r["phase"] == "pretrain"]
     step_finetune = [r for r in steps if r["phase"] == "finetune"]
     if step_pretrain:
@@ -79,6 +82,9 @@ def replot(run_dir, out=None):
                         True))
     written = []
     for filename, curves, x_label, y_label, title, log_y in figures:
+        curves = {label: curve for label, curve in curves.items() if curve[0]}  # no finite point
+        if not curves:
+            continue
         plot_curves(curves, out / filename, x_label, y_label, title=title, log_y=log_y)
         written.append(out / filename)
     return written

@@ -16,6 +16,7 @@ stay as they were) or "interrupted" (with how to resume).
 import argparse
 import contextlib
 import dataclasses
+import json
 import resource
 import sys
 
@@ -23,7 +24,7 @@ from sda import engine
 from sda.batching import n_batches
 from sda.checkpoint import Checkpoint, Progress
 from sda.cli import add_settings_flags, apply_mode, build_model, exit_status, given_settings, load_data
-from sda.config import PRESETS, RunConfig, preset
+from sda.config import PRESETS, RunConfig, check_optimiser_flags, preset
 from sda.data import shared_dataset
 from sda.errors import SdAError, TrainingDiverged
 from sda.optimize import finetune_minibatch
@@ -59,7 +60,9 @@ def parse(argv=None):
     args = build_parser().parse_args(argv)
     given = given_settings(args, RunConfig)
     if args.resume is None:
-        return preset(getattr(args, "preset", "default"), **given), None
+        config = preset(getattr(args, "preset", "default"), **given)
+        check_optimiser_flags(config.finetune, given)  # a flag that would be silently ignored
+        return config, None
     if given or hasattr(args, "preset"):
         raise SdAError(f"--resume takes no other settings (got {sorted(given) or ['preset']}): the "
                        "run continues with the config.json in its folder")
@@ -201,12 +204,32 @@ def run(config=None, resume_dir=None, on_epoch=None):
         if resume_dir is not None:
             if checkpoint.path.exists():
                 progress = checkpoint.load()  # checked against the model before anything is set
+                check_same_settings(progress.settings, config, checkpoint.path)
             run_dir.rewind(progress.metrics_rows, progress.steps)
+        progress.settings = training_settings(config)
         return _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch,
                       resuming=resume_dir is not None)
     finally:
         if run_dir is not None:
             run_dir.unlock()
+
+
+# settings that do not change what is trained: a moved folder or another backend may resume
+NOT_TRAINING = ("out", "name", "progress", "mode", "data")
+
+
+def training_settings(config):
+    """The settings a checkpoint records: all but those in ``NOT_TRAINING``."""
+    return {k: v for k, v in json.loads(config.to_json()).items() if k not in NOT_TRAINING}
+
+
+def check_same_settings(saved, config, path):
+    """Refuse to resume when config.json no longer says what the checkpoint was trained with."""
+    changed = sorted(k for k, v in training_settings(config).items() if k in saved and saved[k] != v)
+    if changed:
+        shown = ", ".join(f"{k} {saved[k]!r} -> {getattr(config, k)!r}" for k in changed[:3])
+        raise SdAError(f"config.json differs from the settings {path} was saved with ({shown}): "
+                       "restore config.json, or start a new run with the new settings")
 
 
 def _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch, resuming):
@@ -252,8 +275,14 @@ def _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch, resu
         "backend": engine.BACKEND,
         "peak_memory_mib": peak_memory_mib(),
     }
+    where = f"epoch {result.best_epoch}"
+    if config.finetune != "sgd":  # its best_epoch counts evaluations: say where in passes instead
+        summary.update(passes=result.passes, best_passes=result.best_passes, updates=result.updates,
+                       stop_reason=result.stop_reason)
+        where = (f"at {result.best_passes:.2f} of {result.passes:.2f} passes; stopped by "
+                 f"{result.stop_reason}")
     run_dir.write_json("summary.json", summary)
-    print(f"best validation error {100 * result.best_valid_error:.2f}% (epoch {result.best_epoch}), "
+    print(f"best validation error {100 * result.best_valid_error:.2f}% ({where}), "
           f"test error {100 * result.test_error:.2f}%; pre-training {seconds['pretrain'] / 60:.1f} min, "
           f"fine-tuning {seconds['finetune'] / 60:.1f} min; files in {run_dir.path}")
     return summary

@@ -75,6 +75,8 @@ def usable_folder(path, flag="--out"):
     Commands that write outputs (``sda.replot``, ``sda.compare``) call this
     before any work.
     """
+    if path == "":  # Path("") would quietly mean the current folder
+        raise SdAError(f"{flag} must name a folder, got an empty string")
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -102,14 +104,20 @@ def load_params(model, path):
             f"{path} does not fit this model (missing {missing}, unexpected {extra}): "
             "build the model with the same layer sizes and decoder setting as the saved one"
         )
-    for name, p in params.items():
+    for name, p in params.items():  # every array is checked before any is set
         value = stored[name]
         if value.shape != p.get_value(borrow=True).shape:
             raise SettingError(
                 f"{path}: {name} has shape {value.shape}, the model expects "
                 f"{p.get_value(borrow=True).shape}: the layer sizes differ"
             )
-        p.set_value(value.astype(p.dtype))
+        if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            problem = (f"holds {value.dtype} values" if value.dtype.kind != "f"
+                       else "holds non-finite values (saved from a run that diverged?)")
+            raise SdAError(f"{path}: {name} {problem}, not usable weights; point to a saved "
+                           "model written by sda")
+    for name, p in params.items():
+        p.set_value(stored[name].astype(p.dtype))
 
 
 # ----------------------------------------------------------------------- tables
@@ -212,8 +220,8 @@ class RunDir:
                 path.mkdir()
             except FileExistsError:
                 continue
-            except OSError as error:
-                raise folder_error(path, error) from None
+            except OSError as error:  # e.g. a --name too long for the file system
+                raise folder_error(path, error, "run folder") from None
             run_dir = cls(path)
             run_dir.lock()
             return run_dir

@@ -1,10 +1,10 @@
 """Stochastic gradient descent updates, shared by pre-training and fine-tuning."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytensor
-from pytensor.compile.executor import Function
 
 from sda.errors import SettingError
 
@@ -54,7 +54,7 @@ class SGDStep:
     (9.0, 1.5, ['w.velocity'])
     """
 
-    function: Function
+    function: Callable  # a pytensor Function; under JAX, engine's row-slicing stand-in
     velocities: list = field(default_factory=list)
 
     def __call__(self, *args):

@@ -7,11 +7,14 @@ import json
 
 import pytest
 
+from sda import replot
 from sda.cli import add_settings_flags, apply_mode, exit_status, settings_from_args
-from sda.config import PRESETS, RunConfig, SettingError, check_name, preset
+from sda.config import PRESETS, RunConfig, SettingError, check_name, check_optimiser_flags, preset
 from sda.errors import SdAError, TrainingDiverged
 from sda.experiments import baseline, gradual
+from sda.optimize import DEFAULT_BATCH_SIZE
 from sda.run import build_parser, early_stopping, parse
+from sda.run import main as main_run
 
 PARSERS = {"run": build_parser, "baseline": baseline.build_parser, "gradual": gradual.build_parser}
 
@@ -86,6 +89,8 @@ def test_default_preset_states_its_own_rule():
     (dict(budget_passes=0.0), "budget_passes must be a positive number"),
     (dict(n_train=0), "n_train must be 1 or more"),
     (dict(name="../.."), "not a plain folder name"),
+    (dict(name="a\nb"), "not a plain folder name"),
+    (dict(finetune="cg", warmup_epochs=100), "warmup_epochs 100 leaves none of the 100"),
 ])
 def test_run_settings_are_checked(change, message):
     with pytest.raises(SettingError) as caught:
@@ -97,6 +102,30 @@ def test_run_settings_are_checked(change, message):
 def test_names_that_leave_out_are_refused(name):
     with pytest.raises(SettingError, match="plain folder name"):
         check_name(name)
+
+
+def test_a_presets_sgd_batch_is_not_cgs_m():
+    # the tutorial's batch of 1 is an SGD minibatch: CG on 1-row batches is not what --finetune cg means
+    assert preset("tutorial").finetune_rows() == 1
+    assert preset("tutorial", finetune="cg").finetune_rows() == DEFAULT_BATCH_SIZE
+    assert preset("demo", finetune="lbfgs", finetune_batch_size=50).finetune_rows() == 50
+
+
+@pytest.mark.parametrize("finetune, given, ignored", [
+    ("sgd", ["budget_passes", "seed"], "budget_passes is read only by --finetune cg or lbfgs"),
+    ("sgd", ["line_searches", "warmup_epochs"], "line_searches, warmup_epochs are read only by"),
+    ("cg", ["finetune_lr", "patience_unit"], "finetune_lr, patience_unit are read only by --finetune sgd"),
+])
+def test_a_flag_the_optimiser_would_ignore_is_refused(finetune, given, ignored, tmp_path, capsys):
+    with pytest.raises(SettingError, match=ignored):
+        check_optimiser_flags(finetune, given)
+    flags = [f"--{name.replace('_', '-')}" for name in given if name != "seed"]
+    values = {"--patience-unit": "epochs", "--finetune-lr": "0.5"}
+    argv = ["--finetune", finetune, *[x for flag in flags for x in (flag, values.get(flag, "2"))]]
+    assert main_run(["--preset", "demo", "--out", str(tmp_path), *argv]) == 2
+    assert ignored in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+    check_optimiser_flags("lbfgs", ["budget_passes", "warmup_epochs", "momentum"])  # all read
 
 
 def test_config_json_round_trip_and_its_errors():
@@ -151,6 +180,9 @@ def test_gradual_settings_are_checked_before_anything_else():
     (baseline.main, ["--quick", "--eval-every", "100000"]),  # needs the data to know
     (gradual.main, ["--quick", "--fractions", "0", "0.5"]),
     (gradual.main, ["--quick", "--corruption", "nan"]),
+    # a minibatch larger than the training rows is refused, not silently cut, in every command
+    (baseline.main, ["--quick", "--batch-size", "100000"]),
+    (gradual.main, ["--quick", "--batch-size", "601"]),  # --quick trains on 600 rows
 ])
 def test_experiments_with_bad_flags_make_no_folder(tmp_path, capsys, main, args):
     out = tmp_path / "out"
@@ -158,6 +190,25 @@ def test_experiments_with_bad_flags_make_no_folder(tmp_path, capsys, main, args)
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_errors_name_the_flag_the_user_typed(capsys):
+    assert baseline.main(["--quick", "--batch-size", "0"]) == 2
+    assert capsys.readouterr().err == "error: batch_size must be 1 or more, got 0\n"
+    assert baseline.main(["--quick", "--batch-size", "2000"]) == 2
+    assert "batch_size 2000 is larger than the 1197 training rows" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- replot
+def test_replot_skips_curves_without_a_finite_point_and_plots_cg_by_passes(tmp_path):
+    (tmp_path / "metrics.csv").write_text(
+        "phase,layer,epoch,cost,valid_error,best_valid_error,test_error,seconds,passes\n"
+        "finetune,,1,2.3,0.9,0.9,0.9,0.1,0.0\nfinetune,,2,1.2,0.5,0.5,0.4,0.2,0.5\n")
+    (tmp_path / "steps.csv").write_text("phase,layer,epoch,step,cost\nfinetune,,1,1,inf\n")
+    written = replot.replot(tmp_path, tmp_path / "plots")
+    # the steps' only cost is not finite: no steps figure, and no traceback from an empty curve
+    assert sorted(p.name for p in written) == ["finetune_cost.png", "finetune_error.png"]
+    assert all(p.stat().st_size > 0 for p in written)
 
 
 # ----------------------------------------------------------------- exit status

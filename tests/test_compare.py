@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from sda import engine
 from sda.cli import settings_from_args
 from sda.compare import ARMS, DEFAULTS, CompareSettings, build_parser, main
 
@@ -140,6 +141,9 @@ def test_flags_become_checked_settings():
     (["--seeds", "-1"], "seeds must be one or more numbers"),
     (["--hidden-layers", "10", "10", "10", "10"], "one level per layer"),
     (["--pretrained", "missing.npz"], "pretrained missing.npz: no such file"),
+    (["--pretrained", "."], "pretrained .: is a folder"),
+    (["--thresholds", "-5"], "thresholds are validation errors in percent, each in (0, 100]"),
+    (["--thresholds", "2", "0"], "each in (0, 100]; got 2.0 0.0"),
 ])
 def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys):
     assert main([*flags, "--out", str(tmp_path / "out")]) == 2
@@ -151,6 +155,9 @@ def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys)
     (["--data", "missing-folder"], "missing-folder"),
     (["--finetune-batch-size", "600"], "finetune_batch_size 600 is larger than the 500 training rows"),
     (["--hidden-layers", "30"], "the layer sizes differ"),  # weights of a 40-unit layer
+    # refused, not silently cut to 500 while the table would still say 600
+    (["--sensitivity-m", "100", "600"], "sensitivity_m 600 is larger than the 500 training rows"),
+    (["--sgd-batch-size", "501"], "sgd_batch_size 501 is larger than the 500 training rows"),
 ])
 def test_bad_data_or_weights_leave_no_folder(flags, message, comparison, shared_data, tmp_path,
                                              monkeypatch, capsys):
@@ -161,3 +168,19 @@ def test_bad_data_or_weights_leave_no_folder(flags, message, comparison, shared_
     error = capsys.readouterr().err
     assert error.startswith("error: ") and error.count("\n") == 1 and message in error
     assert list(tmp_path.iterdir()) == []
+
+
+def test_one_seed_claims_no_spread_and_the_backend_is_the_one_used(tmp_path, monkeypatch):
+    # the backend is read when the files are written, after --mode switched it
+    monkeypatch.setattr(engine, "BACKEND", "the backend in use")
+    out = tmp_path / "one"
+    assert main(["--dataset", "digits", "--hidden-layers", "20", "--pretrain-epochs", "1",
+                 "--arms", "sgd", "--seeds", "4", "--budget-passes", "0.5", "--out", str(out)]) == 0
+    saved = json.loads((out / "comparison.json").read_text())
+    assert saved["settings"]["backend"] == "the backend in use"
+    text = (out / "comparison.md").read_text()
+    assert "Backend: the backend in use" in text
+    mean, sd, count = saved["summary"][0]["best_valid_error"]
+    assert (sd, count) == (None, 1)
+    row = next(line for line in text.splitlines() if line.startswith("| sgd |"))
+    assert "±" not in row and f"{100 * mean:.2f}" in row

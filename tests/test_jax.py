@@ -1,6 +1,6 @@
 """The model's graphs on PyTensor's JAX backend (CPU): the optional `jax` extra.
 
-CI installs the extra (`pip install -e .[test,jax]`) and fails if these tests skip.
+CI installs the extra (`pip install -e .[test,jax]`), runs them with `-m jax`, and fails if they skip.
 """
 
 import json
@@ -17,13 +17,19 @@ from sda import SdA, engine
 from sda.data import load_dataset, shared_dataset
 from sda.sgd import sgd_updates
 
-pytest.importorskip("jax", reason="the JAX backend is optional: pip install 'sda[jax]'")
-
+# Marked `jax`: the default suite deselects them; CI's JAX job runs them with -m jax.
 # Expected under JAX: it computes in float32 and int32 unless x64 is enabled (sda wants float32),
 # it skips PyTensor's runtime shape asserts, and it steps a copy of each shared generator.
-pytestmark = [pytest.mark.filterwarnings("ignore:Explicitly requested dtype:UserWarning"),
+pytestmark = [pytest.mark.jax,
+              pytest.mark.filterwarnings("ignore:Explicitly requested dtype:UserWarning"),
               pytest.mark.filterwarnings("ignore:Skipping Assert:UserWarning"),
               pytest.mark.filterwarnings("ignore:The RandomType SharedVariables:UserWarning")]
+
+@pytest.fixture(autouse=True)
+def jax_installed():
+    """Asked for with -m jax but not installed: a skip, which CI's JAX job turns into a failure."""
+    pytest.importorskip("jax", reason="the JAX backend is optional: pip install 'sda[jax]'")
+
 
 BATCH = 10  # the demo preset's batch size; digits' 1,197 training rows end in a short batch of 7
 

@@ -113,6 +113,13 @@ def test_flags_override_the_preset():
     (["--seed", str(2**40)], "seed must be in [0, 4294967295]"),
     (["--name", "../.."], "not a plain folder name"),
     (["--data", "/no/such/file.npz"], "/no/such/file.npz"),
+    # given flags that the chosen optimiser would ignore, and batches the data cannot fill
+    (["--budget-passes", "3"], "budget_passes is read only by --finetune cg or lbfgs"),
+    (["--finetune", "cg", "--patience", "5"], "patience is read only by --finetune sgd"),
+    (["--finetune-batch-size", "5000"], "finetune_batch_size 5000 is larger than the 1197 training"),
+    (["--finetune", "cg", "--n-train", "50", "--finetune-batch-size", "51"],
+     "finetune_batch_size 51 is larger than the 50 training rows"),
+    (["--name", "tab\there"], "not a plain folder name"),
 ])
 def test_bad_settings_fail_early_with_a_clear_error(tmp_path, capsys, args, message):
     assert main(["--preset", "demo", "--out", str(tmp_path), *args]) == 2
@@ -161,6 +168,23 @@ def test_run_reports_each_epoch_to_on_epoch_and_stops_when_it_raises(tmp_path):
     assert not (tmp_path / "r" / "model.npz").exists()
 
 
+def test_a_config_json_edited_after_the_checkpoint_is_refused(tmp_path, capsys):
+    run(preset("demo", pretrain_epochs=1, finetune_epochs=2, out=str(tmp_path), name="r",
+               progress=False))
+    folder = tmp_path / "r"
+    config = json.loads((folder / "config.json").read_text())
+    metrics = (folder / "metrics.csv").read_bytes()
+    # e.g. cg -> sgd: SGD would carry on from CG's position and report nonsense
+    (folder / "config.json").write_text(json.dumps({**config, "finetune_lr": 0.5}))
+    assert main(["--resume", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "config.json differs from the settings" in err and "finetune_lr 0.1 -> 0.5" in err
+    assert (folder / "metrics.csv").read_bytes() == metrics
+    # where the folder lives and how it is shown do not change the training: those may differ
+    (folder / "config.json").write_text(json.dumps({**config, "out": "moved", "progress": True}))
+    assert main(["--resume", str(folder)]) == 0
+
+
 @pytest.mark.parametrize("method", ["cg", "lbfgs"])
 def test_batch_finetuning_from_the_command_line(tmp_path, method):
     done = run_cli("--preset", "demo", "--pretrain-epochs", "2", "--finetune", method,
@@ -175,6 +199,11 @@ def test_batch_finetuning_from_the_command_line(tmp_path, method):
     # one row per evaluation point, every half pass-equivalent, until the budget is spent
     assert passes == sorted(passes) and len(rows) >= 10
     assert 10 <= passes[-1] < 11  # the last line search may overrun the budget a little
+    # the summary says what was spent and why it stopped; its best point is in passes, not "epochs"
+    assert summary["stop_reason"] == "budget" and summary["passes"] == pytest.approx(passes[-1])
+    best = min(rows, key=lambda r: float(r["valid_error"]))
+    assert summary["best_passes"] == pytest.approx(float(best["passes"]))
+    assert f"of {passes[-1]:.2f} passes; stopped by budget" in done.stdout
 
 
 def test_unknown_choices_are_refused_by_the_parser(capsys):

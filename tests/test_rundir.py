@@ -12,7 +12,7 @@ import pytest
 from sda import SdA
 from sda.checkpoint import Checkpoint, Progress
 from sda.errors import SdAError
-from sda.rundir import METRICS, STEPS, RunDir, usable_folder
+from sda.rundir import METRICS, STEPS, RunDir, load_params, usable_folder
 
 
 # ---------------------------------------------------------------- making folders
@@ -31,12 +31,20 @@ def test_a_chosen_name_is_never_reused(tmp_path):
         RunDir.create(tmp_path, "mine")
 
 
+def test_a_name_the_file_system_refuses_is_one_clear_error(tmp_path):
+    with pytest.raises(SdAError, match="cannot make run folder .*: File name too long"):
+        RunDir.create(tmp_path, "a" * 300)  # longer than any Linux file system's 255 bytes
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_out_under_a_file_or_without_permission_is_one_clear_error(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     with pytest.raises(SdAError, match="it or a folder above it is a file"):
         RunDir.create(tmp_path / "file" / "runs", "a")
     with pytest.raises(SdAError, match="it or a folder above it is a file"):
         usable_folder(tmp_path / "file")
+    with pytest.raises(SdAError, match="--out must name a folder, got an empty string"):
+        RunDir.claim("", "gradual")  # not the current folder
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
@@ -138,6 +146,27 @@ def params_of(model):
     return {name: p.get_value().copy() for name, p in model.named_params().items()}
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda w: np.where(w == w.flat[0], np.nan, w), "hidden0.W holds non-finite values"),
+    (lambda w: w.astype(np.int64), "hidden0.W holds int64 values"),
+])
+def test_saved_weights_that_are_not_finite_floats_are_refused_and_change_nothing(
+        tmp_path, damage, message):
+    # e.g. sda.compare --pretrained: NaN weights must not be blamed on the learning rate later
+    good = params_of(tiny_model())
+    path = tmp_path / "pretrained.npz"
+    np.savez(path, **{**good, "hidden0.W": damage(good["hidden0.W"])})
+    model = tiny_model()
+    model.named_params()["hidden0.b"].set_value(np.ones(4, dtype=np.float32))
+    before = params_of(model)
+    with pytest.raises(SdAError, match=message):
+        load_params(model, path)
+    assert all((before[name] == after).all() for name, after in params_of(model).items())
+    np.savez(path, **{**good, "hidden0.W": good["hidden0.W"].astype(np.float64)})
+    load_params(model, path)  # finite float64 weights are fine: cast to the model's float32
+    assert (params_of(model)["hidden0.W"] == good["hidden0.W"]).all()
+
+
 def test_a_good_checkpoint_loads(saved):
     progress = Checkpoint(saved, tiny_model()).load()
     assert (progress.phase, progress.iteration) == ("finetune", 7)
@@ -174,6 +203,39 @@ def test_a_foreign_or_damaged_checkpoint_is_refused_and_changes_nothing(saved, d
     assert str(saved) in str(caught.value) and message in str(caught.value)
     for name, value in params_of(model).items():
         np.testing.assert_array_equal(value, before[name])
+
+
+def with_optimizer_state(change):
+    """A ``rewrite`` change: a mini-batch CG state (as sda.optimize saves it), then ``change`` on it."""
+    def damage(arrays):
+        state = json.loads(str(arrays["state.json"]))
+        evaluator = {"next_point": 1.0, "best_valid_error": 0.5, "best_passes": 0.5,
+                     "best_evaluation": 1, "test_error": 0.4, "since_best": 0, "seconds": 0.1,
+                     "history": []}
+        optimizer = {"examples": [100], "evaluator": evaluator, "updates": 3, "stop_reason": "",
+                     "epoch_rng": np.random.default_rng(1).bit_generator.state}
+        change(optimizer)
+        state["progress"]["optimizer_state"] = optimizer
+        arrays["state.json"] = np.array(json.dumps(state))
+    return damage
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda o: o.pop("examples"), "unreadable optimizer_state (examples is missing"),
+    (lambda o: o.update(updates="3"), "unreadable optimizer_state (updates is missing or of the wrong"),
+    (lambda o: o["evaluator"].pop("history"), "unreadable optimizer_state.evaluator (history"),
+    (lambda o: o.update(examples=["x"]), "examples are not numbers"),
+    (lambda o: o.update(epoch_rng={"bit_generator": "PCG64", "state": {"state": "x"}}),
+     "unusable shuffling state"),
+])
+def test_a_damaged_cg_state_is_refused_before_use(saved, change, message):
+    # without the check, sda.optimize met these mid-resume as a KeyError or TypeError traceback
+    rewrite(saved, with_optimizer_state(lambda o: None))
+    assert Checkpoint(saved, tiny_model()).load().optimizer_state["updates"] == 3  # a good one loads
+    rewrite(saved, with_optimizer_state(change))
+    with pytest.raises(SdAError) as caught:
+        Checkpoint(saved, tiny_model()).load()
+    assert message in str(caught.value)
 
 
 def test_another_architecture_is_refused(saved):

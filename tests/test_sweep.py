@@ -361,5 +361,6 @@ def test_clashing_choices_fail_one_trial_with_its_reason(tmp_path):
                          "corruption_levels": "[0.1, 0.2, 0.3]"})
     study.optimize(sweep.Objective(space, tmp_path), n_trials=1, catch=(sweep.InvalidTrial,))
     trial = study.trials[0]
-    assert trial.state == TrialState.FAIL and "2 hidden layers but 3 corruption levels" in trial.user_attrs["error"]
+    assert trial.state == TrialState.FAIL
+    assert "2 hidden layers but 3 corruption levels" in trial.user_attrs["error"]
     assert sweep.counts_as_done(trial)  # a result of the search, not a trial to run again

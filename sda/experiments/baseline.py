@@ -50,6 +50,8 @@ class BaselineConfig(RunConfig):
         self.pretrain_batch_size = self.finetune_batch_size = self.batch_size
 
     def check(self):
+        if isinstance(self.batch_size, int) and self.batch_size < 1:  # named as the user typed it
+            raise SettingError(f"batch_size must be 1 or more, got {self.batch_size}")
         super().check()
         if self.eval_every < 1:
             raise SettingError(f"eval_every must be a positive number of iterations, got "

@@ -26,7 +26,15 @@ from sklearn.model_selection import train_test_split
 
 from sda import engine
 from sda.batching import n_batches
-from sda.cli import add_settings_flags, apply_mode, build_model, exit_status, load_data, settings_from_args
+from sda.cli import (
+    add_settings_flags,
+    apply_mode,
+    build_model,
+    check_batch_sizes,
+    exit_status,
+    load_data,
+    settings_from_args,
+)
 from sda.config import MAX_SEED, CommandSettings, SettingError, check_layers, setting
 from sda.data import Split, shared_dataset
 from sda.gradual import data_entropy, relative_cross_entropy, train_gradual
@@ -240,6 +248,7 @@ def run_gradual(settings, command):
     n_rows = len(dataset.train.y)
     if settings.n_train > n_rows:
         raise SettingError(f"--n-train must be 1 to {n_rows}, got {settings.n_train}")
+    check_batch_sizes(settings, settings.n_train)  # the auto-encoders' rows
     if any(size > n_rows for size in settings.sizes):
         raise SettingError(f"--sizes must lie in 1..{n_rows}, got {settings.sizes}")
     header = (
