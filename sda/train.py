@@ -37,11 +37,6 @@ def _progress_bar(start, count, description, show):
                 disable=None if show else True, unit="batch")
 
 
-def split_error(score):
-    """The error rate of a whole split: ``score.error()`` of an ``sda.batching.SplitScorer``."""
-    return score.error()
-
-
 def check_params(model, phase, **where):
     """Raise ``TrainingDiverged`` naming the first parameter of ``model`` that
     holds a NaN or infinity. ``where`` takes the ``layer``, ``epoch`` and

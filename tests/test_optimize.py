@@ -19,7 +19,7 @@ from sda.optimize import (
 )
 from sda.rundir import load_params, save_params
 from sda.sgd import sgd_updates
-from sda.train import pretrain, split_error
+from sda.train import pretrain
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_batch_finetuning_learns_mnist(mnist_small, method):
                 corruption_levels=(0.1,))
     shared = shared_splits(mnist_small)
     valid_score = model.error_scorer(*shared[1], 500)
-    assert split_error(valid_score) > 0.85  # the zero softmax layer predicts class 0 everywhere
+    assert valid_score.error() > 0.85  # the zero softmax layer predicts class 0 everywhere
     records = []
     result = finetune_batch(model, shared, method, max_iterations=15, patience=15,
                             chunk_rows=400, on_iteration=records.append)
@@ -140,7 +140,7 @@ def test_batch_finetuning_learns_mnist(mnist_small, method):
     assert result.best_valid_error < 0.25 and result.test_error < 0.3  # ~17 % when working
     # The best parameters are the ones left in the model. Same scorer, same parameters:
     # identical on one machine; one row moves the error by far more than 1e-6.
-    assert split_error(valid_score) == pytest.approx(result.best_valid_error, abs=1e-6)
+    assert valid_score.error() == pytest.approx(result.best_valid_error, abs=1e-6)
     assert result.passes >= result.iterations and result.fun_evals >= result.iterations
     assert result.stop_reason == "max_iterations" and result.seconds > 0
     assert [r["passes"] for r in records] == sorted(r["passes"] for r in records)

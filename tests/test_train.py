@@ -10,7 +10,7 @@ from sda.checkpoint import Progress
 from sda.data import load_dataset, shared_dataset
 from sda.errors import SettingError
 from sda.sgd import SGDStep
-from sda.train import EarlyStopping, cache_layer_input, finetune_sgd, fixed_budget, pretrain, split_error
+from sda.train import EarlyStopping, cache_layer_input, finetune_sgd, fixed_budget, pretrain
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_finetuning_reaches_a_low_test_error(mnist_small):
     pretrain(model, shared[0][0], batch_size=20, epochs=3, learning_rate=0.05)
     train_fn, valid_score, test_score = model.build_finetune_functions(shared, 20, 0.5, 500)
     # Before fine-tuning the zero softmax layer predicts class 0 for every row.
-    assert split_error(test_score) > 0.85
+    assert test_score.error() > 0.85
     result = finetune_sgd(model, train_fn, valid_score, test_score, n_batches(3000, 20),
                           max_epochs=15)
     # About 10.5 % when working; a model whose gradients or parameter
@@ -79,7 +79,7 @@ def test_finetuning_reaches_a_low_test_error(mnist_small):
     # The best-validation parameters are the ones left in the model.
     # The same compiled scorer on the same parameters: identical on one machine. One row
     # moves the error by 1/3000; 1e-6 only absorbs the float64 averaging over batches.
-    assert split_error(valid_score) == pytest.approx(result.best_valid_error, abs=1e-6)
+    assert valid_score.error() == pytest.approx(result.best_valid_error, abs=1e-6)
 
 
 def test_early_stopping_stops_when_patience_runs_out(mnist_small):
@@ -132,7 +132,6 @@ def test_split_scorer_weighs_every_row_once():
     assert list(scorer.batch_sizes) == [4, 4, 2]
     assert scorer() == [0.5, 0.0, 0.5]
     assert scorer.error() == pytest.approx(0.3)  # the unweighted mean of the batches would be 1/3
-    assert split_error(scorer) == scorer.error()
 
 
 def test_sgd_steps_return_their_velocities_and_leave_the_model_alone(mnist_small):

@@ -28,7 +28,7 @@ from sda.config import PRESETS, RunConfig, SettingError, setting
 from sda.data import shared_dataset
 from sda.plots import plot_curves
 from sda.rundir import RunDir, save_params
-from sda.train import finetune_sgd, fixed_budget, pretrain, split_error
+from sda.train import finetune_sgd, fixed_budget, pretrain
 
 ARMS = {"pretrained": "pre-trained", "random": "random init"}
 COLUMNS = ["arm", "iteration", "epoch", "train_loss", "test_accuracy", "seconds"]
@@ -108,7 +108,7 @@ def finetune_arm(model, shared, config, arm):
         if record["iteration"] % config.eval_every == 0:
             point = {"arm": arm, "iteration": record["iteration"],
                      "epoch": record["iteration"] / count, "train_loss": float(np.mean(window)),
-                     "test_accuracy": 1 - split_error(test_score),
+                     "test_accuracy": 1 - test_score.error(),
                      "seconds": time.perf_counter() - started}
             window.clear()
             points.append(point)
