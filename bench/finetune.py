@@ -15,14 +15,13 @@ Prints a plain-text table and writes JSON.
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 if not __package__:  # run as `python bench/finetune.py`: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pretrain import THREAD_VARIABLES, usable_cpus
+from bench.pretrain import THREAD_VARIABLES, parse_and_pin_threads, usable_cpus
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "finetune.json"
 PROFILE_STEPS = 200  # steps per profiled function: enough for stable shares at B=20
@@ -240,11 +239,7 @@ def report(results, sizes):
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.threads < 1 or min(args.batch_sizes) < 1:
-        parser.error("--threads and --batch-sizes must be at least 1")
-    for name in THREAD_VARIABLES:
-        os.environ[name] = str(args.threads)
+    args = parse_and_pin_threads(parser, argv)
     # Imported only now: BLAS and OpenMP libraries read their thread count as they load.
     from bench.measure import FULL, QUICK, blas_in_use, machine
     from bench.measure import step_throughput as pretrain_throughput

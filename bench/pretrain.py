@@ -102,13 +102,22 @@ def report(results, sizes):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = build_parser()
+def parse_and_pin_threads(parser, argv):
+    """Parse ``argv`` and set every BLAS/OpenMP thread count to ``--threads``.
+
+    Call it before importing numpy's BLAS users, which read the count as they load.
+    """
     args = parser.parse_args(argv)
     if args.threads < 1 or min(args.batch_sizes) < 1:
         parser.error("--threads and --batch-sizes must be at least 1")
     for name in THREAD_VARIABLES:
         os.environ[name] = str(args.threads)
+    return args
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parse_and_pin_threads(parser, argv)
     # Imported only now: BLAS and OpenMP libraries read their thread count as they load.
     from bench.measure import FULL, QUICK, run
     from sda.config import preset
