@@ -15,6 +15,7 @@
 """
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import types
@@ -26,6 +27,7 @@ import numpy as np
 from sda import engine
 from sda.data import load_dataset
 from sda.errors import SdAError, SettingError
+from sda.rundir import RunDir
 from sda.SdA import SdA
 
 INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C (128 + SIGINT)
@@ -181,6 +183,25 @@ def apply_mode(mode):
     Returns the one-line description ``sda.engine.use_mode`` gives, or None.
     """
     return None if mode is None else engine.use_mode(mode)
+
+
+@contextlib.contextmanager
+def experiment_folder(out, kind):
+    """``RunDir.claim(out, kind)``, locked while the block runs; Ctrl-C inside it
+    becomes a ``KeyboardInterrupt`` saying where the partial results are.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with experiment_folder(tempfile.mkdtemp(), "demo") as folder:
+    ...     folder.path.is_dir()
+    True
+    """
+    with RunDir.claim(out, kind) as folder:
+        try:
+            yield folder
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"partial results are in {folder.path}") from None
 
 
 # ----------------------------------------------------------------------- errors

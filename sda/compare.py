@@ -43,7 +43,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from sda import engine
-from sda.cli import add_settings_flags, apply_mode, build_model, exit_status, load_data, settings_from_args
+from sda.cli import (
+    add_settings_flags,
+    apply_mode,
+    build_model,
+    exit_status,
+    experiment_folder,
+    load_data,
+    settings_from_args,
+)
 from sda.config import MAX_SEED, PRESETS, SGD_BATCH_SIZE, RunConfig, SettingError, setting
 from sda.data import shared_dataset
 from sda.errors import check_finite
@@ -59,7 +67,7 @@ from sda.optimize import (
     finetune_minibatch,
 )
 from sda.plots import _two_and_five
-from sda.rundir import RunDir, load_params, save_params
+from sda.rundir import load_params, save_params
 from sda.sgd import sgd_updates
 from sda.train import pretrain
 
@@ -419,11 +427,8 @@ def compare(settings, command):
     model = build_model(settings, dataset)
     if settings.pretrained:
         load_params(model, settings.pretrained)  # weights that do not fit the model are refused here
-    with RunDir.claim(settings.out, "compare") as out:  # refuses a folder holding earlier results
-        try:
-            return _compare(settings, command, dataset, model, out)
-        except KeyboardInterrupt:
-            raise KeyboardInterrupt(f"partial results are in {out.path}") from None
+    with experiment_folder(settings.out, "compare") as out:  # refuses a folder holding earlier results
+        return _compare(settings, command, dataset, model, out)
 
 
 def _compare(settings, command, dataset, model, out):

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from sda import replot
-from sda.cli import add_settings_flags, apply_mode, exit_status, settings_from_args
+from sda.cli import add_settings_flags, apply_mode, exit_status, experiment_folder, settings_from_args
 from sda.config import PRESETS, RunConfig, SettingError, check_name, check_optimiser_flags, preset
 from sda.errors import SdAError, TrainingDiverged
 from sda.experiments import baseline, gradual
@@ -235,3 +235,15 @@ def test_exit_status_turns_errors_into_one_line(capsys):
 def test_mode_none_keeps_the_engines_choice():
     assert apply_mode(None) is None
     assert isinstance(apply_mode("c"), str)
+
+
+def test_ctrl_c_in_an_experiment_says_where_its_partial_results_are(tmp_path):
+    out = tmp_path / "results"
+    with pytest.raises(KeyboardInterrupt, match=f"partial results are in {out}$"):
+        with experiment_folder(out, "demo") as folder:
+            (folder.path / "table.csv").write_text("half done\n")
+            raise KeyboardInterrupt
+    assert (out / "table.csv").read_text() == "half done\n"  # kept, and
+    with pytest.raises(SdAError, match="already holds files"):  # never overwritten
+        with experiment_folder(out, "demo"):
+            pass

@@ -23,11 +23,19 @@ import numpy as np
 
 from sda import engine
 from sda.batching import n_batches
-from sda.cli import add_settings_flags, apply_mode, build_model, exit_status, given_settings, load_data
+from sda.cli import (
+    add_settings_flags,
+    apply_mode,
+    build_model,
+    exit_status,
+    experiment_folder,
+    given_settings,
+    load_data,
+)
 from sda.config import PRESETS, RunConfig, SettingError, setting
 from sda.data import shared_dataset
 from sda.plots import plot_curves
-from sda.rundir import RunDir, save_params
+from sda.rundir import save_params
 from sda.train import finetune_sgd, fixed_budget, pretrain
 
 ARMS = {"pretrained": "pre-trained", "random": "random init"}
@@ -172,12 +180,9 @@ def run_baseline(config, command):
               f"layer at lr {config.pretrain_lr}; fine-tuning: {config.finetune_epochs} epoch(s) "
               f"({total} iterations) at lr {config.finetune_lr}, a point every "
               f"{config.eval_every}; seed {config.seed}.  \nBackend: {engine.BACKEND}")
-    with RunDir.claim(config.out, "baseline") as out:
+    with experiment_folder(config.out, "baseline") as out:
         print(header.replace("  \n", "\n"), f"\noutput folder: {out.path}", flush=True)
-        try:
-            rows = train_arms(config, dataset, shared, out.path, header)
-        except KeyboardInterrupt:
-            raise KeyboardInterrupt(f"partial results are in {out.path}") from None
+        rows = train_arms(config, dataset, shared, out.path, header)
     print(summary_table(rows), f"files in {out.path}", sep="\n")
     return rows
 

@@ -32,6 +32,7 @@ from sda.cli import (
     build_model,
     check_batch_sizes,
     exit_status,
+    experiment_folder,
     load_data,
     settings_from_args,
 )
@@ -39,7 +40,7 @@ from sda.config import MAX_SEED, CommandSettings, SettingError, check_layers, se
 from sda.data import Split, shared_dataset
 from sda.gradual import data_entropy, relative_cross_entropy, train_gradual
 from sda.plots import plot_curves
-from sda.rundir import RunDir, atomic_write, load_params, save_params
+from sda.rundir import atomic_write, load_params, save_params
 from sda.train import finetune_sgd, fixed_budget
 
 ARMS = {1.0: "stacked (f=1)", 0.0: "gradual (f=0)"}  # the classifiers' starting points
@@ -263,12 +264,9 @@ def run_gradual(settings, command):
         f"Classifiers: SGD lr {settings.finetune_lr}, at most {settings.finetune_epochs} epochs and "
         f"{settings.finetune_examples} examples seen, best validation point kept.  \n"
         f"Backend: {engine.BACKEND}")
-    with RunDir.claim(settings.out, "gradual") as out:
+    with experiment_folder(settings.out, "gradual") as out:
         print(header.replace("  \n", "\n"), f"\noutput folder: {out.path}", flush=True)
-        try:
-            both_parts(settings, dataset, out.path, header)
-        except KeyboardInterrupt:
-            raise KeyboardInterrupt(f"partial results are in {out.path}") from None
+        both_parts(settings, dataset, out.path, header)
     print(f"files in {out.path}")
 
 
