@@ -189,18 +189,21 @@ class SdA:
         ``datasets`` is ``[(train_x, train_y), (valid_x, valid_y), (test_x,
         test_y)]`` of shared variables. ``train_fn(index)`` takes one SGD step
         on a training minibatch and returns its cost; it is an
-        ``sda.sgd.SGDStep``, whose ``velocities`` are the momentum state.
+        ``sda.sgd.SGDStep``, whose ``velocities`` are the momentum state and
+        whose shared ``learning_rate`` starts at ``learning_rate``.
         ``valid_score`` and ``test_score`` are ``sda.batching.SplitScorer``s
         over evaluation batches of ``eval_batch_size`` rows (default
         ``batch_size``): ``valid_score.error()`` is the split's error rate.
         """
         (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
         index = pt.lscalar("index")
-        updates, velocities = sgd_updates(
-            self.finetune_cost, self.params, np.float32(learning_rate), momentum, weight_decay)
+        # shared, so a schedule can change it between epochs (train_fn.learning_rate)
+        rate = pytensor.shared(np.float32(learning_rate), name="finetune_lr")
+        updates, velocities = sgd_updates(self.finetune_cost, self.params, rate, momentum,
+                                          weight_decay)
         train_fn = SGDStep(batched_function(index, [], self.finetune_cost,
                                             {self.x: train_x, self.y: train_y}, batch_size,
-                                            updates=updates, name="train"), velocities)
+                                            updates=updates, name="train"), velocities, rate)
         eval_batch_size = eval_batch_size or batch_size
         valid_score = self.error_scorer(valid_x, valid_y, eval_batch_size, "valid")
         test_score = self.error_scorer(test_x, test_y, eval_batch_size, "test")

@@ -25,7 +25,8 @@ MODES = tuple(engine.MODES)  # use_mode's names
 PATIENCE_UNITS = ("iterations", "epochs")
 SGD_BATCH_SIZE = 20  # the default preset's SGD minibatch; see PRESETS
 # settings that only one kind of fine-tuning reads: a flag given for the other kind is refused
-SGD_ONLY = ("finetune_lr", "patience", "patience_unit", "patience_increase", "improvement_threshold")
+SGD_ONLY = ("finetune_lr", "finetune_lr_decay", "patience", "patience_unit", "patience_increase",
+            "improvement_threshold")
 MINIBATCH_ONLY = ("batch_patience", "line_searches", "warmup_epochs", "budget_passes")
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1]
 
@@ -239,6 +240,8 @@ class RunConfig(CommandSettings):
     finetune: str = setting("sgd", "fine-tuning optimiser: sgd, cg (conjugate gradient) or lbfgs "
                                    "(L-BFGS-B)", choices=FINETUNERS)
     finetune_lr: float = setting(2.0, "fine-tuning learning rate (sgd)")
+    finetune_lr_decay: float = setting(1.0, "multiply the fine-tuning learning rate by this after "
+                                            "every epoch, in (0, 1] (1: constant; sgd)")
     finetune_batch_size: int | None = setting(
         None, "fine-tuning minibatch size (cg/lbfgs: rows per mini-batch, m)",
         default_text=f"{SGD_BATCH_SIZE} for sgd, {DEFAULT_BATCH_SIZE} for cg/lbfgs")
@@ -290,6 +293,9 @@ class RunConfig(CommandSettings):
         if self.budget_passes is not None and not self.budget_passes > 0:
             raise SettingError(f"budget_passes must be a positive number, got {self.budget_passes!r}")
         _within("momentum", self.momentum, 0, 1)
+        if not 0 < self.finetune_lr_decay <= 1:
+            raise SettingError(f"finetune_lr_decay must be in (0, 1] (1 keeps the rate constant), "
+                               f"got {self.finetune_lr_decay!r}")
         if not self.patience_increase >= 1:
             raise SettingError(f"patience_increase must be 1 or more (patience never shrinks), "
                                 f"got {self.patience_increase!r}")

@@ -43,6 +43,8 @@ class SGDStep:
     Call it as the compiled function; it returns the minibatch's cost. The
     ``velocities`` (empty without momentum) are the step's own training
     state: a loop hands them to its ``Checkpoint`` so they survive a kill.
+    ``learning_rate``, when the step was compiled with a shared one, lets a
+    loop change the rate between epochs without recompiling.
 
     Examples
     --------
@@ -56,6 +58,7 @@ class SGDStep:
 
     function: Callable  # a pytensor Function; under JAX, engine's row-slicing stand-in
     velocities: list = field(default_factory=list)
+    learning_rate: pytensor.compile.SharedVariable | None = None
 
     def __call__(self, *args):
         return self.function(*args)

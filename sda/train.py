@@ -278,8 +278,8 @@ class FinetuneResult:
 
 
 def finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches, max_epochs=1000,
-                 stopping=None, validation_frequency=None, on_epoch=noop, on_step=noop,
-                 show_progress=False, progress=None, checkpoint=None):
+                 stopping=None, validation_frequency=None, lr_decay=1.0, on_epoch=noop,
+                 on_step=noop, show_progress=False, progress=None, checkpoint=None):
     """SGD fine-tuning with early stopping; leaves the best-validation
     parameters in the model and returns a ``FinetuneResult``.
 
@@ -310,6 +310,10 @@ def finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches, max_
     validation_frequency : int, optional
         Iterations between validations; ``min(n_train_batches, patience // 2)``
         by default, as in the tutorial.
+    lr_decay : float
+        Epoch ``e`` (from 0) trains at ``train_fn``'s starting learning rate
+        times ``lr_decay ** e``; 1 keeps it constant. The rate follows from
+        the epoch alone, so a resumed run continues the same schedule.
     on_epoch, on_step : callable
         Get a dict per epoch (``epoch``, ``cost``, ``valid_error``,
         ``best_valid_error``, ``test_error``, ``seconds``) and per minibatch.
@@ -349,8 +353,10 @@ def finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches, max_
     checkpoint.restore_velocities(train_fn.velocities)
     watch = EpochCostWatch(FINETUNING, p.epoch == p.batch == 0)
     validation_frequency = validation_frequency or min(n_train_batches, max(1, stopping.patience // 2))
+    schedule = _decay_schedule(train_fn, lr_decay)
     started = time.perf_counter() - p.seconds["finetune"]
     while p.epoch < max_epochs and p.iteration < p.patience:
+        schedule(p.epoch)
         bar = _progress_bar(p.batch, n_train_batches, f"fine-tune epoch {p.epoch + 1}", show_progress)
         for index in bar:
             cost = float(train_fn(index))
@@ -380,6 +386,22 @@ def finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches, max_
     p.phase = "done"
     checkpoint.save(p)
     return FinetuneResult(p.best_valid_error, p.test_error, p.best_epoch, p.epoch, p.iteration)
+
+
+def _decay_schedule(train_fn, lr_decay):
+    """``set_epoch(e)``: put ``train_fn``'s learning rate at its start value x ``lr_decay ** e``."""
+    if lr_decay == 1.0:
+        return noop
+    if not 0 < lr_decay <= 1:
+        raise SettingError(f"lr_decay must be in (0, 1], got {lr_decay!r}")
+    if train_fn.learning_rate is None:
+        raise SettingError("lr_decay needs a step compiled with a shared learning rate "
+                           "(SdA.build_finetune_functions makes one)")
+    start = float(train_fn.learning_rate.get_value())
+
+    def set_epoch(epoch):
+        train_fn.learning_rate.set_value(np.float32(start * lr_decay**epoch))
+    return set_epoch
 
 
 def _validate(model, p, stopping, valid_score, test_score, checkpoint, where):

@@ -104,6 +104,38 @@ def test_a_fixed_budget_runs_every_epoch(mnist_small):
     assert result.epochs_run == 6 and result.iterations == 60
 
 
+def test_the_learning_rate_decays_every_epoch_from_its_start(mnist_small):
+    data = mnist_small.subset(n_train=200, n_valid=200, n_test=200)
+    shared = [shared_dataset(s) for s in (data.train, data.valid, data.test)]
+    rates = []
+
+    def finetune(lr_decay):
+        model = small_model(layers=(20,))
+        train_fn, valid_score, test_score = model.build_finetune_functions(shared, 20, 0.4)
+        finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches=10, max_epochs=4,
+                     stopping=fixed_budget(4, 10), lr_decay=lr_decay,
+                     on_epoch=lambda _: rates.append(float(train_fn.learning_rate.get_value())))
+        return [p.get_value() for p in model.params]
+
+    decayed = finetune(0.5)
+    assert rates == pytest.approx([0.4, 0.2, 0.1, 0.05], rel=1e-6)  # float32 of each product
+    rates.clear()
+    constant = finetune(1.0)
+    assert rates == pytest.approx([0.4] * 4, rel=1e-6)
+    # the same start and batches, smaller steps from the second epoch on
+    assert not np.allclose(decayed[0], constant[0])
+
+
+def test_a_decay_needs_a_shared_learning_rate_and_a_sensible_factor(mnist_small):
+    model = small_model(layers=(20,))
+    step = SGDStep(lambda index: 0.0)  # no shared learning rate to change
+    for lr_decay, message in [(0.9, "needs a step compiled with a shared learning rate"),
+                              (0.0, r"lr_decay must be in \(0, 1\]")]:
+        with pytest.raises(SettingError, match=message):
+            finetune_sgd(model, step, None, None, n_train_batches=1, max_epochs=1,
+                         lr_decay=lr_decay)
+
+
 def test_early_stopping_extends_patience_only_on_a_real_improvement():
     stopping = EarlyStopping(patience=100, patience_increase=2.0, improvement_threshold=0.9)
     p = Progress(phase="finetune", epoch=4, iteration=80, patience=100)
