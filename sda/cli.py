@@ -204,6 +204,19 @@ def experiment_folder(out, kind):
             raise KeyboardInterrupt(f"partial results are in {folder.path}") from None
 
 
+# --------------------------------------------------------------------- progress
+def print_pretrain_epoch(record):
+    """Print one pre-training epoch's record (``sda.train.pretrain``'s ``on_epoch``) as one line.
+
+    Examples
+    --------
+    >>> print_pretrain_epoch({"layer": 0, "epoch": 2, "cost": 66.80472, "seconds": 38.14})
+    pre-train layer 0 epoch   2  cost   66.8047     38.1s
+    """
+    print(f"pre-train layer {record['layer']} epoch {record['epoch']:3d}  "
+          f"cost {record['cost']:9.4f}  {record['seconds']:7.1f}s", flush=True)
+
+
 # ----------------------------------------------------------------------- errors
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     """A warning as one line a user reads, without the source location."""

@@ -50,6 +50,7 @@ from sda.cli import (
     exit_status,
     experiment_folder,
     load_data,
+    print_pretrain_epoch,
     settings_from_args,
 )
 from sda.config import MAX_SEED, PRESETS, SGD_BATCH_SIZE, RunConfig, SettingError, setting
@@ -439,7 +440,7 @@ def _compare(settings, command, dataset, model, out):
     started = time.perf_counter()
     if not settings.pretrained:
         pretrain(model, shared[0][0], settings.pretrain_batch_size, settings.pretrain_epochs,
-                 settings.pretrain_lr, cached=settings.cached)
+                 settings.pretrain_lr, cached=settings.cached, on_epoch=print_pretrain_epoch)
         print(f"pre-training took {time.perf_counter() - started:.1f}s", flush=True)
     pretrained = out.path / "pretrained.npz"
     save_params(model, pretrained)

@@ -23,7 +23,15 @@ import sys
 from sda import engine
 from sda.batching import n_batches
 from sda.checkpoint import Checkpoint, Progress
-from sda.cli import add_settings_flags, apply_mode, build_model, exit_status, given_settings, load_data
+from sda.cli import (
+    add_settings_flags,
+    apply_mode,
+    build_model,
+    exit_status,
+    given_settings,
+    load_data,
+    print_pretrain_epoch,
+)
 from sda.config import PRESETS, RunConfig, check_optimiser_flags, preset
 from sda.data import shared_dataset
 from sda.errors import SdAError, TrainingDiverged
@@ -93,8 +101,7 @@ class Reporter:
         self.run_dir.append_metrics(record)
         self.rows += 1
         if record["phase"] == "pretrain":
-            print(f"pre-train layer {record['layer']} epoch {record['epoch']:3d}  "
-                  f"cost {record['cost']:9.4f}  {record['seconds']:7.1f}s", flush=True)
+            print_pretrain_epoch(record)
         else:
             # cg/lbfgs records come at evaluation points, counted in pass-equivalents
             where = (f"epoch {record['epoch']:4d}" if "passes" not in record

@@ -29,6 +29,7 @@ def params(path):
 
 def test_writes_both_curves_the_table_and_the_plots(quick_run):
     out, stdout = quick_run
+    assert "pre-train layer 1 epoch   0  cost" in stdout  # the pretrained arm shows its progress
     assert {p.name for p in out.iterdir()} == {
         "baseline.csv", "baseline_summary.md", "baseline_loss.png", "baseline_accuracy.png",
         "pretrained_start.npz", "random_start.npz"}

@@ -38,6 +38,7 @@ def comparison(tmp_path_factory, shared_data):
 
 def test_writes_the_tables_the_data_and_the_plots(comparison):
     out, stdout, _ = comparison
+    assert "pre-train layer 0 epoch   0  cost" in stdout  # long pre-training shows progress
     assert {p.name for p in out.iterdir()} == {
         "comparison.json", "comparison.md", "runs.csv", "summary.csv", "pretrained.npz",
         "sensitivity.csv", "sensitivity.png", *PLOTS}

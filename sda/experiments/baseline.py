@@ -31,6 +31,7 @@ from sda.cli import (
     experiment_folder,
     given_settings,
     load_data,
+    print_pretrain_epoch,
 )
 from sda.config import PRESETS, RunConfig, SettingError, setting
 from sda.data import shared_dataset
@@ -197,7 +198,7 @@ def train_arms(config, dataset, shared, out, header):
             started = time.perf_counter()
             pretrain(model, shared[0][0], config.pretrain_batch_size, config.pretrain_epochs,
                      config.pretrain_lr, cached=config.cached, momentum=config.momentum,
-                     weight_decay=config.weight_decay)
+                     weight_decay=config.weight_decay, on_epoch=print_pretrain_epoch)
             pretrain_seconds = time.perf_counter() - started
         save_params(model, out / f"{arm}_start.npz")
         curve, result, seconds = finetune_arm(model, shared, config, arm)
