@@ -64,6 +64,26 @@ def check_probability(name: str, value) -> float:
     return float(value)
 
 
+def check_decay(name: str, value) -> float:
+    """Return ``value`` as a float in (0, 1], a per-epoch factor on a learning rate.
+
+    Examples
+    --------
+    >>> check_decay("finetune_lr_decay", 0.95)
+    0.95
+    >>> check_decay("finetune_lr_decay", 0)
+    Traceback (most recent call last):
+    ...
+    sda.errors.SettingError: finetune_lr_decay must be in (0, 1] (1 keeps the rate constant), got 0
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise SettingTypeError(f"{name} must be a number in (0, 1], got {value!r} "
+                               f"({type(value).__name__}); pass e.g. 0.95")
+    if not (math.isfinite(value) and 0.0 < value <= 1.0):
+        raise SettingError(f"{name} must be in (0, 1] (1 keeps the rate constant), got {value!r}")
+    return float(value)
+
+
 def check_flag(name: str, value) -> bool:
     """Return ``value`` if it is a bool; ``tied="no"`` must not read as True."""
     if not isinstance(value, bool | np.bool_):

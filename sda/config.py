@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass, field
 
 from sda import engine
+from sda.checks import check_decay
 from sda.dA import LOSSES
 from sda.data import DATASETS
 from sda.errors import SettingError
@@ -293,9 +294,7 @@ class RunConfig(CommandSettings):
         if self.budget_passes is not None and not self.budget_passes > 0:
             raise SettingError(f"budget_passes must be a positive number, got {self.budget_passes!r}")
         _within("momentum", self.momentum, 0, 1)
-        if not 0 < self.finetune_lr_decay <= 1:
-            raise SettingError(f"finetune_lr_decay must be in (0, 1] (1 keeps the rate constant), "
-                               f"got {self.finetune_lr_decay!r}")
+        check_decay("finetune_lr_decay", self.finetune_lr_decay)
         if not self.patience_increase >= 1:
             raise SettingError(f"patience_increase must be 1 or more (patience never shrinks), "
                                 f"got {self.patience_increase!r}")

@@ -149,8 +149,9 @@ def finetune(model, shared, config, report, progress, checkpoint):
     stopping, validation_frequency = early_stopping(config, count)
     return finetune_sgd(
         model, train_fn, valid_score, test_score, count, config.finetune_epochs, stopping,
-        validation_frequency=validation_frequency, lr_decay=config.finetune_lr_decay, on_epoch=report, on_step=report.step,
-        show_progress=config.progress, progress=progress, checkpoint=checkpoint)
+        validation_frequency=validation_frequency, lr_decay=config.finetune_lr_decay,
+        on_epoch=report, on_step=report.step, show_progress=config.progress, progress=progress,
+        checkpoint=checkpoint)
 
 
 def resume_hint(run_dir):

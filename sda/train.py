@@ -22,6 +22,7 @@ from tqdm import tqdm  # plain text bars: a notebook (the docs) needs no widgets
 
 from sda.batching import n_batches
 from sda.checkpoint import Checkpoint, Progress
+from sda.checks import check_decay
 from sda.errors import CostWatch, SettingError, check_finite
 
 PRETRAINING, FINETUNING = "pre-training", "fine-tuning"  # phase names in error messages
@@ -379,6 +380,7 @@ def finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches, max_
         on_epoch({"phase": "finetune", "epoch": p.epoch, "cost": cost, "valid_error": p.valid_error,
                   "best_valid_error": p.best_valid_error, "test_error": p.test_error,
                   "seconds": p.seconds["finetune"]})
+    schedule(0)  # train_fn back at its starting rate: a later call starts its schedule there
     if checkpoint.best is not None:
         for param, value in zip(model.params, checkpoint.best):
             param.set_value(value)
@@ -389,11 +391,10 @@ def finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches, max_
 
 
 def _decay_schedule(train_fn, lr_decay):
-    """``set_epoch(e)``: put ``train_fn``'s learning rate at its start value x ``lr_decay ** e``."""
-    if lr_decay == 1.0:
+    """``set_epoch(e)``: put ``train_fn``'s learning rate at its start value x ``lr_decay ** e``.
+    The start is read once, here; ``finetune_sgd`` sets epoch 0 again when it returns."""
+    if check_decay("lr_decay", lr_decay) == 1.0:
         return noop
-    if not 0 < lr_decay <= 1:
-        raise SettingError(f"lr_decay must be in (0, 1], got {lr_decay!r}")
     if train_fn.learning_rate is None:
         raise SettingError("lr_decay needs a step compiled with a shared learning rate "
                            "(SdA.build_finetune_functions makes one)")

@@ -107,11 +107,12 @@ def test_a_fixed_budget_runs_every_epoch(mnist_small):
 def test_the_learning_rate_decays_every_epoch_from_its_start(mnist_small):
     data = mnist_small.subset(n_train=200, n_valid=200, n_test=200)
     shared = [shared_dataset(s) for s in (data.train, data.valid, data.test)]
-    rates = []
+    rates, train_steps = [], []
 
     def finetune(lr_decay):
         model = small_model(layers=(20,))
         train_fn, valid_score, test_score = model.build_finetune_functions(shared, 20, 0.4)
+        train_steps.append(train_fn)
         finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches=10, max_epochs=4,
                      stopping=fixed_budget(4, 10), lr_decay=lr_decay,
                      on_epoch=lambda _: rates.append(float(train_fn.learning_rate.get_value())))
@@ -119,6 +120,7 @@ def test_the_learning_rate_decays_every_epoch_from_its_start(mnist_small):
 
     decayed = finetune(0.5)
     assert rates == pytest.approx([0.4, 0.2, 0.1, 0.05], rel=1e-6)  # float32 of each product
+    assert float(train_steps[-1].learning_rate.get_value()) == pytest.approx(0.4)  # reset for reuse
     rates.clear()
     constant = finetune(1.0)
     assert rates == pytest.approx([0.4] * 4, rel=1e-6)
@@ -126,7 +128,7 @@ def test_the_learning_rate_decays_every_epoch_from_its_start(mnist_small):
     assert not np.allclose(decayed[0], constant[0])
 
 
-def test_a_decay_needs_a_shared_learning_rate_and_a_sensible_factor(mnist_small):
+def test_a_decay_needs_a_shared_learning_rate_and_a_sensible_factor():
     model = small_model(layers=(20,))
     step = SGDStep(lambda index: 0.0)  # no shared learning rate to change
     for lr_decay, message in [(0.9, "needs a step compiled with a shared learning rate"),
