@@ -125,9 +125,8 @@ class CompareSettings(RunConfig):
 
     def check(self):
         super().check()
-        for name in ["eval_every", "ae_lr"]:
-            if not getattr(self, name) > 0:
-                raise SettingError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+        if not self.ae_lr > 0:
+            raise SettingError(f"ae_lr must be a positive number, got {self.ae_lr!r}")
         for name in ["sgd_batch_size", "chunk_rows", "sensitivity_m", "sensitivity_k"]:
             value = getattr(self, name)
             if value is not None and min(value if isinstance(value, tuple) else [value]) < 1:

@@ -28,7 +28,7 @@ SGD_BATCH_SIZE = 20  # the default preset's SGD minibatch; see PRESETS
 # settings that only one kind of fine-tuning reads: a flag given for the other kind is refused
 SGD_ONLY = ("finetune_lr", "finetune_lr_decay", "patience", "patience_unit", "patience_increase",
             "improvement_threshold")
-MINIBATCH_ONLY = ("batch_patience", "line_searches", "warmup_epochs", "budget_passes")
+MINIBATCH_ONLY = ("batch_patience", "line_searches", "warmup_epochs", "budget_passes", "eval_every")
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1]
 
 
@@ -268,6 +268,9 @@ class RunConfig(CommandSettings):
         None, "cg/lbfgs: stop after this many passes over the training set, counting every "
               "example through forward and backward, line-search trials included",
         default_text="no pass budget")
+    eval_every: float = setting(0.5, "cg/lbfgs: pass-equivalents between two measurements of the "
+                                     "training loss and validation error (--batch-patience counts "
+                                     "these)")
     eval_batch_size: int = setting(1000, "rows per validation/test call (speed only)")
     # bookkeeping
     seed: int = setting(89677, f"seed of every random draw, 0 to {MAX_SEED}")
@@ -293,6 +296,9 @@ class RunConfig(CommandSettings):
                 raise SettingError(f"{name} must be a positive number, got {getattr(self, name)!r}")
         if self.budget_passes is not None and not self.budget_passes > 0:
             raise SettingError(f"budget_passes must be a positive number, got {self.budget_passes!r}")
+        if not self.eval_every > 0:
+            raise SettingError(f"eval_every must be a positive number of pass-equivalents, got "
+                               f"{self.eval_every!r}")
         _within("momentum", self.momentum, 0, 1)
         check_decay("finetune_lr_decay", self.finetune_lr_decay)
         if not self.patience_increase >= 1:

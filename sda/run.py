@@ -141,7 +141,7 @@ def finetune(model, shared, config, report, progress, checkpoint):
             line_searches=config.line_searches, warmup_epochs=config.warmup_epochs,
             budget_passes=config.budget_passes, max_epochs=config.finetune_epochs,
             patience=config.batch_patience, weight_decay=config.weight_decay, seed=config.seed,
-            on_evaluation=report, progress=progress, checkpoint=checkpoint)
+            eval_every=config.eval_every, on_evaluation=report, progress=progress, checkpoint=checkpoint)
     train_fn, valid_score, test_score = model.build_finetune_functions(
         shared, config.finetune_rows(), config.finetune_lr, config.eval_batch_size,
         config.momentum, config.weight_decay)

@@ -87,6 +87,8 @@ def test_default_preset_states_its_own_rule():
     (dict(line_searches=0), "line_searches must be 1 or more"),
     (dict(warmup_epochs=-1), "warmup_epochs must be 0 or more"),
     (dict(budget_passes=0.0), "budget_passes must be a positive number"),
+    (dict(eval_every=0.0), "eval_every must be a positive number of pass-equivalents"),
+    (dict(eval_every=float("nan")), "eval_every must be a finite number"),
     (dict(finetune_lr_decay=0.0), "finetune_lr_decay must be in (0, 1]"),
     (dict(finetune_lr_decay=1.5), "finetune_lr_decay must be in (0, 1]"),
     (dict(n_train=0), "n_train must be 1 or more"),
@@ -115,6 +117,7 @@ def test_a_presets_sgd_batch_is_not_cgs_m():
 
 @pytest.mark.parametrize("finetune, given, ignored", [
     ("sgd", ["budget_passes", "seed"], "budget_passes is read only by --finetune cg or lbfgs"),
+    ("sgd", ["line_searches", "eval_every"], "line_searches, eval_every are read only by"),
     ("sgd", ["line_searches", "warmup_epochs"], "line_searches, warmup_epochs are read only by"),
     ("cg", ["finetune_lr", "patience_unit"], "finetune_lr, patience_unit are read only by --finetune sgd"),
     ("lbfgs", ["finetune_lr_decay"], "finetune_lr_decay is read only by --finetune sgd"),
