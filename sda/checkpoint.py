@@ -55,6 +55,8 @@ class Progress:
     optimizer_state: dict = field(default_factory=dict)
     # the run's settings when this was saved (sda.run), so that a config.json edited later is caught
     settings: dict = field(default_factory=dict)
+    # the warnings shown so far (sda.run writes them to summary.json)
+    warnings: list = field(default_factory=list)
 
     def finish_batch(self, cost):
         self.batch += 1

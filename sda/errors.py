@@ -4,6 +4,7 @@ Every command prints an ``SdAError`` as one line and exits with status 2, so
 an error raised here must say what went wrong and what to do about it.
 """
 
+import contextlib
 import math
 import warnings
 
@@ -97,3 +98,39 @@ class CostWatch:
             warnings.warn(f"{self.phase}: the cost rose from {self.start:.4g} to {cost:.4g}; "
                           "the run may be diverging: try a smaller learning rate",
                           RuntimeWarning, stacklevel=2)
+
+
+@contextlib.contextmanager
+def recorded_warnings(into: list):
+    """Show warnings as before and also append each message, once, to ``into``.
+
+    Only what the warning filters let through is recorded. ``sda.run``
+    keeps the list in its checkpoint and writes it to ``summary.json``, so a
+    run that warned of divergence but finished does not read as a clean
+    success.
+
+    Examples
+    --------
+    >>> seen = []
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("always")
+    ...     warnings.showwarning = lambda *args, **kwargs: None  # print nothing here
+    ...     with recorded_warnings(seen):
+    ...         watch = CostWatch("fine-tuning", factor=10)
+    ...         for cost in [1.0, 20.0, 30.0]:
+    ...             watch(cost)
+    >>> seen  # doctest: +NORMALIZE_WHITESPACE
+    ['RuntimeWarning: fine-tuning: the cost rose from 1 to 20; the run may be diverging:
+      try a smaller learning rate']
+    """
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def record(message, category, *args, **kwargs):
+            text = f"{category.__name__}: {message}"
+            if text not in into:  # a resumed run replays the steps that warned
+                into.append(text)
+            shown(message, category, *args, **kwargs)
+
+        warnings.showwarning = record
+        yield into

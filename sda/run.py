@@ -34,7 +34,7 @@ from sda.cli import (
 )
 from sda.config import PRESETS, RunConfig, check_optimiser_flags, preset
 from sda.data import shared_dataset
-from sda.errors import SdAError, TrainingDiverged
+from sda.errors import SdAError, TrainingDiverged, recorded_warnings
 from sda.optimize import finetune_minibatch
 from sda.pictures import save_run_pictures
 from sda.rundir import RunDir, read_text
@@ -251,12 +251,9 @@ def _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch, resu
     checkpoint.on_save = lambda p: setattr(p, "metrics_rows", report.rows)
     shared = [shared_dataset(s) for s in (dataset.train, dataset.valid, dataset.test)]
     try:
-        history = pretrain(model, shared[0][0], config.pretrain_batch_size, config.pretrain_epochs,
-                           config.pretrain_lr, cached=config.cached, momentum=config.momentum,
-                           weight_decay=config.weight_decay, on_epoch=report, on_step=report.step,
-                           show_progress=config.progress, progress=progress, checkpoint=checkpoint)
-        result = finetune(model, shared, config, report, progress, checkpoint)
-        check_params(model, "fine-tuning")  # never save a model that is not finite
+        with recorded_warnings(progress.warnings):
+            history, result = _pretrain_and_finetune(config, model, shared, report, progress,
+                                                     checkpoint)
     except KeyboardInterrupt:
         hint = resume_hint(run_dir)
         _record_end(run_dir, "interrupted", progress, resume=hint)
@@ -282,6 +279,7 @@ def _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch, resu
         "seconds": {**seconds, "total": seconds["pretrain"] + seconds["finetune"]},
         "backend": engine.BACKEND,
         "peak_memory_mib": peak_memory_mib(),
+        "warnings": progress.warnings,
     }
     where = f"epoch {result.best_epoch}"
     if config.finetune != "sgd":  # its best_epoch counts evaluations: say where in passes instead
@@ -290,16 +288,28 @@ def _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch, resu
         where = (f"at {result.best_passes:.2f} of {result.passes:.2f} passes; stopped by "
                  f"{result.stop_reason}")
     run_dir.write_json("summary.json", summary)
+    warned = f"; {len(progress.warnings)} warning(s), listed in summary.json" if progress.warnings else ""
     print(f"best validation error {100 * result.best_valid_error:.2f}% ({where}), "
           f"test error {100 * result.test_error:.2f}%; pre-training {seconds['pretrain'] / 60:.1f} min, "
-          f"fine-tuning {seconds['finetune'] / 60:.1f} min; files in {run_dir.path}")
+          f"fine-tuning {seconds['finetune'] / 60:.1f} min; files in {run_dir.path}{warned}")
     return summary
+
+
+def _pretrain_and_finetune(config, model, shared, report, progress, checkpoint):
+    history = pretrain(model, shared[0][0], config.pretrain_batch_size, config.pretrain_epochs,
+                       config.pretrain_lr, cached=config.cached, momentum=config.momentum,
+                       weight_decay=config.weight_decay, on_epoch=report, on_step=report.step,
+                       show_progress=config.progress, progress=progress, checkpoint=checkpoint)
+    result = finetune(model, shared, config, report, progress, checkpoint)
+    check_params(model, "fine-tuning")  # never save a model that is not finite
+    return history, result
 
 
 def _record_end(run_dir, status, progress, **details):
     """Say in ``summary.json`` how the run ended; the model and checkpoint are left alone."""
     where = {"phase": progress.phase, "layer": progress.layer, "epoch": progress.epoch,
              "step": progress.steps}
+    details["warnings"] = progress.warnings
     with contextlib.suppress(OSError):  # the run's own error matters more than this note
         run_dir.write_json("summary.json", {"status": status, "stopped_at": where, **details})
 

@@ -231,5 +231,10 @@ def test_a_run_that_ends_in_garbage_warns(tmp_path, capsys):
 
     assert main([*DEMO, "--pretrain-lr", "1e6", "--out", str(tmp_path), "--name", "big"]) == 0
     # the command prints each warning as one line, without Python's file-and-line prefix
-    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert warnings and warnings[0].startswith("warning: pre-training layer 0: the cost rose from")
+    # a finished run that warned says so, in its last line and in summary.json, not just in passing
+    recorded = json.loads((tmp_path / "big" / "summary.json").read_text())["warnings"]
+    assert recorded == [line.replace("warning: ", "RuntimeWarning: ", 1) for line in warnings]
+    assert f"{len(recorded)} warning(s), listed in summary.json" in out.splitlines()[-1]
