@@ -555,6 +555,8 @@ def trial_rows(study: optuna.Study) -> list[dict]:
             note = f"pruned after fine-tuning epoch {max(t.intermediate_values)}"
         if t.number in retried:
             note = f"interrupted, re-run as #{retried[t.number]}"
+        elif t.state == TrialState.RUNNING and is_dead(t.user_attrs.get("worker", "")):
+            note = "interrupted: its worker is gone; the next sweep run queues it again"
         elif "retry_of" in t.user_attrs:
             note = f"re-run of #{t.user_attrs['retry_of']}"
         rows.append({

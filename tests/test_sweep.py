@@ -148,6 +148,9 @@ def test_recover_requeues_only_trials_of_dead_workers_on_this_machine():
                                                   distributions=distributions))
         trial = study.ask()
         trial.set_user_attr("worker", worker)
+    # until a worker recovers it, the summary does not call the dead worker's trial running
+    notes = [row["note"] for row in sweep.trial_rows(study)]
+    assert notes[0].startswith("interrupted: its worker is gone") and notes[1:] == ["", ""]
     assert sweep.recover_interrupted(study) == [0]
     assert sweep.recover_interrupted(study) == []  # a second pass finds nothing more
     states = [t.state for t in study.trials]
