@@ -243,7 +243,7 @@ def run_arm(arm, seed, model, shared, settings, label):
             model.finetune_cost, model.params, [model.x, model.y], list(shared[0]), evaluator,
             settings.sgd_batch_size, settings.finetune_lr * (1 - momentum), settings.budget_passes, seed,
             momentum, settings.weight_decay)
-        state, stop = evaluator.state, "budget"
+        history, stop = evaluator.state["history"], "budget"
     else:
         n_train = shared[0][1].get_value(borrow=True).shape[0]
         result = finetune_minibatch(
@@ -252,17 +252,23 @@ def run_arm(arm, seed, model, shared, settings, label):
             chunk_rows=settings.chunk_rows, on_evaluation=report)
         passes, updates, seconds, stop = (result.passes, result.updates, result.seconds,
                                           result.stop_reason)
-        state = {"history": result.history, "best_valid_error": result.best_valid_error,
-                 "test_error": result.test_error}
-    history = state["history"]
-    row = dict(arm=arm, seed=seed, best_valid_error=state["best_valid_error"],
-               test_error=state["test_error"], final_train_loss=history[-1]["train_loss"],
-               passes=passes, updates=updates, seconds=seconds, stop_reason=stop)
-    for threshold in settings.thresholds:
+        history = result.history
+    return result_row(arm, seed, history, settings.thresholds, passes, updates, seconds, stop), history
+
+
+def result_row(arm, seed, history, thresholds, passes, updates, seconds, stop_reason):
+    """A ``runs.csv`` row from a run's evaluation records: its best point (the
+    last record's best validation error and the test error there), its costs,
+    and the cost of reaching each validation-error threshold (percent)."""
+    last = history[-1]
+    row = dict(arm=arm, seed=seed, best_valid_error=last["best_valid_error"],
+               test_error=last["test_error"], final_train_loss=last["train_loss"],
+               passes=passes, updates=updates, seconds=seconds, stop_reason=stop_reason)
+    for threshold in thresholds:
         reached = next((r for r in history if 100 * r["valid_error"] <= threshold), None)
         row[f"passes_to_{threshold:g}%"] = reached["passes"] if reached else None
         row[f"seconds_to_{threshold:g}%"] = reached["seconds"] if reached else None
-    return row, history
+    return row
 
 
 def summarise(rows, arms):
@@ -477,22 +483,13 @@ def _compare(settings, command, dataset, model, out):
     out.write_json("comparison.json", {"settings": recorded, "runs": rows, "summary": summary,
                                        "histories": histories, "sensitivity": sensitivity,
                                        "autoencoder": autoencoder, "total_seconds": total_seconds})
-    write_csv(out.path / "runs.csv", rows)
-    write_csv(out.path / "summary.csv",
-              [{k: v if not isinstance(v, tuple) else _format(v, digits=6) for k, v in entry.items()}
-               for entry in summary])
     start = settings.pretrained or f"{settings.pretrain_epochs} epochs per layer"
-    text = ["# Fine-tuning comparison", "", f"Command: `{command}`  ",
-            f"Data: {dataset.name}, train/valid/test = {'/'.join(map(str, sizes))}; hidden layers "
-            f"{', '.join(map(str, settings.hidden_layers))}; pre-training: {start}; budget "
-            f"{settings.budget_passes:g} pass-equivalents per arm; seeds {list(settings.seeds)}; total "
-            f"{total_seconds / 60:.1f} min.  ", f"Backend: {engine.BACKEND}", "",
-            markdown_table(summary, settings.thresholds), "",
-            "Mean ± sd over seeds. Pass-equivalents: rows pushed through forward and backward, "
-            "line-search trial points included, over the training rows. Seconds: the optimiser's "
-            "wall time, the evaluator's excluded. Thresholds: over the seeds that reached them "
-            "(how many, when not all). The full-batch arms see every row at every evaluation, so "
-            "their seed changes only the order of summation."]
+    header = [f"Command: `{command}`  ",
+              f"Data: {dataset.name}, train/valid/test = {'/'.join(map(str, sizes))}; hidden layers "
+              f"{', '.join(map(str, settings.hidden_layers))}; pre-training: {start}; budget "
+              f"{settings.budget_passes:g} pass-equivalents per arm; seeds {list(settings.seeds)}; "
+              f"total {total_seconds / 60:.1f} min.  ", f"Backend: {engine.BACKEND}"]
+    text = write_tables_and_plots(out.path, rows, summary, histories, settings.thresholds, header)
     if sensitivity:
         write_csv(out.path / "sensitivity.csv", sensitivity)
         plot_sensitivity(sensitivity, out.path / "sensitivity.png")
@@ -503,14 +500,30 @@ def _compare(settings, command, dataset, model, out):
     if autoencoder:
         text += [""] + autoencoder_text(autoencoder)
     (out.path / "comparison.md").write_text("\n".join(text) + "\n")
-    for y_key, ylabel, scale, name in [("valid_error", "validation error (%)", 100, "valid_error"),
-                                       ("train_loss", "training loss", 1, "train_loss")]:
-        plot_bands(histories, "passes", y_key, out.path / f"{name}_vs_passes.png",
-                   "pass-equivalents", ylabel, log_x=True, scale=scale)
-        plot_bands(histories, "seconds", y_key, out.path / f"{name}_vs_seconds.png",
-                   "optimiser seconds", ylabel, scale=scale)
     print(markdown_table(summary, settings.thresholds), f"\nfiles in {out.path}", sep="\n")
     return summary
+
+
+def write_tables_and_plots(folder, rows, summary, histories, thresholds, header):
+    """Write ``runs.csv``, ``summary.csv`` and the validation-error and
+    training-loss plots into ``folder``; return the lines of
+    ``comparison.md`` (``header`` lines, then the table and how to read it)."""
+    write_csv(folder / "runs.csv", rows)
+    write_csv(folder / "summary.csv",
+              [{k: v if not isinstance(v, tuple) else _format(v, digits=6) for k, v in entry.items()}
+               for entry in summary])
+    for y_key, ylabel, scale, name in [("valid_error", "validation error (%)", 100, "valid_error"),
+                                       ("train_loss", "training loss", 1, "train_loss")]:
+        plot_bands(histories, "passes", y_key, folder / f"{name}_vs_passes.png",
+                   "pass-equivalents", ylabel, log_x=True, scale=scale)
+        plot_bands(histories, "seconds", y_key, folder / f"{name}_vs_seconds.png",
+                   "optimiser seconds", ylabel, scale=scale)
+    return ["# Fine-tuning comparison", "", *header, "", markdown_table(summary, thresholds), "",
+            "Mean ± sd over seeds. Pass-equivalents: rows pushed through forward and backward, "
+            "line-search trial points included, over the training rows. Seconds: the optimiser's "
+            "wall time, the evaluator's excluded. Thresholds: over the seeds that reached them "
+            "(how many, when not all). The full-batch arms see every row at every evaluation, so "
+            "their seed changes only the order of summation."]
 
 
 def main(argv=None):

@@ -1,0 +1,186 @@
+"""``python -m sda.combine``: one comparison table from several ``sda.compare`` folders.
+
+A full-MNIST comparison with several seeds is too long for one sitting. Run
+its arms and seeds as separate ``sda.compare`` commands from the same
+``--pretrained`` weights, then combine their folders here. The folders must
+hold the same pre-trained weights (their arrays checked by a digest), the same data,
+model, weight decay and thresholds, and no arm and seed twice.
+
+``--budget-passes`` cuts every run at that many pass-equivalents: its row is
+read from its evaluations up to the first one at or past the budget (best
+validation error, test error there, training loss, costs, thresholds). A
+run's path does not depend on its budget, so this is the row a run with
+that budget would have written, measured on the same grid.
+
+Writes ``comparison.md``, ``runs.csv``, ``summary.csv``, the plots, and
+``comparison.json`` naming every source folder and command.
+"""
+
+import argparse
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sda.cli import add_settings_flags, exit_status, experiment_folder, settings_from_args
+from sda.compare import markdown_table, result_row, summarise, write_tables_and_plots
+from sda.config import SettingError, check_fields, setting
+from sda.data import open_npz
+from sda.errors import SdAError
+
+# what every combined folder must share, or their rows do not belong in one table
+SHARED = ["dataset", "rows", "hidden_layers", "weight_decay", "thresholds"]
+
+
+@dataclass
+class CombineSettings:
+    """The folders to combine, the budget to cut them at, and where to write."""
+
+    folders: tuple[str, ...] = setting((), "sda.compare output folders, made from the same "
+                                           "--pretrained weights", default_text="none: give two "
+                                           "or more", metavar="FOLDER")
+    budget_passes: float | None = setting(
+        None, "cut every run at this many pass-equivalents", default_text="each run's own budget")
+    out: str | None = setting(None, "output folder; refused if it already holds files",
+                              default_text="a new folder runs/DATE-TIME-combine")
+
+    def check(self):
+        check_fields(self)
+        if len(self.folders) < 2:
+            raise SettingError("give two or more folders to combine")
+        if self.budget_passes is not None and not self.budget_passes > 0:
+            raise SettingError(f"budget_passes must be a positive number, got {self.budget_passes!r}")
+        return self
+
+
+def weights_digest(path: Path) -> str:
+    """sha256 over the arrays of a saved model (names, dtypes, shapes, values), not the file's bytes."""
+    digest = hashlib.sha256()
+    stored = open_npz(path, "saved model")
+    for name in sorted(stored):
+        value = stored[name]
+        digest.update(f"{name} {value.dtype} {value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def read_comparison(folder: Path) -> dict:
+    """``comparison.json`` of one ``sda.compare`` folder, with the digest of its
+    ``pretrained.npz``; ``SdAError`` naming the folder if either is missing or unreadable."""
+    path = folder / "comparison.json"
+    try:
+        record = json.loads(path.read_text())
+        weights = weights_digest(folder / "pretrained.npz")
+    except FileNotFoundError as error:
+        raise SdAError(f"{folder} is not an sda.compare folder: {Path(error.filename).name} is "
+                       "missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SdAError(f"{path} cannot be read ({error}): is it a finished sda.compare "
+                       "folder?") from None
+    if not (isinstance(record, dict) and {"settings", "runs", "histories"} <= set(record)):
+        raise SdAError(f"{path} lacks settings, runs or histories: it is not an sda.compare result")
+    return {**record, "folder": str(folder), "weights": weights}
+
+
+def check_comparable(records: list[dict]) -> None:
+    """Refuse folders whose rows would not belong in one table."""
+    first = records[0]
+    for record in records[1:]:
+        if record["weights"] != first["weights"]:
+            raise SdAError(f"{record['folder']} and {first['folder']} start from different "
+                           "pretrained.npz: run every part with the same --pretrained")
+        for name in SHARED:
+            if record["settings"].get(name) != first["settings"].get(name):
+                raise SdAError(f"{record['folder']} and {first['folder']} differ in {name} "
+                               f"({record['settings'].get(name)!r} against "
+                               f"{first['settings'].get(name)!r})")
+    seen = {}
+    for record in records:
+        for run in record["runs"]:
+            key = (run["arm"], run["seed"])
+            if key in seen:
+                raise SdAError(f"{key[0]} seed {key[1]} is in both {seen[key]} and "
+                               f"{record['folder']}: combine each run once")
+            seen[key] = record["folder"]
+
+
+def cut(history: list[dict], budget: float | None) -> list[dict]:
+    """The evaluation records up to the first one at or past ``budget`` pass-equivalents.
+
+    Examples
+    --------
+    >>> [r["passes"] for r in cut([{"passes": p} for p in [0, 5, 10, 15]], 7)]
+    [0, 5, 10]
+    """
+    if budget is None:
+        return history
+    end = next((i for i, r in enumerate(history) if r["passes"] >= budget), len(history) - 1)
+    return history[: end + 1]
+
+
+def runs_histories(record: dict) -> list[list[dict]]:
+    """Each run's evaluation records, in the order of ``record["runs"]``
+    (``histories`` keeps them per arm, in run order)."""
+    taken = {}
+    ordered = []
+    for run in record["runs"]:
+        i = taken[run["arm"]] = taken.get(run["arm"], -1) + 1
+        ordered.append(record["histories"][run["arm"]][i])
+    return ordered
+
+
+def combine(settings: CombineSettings, command: str) -> list[dict]:
+    """Combine the folders' runs into one table and its plots; return the summary."""
+    records = [read_comparison(Path(folder)) for folder in settings.folders]
+    check_comparable(records)
+    thresholds = records[0]["settings"]["thresholds"]
+    rows, histories, arms = [], {}, []
+    for record in records:
+        try:
+            for run, full in zip(record["runs"], runs_histories(record), strict=True):
+                history = cut(full, settings.budget_passes)
+                last = history[-1]
+                stop = run["stop_reason"] if len(history) == len(full) else "budget"
+                rows.append(result_row(run["arm"], run["seed"], history, thresholds, last["passes"],
+                                       last["updates"], last["seconds"], stop))
+                histories.setdefault(run["arm"], []).append(history)
+                arms += [] if run["arm"] in arms else [run["arm"]]
+        except (KeyError, TypeError, IndexError, ValueError) as error:
+            raise SdAError(f"{record['folder']}/comparison.json is damaged ({type(error).__name__}: "
+                           f"{error}): make that part again with sda.compare") from None
+    summary = summarise(rows, arms)
+    with experiment_folder(settings.out, "combine") as out:
+        budget = ("each run's own budget" if settings.budget_passes is None
+                  else f"every run cut at {settings.budget_passes:g} pass-equivalents")
+        header = [f"Command: `{command}`  ", f"Combined: {budget}; sources:", ""]
+        header += [f"- `{r['folder']}`: `{r['settings'].get('command', '?')}` "
+                   f"({r['settings'].get('backend', '?')})" for r in records]
+        text = write_tables_and_plots(out.path, rows, summary, histories, thresholds, header)
+        (out.path / "comparison.md").write_text("\n".join(text) + "\n")
+        out.write_json("comparison.json", {
+            "command": command, "budget_passes": settings.budget_passes,
+            "sources": [{"folder": r["folder"], "command": r["settings"].get("command"),
+                         "weights_sha256": r["weights"]} for r in records],
+            "settings": {name: records[0]["settings"].get(name) for name in SHARED},
+            "runs": rows, "summary": summary, "histories": histories})
+        print(markdown_table(summary, thresholds), f"\nfiles in {out.path}", sep="\n")
+    return summary
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m sda.combine",
+                                     description=__doc__.split("\n\n")[0])
+    add_settings_flags(parser, CombineSettings, {"default": {}})
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(["python -m sda.combine", *argv])
+    args = build_parser().parse_args(argv)
+    return exit_status(lambda: combine(settings_from_args(args, CombineSettings, {}), command))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
