@@ -68,6 +68,8 @@ def weights_digest(path: Path) -> str:
 def read_comparison(folder: Path) -> dict:
     """``comparison.json`` of one ``sda.compare`` folder, with the digest of its
     ``pretrained.npz``; ``SdAError`` naming the folder if either is missing or unreadable."""
+    if not folder.is_dir():
+        raise SdAError(f"{folder} is not a folder: give the output folders of sda.compare")
     path = folder / "comparison.json"
     try:
         record = json.loads(path.read_text())

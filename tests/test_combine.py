@@ -53,7 +53,8 @@ def test_a_cut_run_is_the_run_its_budget_would_have_made(parts, capsys):
 @pytest.mark.parametrize("folders, message", [
     (["a"], "give two or more folders"),
     (["a", "a"], "sgd seed 1 is in both"),
-    (["a", "nowhere"], "nowhere is not an sda.compare folder: comparison.json is missing"),
+    (["a", "a/pretrained.npz"], "pretrained.npz is not a folder: give the output folders"),
+    (["a", "."], "is not an sda.compare folder: comparison.json is missing"),
 ])
 def test_parts_that_do_not_belong_together_are_refused(parts, folders, message, capsys):
     assert combine(["--folders", *[str(parts / f) for f in folders],
