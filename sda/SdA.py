@@ -9,6 +9,7 @@ pre-training a dA *is* initialising the MLP; only the dA's visible bias
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pytensor.graph.replace import clone_replace
 
 from sda.batching import SplitScorer
 from sda.checks import (
@@ -183,7 +184,7 @@ class SdA:
 
     # ------------------------------------------------------------- fine-tuning
     def build_finetune_functions(self, datasets, batch_size, learning_rate, eval_batch_size=None,
-                                 momentum=0.0, weight_decay=0.0):
+                                 momentum=0.0, weight_decay=0.0, input_corruption=0.0):
         """Return ``(train_fn, valid_score, test_score)``.
 
         ``datasets`` is ``[(train_x, train_y), (valid_x, valid_y), (test_x,
@@ -194,16 +195,24 @@ class SdA:
         ``valid_score`` and ``test_score`` are ``sda.batching.SplitScorer``s
         over evaluation batches of ``eval_batch_size`` rows (default
         ``batch_size``): ``valid_score.error()`` is the split's error rate.
+        ``input_corruption`` > 0 trains on masked pixels (each zeroed with that
+        probability, drawn from the first dA's generator); the scores see
+        clean ones.
         """
         (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
         index = pt.lscalar("index")
         # shared, so a schedule can change it between epochs (train_fn.learning_rate)
         rate = pytensor.shared(np.float32(learning_rate), name="finetune_lr")
-        updates, velocities = sgd_updates(self.finetune_cost, self.params, rate, momentum,
-                                          weight_decay)
-        train_fn = SGDStep(batched_function(index, [], self.finetune_cost,
-                                            {self.x: train_x, self.y: train_y}, batch_size,
-                                            updates=updates, name="train"), velocities, rate)
+        cost, noise = self.finetune_cost, []
+        if input_corruption:
+            # the same graph with x swapped for x * mask: no second copy of the network to build
+            next_rng, mask = self.dA_layers[0].get_corruption_mask(self.x, input_corruption)
+            cost = clone_replace(self.finetune_cost, {self.x: self.x * mask})
+            noise = [(self.dA_layers[0].rng, next_rng)]
+        updates, velocities = sgd_updates(cost, self.params, rate, momentum, weight_decay)
+        train_fn = SGDStep(batched_function(index, [], cost, {self.x: train_x, self.y: train_y},
+                                            batch_size, updates=updates + noise, name="train"),
+                           velocities, rate)
         eval_batch_size = eval_batch_size or batch_size
         valid_score = self.error_scorer(valid_x, valid_y, eval_batch_size, "valid")
         test_score = self.error_scorer(test_x, test_y, eval_batch_size, "test")

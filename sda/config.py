@@ -26,8 +26,8 @@ MODES = tuple(engine.MODES)  # use_mode's names
 PATIENCE_UNITS = ("iterations", "epochs")
 SGD_BATCH_SIZE = 20  # the default preset's SGD minibatch; see PRESETS
 # settings that only one kind of fine-tuning reads: a flag given for the other kind is refused
-SGD_ONLY = ("finetune_lr", "finetune_lr_decay", "patience", "patience_unit", "patience_increase",
-            "improvement_threshold")
+SGD_ONLY = ("finetune_lr", "finetune_lr_decay", "finetune_corruption", "patience", "patience_unit",
+            "patience_increase", "improvement_threshold")
 MINIBATCH_ONLY = ("batch_patience", "line_searches", "warmup_epochs", "budget_passes", "eval_every")
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1]
 
@@ -243,6 +243,9 @@ class RunConfig(CommandSettings):
     finetune_lr: float = setting(2.0, "fine-tuning learning rate (sgd)")
     finetune_lr_decay: float = setting(1.0, "multiply the fine-tuning learning rate by this after "
                                             "every epoch, in (0, 1] (1: constant; sgd)")
+    finetune_corruption: float = setting(0.0, "masking noise on the input pixels while fine-tuning, "
+                                              "in [0, 1) (0: none; validation and test see clean "
+                                              "pixels; sgd)")
     finetune_batch_size: int | None = setting(
         None, "fine-tuning minibatch size (cg/lbfgs: rows per mini-batch, m)",
         default_text=f"{SGD_BATCH_SIZE} for sgd, {DEFAULT_BATCH_SIZE} for cg/lbfgs")
@@ -301,6 +304,7 @@ class RunConfig(CommandSettings):
                                f"{self.eval_every!r}")
         _within("momentum", self.momentum, 0, 1)
         check_decay("finetune_lr_decay", self.finetune_lr_decay)
+        _within("finetune_corruption", self.finetune_corruption, 0, 1)
         if not self.patience_increase >= 1:
             raise SettingError(f"patience_increase must be 1 or more (patience never shrinks), "
                                 f"got {self.patience_increase!r}")

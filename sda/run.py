@@ -144,7 +144,7 @@ def finetune(model, shared, config, report, progress, checkpoint):
             eval_every=config.eval_every, on_evaluation=report, progress=progress, checkpoint=checkpoint)
     train_fn, valid_score, test_score = model.build_finetune_functions(
         shared, config.finetune_rows(), config.finetune_lr, config.eval_batch_size,
-        config.momentum, config.weight_decay)
+        config.momentum, config.weight_decay, config.finetune_corruption)
     count = n_batches(len(shared[0][1].get_value(borrow=True)), config.finetune_rows())
     stopping, validation_frequency = early_stopping(config, count)
     return finetune_sgd(

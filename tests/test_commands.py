@@ -91,6 +91,7 @@ def test_default_preset_states_its_own_rule():
     (dict(eval_every=float("nan")), "eval_every must be a finite number"),
     (dict(finetune_lr_decay=0.0), "finetune_lr_decay must be in (0, 1]"),
     (dict(finetune_lr_decay=1.5), "finetune_lr_decay must be in (0, 1]"),
+    (dict(finetune_corruption=1.0), "finetune_corruption must be in [0, 1)"),
     (dict(n_train=0), "n_train must be 1 or more"),
     (dict(name="../.."), "not a plain folder name"),
     (dict(name="a\nb"), "not a plain folder name"),
@@ -120,13 +121,15 @@ def test_a_presets_sgd_batch_is_not_cgs_m():
     ("sgd", ["line_searches", "eval_every"], "line_searches, eval_every are read only by"),
     ("sgd", ["line_searches", "warmup_epochs"], "line_searches, warmup_epochs are read only by"),
     ("cg", ["finetune_lr", "patience_unit"], "finetune_lr, patience_unit are read only by --finetune sgd"),
-    ("lbfgs", ["finetune_lr_decay"], "finetune_lr_decay is read only by --finetune sgd"),
+    ("lbfgs", ["finetune_lr_decay", "finetune_corruption"],
+     "finetune_lr_decay, finetune_corruption are read only by --finetune sgd"),
 ])
 def test_a_flag_the_optimiser_would_ignore_is_refused(finetune, given, ignored, tmp_path, capsys):
     with pytest.raises(SettingError, match=ignored):
         check_optimiser_flags(finetune, given)
     flags = [f"--{name.replace('_', '-')}" for name in given if name != "seed"]
-    values = {"--patience-unit": "epochs", "--finetune-lr": "0.5", "--finetune-lr-decay": "0.9"}
+    values = {"--patience-unit": "epochs", "--finetune-lr": "0.5", "--finetune-lr-decay": "0.9",
+              "--finetune-corruption": "0.1"}
     argv = ["--finetune", finetune, *[x for flag in flags for x in (flag, values.get(flag, "2"))]]
     assert main_run(["--preset", "demo", "--out", str(tmp_path), *argv]) == 2
     assert ignored in capsys.readouterr().err

@@ -224,3 +224,26 @@ def test_momentum_and_weight_decay_follow_their_equations():
         sgd_updates(cost, [w], 0.1, momentum=1.0)
     with pytest.raises(SettingError, match="weight_decay"):
         sgd_updates(cost, [w], 0.1, weight_decay=-1)
+
+
+def test_finetuning_input_noise_masks_the_training_pixels_only():
+    rng = np.random.default_rng(12)
+    model = SdA(np.random.RandomState(12), n_ins=30, hidden_layers_sizes=(8,), n_outs=3,
+                corruption_levels=(0.1,))
+    model.logLayer.W.set_value(rng.normal(size=(8, 3)).astype("float32"))  # not blind to x
+    x, y = rng.random((20, 30), dtype=np.float32), rng.integers(0, 3, 20).astype("int32")
+    shared = (pytensor.shared(x), pytensor.shared(y))
+    cost = pytensor.function([model.x, model.y], model.finetune_cost)
+    # all but surely every pixel masked (p = 1e-6 each, 600 pixels): the cost of a blank batch
+    blank, *_ = model.build_finetune_functions([shared] * 3, 20, 0.0, input_corruption=1 - 1e-6)
+    np.testing.assert_array_equal(blank(0), cost(np.zeros_like(x), y))
+    # at 0.5 each call draws a new mask from the first dA's generator, so the cost moves
+    # though the weights do not (rate 0); the scores still see clean pixels
+    noisy, valid_score, _ = model.build_finetune_functions([shared] * 3, 20, 0.0,
+                                                           input_corruption=0.5)
+    before = model.dA_layers[0].rng.get_value().bit_generator.state
+    costs = [float(noisy(0)) for _ in range(3)]
+    assert len(set(costs)) == 3 and cost(x, y) not in costs
+    assert model.dA_layers[0].rng.get_value().bit_generator.state != before
+    predictions = pytensor.function([model.x], model.logLayer.y_pred)(x)
+    assert valid_score.error() == pytest.approx(np.mean(predictions != y))

@@ -16,7 +16,8 @@ from sda.run import main
 # Momentum makes the SGD velocities part of the state that must survive the kill, and
 # the decaying learning rate must pick up its schedule at the epoch the run stopped in.
 ARGS = ["--preset", "demo", "--pretrain-epochs", "3", "--finetune-epochs", "20", "--momentum", "0.5",
-        "--finetune-lr-decay", "0.9", "--checkpoint-every", "40", "--log-every", "7", "--no-progress"]
+        "--finetune-lr-decay", "0.9", "--finetune-corruption", "0.2", "--checkpoint-every", "40",
+        "--log-every", "7", "--no-progress"]
 
 
 def sda_run(*args):
