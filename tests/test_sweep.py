@@ -367,3 +367,15 @@ def test_clashing_choices_fail_one_trial_with_its_reason(tmp_path):
     assert trial.state == TrialState.FAIL
     assert "2 hidden layers but 3 corruption levels" in trial.user_attrs["error"]
     assert sweep.counts_as_done(trial)  # a result of the search, not a trial to run again
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "sweeps").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_search_space_reads_and_its_corners_are_valid_runs(path):
+    space = sweep.load_space(path)
+    assert space.params, "a search space with nothing to search"
+    # the lowest and the highest value of every range (first and last choice) make checked runs
+    for corner in (0, -1):
+        values = {p.name: (p.encode(p.choices[corner]) if p.kind == "categorical" else
+                           [p.low, p.high][corner]) for p in space.params}
+        config = space.config(space.suggest(optuna.trial.FixedTrial(values)))
+        assert config.preset == space.fixed["preset"]
