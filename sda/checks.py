@@ -84,6 +84,32 @@ def check_decay(name: str, value) -> float:
     return float(value)
 
 
+def check_passes(name: str, value, allow_none: bool = False) -> float | None:
+    """Return ``value`` as a float, a positive finite number of pass-equivalents.
+
+    A pass-equivalent is one training set's worth of rows pushed forward and
+    backward; budgets and evaluation spacing are counted in them.
+
+    Examples
+    --------
+    >>> check_passes("budget_passes", 200)
+    200.0
+    >>> check_passes("eval_every", 0)
+    Traceback (most recent call last):
+    ...
+    sda.errors.SettingError: eval_every must be a positive number of pass-equivalents, got 0
+    """
+    if value is None and allow_none:
+        return None
+    none = " or None" if allow_none else ""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise SettingTypeError(f"{name} must be a positive number of pass-equivalents{none}, got "
+                               f"{value!r} ({type(value).__name__}); pass e.g. 0.5")
+    if not (math.isfinite(value) and value > 0):
+        raise SettingError(f"{name} must be a positive number of pass-equivalents{none}, got {value!r}")
+    return float(value)
+
+
 def check_flag(name: str, value) -> bool:
     """Return ``value`` if it is a bool; ``tied="no"`` must not read as True."""
     if not isinstance(value, bool | np.bool_):

@@ -23,6 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from sda.checks import check_passes
 from sda.cli import add_settings_flags, exit_status, experiment_folder, settings_from_args
 from sda.compare import markdown_table, result_row, summarise, write_tables_and_plots
 from sda.config import SettingError, check_fields, setting
@@ -49,8 +50,7 @@ class CombineSettings:
         check_fields(self)
         if len(self.folders) < 2:
             raise SettingError("give two or more folders to combine")
-        if self.budget_passes is not None and not self.budget_passes > 0:
-            raise SettingError(f"budget_passes must be a positive number, got {self.budget_passes!r}")
+        check_passes("budget_passes", self.budget_passes, allow_none=True)
         return self
 
 

@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 
 from sda import engine
-from sda.checks import check_decay
+from sda.checks import check_decay, check_passes
 from sda.dA import LOSSES
 from sda.data import DATASETS
 from sda.errors import SettingError
@@ -297,11 +297,8 @@ class RunConfig(CommandSettings):
         for name in ["pretrain_lr", "finetune_lr"]:
             if not getattr(self, name) > 0:
                 raise SettingError(f"{name} must be a positive number, got {getattr(self, name)!r}")
-        if self.budget_passes is not None and not self.budget_passes > 0:
-            raise SettingError(f"budget_passes must be a positive number, got {self.budget_passes!r}")
-        if not self.eval_every > 0:
-            raise SettingError(f"eval_every must be a positive number of pass-equivalents, got "
-                               f"{self.eval_every!r}")
+        check_passes("budget_passes", self.budget_passes, allow_none=True)
+        check_passes("eval_every", self.eval_every)
         _within("momentum", self.momentum, 0, 1)
         check_decay("finetune_lr_decay", self.finetune_lr_decay)
         _within("finetune_corruption", self.finetune_corruption, 0, 1)

@@ -36,6 +36,7 @@ from threadpoolctl import ThreadpoolController
 
 from sda.batching import batch_sizes
 from sda.checkpoint import Checkpoint, Progress
+from sda.checks import check_passes
 from sda.dA import reconstruction_loss
 from sda.engine import batched_function
 from sda.errors import SettingError, check_finite
@@ -477,9 +478,8 @@ class Evaluator:
     """
 
     def __init__(self, measure, params, every=0.5, test=None, on_record=noop):
-        if not (math.isfinite(every) and every > 0):
-            raise SettingError(f"eval_every must be a positive number of pass-equivalents, got {every!r}")
-        self.measure, self.params, self.every, self.test = measure, list(params), every, test
+        self.every = check_passes("eval_every", every)
+        self.measure, self.params, self.test = measure, list(params), test
         self.on_record = on_record
         self.best = None  # parameter values at the best validation error
         self.state = {"next_point": 0.0, "best_valid_error": math.inf, "best_passes": 0.0,
@@ -562,9 +562,7 @@ def _check_minibatch_settings(method, batch_size, line_searches, warmup_epochs, 
     if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, (int, np.integer)) \
             or warmup_epochs < 0:
         raise SettingError(f"warmup_epochs must be 0 or a positive integer; got {warmup_epochs!r}")
-    if budget_passes is not None and not (math.isfinite(budget_passes) and budget_passes > 0):
-        raise SettingError(f"budget_passes must be a positive number of pass-equivalents, or None; "
-                           f"got {budget_passes!r}")
+    check_passes("budget_passes", budget_passes, allow_none=True)
     if batch_size > n_rows:
         raise SettingError(f"batch_size {batch_size} is larger than the {n_rows} training rows: "
                            f"use at most {n_rows} (that is full-batch {method})")
