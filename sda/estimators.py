@@ -17,6 +17,9 @@ silently rescaled. Put ``MinMaxScaler(clip=True)`` in front (``clip`` keeps
 new rows that fall outside the training range inside [0, 1]).
 """
 
+import math
+import warnings
+
 import numpy as np
 import pytensor
 from scipy.special import logsumexp
@@ -88,6 +91,14 @@ class _Network:
 
 
 # ------------------------------------------------------------------ the shared base
+def _check_real(value, name, **bounds):
+    """``check_scalar`` for a real-valued setting, refusing NaN and infinity too
+    (every comparison with NaN is false, so NaN passes any bound)."""
+    check_scalar(value, name, (float, int), **bounds)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} == {value}, must be a finite number")
+
+
 class _SdAEstimator(BaseEstimator):
     """What both estimators share: settings checks, input checks, pre-training, pickling."""
 
@@ -105,15 +116,14 @@ class _SdAEstimator(BaseEstimator):
             raise ValueError(f"corruption_levels has {len(levels)} values for {len(sizes)} hidden "
                              "layers: give one level per layer, or one number for all")
         for i, level in enumerate(levels):
-            check_scalar(level, f"corruption_levels[{i}]", (float, int), min_val=0, max_val=1,
-                         include_boundaries="left")
+            _check_real(level, f"corruption_levels[{i}]", min_val=0, max_val=1,
+                        include_boundaries="left")
         check_scalar(self.pretrain_epochs, "pretrain_epochs", (int, np.integer), min_val=0)
-        check_scalar(self.pretrain_learning_rate, "pretrain_learning_rate", (float, int), min_val=0,
-                     include_boundaries="neither")
+        _check_real(self.pretrain_learning_rate, "pretrain_learning_rate", min_val=0,
+                    include_boundaries="neither")
         check_scalar(self.batch_size, "batch_size", (int, np.integer), min_val=1)
-        check_scalar(self.momentum, "momentum", (float, int), min_val=0, max_val=1,
-                     include_boundaries="left")
-        check_scalar(self.alpha, "alpha", (float, int), min_val=0)
+        _check_real(self.momentum, "momentum", min_val=0, max_val=1, include_boundaries="left")
+        _check_real(self.alpha, "alpha", min_val=0)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         return [int(s) for s in sizes], [float(c) for c in levels]
@@ -149,6 +159,10 @@ class _SdAEstimator(BaseEstimator):
 
     def _pretrain(self, model, X):
         """Greedy layer-wise pre-training on the rows ``X``; sets ``pretrain_loss_curves_``."""
+        if self.batch_size > len(X):
+            warnings.warn(f"batch_size={self.batch_size} is larger than the {len(X)} training rows, "
+                          f"so every minibatch holds all {len(X)}; give a smaller batch_size",
+                          UserWarning, stacklevel=3)
         shared_x = pytensor.shared(np.ascontiguousarray(X), name="x", borrow=True)
         self.pretrain_loss_curves_ = pretrain(
             model, shared_x, self.batch_size, self.pretrain_epochs, self.pretrain_learning_rate,
@@ -476,12 +490,12 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         checked = super()._check_settings()
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
-        check_scalar(self.learning_rate_init, "learning_rate_init", (float, int), min_val=0,
-                     include_boundaries="neither")
+        _check_real(self.learning_rate_init, "learning_rate_init", min_val=0,
+                    include_boundaries="neither")
         check_scalar(self.max_iter, "max_iter", (int, np.integer), min_val=1)
         check_scalar(self.n_iter_no_change, "n_iter_no_change", (int, np.integer), min_val=1)
-        check_scalar(self.validation_fraction, "validation_fraction", (float, int), min_val=0,
-                     max_val=1, include_boundaries="left")
+        _check_real(self.validation_fraction, "validation_fraction", min_val=0, max_val=1,
+                    include_boundaries="left")
         return checked
 
     def fit(self, X, y):

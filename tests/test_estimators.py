@@ -223,11 +223,21 @@ def test_out_of_range_data_is_refused_with_the_fix(digits):
     (dict(validation_fraction=1.0), "validation_fraction"),
     (dict(hidden_layer_sizes=()), "hidden_layer_sizes is empty"),
     (dict(loss="hinge"), "loss must be one of"),
+    # NaN passes every bound check_scalar makes; it must not reach training as a diverging run
+    (dict(alpha=float("nan")), "alpha == nan, must be a finite number"),
+    (dict(learning_rate_init=float("inf")), "learning_rate_init == inf, must be a finite number"),
+    (dict(momentum=float("nan")), "momentum == nan"),
 ])
 def test_bad_settings_fail_before_training(digits, settings, message):
     X_train, _, y_train, _ = digits
     with pytest.raises(ValueError, match=message):
         small_classifier(**settings).fit(X_train, y_train)
+
+
+def test_a_batch_larger_than_the_rows_is_clipped_with_a_warning():
+    X = np.linspace(0, 1, 40).reshape(20, 2)
+    with pytest.warns(UserWarning, match="batch_size=1000 is larger than the 20 training rows"):
+        SdATransformer((3,), batch_size=1000, pretrain_epochs=1).fit(X)
 
 
 def test_transformer_layer_out_of_range(digits):
