@@ -4,7 +4,10 @@ A full-MNIST comparison with several seeds is too long for one sitting. Run
 its arms and seeds as separate ``sda.compare`` commands from the same
 ``--pretrained`` weights, then combine their folders here. The folders must
 hold the same pre-trained weights (their arrays checked by a digest), the same data,
-model, weight decay and thresholds, and no arm and seed twice.
+model, weight decay and thresholds, and no arm and seed twice. An arm that
+parts ran with different settings of its own (say mini-batch CG at
+``--finetune-batch-size`` 1000 and 250) gives one row per setting, labelled
+with the values that differ.
 
 ``--budget-passes`` cuts every run at that many pass-equivalents: its row is
 read from its evaluations up to the first one at or past the budget (best
@@ -25,7 +28,7 @@ from pathlib import Path
 
 from sda.checks import check_passes
 from sda.cli import add_settings_flags, exit_status, experiment_folder, settings_from_args
-from sda.compare import markdown_table, result_row, summarise, write_tables_and_plots
+from sda.compare import ARM_READS, markdown_table, result_row, summarise, write_tables_and_plots
 from sda.config import SettingError, check_fields, setting
 from sda.data import open_npz
 from sda.errors import SdAError
@@ -98,13 +101,42 @@ def check_comparable(records: list[dict]) -> None:
                                f"({record['settings'].get(name)!r} against "
                                f"{first['settings'].get(name)!r})")
     seen = {}
-    for record in records:
+    for record, labels in zip(records, arm_labels(records)):
         for run in record["runs"]:
-            key = (run["arm"], run["seed"])
+            key = (labels[run["arm"]], run["seed"])
             if key in seen:
                 raise SdAError(f"{key[0]} seed {key[1]} is in both {seen[key]} and "
                                f"{record['folder']}: combine each run once")
             seen[key] = record["folder"]
+
+
+def arm_labels(records: list[dict]) -> list[dict]:
+    """Per record, ``{arm: label}``: the arm's name, followed by the values of the
+    settings it reads (``compare.ARM_READS``) wherever the parts ran it with
+    different ones, so that such runs make rows of their own.
+
+    Examples
+    --------
+    >>> parts = [{"runs": [{"arm": "cg-hs2006"}], "settings": {"finetune_batch_size": m,
+    ...           "line_searches": 3, "warmup_epochs": 1}} for m in (1000, 250)]
+    >>> [labels["cg-hs2006"] for labels in arm_labels(parts)]
+    ['cg-hs2006 (finetune_batch_size 1000)', 'cg-hs2006 (finetune_batch_size 250)']
+    """
+    def reads(record, arm):
+        return tuple(record["settings"].get(name) for name in ARM_READS.get(arm, ()))
+
+    ran = [{run["arm"] for run in record["runs"]} for record in records]
+    labels = []
+    for record, arms in zip(records, ran):
+        mine = {}
+        for arm in arms:
+            variants = {reads(other, arm) for other, its in zip(records, ran) if arm in its}
+            shown = [f"{name} {value}" for i, (name, value)
+                     in enumerate(zip(ARM_READS.get(arm, ()), reads(record, arm)))
+                     if len({variant[i] for variant in variants}) > 1]
+            mine[arm] = f"{arm} ({', '.join(shown)})" if shown else arm
+        labels.append(mine)
+    return labels
 
 
 def cut(history: list[dict], budget: float | None) -> list[dict]:
@@ -138,16 +170,17 @@ def combine(settings: CombineSettings, command: str) -> list[dict]:
     check_comparable(records)
     thresholds = records[0]["settings"]["thresholds"]
     rows, histories, arms = [], {}, []
-    for record in records:
+    for record, labels in zip(records, arm_labels(records)):
         try:
             for run, full in zip(record["runs"], runs_histories(record), strict=True):
                 history = cut(full, settings.budget_passes)
                 last = history[-1]
                 stop = run["stop_reason"] if len(history) == len(full) else "budget"
-                rows.append(result_row(run["arm"], run["seed"], history, thresholds, last["passes"],
+                arm = labels[run["arm"]]
+                rows.append(result_row(arm, run["seed"], history, thresholds, last["passes"],
                                        last["updates"], last["seconds"], stop))
-                histories.setdefault(run["arm"], []).append(history)
-                arms += [] if run["arm"] in arms else [run["arm"]]
+                histories.setdefault(arm, []).append(history)
+                arms += [] if arm in arms else [arm]
         except (KeyError, TypeError, IndexError, ValueError) as error:
             raise SdAError(f"{record['folder']}/comparison.json is damaged ({type(error).__name__}: "
                            f"{error}): make that part again with sda.compare") from None

@@ -220,6 +220,18 @@ def sgd_run(cost, params, inputs, data, evaluator, batch_size, learning_rate, bu
 
 
 # ----------------------------------------------------------------------- arms
+# The settings each arm reads besides those every arm shares; sda.combine keeps
+# runs of one arm made with different values apart.
+ARM_READS = {
+    "sgd": ("sgd_batch_size", "finetune_lr"),
+    "sgd-momentum": ("sgd_batch_size", "finetune_lr", "momentum"),
+    "cg-hs2006": ("finetune_batch_size", "line_searches", "warmup_epochs"),
+    "cg-full": (),
+    "lbfgs-minibatch": ("finetune_batch_size", "line_searches"),
+    "lbfgs-full": (),
+}
+
+
 def arm_settings(arm, settings, n_train):
     """``finetune_minibatch`` keywords of a CG / L-BFGS arm."""
     minibatch = dict(batch_size=settings.finetune_batch_size, line_searches=settings.line_searches)

@@ -50,6 +50,22 @@ def test_a_cut_run_is_the_run_its_budget_would_have_made(parts, capsys):
     assert (parts / "ab" / "valid_error_vs_passes.png").stat().st_size > 0
 
 
+def test_an_arm_run_with_other_settings_gets_rows_of_its_own(parts, capsys):
+    """The same arm and seed at another batch size is another row, named by
+    the setting that differs, not a duplicate and not mixed into one mean."""
+    assert compare([*SMALL[:-4], "--finetune-batch-size", "100", "--line-searches", "2",
+                    "--pretrained", str(parts / "a" / "pretrained.npz"), "--arms", "cg-hs2006",
+                    "--seeds", "2", "--budget-passes", "2", "--out", str(parts / "m100")]) == 0
+    assert combine(["--folders", str(parts / "a"), str(parts / "c"), str(parts / "m100"),
+                    "--out", str(parts / "mixed")]) == 0
+    combined = saved(parts / "mixed")
+    assert [(r["arm"], r["seed"]) for r in combined["runs"]] == [
+        ("sgd", 1), ("cg-hs2006 (finetune_batch_size 200)", 1),
+        ("cg-hs2006 (finetune_batch_size 200)", 2), ("cg-hs2006 (finetune_batch_size 100)", 2)]
+    assert [entry["seeds"] for entry in combined["summary"]] == [1, 2, 1]
+    assert "| cg-hs2006 (finetune_batch_size 100) |" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("folders, message", [
     (["a"], "give two or more folders"),
     (["a", "a"], "sgd seed 1 is in both"),
