@@ -88,8 +88,9 @@ def read_comparison(folder: Path) -> dict:
     return {**record, "folder": str(folder), "weights": weights}
 
 
-def check_comparable(records: list[dict]) -> None:
-    """Refuse folders whose rows would not belong in one table."""
+def check_comparable(records: list[dict], labels: list[dict]) -> None:
+    """Refuse folders whose rows would not belong in one table (``labels``
+    from :func:`arm_labels`: runs of one label and seed are duplicates)."""
     first = records[0]
     for record in records[1:]:
         if record["weights"] != first["weights"]:
@@ -101,9 +102,9 @@ def check_comparable(records: list[dict]) -> None:
                                f"({record['settings'].get(name)!r} against "
                                f"{first['settings'].get(name)!r})")
     seen = {}
-    for record, labels in zip(records, arm_labels(records)):
+    for record, mine in zip(records, labels):
         for run in record["runs"]:
-            key = (labels[run["arm"]], run["seed"])
+            key = (mine[run["arm"]], run["seed"])
             if key in seen:
                 raise SdAError(f"{key[0]} seed {key[1]} is in both {seen[key]} and "
                                f"{record['folder']}: combine each run once")
@@ -117,13 +118,17 @@ def arm_labels(records: list[dict]) -> list[dict]:
 
     Examples
     --------
-    >>> parts = [{"runs": [{"arm": "cg-hs2006"}], "settings": {"finetune_batch_size": m,
-    ...           "line_searches": 3, "warmup_epochs": 1}} for m in (1000, 250)]
+    >>> parts = [{"folder": "p", "runs": [{"arm": "cg-hs2006"}], "settings": {
+    ...     "finetune_batch_size": m, "line_searches": 3, "warmup_epochs": 1}} for m in (1000, 250)]
     >>> [labels["cg-hs2006"] for labels in arm_labels(parts)]
     ['cg-hs2006 (finetune_batch_size 1000)', 'cg-hs2006 (finetune_batch_size 250)']
     """
     def reads(record, arm):
-        return tuple(record["settings"].get(name) for name in ARM_READS.get(arm, ()))
+        missing = [name for name in ARM_READS.get(arm, ()) if name not in record["settings"]]
+        if missing:
+            raise SdAError(f"{record['folder']}/comparison.json lacks the setting {missing[0]} that "
+                           f"{arm} reads: make that part again with sda.compare")
+        return tuple(record["settings"][name] for name in ARM_READS.get(arm, ()))
 
     ran = [{run["arm"] for run in record["runs"]} for record in records]
     labels = []
@@ -167,16 +172,17 @@ def runs_histories(record: dict) -> list[list[dict]]:
 def combine(settings: CombineSettings, command: str) -> list[dict]:
     """Combine the folders' runs into one table and its plots; return the summary."""
     records = [read_comparison(Path(folder)) for folder in settings.folders]
-    check_comparable(records)
+    labels = arm_labels(records)
+    check_comparable(records, labels)
     thresholds = records[0]["settings"]["thresholds"]
     rows, histories, arms = [], {}, []
-    for record, labels in zip(records, arm_labels(records)):
+    for record, mine in zip(records, labels):
         try:
             for run, full in zip(record["runs"], runs_histories(record), strict=True):
                 history = cut(full, settings.budget_passes)
                 last = history[-1]
                 stop = run["stop_reason"] if len(history) == len(full) else "budget"
-                arm = labels[run["arm"]]
+                arm = mine[run["arm"]]
                 rows.append(result_row(arm, run["seed"], history, thresholds, last["passes"],
                                        last["updates"], last["seconds"], stop))
                 histories.setdefault(arm, []).append(history)

@@ -220,8 +220,9 @@ def sgd_run(cost, params, inputs, data, evaluator, batch_size, learning_rate, bu
 
 
 # ----------------------------------------------------------------------- arms
-# The settings each arm reads besides those every arm shares; sda.combine keeps
-# runs of one arm made with different values apart.
+# The settings each arm reads besides those every arm shares (keep in step with
+# arm_settings and run_arm); sda.combine keeps runs of one arm made with
+# different values apart.
 ARM_READS = {
     "sgd": ("sgd_batch_size", "finetune_lr"),
     "sgd-momentum": ("sgd_batch_size", "finetune_lr", "momentum"),

@@ -53,7 +53,7 @@ def test_a_cut_run_is_the_run_its_budget_would_have_made(parts, capsys):
 def test_an_arm_run_with_other_settings_gets_rows_of_its_own(parts, capsys):
     """The same arm and seed at another batch size is another row, named by
     the setting that differs, not a duplicate and not mixed into one mean."""
-    assert compare([*SMALL[:-4], "--finetune-batch-size", "100", "--line-searches", "2",
+    assert compare([*SMALL, "--finetune-batch-size", "100",  # the last value given wins
                     "--pretrained", str(parts / "a" / "pretrained.npz"), "--arms", "cg-hs2006",
                     "--seeds", "2", "--budget-passes", "2", "--out", str(parts / "m100")]) == 0
     assert combine(["--folders", str(parts / "a"), str(parts / "c"), str(parts / "m100"),
@@ -94,4 +94,10 @@ def test_other_weights_or_a_damaged_record_are_refused(parts, tmp_path, capsys):
     (damaged / "comparison.json").write_text(json.dumps(record))
     assert combine(["--folders", str(parts / "a"), str(damaged), "--out", str(tmp_path / "y")]) == 2
     assert "comparison.json is damaged (KeyError: 'updates')" in capsys.readouterr().err
+    record = saved(parts / "c")
+    del record["settings"]["line_searches"]
+    (damaged / "comparison.json").write_text(json.dumps(record))
+    assert combine(["--folders", str(parts / "a"), str(damaged), "--out", str(tmp_path / "z")]) == 2
+    assert "lacks the setting line_searches that cg-hs2006 reads" in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
