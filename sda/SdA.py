@@ -195,9 +195,8 @@ class SdA:
         ``valid_score`` and ``test_score`` are ``sda.batching.SplitScorer``s
         over evaluation batches of ``eval_batch_size`` rows (default
         ``batch_size``): ``valid_score.error()`` is the split's error rate.
-        ``input_corruption`` > 0 trains on masked pixels (each zeroed with that
-        probability, drawn from the first dA's generator); the scores see
-        clean ones.
+        ``input_corruption`` > 0 trains on masked pixels (see
+        ``dropped_input``); the scores see clean ones.
         """
         (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
         index = pt.lscalar("index")
@@ -205,9 +204,9 @@ class SdA:
         rate = pytensor.shared(np.float32(learning_rate), name="finetune_lr")
         cost, noise = self.finetune_cost, []
         if input_corruption:
-            # the same graph with x swapped for x * mask: no second copy of the network to build
-            next_rng, mask = self.dA_layers[0].get_corruption_mask(self.x, input_corruption)
-            cost = clone_replace(self.finetune_cost, {self.x: self.x * mask})
+            # the same graph with x swapped for the noisy pixels: no second network to build
+            next_rng, noisy_x = self.dropped_input(input_corruption)
+            cost = clone_replace(self.finetune_cost, {self.x: noisy_x})
             noise = [(self.dA_layers[0].rng, next_rng)]
         updates, velocities = sgd_updates(cost, self.params, rate, momentum, weight_decay)
         train_fn = SGDStep(batched_function(index, [], cost, {self.x: train_x, self.y: train_y},
@@ -217,6 +216,18 @@ class SdA:
         valid_score = self.error_scorer(valid_x, valid_y, eval_batch_size, "valid")
         test_score = self.error_scorer(test_x, test_y, eval_batch_size, "test")
         return train_fn, valid_score, test_score
+
+    def dropped_input(self, corruption_level):
+        """``(next_rng, noisy_x)``: ``self.x`` with each pixel zeroed with
+        probability ``corruption_level`` and the rest scaled by ``1 / (1 -
+        corruption_level)``, the mask drawn from the first dA's generator.
+
+        The scaling keeps every pixel's expected value, so the clean pixels
+        that validation and test see need no correction (input dropout).
+        """
+        next_rng, mask = self.dA_layers[0].get_corruption_mask(self.x, corruption_level)
+        keep = np.float32(1 - corruption_level)  # a float32 constant keeps the graph float32
+        return next_rng, self.x * mask / keep
 
     def error_scorer(self, set_x, set_y, batch_size, name="score"):
         """A ``SplitScorer`` of the error rate over a shared split, ``batch_size``

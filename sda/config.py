@@ -243,9 +243,10 @@ class RunConfig(CommandSettings):
     finetune_lr: float = setting(2.0, "fine-tuning learning rate (sgd)")
     finetune_lr_decay: float = setting(1.0, "multiply the fine-tuning learning rate by this after "
                                             "every epoch, in (0, 1] (1: constant; sgd)")
-    finetune_corruption: float = setting(0.0, "masking noise on the input pixels while fine-tuning, "
-                                              "in [0, 1) (0: none; validation and test see clean "
-                                              "pixels; sgd)")
+    finetune_corruption: float = setting(0.0, "input dropout while fine-tuning: each pixel zeroed "
+                                              "with this probability, the rest scaled by 1/(1 - "
+                                              "it), in [0, 1) (0: none; validation and test see "
+                                              "clean pixels; sgd)")
     finetune_batch_size: int | None = setting(
         None, "fine-tuning minibatch size (cg/lbfgs: rows per mini-batch, m)",
         default_text=f"{SGD_BATCH_SIZE} for sgd, {DEFAULT_BATCH_SIZE} for cg/lbfgs")

@@ -226,6 +226,21 @@ def test_momentum_and_weight_decay_follow_their_equations():
         sgd_updates(cost, [w], 0.1, weight_decay=-1)
 
 
+def test_dropped_input_zeroes_pixels_and_keeps_the_expected_value():
+    model = SdA(np.random.RandomState(3), n_ins=400, hidden_layers_sizes=(8,), n_outs=3,
+                corruption_levels=(0.1,))
+    next_rng, noisy_x = model.dropped_input(0.25)
+    draw = pytensor.function([model.x], noisy_x, updates=[(model.dA_layers[0].rng, next_rng)])
+    x = np.random.default_rng(3).uniform(0.5, 1.0, (50, 400)).astype("float32")
+    noisy = draw(x)
+    assert noisy.dtype == np.float32
+    dropped = noisy == 0
+    # 20,000 pixels: the zeroed fraction is within 4 standard errors (0.012) of 0.25
+    assert abs(dropped.mean() - 0.25) < 0.012
+    np.testing.assert_allclose(noisy[~dropped], x[~dropped] / 0.75, rtol=1e-6)
+    assert not np.array_equal(draw(x) == 0, dropped)  # a new mask every call
+
+
 def test_finetuning_input_noise_masks_the_training_pixels_only():
     rng = np.random.default_rng(12)
     model = SdA(np.random.RandomState(12), n_ins=30, hidden_layers_sizes=(8,), n_outs=3,
