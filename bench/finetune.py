@@ -118,7 +118,7 @@ def check_same_step(model, x, y, makers, lr, batch_size=20):
 
 def step_throughput(model, x, y, batch_sizes, sizes, lr, threads):
     """samples/s of one fine-tuning step in sda and in every reference, per batch size."""
-    from bench.measure import samples_per_second
+    from bench.measure import compare_rates
     from sda.batching import batch_slice
 
     makers, skipped = finetune_references(lr, threads)
@@ -134,9 +134,7 @@ def step_throughput(model, x, y, batch_sizes, sizes, lr, threads):
         for name, reference in {name: make(start) for name, make in makers.items()}.items():
             steps[name] = lambda i, r=reference, b=batch_size, c=count: r.step(
                 batch_slice(x, i % c, b), batch_slice(y, i % c, b))
-        rates = samples_per_second(steps, batch_size, sizes)
-        ratios = {f"sda/{name}": rates["sda"] / rates[name] for name in makers}
-        table.append({"batch_size": batch_size, "samples_per_second": rates, "ratios": ratios})
+        table.append(compare_rates(steps, batch_size, sizes))
     return {"rows": len(y), "learning_rate": lr, "layers": layer_sizes(model), "batch_sizes": table,
             "skipped": skipped}
 
@@ -226,7 +224,8 @@ def report(results, sizes):
         *[f"BLAS      {name}: {what}" for name, what in m["blas"].items() if name != "loaded"],
         "",
         f"One fine-tuning step, {'-'.join(map(str, step['layers']))}, float32, {step['rows']} MNIST rows: "
-        f"samples/s (median of {sizes.repeats} runs of >= {sizes.min_seconds:g} s)",
+        f"samples/s (median of {sizes.repeats} rounds of >= {sizes.min_seconds:g} s each; ratios: median "
+        "of the rounds' ratios, lowest-highest)",
         *step_table(step),
         "",
         "One dA pre-training step, 784 -> 1000 (as in bench.pretrain), same rows: samples/s",

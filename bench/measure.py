@@ -37,7 +37,7 @@ class Sizes:
     pause_seconds: float
 
 
-FULL = Sizes(rows=50_000, min_seconds=2.0, min_steps=20, repeats=3, warmup_steps=5, pause_seconds=0.3)
+FULL = Sizes(rows=50_000, min_seconds=2.0, min_steps=20, repeats=5, warmup_steps=5, pause_seconds=0.3)
 QUICK = Sizes(rows=200, min_seconds=0.05, min_steps=2, repeats=3, warmup_steps=2, pause_seconds=0.0)
 
 
@@ -96,8 +96,9 @@ def check_same_step(rows, makers, corruption, lr, seed, batch_size=20):
 
 
 def samples_per_second(steps, batch_size, sizes):
-    """``{name: median samples/s}`` of each ``step(i)``; the repeats take
-    turns, so a change in the machine's load hits every backend alike."""
+    """``{name: [samples/s of each round]}`` of each ``step(i)``; in every
+    round the steps take turns, so a change in the machine's load hits every
+    backend alike."""
     for step in steps.values():
         for i in range(sizes.warmup_steps):
             step(i)
@@ -110,7 +111,33 @@ def samples_per_second(steps, batch_size, sizes):
                 step(count)
                 count += 1
             rates[name].append(count * batch_size / (time.perf_counter() - start))
-    return {name: statistics.median(r) for name, r in rates.items()}
+    return rates
+
+
+def compare_rates(steps, batch_size, sizes):
+    """One row of a step table (see ``rate_row``), measured."""
+    return rate_row(samples_per_second(steps, batch_size, sizes), batch_size)
+
+
+def rate_row(rounds, batch_size):
+    """A step table's row from ``{name: [samples/s of each round]}``, sda among the names.
+
+    Each backend's rate is its median over rounds. sda's ratio to another
+    backend is the median over rounds of the ratio within one round, with
+    its lowest and highest: both sides of a round's ratio ran under the same
+    machine load, so the range shows how far one run can be trusted.
+
+    >>> row = rate_row({"sda": [10.0, 20.0, 40.0], "torch": [10.0, 5.0, 40.0]}, 20)
+    >>> row["ratios"], row["ratio_ranges"], row["samples_per_second"]
+    ({'sda/torch': 1.0}, {'sda/torch': [1.0, 4.0]}, {'sda': 20.0, 'torch': 10.0})
+    """
+    per_round = {f"sda/{name}": [mine / theirs for mine, theirs in zip(rounds["sda"], rates)]
+                 for name, rates in rounds.items() if name != "sda"}
+    return {"batch_size": batch_size,
+            "samples_per_second": {name: statistics.median(r) for name, r in rounds.items()},
+            "ratios": {name: statistics.median(r) for name, r in per_round.items()},
+            "ratio_ranges": {name: [min(r), max(r)] for name, r in per_round.items()},
+            "rounds": len(rounds["sda"])}
 
 
 def step_throughput(rows, batch_sizes, sizes, corruption, lr, seed, threads):
@@ -127,9 +154,7 @@ def step_throughput(rows, batch_sizes, sizes, corruption, lr, seed, threads):
         steps = {"sda": lambda i, f=sda_step, c=count: f(i % c, corruption, lr)}
         for name, reference in {name: make(start) for name, make in makers.items()}.items():
             steps[name] = lambda i, r=reference, b=batch_size, c=count: r.step(batch_slice(rows, i % c, b))
-        rates = samples_per_second(steps, batch_size, sizes)
-        ratios = {f"sda/{name}": rates["sda"] / rates[name] for name in makers}
-        table.append({"batch_size": batch_size, "samples_per_second": rates, "ratios": ratios})
+        table.append(compare_rates(steps, batch_size, sizes))
     return {"rows": len(rows), "corruption": corruption, "learning_rate": lr, "batch_sizes": table,
             "skipped": skipped}
 

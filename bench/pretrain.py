@@ -48,13 +48,15 @@ def build_parser():
 
 # ------------------------------------------------------------------- table
 def step_table(step):
+    """Samples/s per backend, then sda's ratio to each: the median over rounds (lowest-highest)."""
     names = list(step["batch_sizes"][0]["samples_per_second"])
     ratios = list(step["batch_sizes"][0]["ratios"])
-    lines = [" ".join([f"{'batch':>5}"] + [f"{n:>10}" for n in names] + [f"{r:>15}" for r in ratios])]
+    lines = [" ".join([f"{'batch':>5}"] + [f"{n:>10}" for n in names] + [f"{r:>22}" for r in ratios])]
     for row in step["batch_sizes"]:
         rates = [f"{row['samples_per_second'][n]:>10.0f}" for n in names]
-        lines.append(" ".join([f"{row['batch_size']:>5}"] + rates
-                              + [f"{row['ratios'][r]:>15.2f}" for r in ratios]))
+        spans = [f"{row['ratios'][r]:.2f} ({row['ratio_ranges'][r][0]:.2f}-{row['ratio_ranges'][r][1]:.2f})"
+                 for r in ratios]
+        lines.append(" ".join([f"{row['batch_size']:>5}"] + rates + [f"{span:>22}" for span in spans]))
     lines += [f"({name} skipped: {why})" for name, why in step["skipped"].items()]
     return lines
 
@@ -77,7 +79,8 @@ def report(results, sizes):
         *[f"loaded    {lib}" for lib in m["blas"]["loaded"]],
         "",
         f"One dA pre-training step, 784 -> 1000, float32, {step['rows']} MNIST rows: samples/s "
-        f"(median of {sizes.repeats} runs of >= {sizes.min_seconds:g} s)",
+        f"(median of {sizes.repeats} rounds of >= {sizes.min_seconds:g} s each; ratios: median "
+        "of the rounds' ratios, lowest-highest)",
         *step_table(step),
         "",
         f"One pre-training epoch per layer, {'x'.join(map(str, epochs['hidden_layers']))} stack, "
