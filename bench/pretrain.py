@@ -34,7 +34,7 @@ def build_parser():
                              "not a measurement")
     parser.add_argument("--full", action="store_true",
                         help="also time the default preset's whole pre-training phase "
-                             "(3 layers x 15 epochs: about 7 minutes on 2 cores)")
+                             "(3 layers x 5 epochs: about 2.5 minutes on 2 cores)")
     parser.add_argument("--threads", type=int, default=usable_cpus(),
                         help="threads for every backend (sets " + ", ".join(THREAD_VARIABLES)
                              + "; default: the usable CPUs, %(default)s)")

@@ -153,8 +153,9 @@ class CompareSettings(RunConfig):
         return self
 
 
-# the values behind the flags' defaults: the default preset, with the comparison's own defaults
-DEFAULTS = {**PRESETS["default"], "preset": "default", "progress": False}
+# the values behind the flags' defaults: the classic preset (the network and pre-training that
+# docs/finetuning.md measured), with the comparison's own defaults
+DEFAULTS = {**PRESETS["classic"], "preset": "classic", "progress": False}
 FLAGS = ["dataset", "data", "n_train", "n_valid", "n_test", "mode", "hidden_layers",
          "corruption_levels", "pretrain_epochs", "pretrain_lr", "seed", "pretrained", "arms", "seeds",
          "budget_passes", "eval_every", "thresholds", "sgd_batch_size", "finetune_lr", "momentum",

@@ -32,7 +32,7 @@ def test_every_flag_shows_one_default(command):
 def test_help_gives_each_presets_own_value():
     helps = {a.dest: a.help for a in build_parser()._actions}
     assert helps["pretrain_lr"].endswith(
-        "(default: 0.02; --preset tutorial: 0.001; --preset demo: 0.01)")
+        "(default: 0.05; --preset classic: 0.02; --preset tutorial: 0.001; --preset demo: 0.01)")
     assert helps["loss"].endswith("(default: cross_entropy)")  # no preset changes it
     assert "at least i x this" in helps["patience_increase"]
     quick = {a.dest: a.help for a in baseline.build_parser()._actions}
@@ -54,8 +54,16 @@ def test_tutorial_preset_is_the_tutorials_early_stopping():
     assert frequency == 50_000  # once per epoch
 
 
-def test_default_preset_states_its_own_rule():
+def test_default_preset_fine_tunes_every_epoch_and_validates_each():
     config = preset("default")
+    stopping, frequency = early_stopping(config, n_train_batches=2500)  # MNIST at batch 20
+    # patience never ends the run before its 40 epochs; the best epoch's weights are kept
+    assert stopping.patience >= config.finetune_epochs * 2500 and frequency == 2500
+    assert config.finetune_corruption > 0 and config.finetune_lr_decay < 1
+
+
+def test_classic_preset_states_its_own_rule():
+    config = preset("classic")
     assert (config.patience, config.patience_unit) == (10_000, "iterations")
     stopping, frequency = early_stopping(config, n_train_batches=2500)  # MNIST at batch 20
     assert (stopping.patience, frequency) == (10_000, 2500)
@@ -114,6 +122,14 @@ def test_a_presets_sgd_batch_is_not_cgs_m():
     assert preset("tutorial").finetune_rows() == 1
     assert preset("tutorial", finetune="cg").finetune_rows() == DEFAULT_BATCH_SIZE
     assert preset("demo", finetune="lbfgs", finetune_batch_size=50).finetune_rows() == 50
+
+
+def test_cg_does_not_inherit_the_default_presets_sgd_settings():
+    # config.json of a CG run must not claim input dropout or a decaying rate it never used
+    sgd, cg = preset("default"), preset("default", finetune="cg")
+    assert (sgd.finetune_corruption, sgd.finetune_lr_decay) == (0.2, 0.95)
+    assert (cg.finetune_corruption, cg.finetune_lr_decay, cg.patience_unit) == (0.0, 1.0, "iterations")
+    assert cg.finetune_epochs == sgd.finetune_epochs  # both optimisers read the epoch budget
 
 
 @pytest.mark.parametrize("finetune, given, ignored", [

@@ -1,4 +1,4 @@
-"""The default configuration on full MNIST (about 20 minutes on 2 cores): `python -m pytest -m slow`."""
+"""The default configuration on full MNIST (about 11 minutes on 2 cores): `python -m pytest -m slow`."""
 
 import json
 import subprocess
@@ -16,4 +16,6 @@ def test_default_run_reaches_the_tutorials_quality(tmp_path, shared_data):
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "default" / "summary.json").read_text())
-    assert summary["test_error"] <= 0.0140  # the tutorial reports 1.3 %; we promise 1.40 %
+    # Five seeds of the default gave 1.28 +- 0.06 % (docs/sweep.md). Another CPU's float32
+    # rounding moves a run as another seed would, so the bound is that spread's mean + 2.5 sd.
+    assert summary["test_error"] <= 0.0144
