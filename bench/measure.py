@@ -137,7 +137,7 @@ def rate_row(rounds, batch_size):
             "samples_per_second": {name: statistics.median(r) for name, r in rounds.items()},
             "ratios": {name: statistics.median(r) for name, r in per_round.items()},
             "ratio_ranges": {name: [min(r), max(r)] for name, r in per_round.items()},
-            "rounds": len(rounds["sda"])}
+            "rounds": len(rounds["sda"]), "round_rates": rounds}
 
 
 def step_throughput(rows, batch_sizes, sizes, corruption, lr, seed, threads):

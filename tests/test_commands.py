@@ -57,8 +57,8 @@ def test_tutorial_preset_is_the_tutorials_early_stopping():
 def test_default_preset_fine_tunes_every_epoch_and_validates_each():
     config = preset("default")
     stopping, frequency = early_stopping(config, n_train_batches=2500)  # MNIST at batch 20
-    # patience never ends the run before its 40 epochs; the best epoch's weights are kept
-    assert stopping.patience >= config.finetune_epochs * 2500 and frequency == 2500
+    # patience never ends the run, even with a longer budget; the best epoch's weights are kept
+    assert stopping.patience >= 10 * config.finetune_epochs * 2500 and frequency == 2500
     assert config.finetune_corruption > 0 and config.finetune_lr_decay < 1
 
 
