@@ -23,12 +23,13 @@ import argparse
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from sda.checks import check_passes
 from sda.cli import add_settings_flags, exit_status, experiment_folder, settings_from_args
-from sda.compare import ARM_READS, markdown_table, result_row, summarise, write_tables_and_plots
+from sda.compare import (ARM_READS, CompareSettings, markdown_table, result_row, summarise,
+                         write_tables_and_plots)
 from sda.config import SettingError, check_fields, setting
 from sda.data import open_npz
 from sda.errors import SdAError
@@ -85,6 +86,13 @@ def read_comparison(folder: Path) -> dict:
                        "folder?") from None
     if not (isinstance(record, dict) and {"settings", "runs", "histories"} <= set(record)):
         raise SdAError(f"{path} lacks settings, runs or histories: it is not an sda.compare result")
+    # The recorded settings label the rows: check them as sda.compare checked its flags, leaving
+    # out what it recorded beside them (command, backend...) and the pretrained path: the part's
+    # own pretrained.npz, digested above, is what counts. from_dict refuses a non-object itself.
+    recorded, checked = record["settings"], {f.name for f in fields(CompareSettings)} - {"pretrained"}
+    if isinstance(recorded, dict):
+        recorded = {name: value for name, value in recorded.items() if name in checked}
+    CompareSettings.from_dict(recorded, source=str(path))
     return {**record, "folder": str(folder), "weights": weights}
 
 
