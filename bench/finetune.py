@@ -268,7 +268,6 @@ def main(argv=None):
                           if args.profile else None)
     results["machine"]["blas"] = blas_in_use()
     print(report(results, sizes))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"results written to {args.out}")
 

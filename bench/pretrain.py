@@ -105,6 +105,19 @@ def report(results, sizes):
     return "\n".join(lines)
 
 
+def prepare_out(parser, path):
+    """Refuse an ``--out`` the results could not be written to, before anything is measured,
+    and make its folder."""
+    if path.is_dir():
+        parser.error(f"--out {path} is a folder: give the path of a JSON file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        parser.error(f"--out {path}: cannot make its folder ({error.strerror})")
+    if not os.access(path.parent, os.W_OK):
+        parser.error(f"--out {path}: its folder is not writable; choose another path")
+
+
 def parse_and_pin_threads(parser, argv):
     """Parse ``argv`` and set every BLAS/OpenMP thread count to ``--threads``.
 
@@ -113,6 +126,7 @@ def parse_and_pin_threads(parser, argv):
     args = parser.parse_args(argv)
     if args.threads < 1 or min(args.batch_sizes) < 1:
         parser.error("--threads and --batch-sizes must be at least 1")
+    prepare_out(parser, args.out)
     for name in THREAD_VARIABLES:
         os.environ[name] = str(args.threads)
     return args
@@ -134,7 +148,6 @@ def main(argv=None):
     except DataError as error:
         raise SystemExit(f"error: {error}") from None
     print(report(results, sizes))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"results written to {args.out}")
 

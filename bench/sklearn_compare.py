@@ -29,6 +29,7 @@ from sklearn.neural_network import BernoulliRBM, MLPClassifier
 from sklearn.pipeline import make_pipeline
 
 import sda
+from bench.pretrain import prepare_out
 from sda import SdAClassifier
 from sda.data import load_dataset
 
@@ -105,7 +106,9 @@ def table(results):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prepare_out(parser, args.out)
     results = {
         "command": "python -m bench.sklearn_compare " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPUs",
@@ -124,7 +127,6 @@ def main(argv=None):
             data["models"].append(row)
         results["datasets"].append(data)
     print(table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     return results
 

@@ -126,3 +126,16 @@ def test_quick_finetune_benchmark_writes_ratios_and_profiles(shared_data, tmp_pa
         shares = profile[step]["classes"].values()
         assert abs(sum(shares) - 1) < 1e-9 and profile[step]["ms_per_step"] > 0
     assert "Dot22" in profile["finetune"]["classes"] or "Gemm" in profile["finetune"]["classes"]
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_measuring(tmp_path):
+    file = tmp_path / "file"
+    file.write_text("kept")
+    for bench, out, message in [("bench.finetune", tmp_path, "is a folder"),
+                                ("bench.pretrain", file / "r.json", "cannot make its folder"),
+                                ("bench.sklearn_compare", tmp_path, "is a folder")]:
+        done = subprocess.run([sys.executable, "-m", bench, "--quick", "--out", str(out)], cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and message in done.stderr.splitlines()[-1], done.stderr
+        assert "samples/s" not in done.stdout and "accuracy" not in done.stdout  # nothing measured
+    assert file.read_text() == "kept"
