@@ -202,12 +202,7 @@ class SdA:
         index = pt.lscalar("index")
         # shared, so a schedule can change it between epochs (train_fn.learning_rate)
         rate = pytensor.shared(np.float32(learning_rate), name="finetune_lr")
-        cost, noise = self.finetune_cost, []
-        if input_corruption:
-            # the same graph with x swapped for the noisy pixels: no second network to build
-            next_rng, noisy_x = self.dropped_input(input_corruption)
-            cost = clone_replace(self.finetune_cost, {self.x: noisy_x})
-            noise = [(self.dA_layers[0].rng, next_rng)]
+        cost, noise = self.dropout_finetune_cost(input_corruption)
         updates, velocities = sgd_updates(cost, self.params, rate, momentum, weight_decay)
         train_fn = SGDStep(batched_function(index, [], cost, {self.x: train_x, self.y: train_y},
                                             batch_size, updates=updates + noise, name="train"),
@@ -216,6 +211,17 @@ class SdA:
         valid_score = self.error_scorer(valid_x, valid_y, eval_batch_size, "valid")
         test_score = self.error_scorer(test_x, test_y, eval_batch_size, "test")
         return train_fn, valid_score, test_score
+
+    def dropout_finetune_cost(self, corruption_level):
+        """``(cost, noise_updates)``: ``finetune_cost`` on ``dropped_input``
+        pixels, and the generator update an SGD step must apply to draw a fresh
+        mask next time (``finetune_cost`` and no update at level 0)."""
+        if not corruption_level:
+            return self.finetune_cost, []
+        next_rng, noisy_x = self.dropped_input(corruption_level)
+        # the same graph with x swapped for the noisy pixels: no second network to build
+        cost = clone_replace(self.finetune_cost, {self.x: noisy_x})
+        return cost, [(self.dA_layers[0].rng, next_rng)]
 
     def dropped_input(self, corruption_level):
         """``(next_rng, noisy_x)``: ``self.x`` with each pixel zeroed with

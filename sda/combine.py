@@ -28,7 +28,7 @@ from pathlib import Path
 
 from sda.checks import check_passes
 from sda.cli import add_settings_flags, exit_status, experiment_folder, settings_from_args
-from sda.compare import (ARM_READS, CompareSettings, markdown_table, result_row, summarise,
+from sda.compare import (ADDED_LATER, ARM_READS, CompareSettings, markdown_table, result_row, summarise,
                          write_tables_and_plots)
 from sda.config import SettingError, check_fields, setting
 from sda.data import open_npz
@@ -132,11 +132,12 @@ def arm_labels(records: list[dict]) -> list[dict]:
     ['cg-hs2006 (finetune_batch_size 1000)', 'cg-hs2006 (finetune_batch_size 250)']
     """
     def reads(record, arm):
-        missing = [name for name in ARM_READS.get(arm, ()) if name not in record["settings"]]
+        settings = {**ADDED_LATER, **record["settings"]}
+        missing = [name for name in ARM_READS.get(arm, ()) if name not in settings]
         if missing:
             raise SdAError(f"{record['folder']}/comparison.json lacks the setting {missing[0]} that "
                            f"{arm} reads: make that part again with sda.compare")
-        return tuple(record["settings"][name] for name in ARM_READS.get(arm, ()))
+        return tuple(settings[name] for name in ARM_READS.get(arm, ()))
 
     ran = [{run["arm"] for run in record["runs"]} for record in records]
     labels = []

@@ -12,6 +12,10 @@ fine-tuning seed starts from them. The arms:
 - ``cg-full``: CG on the whole training set, never restarted;
 - ``lbfgs-minibatch`` and ``lbfgs-full``: L-BFGS-B the same two ways (no warm-up).
 
+``--finetune-corruption`` adds input dropout to every arm, so all of them
+minimise the same noisy objective (``--weight-decay`` likewise adds its
+penalty); the measurements always see clean pixels.
+
 Cost is counted in *pass-equivalents*: rows pushed through forward and
 backward (line-search trial points included) over the training-set size.
 Every arm gets ``--budget-passes`` of them and is measured by one shared
@@ -104,6 +108,10 @@ class CompareSettings(RunConfig):
                                    "is scaled by 1 - momentum")
     weight_decay: float = setting(0.0, "L2 penalty on the weight matrices, the same objective for "
                                        "every arm")
+    finetune_corruption: float = setting(
+        0.0, "input dropout of every classifier arm, in [0, 1): each training pixel zeroed with "
+             "this probability, the rest scaled by 1/(1 - it) (sgd: a fresh mask every step; "
+             "cg/lbfgs: one mask per mini-batch, kept through its line searches)")
     finetune_batch_size: int = setting(DEFAULT_BATCH_SIZE, "rows per batch m of the mini-batch CG "
                                                            "and L-BFGS arms")
     line_searches: int = setting(3, "line searches (iterations) k per batch of the mini-batch arms")
@@ -159,7 +167,7 @@ DEFAULTS = {**PRESETS["classic"], "preset": "classic", "progress": False}
 FLAGS = ["dataset", "data", "n_train", "n_valid", "n_test", "mode", "hidden_layers",
          "corruption_levels", "pretrain_epochs", "pretrain_lr", "seed", "pretrained", "arms", "seeds",
          "budget_passes", "eval_every", "thresholds", "sgd_batch_size", "finetune_lr", "momentum",
-         "weight_decay", "finetune_batch_size", "line_searches", "warmup_epochs", "sensitivity_m",
+         "weight_decay", "finetune_corruption", "finetune_batch_size", "line_searches", "warmup_epochs", "sensitivity_m",
          "sensitivity_k", "autoencoder", "ae_lr", "chunk_rows", "out"]
 # what comparison.json records about the pre-trained model
 MODEL_SETTINGS = ["hidden_layers", "corruption_levels", "tied", "loss", "pretrain_epochs", "pretrain_lr",
@@ -185,13 +193,14 @@ def print_record(label, percent=True):
 
 # ------------------------------------------------------------------------ SGD
 def sgd_run(cost, params, inputs, data, evaluator, batch_size, learning_rate, budget_passes, seed,
-            momentum=0.0, weight_decay=0.0, phase="SGD fine-tuning"):
+            momentum=0.0, weight_decay=0.0, phase="SGD fine-tuning", noise_updates=()):
     """SGD on minibatches of rows shuffled every epoch by ``seed``, until
     ``budget_passes`` pass-equivalents; ``evaluator`` measures it at its points.
+    ``noise_updates`` advance the generators of a noisy ``cost`` every step.
     Returns ``(passes, updates, seconds)``; the best parameters are left in the model."""
     rows = pt.lvector("rows")
     updates, _ = sgd_updates(cost, params, np.float32(learning_rate), momentum, weight_decay)
-    step = pytensor.function([rows], cost, updates=updates, name="sgd_step",
+    step = pytensor.function([rows], cost, updates=updates + list(noise_updates), name="sgd_step",
                              givens={v: d[rows] for v, d in zip(inputs, data)})
     n_rows = data[0].get_value(borrow=True).shape[0]
     rng = np.random.default_rng(seed)
@@ -225,13 +234,15 @@ def sgd_run(cost, params, inputs, data, evaluator, batch_size, learning_rate, bu
 # arm_settings and run_arm); sda.combine keeps runs of one arm made with
 # different values apart.
 ARM_READS = {
-    "sgd": ("sgd_batch_size", "finetune_lr"),
-    "sgd-momentum": ("sgd_batch_size", "finetune_lr", "momentum"),
-    "cg-hs2006": ("finetune_batch_size", "line_searches", "warmup_epochs"),
-    "cg-full": (),
-    "lbfgs-minibatch": ("finetune_batch_size", "line_searches"),
-    "lbfgs-full": (),
+    "sgd": ("sgd_batch_size", "finetune_lr", "finetune_corruption"),
+    "sgd-momentum": ("sgd_batch_size", "finetune_lr", "momentum", "finetune_corruption"),
+    "cg-hs2006": ("finetune_batch_size", "line_searches", "warmup_epochs", "finetune_corruption"),
+    "cg-full": ("finetune_corruption",),
+    "lbfgs-minibatch": ("finetune_batch_size", "line_searches", "finetune_corruption"),
+    "lbfgs-full": ("finetune_corruption",),
 }
+# settings added after comparison parts were first written, with the value those parts ran at
+ADDED_LATER = {"finetune_corruption": 0.0}
 
 
 def arm_settings(arm, settings, n_train):
@@ -253,16 +264,19 @@ def run_arm(arm, seed, model, shared, settings, label):
         measure, test = classifier_measures(model, shared, settings.chunk_rows, settings.weight_decay)
         momentum = settings.momentum if arm == "sgd-momentum" else 0.0
         evaluator = Evaluator(measure, model.params, settings.eval_every, test, report)
+        # the dropout masks follow the fine-tuning seed, whatever ran before
+        model.dA_layers[0].rng.set_value(np.random.default_rng(seed))
+        cost, noise = model.dropout_finetune_cost(settings.finetune_corruption)
         passes, updates, seconds = sgd_run(
-            model.finetune_cost, model.params, [model.x, model.y], list(shared[0]), evaluator,
+            cost, model.params, [model.x, model.y], list(shared[0]), evaluator,
             settings.sgd_batch_size, settings.finetune_lr * (1 - momentum), settings.budget_passes, seed,
-            momentum, settings.weight_decay)
+            momentum, settings.weight_decay, noise_updates=noise)
         history, stop = evaluator.state["history"], "budget"
     else:
         n_train = shared[0][1].get_value(borrow=True).shape[0]
         result = finetune_minibatch(
             model, shared, **arm_settings(arm, settings, n_train), budget_passes=settings.budget_passes,
-            weight_decay=settings.weight_decay, seed=seed, eval_every=settings.eval_every,
+            weight_decay=settings.weight_decay, input_dropout=settings.finetune_corruption, seed=seed, eval_every=settings.eval_every,
             chunk_rows=settings.chunk_rows, on_evaluation=report)
         passes, updates, seconds, stop = (result.passes, result.updates, result.seconds,
                                           result.stop_reason)
@@ -481,7 +495,7 @@ def _compare(settings, command, dataset, model, out):
             result = finetune_minibatch(
                 model, shared, "cg", batch_size=m, line_searches=k,
                 budget_passes=settings.budget_passes, weight_decay=settings.weight_decay,
-                seed=settings.seeds[0], eval_every=settings.eval_every, chunk_rows=settings.chunk_rows,
+                input_dropout=settings.finetune_corruption, seed=settings.seeds[0], eval_every=settings.eval_every, chunk_rows=settings.chunk_rows,
                 on_evaluation=print_record(f"cg m={m} k={k}"))
             sensitivity.append(dict(m=m, k=k, best_valid_error=result.best_valid_error,
                                     test_error=result.test_error,

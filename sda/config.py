@@ -26,8 +26,8 @@ MODES = tuple(engine.MODES)  # use_mode's names
 PATIENCE_UNITS = ("iterations", "epochs")
 SGD_BATCH_SIZE = 20  # the default preset's SGD minibatch; see PRESETS
 # settings that only one kind of fine-tuning reads: a flag given for the other kind is refused
-SGD_ONLY = ("finetune_lr", "finetune_lr_decay", "finetune_corruption", "patience", "patience_unit",
-            "patience_increase", "improvement_threshold")
+SGD_ONLY = ("finetune_lr", "finetune_lr_decay", "patience", "patience_unit", "patience_increase",
+            "improvement_threshold")
 MINIBATCH_ONLY = ("batch_patience", "line_searches", "warmup_epochs", "budget_passes", "eval_every")
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1]
 
@@ -255,7 +255,8 @@ class RunConfig(CommandSettings):
     finetune_corruption: float = setting(0.0, "input dropout while fine-tuning: each pixel zeroed "
                                               "with this probability, the rest scaled by 1/(1 - "
                                               "it), in [0, 1) (0: none; validation and test see "
-                                              "clean pixels; sgd)")
+                                              "clean pixels; cg/lbfgs keep one mask per "
+                                              "mini-batch)")
     finetune_batch_size: int | None = setting(
         None, "fine-tuning minibatch size (cg/lbfgs: rows per mini-batch, m)",
         default_text=f"{SGD_BATCH_SIZE} for sgd, {DEFAULT_BATCH_SIZE} for cg/lbfgs")
@@ -367,9 +368,9 @@ def preset(preset_name, **overrides):
     """A checked ``RunConfig`` from a preset, with ``overrides`` applied.
 
     A preset's ``finetune_batch_size`` is an SGD minibatch (1 in the
-    tutorial) and its ``SGD_ONLY`` settings (rate, decay, input dropout,
-    patience) are SGD's: with ``finetune="cg"`` or ``"lbfgs"``, those not
-    in ``overrides`` take their field defaults (for the batch size, the
+    tutorial), its ``SGD_ONLY`` settings (rate, decay, patience) are SGD's,
+    and its input dropout was chosen for SGD: with ``finetune="cg"`` or
+    ``"lbfgs"``, those not in ``overrides`` take their field defaults (for the batch size, the
     optimiser's default m), so ``config.json`` records no setting the run
     ignored.
 
@@ -384,7 +385,7 @@ def preset(preset_name, **overrides):
         raise SettingError(f"unknown preset {preset_name!r}: choose one of {sorted(PRESETS)}")
     values = {**PRESETS[preset_name], "preset": preset_name, **overrides}
     if values.get("finetune", "sgd") != "sgd":
-        for name in ("finetune_batch_size", *SGD_ONLY):
+        for name in ("finetune_batch_size", "finetune_corruption", *SGD_ONLY):
             if name not in overrides:
                 values.pop(name, None)
     return RunConfig(**values).check()

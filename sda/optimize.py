@@ -108,6 +108,21 @@ def weight_penalty(params, weight_decay):
                                     for p in params if p.ndim == 2)
 
 
+def dropout_mask(rng, shape, corruption):
+    """A float32 input-dropout multiplier: 0 with probability ``corruption``,
+    else ``1 / (1 - corruption)``, so a masked pixel keeps its expected value
+    (the fixed-mask twin of ``SdA.dropped_input``).
+
+    Examples
+    --------
+    >>> dropout_mask(np.random.default_rng(0), (2, 4), 0.5)
+    array([[2., 0., 0., 0.],
+           [2., 2., 2., 2.]], dtype=float32)
+    """
+    keep = rng.random(shape) >= corruption
+    return keep.astype(np.float32) / np.float32(1 - corruption)
+
+
 def _chunked(outputs, inputs, data, chunk_rows, name):
     """Compile ``fn(chunk) -> outputs`` on chunk ``chunk`` of the shared ``data``
     (one per symbolic input); also return each chunk's share of the rows."""
@@ -128,6 +143,12 @@ class FlatObjective:
     of rows it is the same deterministic function at every call, which the
     line searches of CG and L-BFGS rely on.
 
+    With ``input_dropout`` p > 0 the first input (the pixels) is multiplied by
+    a fixed mask: each entry 0 with probability p, else ``1 / (1 - p)``, as
+    SGD's ``SdA.dropped_input`` does. The mask is drawn by :meth:`use_rows`
+    from its ``mask_seed``, not by a random stream, so that every line search
+    on a batch still sees one deterministic function.
+
     ``examples`` counts rows pushed through forward and backward, so
     ``passes`` (``examples`` over the number of data rows) is the cost in
     pass-equivalents; ``fun_evals`` and ``grad_evals`` count what the
@@ -138,34 +159,58 @@ class FlatObjective:
     """
 
     def __init__(self, cost, params, inputs, data, chunk_rows=DEFAULT_CHUNK_ROWS, weight_decay=0.0,
-                 phase="CG fine-tuning"):
+                 phase="CG fine-tuning", input_dropout=0.0):
         _check_positive("chunk_rows", chunk_rows)
         if not (math.isfinite(weight_decay) and weight_decay >= 0):
             raise SettingError(f"weight_decay must be 0 or more, got {weight_decay!r}")
+        if not (math.isfinite(input_dropout) and 0 <= input_dropout < 1):
+            raise SettingError(f"input_dropout must be in [0, 1), got {input_dropout!r}")
         self.flat = FlatParams(params)
         grads = pytensor.grad(cost, self.flat.params)
         flat_grad = pt.concatenate([g.flatten() for g in grads])
         rows = pt.lvector("rows")
-        self._fn = pytensor.function([rows], [cost, flat_grad], name="cost_and_flat_grad",
-                                     givens={v: d[rows] for v, d in zip(inputs, data)})
+        givens = {v: d[rows] for v, d in zip(inputs, data)}
+        fn_inputs = [rows]
+        if input_dropout:
+            mask = pt.matrix("dropout_mask", dtype=inputs[0].dtype)
+            givens[inputs[0]] = data[0][rows] * mask
+            fn_inputs.append(mask)
+        self._fn = pytensor.function(fn_inputs, [cost, flat_grad], name="cost_and_flat_grad",
+                                     givens=givens)
+        self.data = data[0]
         self.n_rows = data[0].get_value(borrow=True).shape[0]
         self.chunk_rows, self.weight_decay, self.phase = chunk_rows, weight_decay, phase
+        self.input_dropout = input_dropout
         self._decayed = self.flat.matrix_mask()
         self.where = {}
         self.examples = self.fun_evals = self.grad_evals = 0
-        self.use_rows(np.arange(self.n_rows))
+        self.use_rows(np.arange(self.n_rows), mask_seed=0)
 
     @property
     def passes(self):
         """Rows pushed through forward and backward, in whole-data-set units."""
         return self.examples / self.n_rows
 
-    def use_rows(self, rows):
-        """Make the mean run over these row numbers of the data from now on."""
+    def use_rows(self, rows, mask_seed=None):
+        """Make the mean run over these row numbers of the data from now on.
+
+        With input dropout, ``mask_seed`` (an int or a sequence of ints, e.g.
+        ``(seed, epoch, batch)``) draws the mask these rows keep until the next
+        call; it is required then and unused otherwise. Until the first call
+        the mean runs over every row (under the mask of seed 0).
+        """
         rows = np.asarray(rows, dtype=np.int64)
         if rows.ndim != 1 or rows.size == 0:
             raise ValueError("use_rows needs a non-empty vector of row numbers")
-        self._chunks = [rows[i : i + self.chunk_rows] for i in range(0, rows.size, self.chunk_rows)]
+        starts = range(0, rows.size, self.chunk_rows)
+        self._chunks = [(rows[i : i + self.chunk_rows],) for i in starts]
+        if self.input_dropout:
+            if mask_seed is None:
+                raise ValueError("this objective drops input pixels: pass use_rows a mask_seed")
+            shape = (rows.size, self.data.get_value(borrow=True).shape[1])
+            mask = dropout_mask(np.random.default_rng(mask_seed), shape, self.input_dropout)
+            self._chunks = [(chunk, mask[i : i + self.chunk_rows])
+                            for (chunk,), i in zip(self._chunks, starts)]
         self._last = None  # (vector, cost, gradient)
 
     def evaluate(self, vector):
@@ -176,10 +221,10 @@ class FlatObjective:
         check_finite(vector, self.phase, "parameter vector", **self.where)
         self.flat.unpack(vector)
         cost, grad = 0.0, np.zeros(self.flat.size)
-        total = sum(chunk.size for chunk in self._chunks)
+        total = sum(chunk[0].size for chunk in self._chunks)
         for chunk in self._chunks:
-            chunk_cost, chunk_grad = self._fn(chunk)
-            weight = chunk.size / total
+            chunk_cost, chunk_grad = self._fn(*chunk)
+            weight = chunk[0].size / total
             cost += weight * float(chunk_cost)
             grad += weight * chunk_grad  # weight is a Python float: the sum stays float64
         self.examples += total
@@ -608,8 +653,9 @@ def _run_batch(objective, method, iterations, after_update):
 
 def finetune_minibatch(model, datasets, method="cg", batch_size=DEFAULT_BATCH_SIZE, line_searches=3,
                        warmup_epochs=0, budget_passes=None, max_epochs=1000, patience=None,
-                       weight_decay=0.0, seed=0, eval_every=0.5, chunk_rows=DEFAULT_CHUNK_ROWS,
-                       on_evaluation=noop, progress=None, checkpoint=None):
+                       weight_decay=0.0, input_dropout=0.0, seed=0, eval_every=0.5,
+                       chunk_rows=DEFAULT_CHUNK_ROWS, on_evaluation=noop, progress=None,
+                       checkpoint=None):
     """Mini-batch CG or L-BFGS fine-tuning of a supervised SdA (Hinton & Salakhutdinov, 2006).
 
     Every epoch the training rows are shuffled by a generator seeded with
@@ -620,6 +666,9 @@ def finetune_minibatch(model, datasets, method="cg", batch_size=DEFAULT_BATCH_SI
     ``warmup_epochs`` epochs only the softmax layer's parameters move, as in
     their ``backpropclassify.m``; those evaluations still push each row
     through the whole network and are counted as full pass-equivalents.
+    With ``input_dropout``, each batch draws one pixel mask from ``(seed,
+    epoch, batch)`` and keeps it through its line searches; the evaluator
+    measures on clean pixels.
 
     Parameters
     ----------
@@ -643,8 +692,11 @@ def finetune_minibatch(model, datasets, method="cg", batch_size=DEFAULT_BATCH_SI
         Stop after this many evaluations without a lower validation error.
     weight_decay : float
         As SGD's: the objective gains ``weight_decay / 2 * sum(W ** 2)`` over weight matrices.
+    input_dropout : float
+        In [0, 1): the share of training pixels zeroed (the rest scaled by
+        ``1 / (1 - input_dropout)``), one mask per batch.
     seed : int
-        Seeds the shuffling.
+        Seeds the shuffling and the dropout masks.
     eval_every : float
         Pass-equivalents between the :class:`Evaluator`'s measurements.
     chunk_rows : int
@@ -675,7 +727,7 @@ def finetune_minibatch(model, datasets, method="cg", batch_size=DEFAULT_BATCH_SI
 
     def objective(params):
         return FlatObjective(model.finetune_cost, params, [model.x, model.y], [train_x, train_y],
-                             chunk_rows, weight_decay, phase)
+                             chunk_rows, weight_decay, phase, input_dropout)
 
     objectives = [objective(model.params)]
     if warmup_epochs:  # Hinton & Salakhutdinov's warm-up: the softmax layer alone
@@ -767,7 +819,8 @@ def _minibatch_run(objectives, evaluator, method, batch_size, line_searches, war
             objective = objectives[-1 if p.epoch < warmup_epochs else 0]
             batches = range(0, n_rows, batch_size)
             for start in batches[p.batch:]:
-                objective.use_rows(order[start : start + batch_size])
+                # the mask comes from where the batch is, so a resumed run redraws it
+                objective.use_rows(order[start : start + batch_size], mask_seed=(seed, p.epoch, p.batch))
                 objective.where = {"epoch": p.epoch + 1, "step": p.steps + 1}
                 _run_batch(objective, method, line_searches, after_update)
                 state["stop_reason"] = state["stop_reason"] or stop_reason()  # failed searches cost too

@@ -140,7 +140,8 @@ def finetune(model, shared, config, report, progress, checkpoint):
             model, shared, config.finetune, batch_size=min(config.finetune_rows(), n_train),
             line_searches=config.line_searches, warmup_epochs=config.warmup_epochs,
             budget_passes=config.budget_passes, max_epochs=config.finetune_epochs,
-            patience=config.batch_patience, weight_decay=config.weight_decay, seed=config.seed,
+            patience=config.batch_patience, weight_decay=config.weight_decay,
+            input_dropout=config.finetune_corruption, seed=config.seed,
             eval_every=config.eval_every, on_evaluation=report, progress=progress, checkpoint=checkpoint)
     train_fn, valid_score, test_score = model.build_finetune_functions(
         shared, config.finetune_rows(), config.finetune_lr, config.eval_batch_size,

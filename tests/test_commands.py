@@ -130,6 +130,9 @@ def test_cg_does_not_inherit_the_default_presets_sgd_settings():
     assert (sgd.finetune_corruption, sgd.finetune_lr_decay) == (0.2, 0.95)
     assert (cg.finetune_corruption, cg.finetune_lr_decay, cg.patience_unit) == (0.0, 1.0, "iterations")
     assert cg.finetune_epochs == sgd.finetune_epochs  # both optimisers read the epoch budget
+    # input dropout is CG's too, when the user asks for it
+    check_optimiser_flags("cg", ["finetune_corruption"])
+    assert preset("default", finetune="cg", finetune_corruption=0.2).finetune_corruption == 0.2
 
 
 @pytest.mark.parametrize("finetune, given, ignored", [
@@ -137,15 +140,15 @@ def test_cg_does_not_inherit_the_default_presets_sgd_settings():
     ("sgd", ["line_searches", "eval_every"], "line_searches, eval_every are read only by"),
     ("sgd", ["line_searches", "warmup_epochs"], "line_searches, warmup_epochs are read only by"),
     ("cg", ["finetune_lr", "patience_unit"], "finetune_lr, patience_unit are read only by --finetune sgd"),
-    ("lbfgs", ["finetune_lr_decay", "finetune_corruption"],
-     "finetune_lr_decay, finetune_corruption are read only by --finetune sgd"),
+    ("lbfgs", ["finetune_lr_decay", "improvement_threshold"],
+     "finetune_lr_decay, improvement_threshold are read only by --finetune sgd"),
 ])
 def test_a_flag_the_optimiser_would_ignore_is_refused(finetune, given, ignored, tmp_path, capsys):
     with pytest.raises(SettingError, match=ignored):
         check_optimiser_flags(finetune, given)
     flags = [f"--{name.replace('_', '-')}" for name in given if name != "seed"]
     values = {"--patience-unit": "epochs", "--finetune-lr": "0.5", "--finetune-lr-decay": "0.9",
-              "--finetune-corruption": "0.1"}
+              "--improvement-threshold": "0.9"}
     argv = ["--finetune", finetune, *[x for flag in flags for x in (flag, values.get(flag, "2"))]]
     assert main_run(["--preset", "demo", "--out", str(tmp_path), *argv]) == 2
     assert ignored in capsys.readouterr().err

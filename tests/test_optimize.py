@@ -12,6 +12,7 @@ from sda.optimize import (
     DeepAutoencoder,
     FlatObjective,
     FlatParams,
+    dropout_mask,
     finetune_autoencoder,
     finetune_autoencoder_minibatch,
     finetune_batch,
@@ -246,6 +247,38 @@ def test_objective_on_some_rows_with_weight_decay_is_sgds_objective():
     np.testing.assert_allclose(objective.flat.pack(), vector - rate * grad, rtol=1e-12, atol=1e-14)
 
 
+def test_objective_with_input_dropout_is_the_cost_on_masked_pixels():
+    """One batch's mask stays put through every evaluation, so CG's line
+    searches see one function whose gradient is right; another batch's
+    seed draws another mask."""
+    rng = np.random.default_rng(13)
+    rows = np.array([1, 2, 4, 6])
+    with pytensor.config.change_flags(floatX="float64"):
+        model = tiny_model(14)
+        x = pytensor.shared(rng.random((7, 5)))
+        y = pytensor.shared(np.array([0, 1, 2, 2, 1, 0, 1], dtype="int32"))
+        objective = FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y],
+                                  chunk_rows=3, input_dropout=0.5)  # chunks of 3 and 1 rows
+        mask = dropout_mask(np.random.default_rng((5, 0, 1)), (4, 5), 0.5)
+        masked = x.get_value()[rows] * mask
+        on_masked = pytensor.function([], model.finetune_cost,
+                                      givens={model.x: pytensor.shared(masked), model.y: y[rows]})
+    assert set(np.unique(mask)) == {0.0, 2.0}
+    objective.use_rows(rows, mask_seed=(5, 0, 1))
+    vector = objective.flat.pack()
+    cost, grad = objective.evaluate(vector)
+    assert cost == pytest.approx(float(on_masked()), rel=1e-12)  # float64 throughout
+    np.testing.assert_allclose(grad, central_differences(objective, vector), rtol=1e-5, atol=1e-8)
+    objective.use_rows(rows, mask_seed=(5, 0, 2))
+    assert objective.evaluate(vector)[0] != cost
+    objective.use_rows(rows, mask_seed=(5, 0, 1))
+    assert objective.evaluate(vector)[0] == cost
+    with pytest.raises(ValueError, match="pass use_rows a mask_seed"):
+        objective.use_rows(rows)
+    with pytest.raises(SettingError, match=r"input_dropout must be in \[0, 1\), got 1.0"):
+        FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y], input_dropout=1.0)
+
+
 def test_objective_refuses_non_finite_points_naming_where():
     model = tiny_model(11)
     x = pytensor.shared(np.zeros((4, 5), "float32"))
@@ -321,12 +354,14 @@ def test_budget_evaluation_points_and_seeds(pretrained_small):
     assert lbfgs.stop_reason == "budget" and lbfgs.best_valid_error < 0.6
 
 
-def test_a_killed_run_resumes_exactly(pretrained_small, tmp_path):
+@pytest.mark.parametrize("input_dropout", [0.0, 0.2])
+def test_a_killed_run_resumes_exactly(pretrained_small, tmp_path, input_dropout):
     """Stop a run mid-epoch by raising from its callback; resuming from the
-    checkpoint of the last finished batch must give the uninterrupted run."""
+    checkpoint of the last finished batch must give the uninterrupted run
+    (with input dropout, the same masks too)."""
     model, shared, path = pretrained_small
     settings = dict(method="cg", batch_size=250, line_searches=2, warmup_epochs=1,
-                    budget_passes=8, seed=3, eval_every=0.5)
+                    budget_passes=8, seed=3, eval_every=0.5, input_dropout=input_dropout)
     load_params(model, path)
     whole = finetune_minibatch(model, shared, **settings)
     expected = [p.get_value() for p in model.params]
@@ -361,6 +396,21 @@ def test_a_killed_run_resumes_exactly(pretrained_small, tmp_path):
     assert without_seconds(resumed.history) == without_seconds(whole.history)
     assert (resumed.passes, resumed.updates) == (whole.passes, whole.updates)
     assert Checkpoint(checkpoint_path, fresh).load().phase == "done"
+
+
+def test_input_dropout_changes_the_path_but_not_what_is_measured(pretrained_small):
+    model, shared, path = pretrained_small
+
+    def run(input_dropout):
+        load_params(model, path)
+        return finetune_minibatch(model, shared, "cg", batch_size=250, line_searches=3,
+                                  budget_passes=2, seed=4, input_dropout=input_dropout).history
+
+    clean, dropped = run(0.0), run(0.3)
+    # the evaluator measures on clean pixels: both start from one measurement
+    assert without_seconds(dropped[:1]) == without_seconds(clean[:1])
+    assert dropped[-1]["train_loss"] != clean[-1]["train_loss"]
+    assert without_seconds(run(0.3)) == without_seconds(dropped)  # same seed, same masks
 
 
 def test_minibatch_cg_beats_full_batch_cg_at_the_same_budget(shared_data):
