@@ -66,6 +66,27 @@ def test_an_arm_run_with_other_settings_gets_rows_of_its_own(parts, capsys):
     assert "| cg-hs2006 (finetune_batch_size 100) |" in capsys.readouterr().out
 
 
+def test_parts_with_and_without_input_dropout_are_rows_of_their_own(parts, tmp_path, capsys):
+    """A part written before --finetune-corruption existed ran without dropout,
+    and is labelled so beside one that used it."""
+    assert compare([*SMALL, "--finetune-corruption", "0.2", "--pretrained",
+                    str(parts / "a" / "pretrained.npz"), "--arms", "cg-hs2006", "--seeds", "2",
+                    "--budget-passes", "2", "--out", str(tmp_path / "dropout")]) == 0
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "pretrained.npz").write_bytes((parts / "c" / "pretrained.npz").read_bytes())
+    record = saved(parts / "c")
+    del record["settings"]["finetune_corruption"]
+    (older / "comparison.json").write_text(json.dumps(record))
+    assert combine(["--folders", str(older), str(tmp_path / "dropout"), "--out",
+                    str(tmp_path / "both")]) == 0
+    runs = saved(tmp_path / "both")["runs"]
+    assert [r["arm"] for r in runs] == ["cg-hs2006 (finetune_corruption 0.0)",
+                                        "cg-hs2006 (finetune_corruption 0.2)"]
+    assert runs[0]["final_train_loss"] != runs[1]["final_train_loss"]
+    assert "| cg-hs2006 (finetune_corruption 0.2) |" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("folders, message", [
     (["a"], "give two or more folders"),
     (["a", "a"], "sgd seed 1 is in both"),

@@ -185,3 +185,20 @@ def test_one_seed_claims_no_spread_and_the_backend_is_the_one_used(tmp_path, mon
     assert (sd, count) == (None, 1)
     row = next(line for line in text.splitlines() if line.startswith("| sgd |"))
     assert "±" not in row and f"{100 * mean:.2f}" in row
+
+
+def test_the_sgd_arms_dropout_masks_follow_the_seed_alone(tmp_path):
+    """With input dropout, seed 2's SGD run is the same whether seed 1 ran
+    before it in the same process or not: each run reseeds the masks."""
+    common = ["--dataset", "digits", "--hidden-layers", "20", "--pretrain-epochs", "1", "--arms",
+              "sgd", "--budget-passes", "1", "--finetune-corruption", "0.3"]
+    assert main([*common, "--seeds", "1", "2", "--out", str(tmp_path / "both")]) == 0
+    pretrained = str(tmp_path / "both" / "pretrained.npz")
+    assert main([*common, "--pretrained", pretrained, "--seeds", "2", "--out",
+                 str(tmp_path / "alone")]) == 0
+    both = json.loads((tmp_path / "both" / "comparison.json").read_text())
+    alone = json.loads((tmp_path / "alone" / "comparison.json").read_text())
+    assert both["settings"]["finetune_corruption"] == 0.3
+    after_seed_1, seed_2 = both["histories"]["sgd"][1], alone["histories"]["sgd"][0]
+    assert [r["train_loss"] for r in after_seed_1] == [r["train_loss"] for r in seed_2]
+    assert both["histories"]["sgd"][0][-1]["train_loss"] != seed_2[-1]["train_loss"]
