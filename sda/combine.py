@@ -28,8 +28,15 @@ from pathlib import Path
 
 from sda.checks import check_passes
 from sda.cli import add_settings_flags, exit_status, experiment_folder, settings_from_args
-from sda.compare import (ADDED_LATER, ARM_READS, CompareSettings, markdown_table, result_row, summarise,
-                         write_tables_and_plots)
+from sda.compare import (
+    ADDED_LATER,
+    ARM_READS,
+    CompareSettings,
+    markdown_table,
+    result_row,
+    summarise,
+    write_tables_and_plots,
+)
 from sda.config import SettingError, check_fields, setting
 from sda.data import open_npz
 from sda.errors import SdAError

@@ -167,8 +167,8 @@ DEFAULTS = {**PRESETS["classic"], "preset": "classic", "progress": False}
 FLAGS = ["dataset", "data", "n_train", "n_valid", "n_test", "mode", "hidden_layers",
          "corruption_levels", "pretrain_epochs", "pretrain_lr", "seed", "pretrained", "arms", "seeds",
          "budget_passes", "eval_every", "thresholds", "sgd_batch_size", "finetune_lr", "momentum",
-         "weight_decay", "finetune_corruption", "finetune_batch_size", "line_searches", "warmup_epochs", "sensitivity_m",
-         "sensitivity_k", "autoencoder", "ae_lr", "chunk_rows", "out"]
+         "weight_decay", "finetune_corruption", "finetune_batch_size", "line_searches", "warmup_epochs",
+         "sensitivity_m", "sensitivity_k", "autoencoder", "ae_lr", "chunk_rows", "out"]
 # what comparison.json records about the pre-trained model
 MODEL_SETTINGS = ["hidden_layers", "corruption_levels", "tied", "loss", "pretrain_epochs", "pretrain_lr",
                   "pretrain_batch_size", "cached"]
@@ -276,8 +276,8 @@ def run_arm(arm, seed, model, shared, settings, label):
         n_train = shared[0][1].get_value(borrow=True).shape[0]
         result = finetune_minibatch(
             model, shared, **arm_settings(arm, settings, n_train), budget_passes=settings.budget_passes,
-            weight_decay=settings.weight_decay, input_dropout=settings.finetune_corruption, seed=seed, eval_every=settings.eval_every,
-            chunk_rows=settings.chunk_rows, on_evaluation=report)
+            weight_decay=settings.weight_decay, input_dropout=settings.finetune_corruption, seed=seed,
+            eval_every=settings.eval_every, chunk_rows=settings.chunk_rows, on_evaluation=report)
         passes, updates, seconds, stop = (result.passes, result.updates, result.seconds,
                                           result.stop_reason)
         history = result.history
@@ -495,7 +495,8 @@ def _compare(settings, command, dataset, model, out):
             result = finetune_minibatch(
                 model, shared, "cg", batch_size=m, line_searches=k,
                 budget_passes=settings.budget_passes, weight_decay=settings.weight_decay,
-                input_dropout=settings.finetune_corruption, seed=settings.seeds[0], eval_every=settings.eval_every, chunk_rows=settings.chunk_rows,
+                input_dropout=settings.finetune_corruption, seed=settings.seeds[0],
+                eval_every=settings.eval_every, chunk_rows=settings.chunk_rows,
                 on_evaluation=print_record(f"cg m={m} k={k}"))
             sensitivity.append(dict(m=m, k=k, best_valid_error=result.best_valid_error,
                                     test_error=result.test_error,

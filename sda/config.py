@@ -370,9 +370,9 @@ def preset(preset_name, **overrides):
     A preset's ``finetune_batch_size`` is an SGD minibatch (1 in the
     tutorial), its ``SGD_ONLY`` settings (rate, decay, patience) are SGD's,
     and its input dropout was chosen for SGD: with ``finetune="cg"`` or
-    ``"lbfgs"``, those not in ``overrides`` take their field defaults (for the batch size, the
-    optimiser's default m), so ``config.json`` records no setting the run
-    ignored.
+    ``"lbfgs"``, those not in ``overrides`` take their field defaults (for
+    the batch size, the optimiser's default m), so ``config.json`` records
+    no setting the run ignored and no SGD choice CG did not ask for.
 
     Examples
     --------

@@ -177,8 +177,7 @@ class FlatObjective:
             fn_inputs.append(mask)
         self._fn = pytensor.function(fn_inputs, [cost, flat_grad], name="cost_and_flat_grad",
                                      givens=givens)
-        self.data = data[0]
-        self.n_rows = data[0].get_value(borrow=True).shape[0]
+        self.n_rows, *self._row_shape = data[0].get_value(borrow=True).shape
         self.chunk_rows, self.weight_decay, self.phase = chunk_rows, weight_decay, phase
         self.input_dropout = input_dropout
         self._decayed = self.flat.matrix_mask()
@@ -207,8 +206,8 @@ class FlatObjective:
         if self.input_dropout:
             if mask_seed is None:
                 raise ValueError("this objective drops input pixels: pass use_rows a mask_seed")
-            shape = (rows.size, self.data.get_value(borrow=True).shape[1])
-            mask = dropout_mask(np.random.default_rng(mask_seed), shape, self.input_dropout)
+            mask = dropout_mask(np.random.default_rng(mask_seed), (rows.size, *self._row_shape),
+                                self.input_dropout)
             self._chunks = [(chunk, mask[i : i + self.chunk_rows])
                             for (chunk,), i in zip(self._chunks, starts)]
         self._last = None  # (vector, cost, gradient)

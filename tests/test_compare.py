@@ -137,6 +137,7 @@ def test_flags_become_checked_settings():
     (["--warmup-epochs", "-1"], "warmup_epochs must be 0 or more"),
     (["--momentum", "1"], "momentum must be in [0, 1)"),
     (["--momentum", "0"], "momentum must be more than 0"),
+    (["--finetune-corruption", "1"], "finetune_corruption must be in [0, 1), got 1.0"),
     (["--arms", "sgd", "adam"], "arms must be some of"),
     (["--seeds", "1", "1"], "give each one once"),
     (["--seeds", "-1"], "seeds must be one or more numbers"),
