@@ -12,8 +12,9 @@ fine-tuning seed starts from them. The arms:
 - ``cg-full``: CG on the whole training set, never restarted;
 - ``lbfgs-minibatch`` and ``lbfgs-full``: L-BFGS-B the same two ways (no warm-up).
 
-``--finetune-corruption`` adds input dropout to every arm, so all of them
-minimise the same noisy objective (``--weight-decay`` likewise adds its
+``--finetune-corruption`` adds input dropout to every mini-batch arm (the
+full-batch ones would keep one mask for the whole run, so they refuse it),
+so all of them minimise the same noisy objective (``--weight-decay`` likewise adds its
 penalty); the measurements always see clean pixels.
 
 Cost is counted in *pass-equivalents*: rows pushed through forward and
@@ -109,8 +110,8 @@ class CompareSettings(RunConfig):
     weight_decay: float = setting(0.0, "L2 penalty on the weight matrices, the same objective for "
                                        "every arm")
     finetune_corruption: float = setting(
-        0.0, "input dropout of every classifier arm, in [0, 1): each training pixel zeroed with "
-             "this probability, the rest scaled by 1/(1 - it) (sgd: a fresh mask every step; "
+        0.0, "input dropout of the sgd and mini-batch arms, in [0, 1): each training pixel zeroed "
+             "with this probability, the rest scaled by 1/(1 - it) (sgd: a fresh mask every step; "
              "cg/lbfgs: one mask per mini-batch, kept through its line searches)")
     finetune_batch_size: int = setting(DEFAULT_BATCH_SIZE, "rows per batch m of the mini-batch CG "
                                                            "and L-BFGS arms")
@@ -144,6 +145,12 @@ class CompareSettings(RunConfig):
                                f"{self.momentum!r}; the sgd arm is the one without")
         if not self.arms or not set(self.arms) <= set(ARMS):
             raise SettingError(f"arms must be some of {', '.join(ARMS)}; got {list(self.arms)}")
+        full_batch = [arm for arm in self.arms if arm.endswith("-full")]
+        if self.finetune_corruption and full_batch:
+            # one batch per epoch and one epoch per run: a single mask, i.e. one fixed noisy copy
+            raise SettingError(f"--finetune-corruption would give {', '.join(full_batch)} one "
+                               "dropout mask for the whole run, not dropout: leave the full-batch "
+                               "arms out of --arms, or run them without it")
         if not self.seeds or not all(0 <= seed <= MAX_SEED for seed in self.seeds):
             raise SettingError(f"seeds must be one or more numbers from 0 to {MAX_SEED}, got "
                                f"{list(self.seeds)}")
@@ -237,9 +244,9 @@ ARM_READS = {
     "sgd": ("sgd_batch_size", "finetune_lr", "finetune_corruption"),
     "sgd-momentum": ("sgd_batch_size", "finetune_lr", "momentum", "finetune_corruption"),
     "cg-hs2006": ("finetune_batch_size", "line_searches", "warmup_epochs", "finetune_corruption"),
-    "cg-full": ("finetune_corruption",),
+    "cg-full": (),  # no --finetune-corruption: see CompareSettings.check
     "lbfgs-minibatch": ("finetune_batch_size", "line_searches", "finetune_corruption"),
-    "lbfgs-full": ("finetune_corruption",),
+    "lbfgs-full": (),
 }
 # settings added after comparison parts were first written, with the value those parts ran at
 ADDED_LATER = {"finetune_corruption": 0.0}

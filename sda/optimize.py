@@ -172,7 +172,7 @@ class FlatObjective:
         givens = {v: d[rows] for v, d in zip(inputs, data)}
         fn_inputs = [rows]
         if input_dropout:
-            mask = pt.matrix("dropout_mask", dtype=inputs[0].dtype)
+            mask = pt.tensor("dropout_mask", dtype=inputs[0].dtype, shape=(None,) * data[0].ndim)
             givens[inputs[0]] = data[0][rows] * mask
             fn_inputs.append(mask)
         self._fn = pytensor.function(fn_inputs, [cost, flat_grad], name="cost_and_flat_grad",
@@ -183,7 +183,9 @@ class FlatObjective:
         self._decayed = self.flat.matrix_mask()
         self.where = {}
         self.examples = self.fun_evals = self.grad_evals = 0
-        self.use_rows(np.arange(self.n_rows), mask_seed=0)
+        self._chunks = self._last = None  # with dropout, no mask until use_rows draws one
+        if not input_dropout:
+            self.use_rows(np.arange(self.n_rows))
 
     @property
     def passes(self):
@@ -196,7 +198,8 @@ class FlatObjective:
         With input dropout, ``mask_seed`` (an int or a sequence of ints, e.g.
         ``(seed, epoch, batch)``) draws the mask these rows keep until the next
         call; it is required then and unused otherwise. Until the first call
-        the mean runs over every row (under the mask of seed 0).
+        the mean runs over every row (with input dropout there is no mean
+        until then).
         """
         rows = np.asarray(rows, dtype=np.int64)
         if rows.ndim != 1 or rows.size == 0:
@@ -216,6 +219,9 @@ class FlatObjective:
         """Cost and float64 gradient at ``vector``; the model is left at ``vector``."""
         if self._last is not None and np.array_equal(vector, self._last[0]):
             return self._last[1], self._last[2]
+        if self._chunks is None:
+            raise ValueError("this objective drops input pixels: call use_rows(rows, mask_seed) "
+                             "before evaluating it")
         vector = np.array(vector, dtype=np.float64)
         check_finite(vector, self.phase, "parameter vector", **self.where)
         self.flat.unpack(vector)
@@ -666,8 +672,10 @@ def finetune_minibatch(model, datasets, method="cg", batch_size=DEFAULT_BATCH_SI
     their ``backpropclassify.m``; those evaluations still push each row
     through the whole network and are counted as full pass-equivalents.
     With ``input_dropout``, each batch draws one pixel mask from ``(seed,
-    epoch, batch)`` and keeps it through its line searches; the evaluator
-    measures on clean pixels.
+    epoch, batch)`` and keeps it through its line searches (a full batch
+    keeps one mask per epoch); the warm-up epochs see masked pixels too, so
+    every epoch minimises the same objective. The evaluator measures on
+    clean pixels.
 
     Parameters
     ----------

@@ -138,6 +138,8 @@ def test_flags_become_checked_settings():
     (["--momentum", "1"], "momentum must be in [0, 1)"),
     (["--momentum", "0"], "momentum must be more than 0"),
     (["--finetune-corruption", "1"], "finetune_corruption must be in [0, 1), got 1.0"),
+    (["--finetune-corruption", "0.2"],  # every arm, the full-batch ones too
+     "would give cg-full, lbfgs-full one dropout mask for the whole run"),
     (["--arms", "sgd", "adam"], "arms must be some of"),
     (["--seeds", "1", "1"], "give each one once"),
     (["--seeds", "-1"], "seeds must be one or more numbers"),

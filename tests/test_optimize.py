@@ -275,6 +275,10 @@ def test_objective_with_input_dropout_is_the_cost_on_masked_pixels():
     assert objective.evaluate(vector)[0] == cost
     with pytest.raises(ValueError, match="pass use_rows a mask_seed"):
         objective.use_rows(rows)
+    unmasked = FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y],
+                             input_dropout=0.5)
+    with pytest.raises(ValueError, match=r"call use_rows\(rows, mask_seed\) before evaluating"):
+        unmasked.evaluate(vector)
     with pytest.raises(SettingError, match=r"input_dropout must be in \[0, 1\), got 1.0"):
         FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y], input_dropout=1.0)
 
@@ -411,6 +415,23 @@ def test_input_dropout_changes_the_path_but_not_what_is_measured(pretrained_smal
     assert without_seconds(dropped[:1]) == without_seconds(clean[:1])
     assert dropped[-1]["train_loss"] != clean[-1]["train_loss"]
     assert without_seconds(run(0.3)) == without_seconds(dropped)  # same seed, same masks
+
+
+def test_every_batch_of_every_epoch_draws_its_own_mask(pretrained_small, monkeypatch):
+    model, shared, path = pretrained_small
+    seeds = []
+    use_rows = FlatObjective.use_rows
+
+    def recording(self, rows, mask_seed=None):
+        seeds.append(mask_seed)
+        return use_rows(self, rows, mask_seed)
+
+    monkeypatch.setattr(FlatObjective, "use_rows", recording)
+    load_params(model, path)
+    finetune_minibatch(model, shared, "cg", batch_size=250, line_searches=1, warmup_epochs=1,
+                       max_epochs=2, seed=7, input_dropout=0.2)
+    # 1,000 rows in batches of 250, a warm-up epoch then one of the whole network
+    assert seeds == [(7, epoch, batch) for epoch in range(2) for batch in range(4)]
 
 
 def test_minibatch_cg_beats_full_batch_cg_at_the_same_budget(shared_data):
