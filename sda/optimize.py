@@ -204,15 +204,14 @@ class FlatObjective:
         rows = np.asarray(rows, dtype=np.int64)
         if rows.ndim != 1 or rows.size == 0:
             raise ValueError("use_rows needs a non-empty vector of row numbers")
-        starts = range(0, rows.size, self.chunk_rows)
-        self._chunks = [(rows[i : i + self.chunk_rows],) for i in starts]
+        inputs = [rows]  # what self._fn takes, row by row
         if self.input_dropout:
             if mask_seed is None:
                 raise ValueError("this objective drops input pixels: pass use_rows a mask_seed")
-            mask = dropout_mask(np.random.default_rng(mask_seed), (rows.size, *self._row_shape),
-                                self.input_dropout)
-            self._chunks = [(chunk, mask[i : i + self.chunk_rows])
-                            for (chunk,), i in zip(self._chunks, starts)]
+            inputs.append(dropout_mask(np.random.default_rng(mask_seed),
+                                       (rows.size, *self._row_shape), self.input_dropout))
+        self._chunks = [tuple(part[i : i + self.chunk_rows] for part in inputs)
+                        for i in range(0, rows.size, self.chunk_rows)]
         self._last = None  # (vector, cost, gradient)
 
     def evaluate(self, vector):
