@@ -142,6 +142,12 @@ def field_types() -> dict:
     return types_of
 
 
+# fields whose values come from a list (preset, dataset, finetune, ...), checked
+# where [fixed] is read rather than blamed on a [search] range later
+FIELD_CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(RunConfig)
+                 if "choices" in f.metadata}
+
+
 def load_space(path) -> SearchSpace:
     """Read and check a search-space file.
 
@@ -230,6 +236,9 @@ def check_fixed(name, value, kinds, refuse):
         refuse(f"[fixed] {name} is set by the sweep for each trial: remove it")
     if not fits(value, kinds[name]):
         refuse(f"[fixed] {name} = {value!r} has the wrong type for this field")
+    choices = FIELD_CHOICES.get(name)
+    if choices and value not in choices:
+        refuse(f"[fixed] {name} = {value!r} is not one of {list(choices)}")
     return tuple(value) if isinstance(value, list) else value
 
 
