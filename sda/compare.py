@@ -12,10 +12,10 @@ fine-tuning seed starts from them. The arms:
 - ``cg-full``: CG on the whole training set, never restarted;
 - ``lbfgs-minibatch`` and ``lbfgs-full``: L-BFGS-B the same two ways (no warm-up).
 
-``--finetune-corruption`` adds input dropout to every mini-batch arm (the
-full-batch ones would keep one mask for the whole run, so they refuse it),
-so all of them minimise the same noisy objective (``--weight-decay`` likewise adds its
-penalty); the measurements always see clean pixels.
+``--finetune-corruption`` adds input dropout to the SGD and mini-batch arms,
+so they all minimise the same noisy objective (the full-batch arms would
+keep one mask for the whole run, so they refuse it); ``--weight-decay``
+adds its penalty to every arm. The measurements always see clean pixels.
 
 Cost is counted in *pass-equivalents*: rows pushed through forward and
 backward (line-search trial points included) over the training-set size.

@@ -73,16 +73,21 @@ def _describe(annotation) -> str:
     return names.get(annotation, annotation.__name__)
 
 
+def check_field(f: dataclasses.Field, value) -> None:
+    """Raise ``SettingError`` if ``value`` has the wrong type for field ``f`` or
+    is not among its choices."""
+    if not _fits(value, f.type):
+        raise SettingError(f"{f.name} must be {_describe(f.type)}, got {value!r}")
+    choices = f.metadata.get("choices")
+    if choices and value is not None and value not in choices:
+        raise SettingError(f"{f.name} must be one of {', '.join(map(str, choices))}; "
+                            f"got {value!r}")
+
+
 def check_fields(settings) -> None:
     """Raise ``SettingError`` for the first field of the wrong type or not among its choices."""
     for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if not _fits(value, f.type):
-            raise SettingError(f"{f.name} must be {_describe(f.type)}, got {value!r}")
-        choices = f.metadata.get("choices")
-        if choices and value is not None and value not in choices:
-            raise SettingError(f"{f.name} must be one of {', '.join(map(str, choices))}; "
-                                f"got {value!r}")
+        check_field(f, getattr(settings, f.name))
 
 
 def _at_least(settings, names, low):

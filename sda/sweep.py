@@ -44,7 +44,7 @@ from optuna.trial import TrialState
 
 import sda.run
 from sda.cli import exit_status
-from sda.config import RunConfig, preset
+from sda.config import RunConfig, SettingError, check_field, preset
 from sda.errors import SdAError, TrainingDiverged
 from sda.rundir import atomic_write
 
@@ -54,6 +54,7 @@ SAMPLERS, PRUNERS = ("tpe", "random"), ("median", "none")
 # The sweep owns these: each trial's folder is OUT/runs/trial-NNNN, with no progress bars.
 SWEEP_OWNED = ("out", "name", "progress")
 NOT_SEARCHABLE = SWEEP_OWNED + ("preset", "data")
+RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 MAX_COMBINATIONS = 1000  # of choices, tried when the file is read
 # Shared storage: a worker that stops beating for GRACE_SECONDS is taken for dead.
 HEARTBEAT_SECONDS, GRACE_SECONDS = 10, 60
@@ -140,12 +141,6 @@ def field_types() -> dict:
         # tuple[int, ...] counts as tuple
         types_of[field.name] = {typing.get_origin(a) or a for a in alternatives} - {type(None)}
     return types_of
-
-
-# fields whose values come from a list (preset, dataset, finetune, ...), checked
-# where [fixed] is read rather than blamed on a [search] range later
-FIELD_CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(RunConfig)
-                 if "choices" in f.metadata}
 
 
 def load_space(path) -> SearchSpace:
@@ -236,10 +231,12 @@ def check_fixed(name, value, kinds, refuse):
         refuse(f"[fixed] {name} is set by the sweep for each trial: remove it")
     if not fits(value, kinds[name]):
         refuse(f"[fixed] {name} = {value!r} has the wrong type for this field")
-    choices = FIELD_CHOICES.get(name)
-    if choices and value not in choices:
-        refuse(f"[fixed] {name} = {value!r} is not one of {list(choices)}")
-    return tuple(value) if isinstance(value, list) else value
+    value = tuple(value) if isinstance(value, list) else value
+    try:  # e.g. a misspelt preset, blamed here rather than on the first [search] range tried with it
+        check_field(RUN_FIELDS[name], value)
+    except SettingError as error:
+        refuse(f"[fixed] {error}")
+    return value
 
 
 def check_param(name, spec, kinds, refuse):
@@ -294,6 +291,10 @@ def check_extremes(space, refuse):
     combinations = [dict(zip([p.name for p in choices], values)) for values in
                     itertools.islice(itertools.product(*(p.extremes() for p in choices)), MAX_COMBINATIONS)]
     problems = {i: invalid(space, {**lows, **c}) for i, c in enumerate(combinations)}
+    if all(problems.values()):
+        problem = invalid(space, {})  # the [fixed] fields with the preset's values for the rest
+        if problem:
+            refuse(f"[fixed] gives an invalid run, whatever [search] chooses: {problem}")
     for param in choices:
         for value in param.extremes():
             tried = [problems[i] for i, c in enumerate(combinations) if c[param.name] == value]

@@ -78,7 +78,10 @@ def test_demo_space_reads_and_every_param_type_suggests():
     ("momentum = { low = 0.0, high = 0.5 }", "momentum = 0.9", "both fixed and searched"),
     ("momentum = { low = 0.0, high = 0.5 }", "name = 'x'", "set by the sweep"),
     ("momentum = { low = 0.0, high = 0.5 }", "n_train = 'many'", "wrong type"),
-    ("momentum = { low = 0.0, high = 0.5 }", "dataset = 'mnsit'", "[fixed] dataset = 'mnsit' is not one of"),
+    ("momentum = { low = 0.0, high = 0.5 }", "dataset = 'mnsit'", "[fixed] dataset must be one of mnist, "),
+    # a clash inside [fixed] is blamed on [fixed], not on the first [search] range tried with it
+    ("momentum = { low = 0.0, high = 0.5 }", "hidden_layers = [50, 50, 50]",
+     "[fixed] gives an invalid run, whatever [search] chooses: 3 hidden layers but 2 corruption levels"),
 ])
 def test_bad_space_is_one_line_and_makes_no_folder(tmp_path, capsys, search, fixed, expected):
     space = write(tmp_path / "bad.toml", f"[fixed]\npreset = 'demo'\n{fixed}\n[search]\n{search}\n")
@@ -95,7 +98,8 @@ def test_bad_space_is_one_line_and_makes_no_folder(tmp_path, capsys, search, fix
     ("[serach]\nseed = {low = 1, high = 9}", "unknown table(s) ['serach']"),
     ("[fixed]\npreset = 'demo'", "[search] is empty"),
     # a misspelt preset is blamed on itself, not on the first [search] range tried with it
-    ("[fixed]\npreset = 'dmeo'\n[search]\nseed = {low = 1, high = 9}", "[fixed] preset = 'dmeo' is not one of"),
+    ("[fixed]\npreset = 'dmeo'\n[search]\nseed = {low = 1, high = 9}",
+     "[fixed] preset must be one of default, classic, tutorial, demo; got 'dmeo'"),
     ("[search\n", "is not valid TOML"),
 ])
 def test_bad_sweep_settings_are_refused(tmp_path, text, expected):
