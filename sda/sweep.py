@@ -46,7 +46,7 @@ import sda.run
 from sda.cli import exit_status
 from sda.config import RunConfig, SettingError, check_field, preset
 from sda.errors import SdAError, TrainingDiverged
-from sda.rundir import atomic_write
+from sda.rundir import atomic_write, read_text
 
 SWEEP_SETTINGS = {"trials": 20, "seed": 0, "sampler": "tpe", "pruner": "median", "startup_trials": 3,
                   "prune_after_epochs": 2}
@@ -165,9 +165,9 @@ def load_space(path) -> SearchSpace:
     """
     path = Path(path)
     try:
-        document = tomllib.loads(path.read_text())
-    except OSError as error:
-        raise SweepError(f"cannot read the search space {path}: {error.strerror}") from None
+        document = tomllib.loads(read_text(path, "sweep"))
+    except SdAError as error:  # missing, a folder, binary or unreadable: read_text says which
+        raise SweepError(str(error)) from None
     except tomllib.TOMLDecodeError as error:
         raise SweepError(f"{path} is not valid TOML: {error}") from None
 

@@ -108,6 +108,20 @@ def test_bad_sweep_settings_are_refused(tmp_path, text, expected):
     assert expected in str(caught.value)
 
 
+@pytest.mark.parametrize("content, expected", [
+    (None, "is missing"),
+    (b"\x00\xff\xfe", "is not a text file"),
+])
+def test_a_missing_or_binary_space_file_is_one_line(tmp_path, capsys, content, expected):
+    space = tmp_path / "space.toml"
+    if content is not None:
+        space.write_bytes(content)
+    assert sweep.main([str(space), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert expected in error and str(space) in error and error.count("\n") == 1, error
+    assert not (tmp_path / "out").exists()
+
+
 def test_unreachable_database_is_one_line(tmp_path, capsys):
     space = write(tmp_path / "s.toml", FAST_SPACE)
     url = f"postgresql://nobody@/nothing?host={tmp_path}&port=1"  # no server behind this socket
