@@ -172,7 +172,7 @@ def use_mode(name: str | None, _source: str = "chosen") -> str:
     ----------
     name : {"c", "numba", "jax"} or None
         "c": the C backend (CVM) with a BLAS; "numba": PyTensor's Numba
-        backend; "jax": PyTensor's JAX backend (needs ``pip install sda[jax]``).
+        backend; "jax": PyTensor's JAX backend (needs ``pip install 'sda-pytensor[jax]'``).
         None keeps the current choice. The user's ``floatX`` and
         ``blas__ldflags`` are kept either way.
 
@@ -201,7 +201,7 @@ def use_mode(name: str | None, _source: str = "chosen") -> str:
     user = user_settings()
     ldflags = _blas_ldflags(user)
     if key == "jax" and importlib.util.find_spec("jax") is None:
-        raise SdAError("mode 'jax' needs JAX, which is not installed: pip install 'sda[jax]'")
+        raise SdAError("mode 'jax' needs JAX, which is not installed: pip install 'sda-pytensor[jax]'")
     if key == "c" and not pytensor.config.cxx:
         raise SdAError("mode 'c' needs a C++ compiler and none was found: install g++ "
                        "(e.g. apt-get install g++) or use mode 'numba'")

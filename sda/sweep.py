@@ -334,7 +334,7 @@ def open_storage(url: str | None, out: Path):
                     heartbeat_stale_trial_callback=retry_interrupted, engine_kwargs={"pool_pre_ping": True})
         except ImportError as error:
             raise SweepError(f"--storage {url}: a driver is missing ({error}); "
-                             "pip install 'sda[sweep]' (psycopg2-binary for PostgreSQL)") from None
+                             "pip install 'sda-pytensor[sweep]' (psycopg2-binary for PostgreSQL)") from None
         except Exception as error:  # sqlalchemy's: a bad URL, no server, no database, a race
             problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             time.sleep(1)

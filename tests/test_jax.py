@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.jax,
 @pytest.fixture(autouse=True)
 def jax_installed():
     """Asked for with -m jax but not installed: a skip, which CI's JAX job turns into a failure."""
-    pytest.importorskip("jax", reason="the JAX backend is optional: pip install 'sda[jax]'")
+    pytest.importorskip("jax", reason="the JAX backend is optional: pip install 'sda-pytensor[jax]'")
 
 
 BATCH = 10  # the demo preset's batch size; digits' 1,197 training rows end in a short batch of 7

@@ -4,6 +4,7 @@ CI (.ci/run) also installs the built wheel in a fresh venv and runs every comman
 """
 
 import importlib.metadata
+import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def test_the_wheel_holds_every_module_of_the_source(tmp_path):
         shutil.copy(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
                     str(source)], check=True, timeout=600)
-    (wheel,) = tmp_path.glob("sda-*.whl")
+    (wheel,) = tmp_path.glob("sda_pytensor-*.whl")
     packed = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("sda/")}
     expected = {path.relative_to(source).as_posix() for path in (source / "sda").rglob("*.py")}
     assert "sda/experiments/baseline.py" in expected
@@ -55,3 +56,14 @@ def test_python_and_numpy_floors_are_at_least_pytensors():
 def test_the_jax_extra_installs_what_use_mode_jax_needs():
     extras = PROJECT["optional-dependencies"]
     assert [Requirement(r).name for r in extras["jax"]] == ["jax"]
+
+
+def test_every_install_line_names_this_distribution():
+    # "sda" on PyPI is an unrelated package: installing "sda" with extras would fetch it.
+    assert PROJECT["name"] == "sda-pytensor"
+    texts = [ROOT / "README.md", ROOT / "pyproject.toml", ROOT / ".ci" / "run",
+             *(ROOT / "sda").rglob("*.py"), *(ROOT / "docs").glob("*.md"), *(ROOT / "tests").glob("*.py")]
+    wrong = [f"{path.relative_to(ROOT)}: {line.strip()}"
+             for path in texts for line in path.read_text().splitlines()
+             if re.search(r"(?<![\w-])sda\[", line) and "re.search" not in line]
+    assert wrong == []
