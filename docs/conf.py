@@ -7,17 +7,15 @@ time; a cell that raises fails the build.
 
 import os
 import pathlib
+import shutil
 import sys
+
+from sphinx.errors import ConfigError, SphinxError
 
 DOCS = pathlib.Path(__file__).resolve().parent
 REPO = DOCS.parent
 sys.path.insert(0, str(REPO))  # autodoc imports sda from this checkout
 
-# Find MNIST the way the tests do: $SDA_DATA, else ../shared/data beside the clone.
-# The notebook kernels inherit this environment.
-_shared_data = REPO.parent / "shared" / "data"
-if not os.environ.get("SDA_DATA") and _shared_data.is_dir():
-    os.environ["SDA_DATA"] = str(_shared_data)
 # Two cores, several kernels in a row: keep each library to its share.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -31,6 +29,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
+    "sphinx.ext.viewcode",
     "sphinx.ext.mathjax",
     "sphinx_design",
 ]
@@ -64,6 +63,72 @@ html_title = "sda: stacked denoising auto-encoders"
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
+    # The pages are listed once, in the left sidebar (book-nav.html): the header holds only the
+    # title, search and the theme switch, so no menu can wrap under the title at any width;
+    # "left" sizes the title's box to the title (the default squeezes it into the sidebar's width).
+    "navbar_center": [],
+    "navbar_align": "left",
     "secondary_sidebar_items": ["page-toc"],
+    "article_header_end": ["notebook-download"],
 }
+html_sidebars = {"**": ["book-nav"]}
+# Follow the reader's system setting; without a default the theme logs a console error on a
+# reader's first visit (no stored mode yet).
+html_context = {"default_mode": "auto"}
 html_static_path = []
+templates_path = ["_templates"]
+
+
+def find_mnist(app, config) -> None:
+    """Stop the build before any page runs unless MNIST is at hand, in one line.
+
+    MNIST is found the way the tests find it: ``$SDA_DATA``, else ``../shared/data``
+    beside the clone, else the library's download cache (downloading it if the
+    network allows). A relative ``$SDA_DATA`` is taken from where sphinx-build was
+    started, because the notebook kernels run in ``docs/``; they inherit the result.
+    """
+    if config.nb_execution_mode == "off":
+        return
+    from sda.data import DATA_ENV, DataError, DataNotFound, cache_dir, load_dataset
+
+    shared_data = REPO.parent / "shared" / "data"
+    if os.environ.get(DATA_ENV):
+        os.environ[DATA_ENV] = str(pathlib.Path(os.environ[DATA_ENV]).expanduser().resolve())
+    elif shared_data.is_dir():
+        os.environ[DATA_ENV] = str(shared_data)
+    try:
+        load_dataset("mnist")
+    except DataNotFound:
+        folder = os.environ.get(DATA_ENV)
+        where = f"not in {DATA_ENV}={folder}" if folder else f"{DATA_ENV} unset"
+        raise ConfigError(
+            f"the executed pages need MNIST: {where}, not in {cache_dir()}, downloading failed; set "
+            f"{DATA_ENV} to a folder holding mnist.pkl.gz, as in "
+            f"{DATA_ENV}=../shared/data sphinx-build -W -b html docs docs/_build/html"
+        ) from None
+    except DataError as exc:
+        raise ConfigError(f"the executed pages need MNIST: {exc}") from None
+
+
+def offer_notebook(app, pagename, templatename, context, doctree) -> None:
+    """Put an executed page's notebook beside its HTML page and hand its link to the template.
+
+    myst-nb writes every executed page, outputs included, to ``jupyter_execute/``
+    next to the HTML output; the ``notebook-download.html`` template shows the link.
+    """
+    from myst_nb.sphinx_ import NbMetadataCollector
+
+    if doctree is None or not NbMetadataCollector.get_exec_data(app.env, pagename):
+        return
+    executed = pathlib.Path(app.outdir).parent / "jupyter_execute" / f"{pagename}.ipynb"
+    if not executed.is_file():
+        raise SphinxError(f"{executed} is missing; delete {pathlib.Path(app.outdir).parent} and build again")
+    target = pathlib.Path(app.outdir) / f"{pagename}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(executed, target)
+    context["notebook_download"] = context["pathto"](f"{pagename}.ipynb", resource=True)
+
+
+def setup(app):
+    app.connect("config-inited", find_mnist)
+    app.connect("html-page-context", offer_notebook)
