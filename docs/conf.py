@@ -10,7 +10,7 @@ import pathlib
 import shutil
 import sys
 
-from sphinx.errors import ConfigError, SphinxError
+from sphinx.errors import SphinxError
 
 DOCS = pathlib.Path(__file__).resolve().parent
 REPO = DOCS.parent
@@ -98,16 +98,19 @@ def find_mnist(app, config) -> None:
         os.environ[DATA_ENV] = str(shared_data)
     try:
         load_dataset("mnist")
-    except DataNotFound:
-        folder = os.environ.get(DATA_ENV)
-        where = f"not in {DATA_ENV}={folder}" if folder else f"{DATA_ENV} unset"
-        raise ConfigError(
-            f"the executed pages need MNIST: {where}, not in {cache_dir()}, downloading failed; set "
-            f"{DATA_ENV} to a folder holding mnist.pkl.gz, as in "
-            f"{DATA_ENV}=../shared/data sphinx-build -W -b html docs docs/_build/html"
-        ) from None
     except DataError as exc:
-        raise ConfigError(f"the executed pages need MNIST: {exc}") from None
+        if isinstance(exc, DataNotFound):
+            folder = os.environ.get(DATA_ENV)
+            where = f"not in {DATA_ENV}={folder}" if folder else f"{DATA_ENV} unset"
+            problem = f"{where}, not in {cache_dir()}, downloading failed"
+        else:
+            problem = " ".join(str(exc).split())
+        # One line and status 2, as the library's commands do; a SystemExit passes through
+        # sphinx-build, whose own report of an exception is a page of traceback.
+        print(f"error: the executed pages need MNIST: {problem}; set {DATA_ENV} to a folder "
+              f"holding mnist.pkl.gz, as in {DATA_ENV}=../shared/data sphinx-build -W -b html docs "
+              "docs/_build/html", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def offer_notebook(app, pagename, templatename, context, doctree) -> None:
