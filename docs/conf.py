@@ -1,15 +1,16 @@
 """Sphinx configuration: an executed tutorial site built with myst-nb.
 
-Build with ``sphinx-build -W -b html docs docs/_build/html`` from the repository root.
-Every page that is a MyST text notebook runs top to bottom in its own kernel at build
-time; a cell that raises fails the build.
+Build with ``SDA_DATA=../shared/data sphinx-build -W -b html docs docs/_build/html`` from
+the repository root (``SDA_DATA``: a folder holding MNIST). Every page that is a MyST text
+notebook runs top to bottom in its own kernel at build time; a cell that raises fails the
+build. Each such page links its executed notebook, and every API entry its source.
 """
 
 import os
 import pathlib
-import shutil
 import sys
 
+import nbformat
 from sphinx.errors import SphinxError
 
 DOCS = pathlib.Path(__file__).resolve().parent
@@ -118,6 +119,7 @@ def offer_notebook(app, pagename, templatename, context, doctree) -> None:
 
     myst-nb writes every executed page, outputs included, to ``jupyter_execute/``
     next to the HTML output; the ``notebook-download.html`` template shows the link.
+    The notebook keeps the page's hidden cells, so it runs top to bottom as the page did.
     """
     from myst_nb.sphinx_ import NbMetadataCollector
 
@@ -126,9 +128,14 @@ def offer_notebook(app, pagename, templatename, context, doctree) -> None:
     executed = pathlib.Path(app.outdir).parent / "jupyter_execute" / f"{pagename}.ipynb"
     if not executed.is_file():
         raise SphinxError(f"{executed} is missing; delete {pathlib.Path(app.outdir).parent} and build again")
+    notebook = nbformat.read(executed, as_version=4)
+    # The build's own bookkeeping (the cells' lines in the .md, its text format) means
+    # nothing to a reader's Jupyter.
+    notebook.metadata.pop("source_map", None)
+    notebook.metadata.pop("jupytext", None)
     target = pathlib.Path(app.outdir) / f"{pagename}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(executed, target)
+    nbformat.write(notebook, target)
     context["notebook_download"] = context["pathto"](f"{pagename}.ipynb", resource=True)
 
 
