@@ -33,6 +33,7 @@ pytestmark = pytest.mark.site
 
 REPO = Path(__file__).resolve().parents[1]
 SITE = Path(os.environ.get("SDA_SITE") or REPO / "docs" / "_build" / "html")
+SHOTS = SITE.parent / "site-test"  # screenshots of a page whose header fails, beside the build
 WIDTHS = (1280, 800)  # a laptop screen, and below the theme's 960 px breakpoint where the menu folds
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -250,17 +251,20 @@ def test_every_page_loads_clean(browser, site_url, pages):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_header_does_not_overlap(browser, site_url, pages, width, tmp_path_factory):
+def test_header_does_not_overlap(browser, site_url, pages, width):
     """The site title, the menu and the buttons each keep their own place, on every page."""
     reader = Reader(browser, site_url, width)
     problems = []
     try:
         for path in pages:
             page = reader.open(path)
-            problems += [f"{path} at {width} px: {problem}" for problem in header_problems(
-                page.evaluate(HEADER_PIECES_JS))]
-            if path == "index.html":  # for a person to look at; kept with pytest's temporary files
-                page.screenshot(path=tmp_path_factory.getbasetemp() / f"index-{width}.png")
+            found = header_problems(page.evaluate(HEADER_PIECES_JS))
+            if found and not problems:  # the first bad page, for a person to look at
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                shot = SHOTS / f"{path.replace('/', '_')}-{width}.png"
+                page.screenshot(path=shot)
+                problems.append(f"(screenshot: {shot})")
+            problems += [f"{path} at {width} px: {problem}" for problem in found]
     finally:
         reader.close()
     assert not problems, "\n".join(problems)
