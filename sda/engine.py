@@ -282,10 +282,29 @@ class BatchedFunction:
 
     The names are those of the symbolic variables, as for a PyTensor
     function, so the tutorial's ``fn(index=i, corruption=0.1, lr=0.001)`` and
-    ``fn(i, 0.1, 0.001)`` take the same step. ``rows_from`` is set under JAX:
-    then minibatch ``index`` of each of these shared matrices is cut out in
-    NumPy and passed in before the other inputs (JAX traces once per batch
-    shape, a full and a short last one).
+    ``fn(i, 0.1, 0.001)`` take the same step. ``batched_function`` builds it.
+
+    Parameters
+    ----------
+    function : callable
+        The compiled function, called with the values by position.
+    names : sequence of str
+        The names of ``f``'s arguments, ``index`` first.
+    name : str
+        ``f``'s name, for error messages.
+    rows_from : list of shared variables, optional
+        Set under JAX: minibatch ``index`` of each of these is cut out in
+        NumPy and passed to ``function`` in place of ``index``, before the
+        other inputs (JAX traces once per batch shape, a full and a short
+        last one).
+    batch_size : int
+        Rows per batch, with ``rows_from``.
+
+    Examples
+    --------
+    >>> total = BatchedFunction(lambda index, scale: index * scale, ["index", "scale"], "total")
+    >>> total(3, 2.0), total(index=3, scale=2.0), total(3, scale=2.0)
+    (6.0, 6.0, 6.0)
     """
 
     def __init__(self, function, names: Sequence[str], name: str, rows_from=None, batch_size: int = 0):

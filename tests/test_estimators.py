@@ -33,7 +33,7 @@ from sda.errors import SettingError, SettingTypeError
 TINY = dict(hidden_layer_sizes=(8,), pretrain_epochs=1, batch_size=10, random_state=0)
 ESTIMATORS = [SdAClassifier(**TINY, max_iter=10), SdATransformer(**TINY)]
 
-# Checks whose data has values outside [0, 1]: the estimators refuse it by design.
+# Checks that fit on data with values outside [0, 1]: fit refuses it by design.
 REFUSED_RANGE = ("the check fits on data outside [0, 1], which SdA estimators refuse (a sigmoid "
                  "reconstructs each input); the same check passes behind MinMaxScaler(clip=True)")
 OUTSIDE_UNIT_INTERVAL = [
