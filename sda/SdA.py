@@ -144,6 +144,8 @@ class SdA:
         """Compile ``fn(index, corruption, lr) -> cost``: one SGD step of dA
         ``layer`` on minibatch ``index`` of the shared matrix ``source``. It
         is an ``sda.sgd.SGDStep``, whose ``velocities`` are the momentum state.
+        As in the tutorial, the inputs may also be given by the names of the
+        symbolic variables: ``fn(index=i, corruption=0.1, lr=0.001)``.
 
         ``cached=False``: ``source`` holds network inputs, pushed through the
         frozen layers below on every call (the tutorial's way).
@@ -188,13 +190,15 @@ class SdA:
         """Return ``(train_fn, valid_score, test_score)``.
 
         ``datasets`` is ``[(train_x, train_y), (valid_x, valid_y), (test_x,
-        test_y)]`` of shared variables. ``train_fn(index)`` takes one SGD step
-        on a training minibatch and returns its cost; it is an
-        ``sda.sgd.SGDStep``, whose ``velocities`` are the momentum state and
-        whose shared ``learning_rate`` starts at ``learning_rate``.
-        ``valid_score`` and ``test_score`` are ``sda.batching.SplitScorer``s
-        over evaluation batches of ``eval_batch_size`` rows (default
-        ``batch_size``): ``valid_score.error()`` is the split's error rate.
+        test_y)]`` of shared variables. ``train_fn(index)`` (or
+        ``train_fn(index=i)``) takes one SGD step on a training minibatch and
+        returns its cost; it is an ``sda.sgd.SGDStep``, whose ``velocities``
+        are the momentum state and whose shared ``learning_rate`` starts at
+        ``learning_rate``. ``valid_score`` and ``test_score`` are
+        ``sda.batching.SplitScorer``s over evaluation batches of
+        ``eval_batch_size`` rows (default ``batch_size``): ``valid_score()``
+        lists each batch's error rate, as the tutorial's ``validate_model()``
+        does, and ``valid_score.error()`` is the split's error rate.
         ``input_corruption`` > 0 trains on masked pixels (see
         ``dropped_input``); the scores see clean ones.
         """
@@ -237,7 +241,8 @@ class SdA:
 
     def error_scorer(self, set_x, set_y, batch_size, name="score"):
         """A ``SplitScorer`` of the error rate over a shared split, ``batch_size``
-        rows per call. It is compiled once; scoring copies no data."""
+        rows per call; its ``batch_error(index)`` scores one batch. It is
+        compiled once; scoring copies no data."""
         index = pt.lscalar("index")
         batch_error = batched_function(index, [], self.errors, {self.x: set_x, self.y: set_y},
                                        batch_size, name=name)

@@ -17,17 +17,19 @@ are slower than Numba (58 vs 256 samples/s at batch 1), so there we keep Numba.
 import ctypes.util
 import glob
 import importlib.util
+import inspect
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 
 import pytensor
 from pytensor.compile.mode import get_mode
 from pytensor.link.jax.linker import JAXLinker
 
 from sda.batching import batch_slice
-from sda.errors import SdAError
+from sda.errors import SdAError, SettingTypeError
 
 FLOATX = "float32"
 BLAS_ENV = "SDA_BLAS_LDFLAGS"  # override the detected BLAS link flags
@@ -230,18 +232,94 @@ def uses_jax() -> bool:
     return isinstance(get_mode(None).linker, JAXLinker)
 
 
-class _RowsFromHost:
-    """JAX's stand-in for a function that slices its minibatch in the graph:
-    it cuts minibatch ``index`` out of each shared matrix in NumPy and passes
-    the rows in. JAX traces once per batch shape (a full and a short last one)."""
+def bind_arguments(name: str, names: Sequence[str], args: tuple, kwargs: dict) -> tuple:
+    """A call's arguments in the order of ``names``, given by position, by name or both.
 
-    def __init__(self, function, sources, batch_size):
-        self.function, self.sources, self.batch_size = function, sources, batch_size
+    Parameters
+    ----------
+    name : str
+        The function's name, for the error message.
+    names : sequence of str
+        Its inputs' names, in order: those of the symbolic variables.
+    args, kwargs
+        The call's positional and keyword arguments.
 
-    def __call__(self, index, *args):
+    Returns
+    -------
+    tuple
+        One value per name.
+
+    Raises
+    ------
+    SettingTypeError
+        A ``TypeError`` naming the inputs the function takes, for an unknown or
+        repeated name, a missing input or too many values.
+
+    Examples
+    --------
+    >>> bind_arguments("step", ["index", "corruption", "lr"], (3,), {"lr": 0.1, "corruption": 0.2})
+    (3, 0.2, 0.1)
+    >>> bind_arguments("step", ["index", "lr"], (), {"index": 3, "rate": 0.1})
+    Traceback (most recent call last):
+    ...
+    sda.errors.SettingTypeError: step(index, lr): got an unexpected keyword argument 'rate'
+    """
+    takes = f"{name}({', '.join(names)})"
+    unknown = [key for key in kwargs if key not in names]
+    if unknown:  # named before a missing input: a misspelt name is the likelier mistake
+        raise SettingTypeError(f"{takes}: got an unexpected keyword argument {unknown[0]!r}")
+    signature = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                   for n in names])
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as error:  # Python's own wording, after the inputs the function takes
+        raise SettingTypeError(f"{takes}: {error}") from None
+    return tuple(bound.arguments[n] for n in names)
+
+
+class BatchedFunction:
+    """A compiled ``f(index, *inputs)``, called by position or by its inputs' names.
+
+    The names are those of the symbolic variables, as for a PyTensor
+    function, so the tutorial's ``fn(index=i, corruption=0.1, lr=0.001)`` and
+    ``fn(i, 0.1, 0.001)`` take the same step. ``batched_function`` builds it.
+
+    Parameters
+    ----------
+    function : callable
+        The compiled function, called with the values by position.
+    names : sequence of str
+        The names of ``f``'s arguments, ``index`` first.
+    name : str
+        ``f``'s name, for error messages.
+    rows_from : list of shared variables, optional
+        Set under JAX: minibatch ``index`` of each of these is cut out in
+        NumPy and passed to ``function`` in place of ``index``, before the
+        other inputs (JAX traces once per batch shape, a full and a short
+        last one).
+    batch_size : int
+        Rows per batch, with ``rows_from``.
+
+    Examples
+    --------
+    >>> total = BatchedFunction(lambda index, scale: index * scale, ["index", "scale"], "total")
+    >>> total(3, 2.0), total(index=3, scale=2.0), total(3, scale=2.0)
+    (6.0, 6.0, 6.0)
+    """
+
+    def __init__(self, function, names: Sequence[str], name: str, rows_from=None, batch_size: int = 0):
+        self.function, self.names, self.name = function, tuple(names), name
+        self.rows_from, self.batch_size = rows_from, batch_size
+
+    def __call__(self, *args, **kwargs):
+        if kwargs or len(args) != len(self.names):  # the training loops' positional calls skip this
+            args = bind_arguments(self.name, self.names, args, kwargs)
+        if self.rows_from is None:
+            return self.function(*args)
+        index, *others = args
         rows = [batch_slice(source.get_value(borrow=True), int(index), self.batch_size)
-                for source in self.sources]
-        return self.function(*rows, *args)
+                for source in self.rows_from]
+        return self.function(*rows, *others)
 
 
 def batched_function(index, inputs, outputs, batches, batch_size, updates=None, name=None):
@@ -272,8 +350,9 @@ def batched_function(index, inputs, outputs, batches, batch_size, updates=None, 
 
     Returns
     -------
-    callable
-        ``f(index, *inputs)``; on the C and Numba backends a ``pytensor`` Function.
+    BatchedFunction
+        ``f(index, *inputs)``, whose arguments may also be given by the
+        variables' names, e.g. ``f(index=0)``.
 
     Examples
     --------
@@ -283,14 +362,20 @@ def batched_function(index, inputs, outputs, batches, batch_size, updates=None, 
     >>> total = batched_function(index, [], x.sum(), {x: data}, batch_size=2)
     >>> [float(total(i)) for i in range(3)]
     [1.0, 5.0, 4.0]
+    >>> float(total(index=2))
+    4.0
     """
+    names = [variable.name for variable in (index, *inputs)]
+    if not all(names):
+        raise ValueError(f"every input of batched_function needs a name, got {names}")
     if not uses_jax():
         givens = {variable: batch_slice(source, index, batch_size) for variable, source in batches.items()}
-        return pytensor.function([index, *inputs], outputs, updates=updates, givens=givens, name=name)
+        function = pytensor.function([index, *inputs], outputs, updates=updates, givens=givens, name=name)
+        return BatchedFunction(function, names, name or "batched_function")
     # Fresh inputs stand in for the batch variables, which need not be the graph's roots.
     fed = {variable: variable.type(name=variable.name) for variable in batches}
     function = pytensor.function([*fed.values(), *inputs], outputs, updates=updates, givens=fed, name=name)
-    return _RowsFromHost(function, list(batches.values()), batch_size)
+    return BatchedFunction(function, names, name or "batched_function", list(batches.values()), batch_size)
 
 
 BACKEND = configure()

@@ -11,13 +11,18 @@ Training runs the library's own loops: :func:`sda.train.pretrain`,
 :func:`sda.train.finetune_sgd` with :class:`sda.train.EarlyStopping`, and
 :func:`sda.optimize.finetune_batch` for CG and L-BFGS.
 
-Inputs must lie in [0, 1], because every layer reconstructs its input
-through a sigmoid and scores it by cross-entropy: other data is refused, not
-silently rescaled. Put ``MinMaxScaler(clip=True)`` in front (``clip`` keeps
-new rows that fall outside the training range inside [0, 1]).
+Training rows must lie in [0, 1], because every layer reconstructs its
+input through a sigmoid and scores it by cross-entropy: ``fit`` refuses other
+data rather than silently rescale it. Put a ``MinMaxScaler`` in front. New
+rows given to ``predict``, ``predict_proba``, ``transform`` or ``score`` may
+hold any finite values (a scaler fitted on other rows maps some of them a
+little past 0 or 1): they are clipped into [0, 1], the range the network
+was trained on, as ``MinMaxScaler(clip=True)`` would clip them. NaN and
+infinity are refused everywhere.
 """
 
 import math
+import numbers
 import warnings
 
 import numpy as np
@@ -31,15 +36,17 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sda.batching import n_batches
+from sda.checks import check_choice, check_count, check_flag, check_probability
 from sda.dA import LOSSES, reconstruction_loss
-from sda.data import Split, shared_dataset
+from sda.data import DataError, Split, shared_dataset
+from sda.errors import SettingError
 from sda.optimize import DEFAULT_CHUNK_ROWS, finetune_batch
 from sda.SdA import SdA
 from sda.train import EarlyStopping, finetune_sgd, pretrain
 
 SOLVERS = ("sgd", "cg", "lbfgs")
 # MinMaxScaler's float rounding can land a few float32 ulps outside [0, 1];
-# such values are clipped, anything further out is refused.
+# in fit such values are clipped, anything further out is refused.
 RANGE_SLACK = 1e-6
 SCALING_HINT = ("scale the features into [0, 1] first, e.g. "
                 "make_pipeline(MinMaxScaler(clip=True), {name}(...))")
@@ -58,11 +65,35 @@ class _Network:
         self._compiled = {}
 
     @classmethod
-    def from_weights(cls, architecture: dict, weights: dict) -> "_Network":
+    def from_weights(cls, architecture: dict, weights: dict, owner: str = "SdA") -> "_Network":
+        """Rebuild the network of ``architecture`` (``SdA``'s own checks apply) holding ``weights``.
+
+        Raises ``DataError`` naming the first parameter that is missing,
+        unexpected, of another shape or dtype than the architecture's, or not
+        finite; ``owner`` names the estimator in the message.
+        """
         # The generator only draws initial weights, which are overwritten at once.
         network = cls(SdA(np.random.RandomState(0), **architecture), architecture)
-        for name, param in network.model.named_params().items():
-            param.set_value(weights[name])
+        params = network.model.named_params()
+        fix = "the pickle is damaged or was not written by sda; fit the estimator again"
+        if not isinstance(weights, dict):
+            raise DataError(f"unpickled {owner} holds its weights in a {type(weights).__name__}, "
+                            f"expected a dict of arrays: {fix}")
+        missing, unexpected = sorted(params.keys() - weights.keys()), sorted(weights.keys() - params.keys())
+        if missing or unexpected:
+            problem = (f"lacks the parameter {missing[0]}" if missing else
+                       f"has a parameter {unexpected[0]} that its architecture does not")
+            raise DataError(f"unpickled {owner} {problem} (expected {', '.join(params)}): {fix}")
+        for name, param in params.items():
+            expected, value = param.get_value(borrow=True), weights[name]
+            found = (f"a {type(value).__name__}" if not isinstance(value, np.ndarray) else
+                     f"shape {value.shape}" if value.shape != expected.shape else
+                     f"dtype {value.dtype}" if value.dtype != expected.dtype else
+                     "non-finite values" if not np.all(np.isfinite(value)) else None)
+            if found:
+                raise DataError(f"unpickled {owner}'s parameter {name} has {found}, expected a finite "
+                                f"{expected.dtype} array of shape {expected.shape}: {fix}")
+            param.set_value(value)
         return network
 
     def weights(self) -> dict:
@@ -103,37 +134,61 @@ class _SdAEstimator(BaseEstimator):
     """What both estimators share: settings checks, input checks, pre-training, pickling."""
 
     def _check_settings(self):
-        """Raise ``ValueError`` naming the first setting that makes no sense."""
+        """Raise ``ValueError`` or ``TypeError`` naming the first setting that makes no sense.
+
+        The settings ``SdA`` takes too (layer sizes, corruption levels, ``tied``,
+        ``loss``) go through the same checks as its constructor (``sda.checks``).
+        """
         sizes = self.hidden_layer_sizes
         sizes = [sizes] if np.isscalar(sizes) else list(sizes)
         if not sizes:
-            raise ValueError("hidden_layer_sizes is empty: give at least one layer size, e.g. (100,)")
-        for i, size in enumerate(sizes):
-            check_scalar(size, f"hidden_layer_sizes[{i}]", (int, np.integer), min_val=1)
+            raise SettingError("hidden_layer_sizes is empty: give at least one layer size, e.g. (100,)")
+        sizes = [check_count(f"hidden_layer_sizes[{i}]", size) for i, size in enumerate(sizes)]
         levels = self.corruption_levels
         levels = [levels] * len(sizes) if np.isscalar(levels) else list(levels)
         if len(levels) != len(sizes):
-            raise ValueError(f"corruption_levels has {len(levels)} values for {len(sizes)} hidden "
-                             "layers: give one level per layer, or one number for all")
-        for i, level in enumerate(levels):
-            _check_real(level, f"corruption_levels[{i}]", min_val=0, max_val=1,
-                        include_boundaries="left")
+            raise SettingError(f"corruption_levels has {len(levels)} values for {len(sizes)} hidden "
+                               "layers: give one level per layer, or one number for all")
+        levels = [check_probability(f"corruption_levels[{i}]", level) for i, level in enumerate(levels)]
+        check_flag("tied", self.tied)
+        check_choice("loss", self.loss, LOSSES)
+        if isinstance(self.verbose, numbers.Integral) and not isinstance(self.verbose, bool):
+            check_count("verbose", self.verbose, minimum=0)  # scikit-learn's levels 0, 1, 2 ...
+        else:
+            check_flag("verbose", self.verbose)
         check_scalar(self.pretrain_epochs, "pretrain_epochs", (int, np.integer), min_val=0)
         _check_real(self.pretrain_learning_rate, "pretrain_learning_rate", min_val=0,
                     include_boundaries="neither")
         check_scalar(self.batch_size, "batch_size", (int, np.integer), min_val=1)
         _check_real(self.momentum, "momentum", min_val=0, max_val=1, include_boundaries="left")
         _check_real(self.alpha, "alpha", min_val=0)
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        return [int(s) for s in sizes], [float(c) for c in levels]
+        return sizes, levels
 
     def _validate_X(self, X, reset):
-        """``X`` as float32 in [0, 1], checked by scikit-learn's helpers."""
-        return self._check_range(validate_data(self, X, dtype=np.float32, reset=reset))
+        """``X`` as float32, checked by scikit-learn's helpers: for ``fit``
+        (``reset``) every value in [0, 1], for predictions clipped into it."""
+        X = self._check_finite(validate_data(self, X, dtype=np.float32, reset=reset, ensure_all_finite=False))
+        return self._check_range(X) if reset else self._clip(X)
+
+    def _check_finite(self, X):
+        """Refuse a validated ``X`` holding NaN or infinity, in one line that names where."""
+        if not np.isfinite(X).all():
+            row, column = np.argwhere(~np.isfinite(X))[0]
+            kind = "NaN" if np.isnan(X[row, column]) else "infinity or a value too large for float32"
+            name = type(self).__name__
+            raise ValueError(f"Input X contains {kind} (first at row {row}, column {column}): {name} "
+                             "needs finite values; drop or impute them, e.g. "
+                             f"make_pipeline(SimpleImputer(), MinMaxScaler(), {name}(...))")
+        return X
+
+    @staticmethod
+    def _clip(X):
+        """``X`` clipped into [0, 1], in a copy when any value is outside: ``X`` may be the caller's."""
+        outside = X.min(initial=0.0) < 0 or X.max(initial=0.0) > 1
+        return np.clip(X, 0.0, 1.0) if outside else X
 
     def _check_range(self, X):
-        """Refuse a validated ``X`` with values outside [0, 1]; clip rounding slack."""
+        """Refuse training rows with values outside [0, 1]; clip rounding slack."""
         name = type(self).__name__
         low, high = float(X.min(initial=0.0)), float(X.max(initial=0.0))
         if low < -RANGE_SLACK:
@@ -142,7 +197,7 @@ class _SdAEstimator(BaseEstimator):
         if high > 1 + RANGE_SLACK:
             raise ValueError(f"Values above 1 in data passed to {name} (maximum {high:.4g}): it needs "
                              f"every value in [0, 1]; {SCALING_HINT.format(name=name)}")
-        return np.clip(X, 0.0, 1.0) if low < 0 or high > 1 else X  # a copy: X may be the caller's
+        return self._clip(X)
 
     def _seeds(self, count):
         """``count`` integer seeds, every one drawn from ``random_state``."""
@@ -195,6 +250,13 @@ class _SdAEstimator(BaseEstimator):
             state["_architecture"], state["_weights"] = network.architecture, network.weights()
         return state
 
+    def __setstate__(self, state):
+        """Restore a pickle, rebuilding the network at once so damaged weights are refused here."""
+        super().__setstate__(state)
+        if "_weights" in state:
+            self._network = _Network.from_weights(self.__dict__.pop("_architecture"),
+                                                  self.__dict__.pop("_weights"), type(self).__name__)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = True  # [0, 1] in fact; see the module docstring
@@ -210,9 +272,11 @@ class SdATransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _SdAEsti
     from a copy with a fraction ``corruption_levels`` of the entries zeroed.
     ``transform`` returns a layer's code.
 
-    Every value of ``X`` must lie in [0, 1] (pixel intensities,
-    probabilities): other data is refused with a ``ValueError``, not rescaled.
-    Use ``make_pipeline(MinMaxScaler(clip=True), SdATransformer(...))``.
+    Every value of the training rows must lie in [0, 1] (pixel intensities,
+    probabilities): ``fit`` refuses other data with a ``ValueError`` rather
+    than rescale it; use ``make_pipeline(MinMaxScaler(), SdATransformer(...))``.
+    ``transform`` and ``score`` take any finite values and clip them into
+    [0, 1], the range the stack was trained on. NaN and infinity are refused.
 
     Parameters
     ----------
@@ -322,7 +386,7 @@ class SdATransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _SdAEsti
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Rows with every value in [0, 1].
+            Rows of finite values, clipped into [0, 1].
 
         Returns
         -------
@@ -342,7 +406,7 @@ class SdATransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _SdAEsti
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Rows with every value in [0, 1].
+            Rows of finite values, clipped into [0, 1].
         y : None
             Ignored.
 
@@ -379,9 +443,13 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
     stratified share ``validation_fraction`` of the training rows is held out
     to pick the best iterate.
 
-    Every value of ``X`` must lie in [0, 1] (pixel intensities,
-    probabilities): other data is refused with a ``ValueError``, not rescaled.
-    Use ``make_pipeline(MinMaxScaler(clip=True), SdAClassifier(...))``.
+    Every value of the training rows must lie in [0, 1] (pixel intensities,
+    probabilities): ``fit`` refuses other data with a ``ValueError`` rather
+    than rescale it; use ``make_pipeline(MinMaxScaler(), SdAClassifier(...))``.
+    ``predict``, ``predict_proba``, ``predict_log_proba`` and ``score`` take
+    any finite values and clip them into [0, 1], the range the network was
+    trained on, so held-out rows that a scaler maps a little past 1 are
+    scored. NaN and infinity are refused.
 
     Parameters
     ----------
@@ -488,8 +556,7 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
 
     def _check_settings(self):
         checked = super()._check_settings()
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        check_choice("solver", self.solver, SOLVERS)
         _check_real(self.learning_rate_init, "learning_rate_init", min_val=0,
                     include_boundaries="neither")
         check_scalar(self.max_iter, "max_iter", (int, np.integer), min_val=1)
@@ -513,9 +580,9 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         self : SdAClassifier
             The fitted classifier.
         """
-        X, y = validate_data(self, X, y, dtype=np.float32)
+        X, y = validate_data(self, X, y, dtype=np.float32, ensure_all_finite=False)
         check_classification_targets(y)
-        X = self._check_range(X)
+        X = self._check_range(self._check_finite(X))
         self._check_settings()
         encoder = LabelEncoder()
         labels = encoder.fit_transform(y).astype(np.int32)
@@ -587,7 +654,7 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Rows with every value in [0, 1].
+            Rows of finite values, clipped into [0, 1].
 
         Returns
         -------
@@ -606,7 +673,7 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Rows with every value in [0, 1].
+            Rows of finite values, clipped into [0, 1].
 
         Returns
         -------
@@ -621,7 +688,7 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Rows with every value in [0, 1].
+            Rows of finite values, clipped into [0, 1].
 
         Returns
         -------

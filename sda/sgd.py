@@ -40,9 +40,11 @@ def sgd_updates(cost, params, learning_rate, momentum=0.0, weight_decay=0.0):
 class SGDStep:
     """A compiled SGD step and the momentum velocities it updates.
 
-    Call it as the compiled function; it returns the minibatch's cost. The
-    ``velocities`` (empty without momentum) are the step's own training
-    state: a loop hands them to its ``Checkpoint`` so they survive a kill.
+    Call it as the compiled function, by position or by the names of its
+    inputs (``step(index=3, corruption=0.1, lr=0.001)``); it returns the
+    minibatch's cost. The ``velocities`` (empty without momentum) are the
+    step's own training state: a loop hands them to its ``Checkpoint`` so
+    they survive a kill.
     ``learning_rate``, when the step was compiled with a shared one, lets a
     loop change the rate between epochs without recompiling.
 
@@ -60,5 +62,5 @@ class SGDStep:
     velocities: list = field(default_factory=list)
     learning_rate: pytensor.compile.SharedVariable | None = None
 
-    def __call__(self, *args):
-        return self.function(*args)
+    def __call__(self, *args, **kwargs):
+        return self.function(*args, **kwargs)

@@ -1,6 +1,7 @@
 """The scikit-learn estimators: scikit-learn's own estimator checks, pipelines and
 grid search, pickling, every solver, string labels, seeds, and input checks."""
 
+import copyreg
 import doctest
 import io
 import json
@@ -17,20 +18,22 @@ import pytest
 from numpy.testing import assert_array_equal
 from sklearn.base import clone
 from sklearn.datasets import load_digits
-from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils.estimator_checks import check_estimator
 
 import sda.estimators
-from sda import SdAClassifier, SdATransformer
+from sda import SdA, SdAClassifier, SdATransformer
+from sda.data import DataError
+from sda.errors import SettingError, SettingTypeError
 
 # Tiny networks: the checks test scikit-learn's contract, not accuracy, and
 # each of their many fits compiles a few PyTensor functions.
 TINY = dict(hidden_layer_sizes=(8,), pretrain_epochs=1, batch_size=10, random_state=0)
 ESTIMATORS = [SdAClassifier(**TINY, max_iter=10), SdATransformer(**TINY)]
 
-# Checks whose data has values outside [0, 1]: the estimators refuse it by design.
+# Checks that fit on data with values outside [0, 1]: fit refuses it by design.
 REFUSED_RANGE = ("the check fits on data outside [0, 1], which SdA estimators refuse (a sigmoid "
                  "reconstructs each input); the same check passes behind MinMaxScaler(clip=True)")
 OUTSIDE_UNIT_INTERVAL = [
@@ -109,7 +112,8 @@ def small_classifier(**settings):
 def test_pipeline_and_grid_search_on_digits():
     X, y = load_digits(return_X_y=True)  # pixels 0..16: the scaler puts them in [0, 1]
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
-    pipeline = make_pipeline(MinMaxScaler(clip=True), small_classifier(max_iter=10))
+    # no clip: the held-out folds have pixels brighter than any the scaler saw, past 1
+    pipeline = make_pipeline(MinMaxScaler(), small_classifier(max_iter=10))
     search = GridSearchCV(pipeline, {"sdaclassifier__hidden_layer_sizes": [(16,), (32,)]}, cv=2)
     search.fit(X_train[:600], y_train[:600])
     assert len(search.cv_results_["params"]) == 2
@@ -169,7 +173,7 @@ def test_pickled_classifier_predicts_the_same(digits, dump, load):
     blob = dump(model)
     assert b"pytensor" not in blob  # numpy weights only: no graph, no compiled function
     loaded = load(blob)
-    assert "_network" not in vars(loaded)  # rebuilt on first use
+    assert "_weights" not in vars(loaded)  # the network is rebuilt, and checked, when loaded
     assert_array_equal(loaded.predict_proba(X_test), expected)
     assert_array_equal(loaded.predict(X_test), model.predict(X_test))
     assert_array_equal(load(dump(loaded)).predict(X_test), model.predict(X_test))  # pickles again
@@ -199,30 +203,73 @@ def test_transformer_codes_layers_scores_and_pickles(digits):
     assert loaded.score(X_test) == trained.score(X_test)
 
 
-def test_out_of_range_data_is_refused_with_the_fix(digits):
+def test_fit_refuses_data_outside_the_unit_interval_with_the_fix(digits):
     X_train, _, y_train, _ = digits
     with pytest.raises(ValueError, match=r"Values above 1 .*MinMaxScaler"):
         small_classifier().fit(X_train * 16, y_train)
     with pytest.raises(ValueError, match=r"Negative values .*MinMaxScaler"):
         SdATransformer().fit(X_train - 0.5)
-    model = small_classifier(max_iter=2).fit(X_train, y_train)
-    with pytest.raises(ValueError, match="Values above 1"):
-        model.predict(X_train + 2)
     # a rounding error's worth outside [0, 1] is clipped, not refused
-    nudged = X_train[:2].astype(np.float32)  # float32: validation passes the caller's array on
+    nudged = X_train.astype(np.float32)  # float32: validation passes the caller's array on
     nudged[0, 0], nudged[1, 0] = 1 + 1e-7, -1e-7
     before = nudged.copy()
-    assert_array_equal(model.predict(nudged), model.predict(np.clip(nudged, 0, 1)))
+    fitted = SdATransformer((8,), pretrain_epochs=1, random_state=0)
+    assert_array_equal(fitted.fit_transform(nudged), fitted.fit_transform(np.clip(nudged, 0, 1)))
     assert_array_equal(nudged, before)  # clipped in a copy, never in the caller's array
 
 
+def test_new_rows_may_hold_any_finite_values_and_are_clipped(digits):
+    X_train, X_test, y_train, _ = digits
+    model = small_classifier(max_iter=2).fit(X_train, y_train)
+    far_out = (X_test - 0.5) * 3  # from -1.5 to 1.5
+    before = far_out.copy()
+    clipped = np.clip(far_out, 0, 1)
+    assert_array_equal(model.predict_proba(far_out), model.predict_proba(clipped))
+    assert model.score(far_out, model.predict(clipped)) == 1.0
+    assert_array_equal(far_out, before)  # clipped in a copy, never in the caller's array
+    transformer = SdATransformer((8,), pretrain_epochs=1, random_state=0).fit(X_train)
+    assert_array_equal(transformer.transform(far_out), transformer.transform(clipped))
+    assert transformer.score(far_out) == transformer.score(clipped)
+
+
+def test_cross_validation_behind_an_unclipped_scaler_scores_every_fold():
+    X, y = load_digits(return_X_y=True)
+    pipeline = make_pipeline(MinMaxScaler(), SdAClassifier(hidden_layer_sizes=(64,), pretrain_epochs=2,
+                                                           max_iter=10, random_state=0))
+    scores = cross_val_score(pipeline, X, y, cv=3)
+    # held-out pixels brighter than any in the other folds reach 1.07 after scaling
+    assert np.all(np.isfinite(scores)) and scores.min() > 0.85  # 0.92 to 0.94 here; chance is 0.1
+
+
+@pytest.mark.parametrize("bad, kind", [(np.nan, "NaN"), (np.inf, "infinity or a value too large for float32"),
+                                       (1e39, "infinity or a value too large for float32")])
+def test_nan_and_infinity_are_refused_in_one_line(digits, bad, kind):
+    X_train, X_test, y_train, _ = digits
+    broken = X_train.copy()
+    broken[3, 5] = bad
+    expected = (f"Input X contains {kind} (first at row 3, column 5): {{name}} needs finite values; drop or "
+                "impute them, e.g. make_pipeline(SimpleImputer(), MinMaxScaler(), {name}(...))")
+    classifier, transformer = small_classifier(max_iter=2), SdATransformer((8,), pretrain_epochs=1)
+    for model, call in [(classifier, lambda: classifier.fit(broken, y_train)),
+                        (transformer, lambda: transformer.fit(broken))]:
+        with pytest.raises(ValueError) as error:
+            call()
+        assert str(error.value) == expected.format(name=type(model).__name__)
+    classifier.fit(X_train, y_train)
+    transformer.fit(X_train)
+    for method in (classifier.predict, classifier.predict_proba, transformer.transform, transformer.score):
+        with pytest.raises(ValueError) as error:
+            method(broken)
+        assert str(error.value) == expected.format(name=type(method.__self__).__name__)
+
+
 @pytest.mark.parametrize("settings, message", [
-    (dict(solver="adam"), "solver must be one of"),
+    (dict(solver="adam"), "unknown solver 'adam': choose one of"),
     (dict(hidden_layer_sizes=(8, 8), corruption_levels=(0.1, 0.2, 0.3)), "one level per layer"),
     (dict(corruption_levels=1.0), "corruption_levels"),
     (dict(validation_fraction=1.0), "validation_fraction"),
     (dict(hidden_layer_sizes=()), "hidden_layer_sizes is empty"),
-    (dict(loss="hinge"), "loss must be one of"),
+    (dict(loss="hinge"), "unknown loss 'hinge'"),
     # NaN passes every bound check_scalar makes; it must not reach training as a diverging run
     (dict(alpha=float("nan")), "alpha == nan, must be a finite number"),
     (dict(learning_rate_init=float("inf")), "learning_rate_init == inf, must be a finite number"),
@@ -232,6 +279,81 @@ def test_bad_settings_fail_before_training(digits, settings, message):
     X_train, _, y_train, _ = digits
     with pytest.raises(ValueError, match=message):
         small_classifier(**settings).fit(X_train, y_train)
+
+
+@pytest.mark.parametrize("estimator", [SdAClassifier, SdATransformer])
+@pytest.mark.parametrize("setting, value", [("tied", "no"), ("tied", 0), ("loss", "hinge"),
+                                            ("loss", None), ("corruption_levels", (1.0,)),
+                                            ("hidden_layer_sizes", (2.5,))])
+def test_settings_the_sda_takes_too_are_refused_in_its_words(digits, estimator, setting, value):
+    """The same check as SdA's constructor: the same error type and the same message."""
+    sda_name = {"hidden_layer_sizes": "hidden_layers_sizes"}.get(setting, setting)
+    sda_settings = dict(n_ins=4, hidden_layers_sizes=(3,), n_outs=2, corruption_levels=(0.1,))
+    with pytest.raises((SettingError, SettingTypeError)) as by_sda:
+        SdA(np.random.RandomState(0), **{**sda_settings, sda_name: value})
+    with pytest.raises(type(by_sda.value)) as by_estimator:
+        estimator(**{setting: value}).fit(digits[0][:40], digits[2][:40])
+    assert str(by_estimator.value) == str(by_sda.value).replace(sda_name, setting)
+
+
+@pytest.mark.parametrize("settings, kind, message", [
+    (dict(solver="Adam"), SettingError, "unknown solver 'Adam': choose one of ('sgd', 'cg', 'lbfgs')"),
+    (dict(verbose="no"), SettingTypeError, "verbose must be True or False, got 'no' (str)"),
+    (dict(verbose=-1), SettingError, "verbose must be at least 0, got -1"),
+])
+def test_choice_and_flag_settings_are_refused_not_coerced(digits, settings, kind, message):
+    with pytest.raises(kind) as error:
+        small_classifier(**settings).fit(digits[0], digits[2])
+    assert str(error.value) == message
+    small_classifier(verbose=2, max_iter=1, pretrain_epochs=0).fit(digits[0][:100], digits[2][:100])
+
+
+class _Edited:
+    """Pickles as ``estimator`` with its pickled state changed by ``edit``."""
+
+    def __init__(self, estimator, edit):
+        self.state = estimator.__getstate__()
+        self.state["_weights"] = {name: value.copy() for name, value in self.state["_weights"].items()}
+        edit(self.state["_weights"])
+        self.cls = type(estimator)
+
+    def __reduce__(self):
+        # how protocols 0 and 1 pickle the estimator: a bare instance, then __setstate__(state)
+        return copyreg._reconstructor, (self.cls, object, None), self.state
+
+
+FOUND_AS_EXPECTED = "expected a finite float32 array of shape"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda w: w.update({"hidden0.W": w["hidden0.W"][:, :4]}),
+     f"unpickled {{name}}'s parameter hidden0.W has shape (64, 4), {FOUND_AS_EXPECTED} (64, 8)"),
+    (lambda w: w.update({"logistic.W": w["logistic.W"].astype(np.float64)}),
+     f"unpickled {{name}}'s parameter logistic.W has dtype float64, {FOUND_AS_EXPECTED} (8, "),
+    (lambda w: w["hidden0.b"].__setitem__(2, np.nan),
+     f"unpickled {{name}}'s parameter hidden0.b has non-finite values, {FOUND_AS_EXPECTED} (8,)"),
+    (lambda w: w.update({"hidden0.b": w["hidden0.b"].tolist()}),
+     f"unpickled {{name}}'s parameter hidden0.b has a list, {FOUND_AS_EXPECTED} (8,)"),
+    (lambda w: w.pop("dA0.bvis"), "unpickled {name} lacks the parameter dA0.bvis (expected hidden0.W, "),
+    (lambda w: w.update({"dA0.W_prime": w["hidden0.W"].T}),
+     "unpickled {name} has a parameter dA0.W_prime that its architecture does not"),
+])
+@pytest.mark.parametrize("estimator", [small_classifier(max_iter=2, hidden_layer_sizes=(8,)),
+                                       SdATransformer((8,), pretrain_epochs=1)],
+                         ids=lambda e: type(e).__name__)
+def test_a_damaged_pickle_is_refused_when_loaded(digits, estimator, edit, message):
+    X_train, X_test, y_train, _ = digits
+    fitted = clone(estimator).fit(X_train, y_train)
+    output = "transform" if isinstance(fitted, SdATransformer) else "predict_proba"
+    intact = pickle.loads(pickle.dumps(_Edited(fitted, lambda weights: None)))
+    assert_array_equal(getattr(intact, output)(X_test), getattr(fitted, output)(X_test))
+    blob = pickle.dumps(_Edited(fitted, edit))
+    with pytest.raises(DataError) as error:
+        pickle.loads(blob)
+    assert isinstance(error.value, ValueError)
+    assert str(error.value).startswith(message.format(name=type(fitted).__name__))
+    assert str(error.value).endswith(": the pickle is damaged or was not written by sda; fit the "
+                                     "estimator again")
 
 
 def test_a_batch_larger_than_the_rows_is_clipped_with_a_warning():
