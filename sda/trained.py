@@ -324,8 +324,10 @@ class TrainedModel:
     pixel_scale : (int, int)
         (brightest grey level, divisor) of the training data: an 8-bit grey
         value ``g`` becomes ``round(g * level / 255) / divisor``.
-    settings, summary : dict or None
-        The run's ``config.json`` and ``summary.json`` (:func:`load_run` only).
+    settings : dict or None
+        The run's ``config.json`` (:func:`load_run` only).
+    summary : dict or None
+        The run's ``summary.json`` (:func:`load_run` only).
     """
 
     model: SdA
