@@ -106,11 +106,12 @@ def load_params(model, path):
     set_params(model, open_npz(path, "saved model"), path)
 
 
-def set_params(model, stored, path):
+def set_params(model, stored, path, misfit_fix=None):
     """Set ``model``'s parameters from ``stored``, the arrays of the file ``path``.
 
     Every array is checked (names, shapes, finite floats) before any is set;
     the metadata entry is not a parameter and is left to ``sda.trained``.
+    ``misfit_fix`` replaces the advice given when names or shapes do not fit.
     """
     params = model.named_params()
     stored = {name: value for name, value in stored.items() if name != METADATA_KEY}
@@ -119,14 +120,15 @@ def set_params(model, stored, path):
     if missing or extra:
         raise SettingError(
             f"{path} does not fit this model (missing {missing}, unexpected {extra}): "
-            "build the model with the same layer sizes and decoder setting as the saved one"
+            + (misfit_fix or "build the model with the same layer sizes and decoder setting as the "
+                             "saved one")
         )
     for name, p in params.items():  # every array is checked before any is set
         value = stored[name]
         if value.shape != p.get_value(borrow=True).shape:
             raise SettingError(
                 f"{path}: {name} has shape {value.shape}, the model expects "
-                f"{p.get_value(borrow=True).shape}: the layer sizes differ"
+                f"{p.get_value(borrow=True).shape}: " + (misfit_fix or "the layer sizes differ")
             )
         if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
             problem = (f"holds {value.dtype} values" if value.dtype.kind != "f"

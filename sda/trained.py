@@ -210,11 +210,9 @@ def load_model(path, settings: dict | None = None) -> "TrainedModel":
                             "values, one per output")
     # The generator only draws initial weights, which set_params overwrites at once.
     model = SdA(np.random.RandomState(0), **architecture)
-    try:
-        set_params(model, stored, path)
-    except SettingError as error:
-        raise SdAError(f"{error}; the file does not match the architecture it records: restore it "
-                       "from its run folder, or train again") from None
+    record = "the architecture it records" if METADATA_KEY in stored else "its run's config.json"
+    set_params(model, stored, path, misfit_fix=f"its weights do not match {record}; restore the run's "
+                                               "own files, or train again")
     return TrainedModel(model=model, architecture=architecture, classes=np.array(classes),
                         path=path, sda_version=str(metadata.get("sda_version")),
                         **_input(path, metadata, architecture["n_ins"]))
@@ -501,6 +499,8 @@ def read_input(path, trained: TrainedModel) -> Input:
             x = x.reshape(-1, math.prod(shape))
         if x.dtype == np.uint8:
             x = trained.from_grey(x)
+        if x.size == 0:
+            raise SettingError(f"{path} holds no values (its shape is {x.shape}); give at least one row")
         return Input(path, trained.check_rows(x, str(path)))
     grey = _image_grey(path)
     if shape is None:

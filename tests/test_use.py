@@ -198,6 +198,7 @@ def _mnist_sized(path):
     ("dims.npy", lambda p: np.save(p, np.zeros((3, 10))), "has shape (3, 10); this model takes rows of 64"),
     ("cube.npy", lambda p: np.save(p, np.zeros((2, 2, 4, 8))), "has shape (2, 2, 4, 8)"),
     ("range.npy", lambda p: np.save(p, np.full((1, 64), 16.0)), "values from 16 to 16; this model takes"),
+    ("empty.npy", lambda p: np.save(p, np.zeros((0, 64))), "holds no values (its shape is (0, 64))"),
     ("two.npz", lambda p: np.savez(p, a=np.zeros(64), b=np.zeros(64)), "holds 2 arrays ['a', 'b']"),
     ("pickled.npy", lambda p: np.save(p, np.array([{}]), allow_pickle=True), "is not a valid .npy array"),
 ])
@@ -243,8 +244,10 @@ def _metadata(**change):
 @pytest.mark.parametrize("damage, message", [
     (lambda p: p.write_bytes(p.read_bytes()[:500]), "is not a valid saved model file: it is damaged"),
     (lambda p: p.write_bytes(b""), "is not a valid saved model file: it is empty"),
-    (lambda p: _resave(p, hidden1__b=None), "does not fit this model (missing ['hidden1.b']"),
-    (lambda p: _resave(p, hidden0__W=lambda w: w.T), "hidden0.W has shape (100, 64), the model expects"),
+    (lambda p: _resave(p, hidden1__b=None), "does not fit this model (missing ['hidden1.b'], unexpected "
+                                             "[]): its weights do not match the architecture it records"),
+    (lambda p: _resave(p, hidden0__W=lambda w: w.T),
+     "hidden0.W has shape (100, 64), the model expects (64, 100): its weights do not match the architecture"),
     (lambda p: _resave(p, logistic__b=lambda b: b.astype(np.int64)), "logistic.b holds int64 values"),
     (lambda p: _resave(p, hidden0__b=lambda b: b * np.nan), "hidden0.b holds non-finite values"),
     (lambda p: _resave(p, metadata__json=_metadata(format=MODEL_FORMAT + 1, sda_version="9.0")),
@@ -299,6 +302,10 @@ def test_an_older_model_npz_loads_through_its_config(run_folder, trained, tmp_pa
     np.testing.assert_array_equal(older.predict(test_split.x), trained.predict(test_split.x))
     with pytest.raises(SdAError, match="holds no metadata.json .* load its run folder with sda.load_run"):
         load_model(folder / "model.npz")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "tied": False}))
+    with pytest.raises(SdAError, match=r"unexpected \[\]\): its weights do not match its run's config.json"):
+        load_run(folder)
 
 
 # ------------------------------------------------------------------ scikit-learn
