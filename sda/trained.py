@@ -89,7 +89,7 @@ def model_metadata(model: SdA, dataset_name: str | None = None,
 
 
 # ------------------------------------------------------------------ reading it back
-def _refuse(path, problem, fix="restore it from its run folder, or train the model again"):
+def _refuse(path, problem, fix="restore the file, or train the model again"):
     return SdAError(f"{path}: {problem}; {fix}")
 
 
@@ -136,6 +136,8 @@ def _architecture(path, metadata) -> dict:
 def _input(path, metadata, n_ins) -> dict:
     """``dataset``, ``image_shape`` and ``pixel_scale`` of the model's input, checked."""
     found = metadata.get("input", {})
+    if not isinstance(found, dict):
+        raise _refuse(path, f"its input format {found!r} is not a JSON object")
     image_shape, scale = found.get("image_shape"), found.get("pixel_scale", [255, 255])
     if image_shape is not None and (not isinstance(image_shape, list) or len(image_shape) != 2
                                     or not all(isinstance(n, int) for n in image_shape)
@@ -205,9 +207,9 @@ def load_model(path, settings: dict | None = None) -> "TrainedModel":
     architecture = _architecture(path, metadata)
     classes = metadata.get("classes")
     if not isinstance(classes, list) or len(classes) != architecture["n_outs"] \
-            or len(set(map(repr, classes))) != len(classes):
+            or not all(type(c) in (int, str) for c in classes) or len(set(classes)) != len(classes):
         raise _refuse(path, f"its class labels {classes!r} are not {architecture['n_outs']} distinct "
-                            "values, one per output")
+                            "labels (whole numbers or text), one per output")
     # The generator only draws initial weights, which set_params overwrites at once.
     model = SdA(np.random.RandomState(0), **architecture)
     record = "the architecture it records" if METADATA_KEY in stored else "its run's config.json"

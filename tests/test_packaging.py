@@ -14,6 +14,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+import sda
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
@@ -32,6 +34,7 @@ def test_the_wheel_holds_every_module_of_the_source(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
                     str(source)], check=True, timeout=600)
     (wheel,) = tmp_path.glob("sda-*.whl")
+    assert wheel.name.startswith(f"sda-{sda.__version__}-")  # pyproject.toml reads sda.__version__
     packed = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("sda/")}
     expected = {path.relative_to(source).as_posix() for path in (source / "sda").rglob("*.py")}
     assert "sda/experiments/baseline.py" in expected
