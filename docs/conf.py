@@ -20,10 +20,12 @@ sys.path.insert(0, str(REPO))  # autodoc imports sda from this checkout
 # Two cores, several kernels in a row: keep each library to its share.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+import sda  # noqa: E402  (this checkout, after the environment above is set)
+
 project = "sda"
 author = "the sda developers"
 copyright = "2026, the sda developers"
-release = version = "0.1.0"
+release = version = sda.__version__
 
 extensions = [
     "myst_nb",

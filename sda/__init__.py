@@ -9,8 +9,11 @@ from sda.engine import BACKEND  # noqa: F401  (must run before any graph is buil
 from sda.logistic import LogisticRegression
 from sda.mlp import HiddenLayer
 from sda.SdA import SdA
+from sda.trained import TrainedModel, load_model, load_run
 
-__all__ = ["BACKEND", "HiddenLayer", "LogisticRegression", "SdA", "SdAClassifier", "SdATransformer", "dA"]
+__all__ = ["BACKEND", "HiddenLayer", "LogisticRegression", "SdA", "SdAClassifier", "SdATransformer",
+           "TrainedModel", "dA", "load_model", "load_run"]
+# The one place the version is written: pyproject.toml and docs/conf.py read it from here.
 __version__ = "0.1.0"
 _ESTIMATORS = ("SdAClassifier", "SdATransformer")
 

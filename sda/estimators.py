@@ -43,6 +43,7 @@ from sda.errors import SettingError
 from sda.optimize import DEFAULT_CHUNK_ROWS, finetune_batch
 from sda.SdA import SdA
 from sda.train import EarlyStopping, finetune_sgd, pretrain
+from sda.trained import load_run
 
 SOLVERS = ("sgd", "cg", "lbfgs")
 # MinMaxScaler's float rounding can land a few float32 ulps outside [0, 1];
@@ -240,6 +241,37 @@ class _SdAEstimator(BaseEstimator):
             self._network = _Network.from_weights(self.__dict__.pop("_architecture"),
                                                   self.__dict__.pop("_weights"))
         return self._network
+
+    @classmethod
+    def from_run(cls, folder, **params):
+        """A fitted estimator holding the model a run of ``python -m sda.run`` trained.
+
+        Parameters
+        ----------
+        folder : str or path-like
+            The run folder, or its ``model.npz``; loaded by :func:`sda.load_run`.
+        **params
+            Other constructor parameters, e.g. ``layer`` for the transformer;
+            the architecture ones come from the run.
+
+        Returns
+        -------
+        estimator
+            Fitted: ``predict``, ``transform`` and ``score`` use the run's
+            weights (a classifier's ``classes_`` are its labels); ``fit`` trains
+            a new model of the same architecture.
+        """
+        trained = load_run(folder)
+        architecture = trained.architecture
+        estimator = cls(hidden_layer_sizes=architecture["hidden_layers_sizes"],
+                        corruption_levels=architecture["corruption_levels"], tied=architecture["tied"],
+                        loss=architecture["loss"], **params)
+        estimator._check_settings()
+        estimator._network = _Network(trained.model, dict(architecture))
+        estimator.n_features_in_ = architecture["n_ins"]
+        if isinstance(estimator, ClassifierMixin):
+            estimator.classes_ = trained.classes
+        return estimator
 
     # Pickles and deep copies hold numpy weights only: compiled functions and
     # shared variables are rebuilt on first use (see ``_fitted``).

@@ -39,6 +39,7 @@ from sda.optimize import finetune_minibatch
 from sda.pictures import save_run_pictures
 from sda.rundir import RunDir, read_text
 from sda.train import EarlyStopping, check_params, finetune_sgd, pretrain
+from sda.trained import model_metadata
 
 __all__ = ["build_model", "build_parser", "main", "parse", "run"]
 
@@ -268,7 +269,7 @@ def _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch, resu
         _record_end(run_dir, "failed", progress, error=f"{type(error).__name__}: {error}",
                     resume=resume_hint(run_dir))
         raise
-    run_dir.save_model(model)
+    run_dir.save_model(model, metadata=model_metadata(model, dataset.name, dataset.image_shape))
     print(save_run_pictures(model, dataset, run_dir.path, config.corruption_levels[0], config.seed),
           flush=True)
     seconds = progress.seconds

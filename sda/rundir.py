@@ -24,6 +24,7 @@ from sda.data import open_npz
 from sda.errors import SdAError, SettingError
 
 MAX_SUFFIX = 1000  # default names that collide get "-2", "-3", ... up to this
+METADATA_KEY = "metadata.json"  # the entry of a model .npz that describes it (not a parameter)
 
 
 def atomic_write(path, write):
@@ -87,29 +88,47 @@ def usable_folder(path, flag="--out"):
     return path
 
 
-def save_params(model, path):
-    """Write every named parameter of ``model`` to the ``.npz`` file ``path``."""
+def save_params(model, path, metadata=None):
+    """Write every named parameter of ``model`` to the ``.npz`` file ``path``.
+
+    ``metadata``, a JSON-serialisable dict (see ``sda.trained``), is stored
+    beside them as JSON text under ``METADATA_KEY``: a plain string array,
+    readable without pickle.
+    """
     values = {name: p.get_value() for name, p in model.named_params().items()}
+    if metadata is not None:
+        values[METADATA_KEY] = np.array(json.dumps(metadata, sort_keys=True))
     atomic_write(path, lambda f: np.savez(f, **values))
 
 
 def load_params(model, path):
     """Set ``model``'s parameters from an ``.npz`` written by ``save_params``."""
+    set_params(model, open_npz(path, "saved model"), path)
+
+
+def set_params(model, stored, path, misfit_fix=None):
+    """Set ``model``'s parameters from ``stored``, the arrays of the file ``path``.
+
+    Every array is checked (names, shapes, finite floats) before any is set;
+    the metadata entry is not a parameter and is left to ``sda.trained``.
+    ``misfit_fix`` replaces the advice given when names or shapes do not fit.
+    """
     params = model.named_params()
-    stored = open_npz(path, "saved model")
+    stored = {name: value for name, value in stored.items() if name != METADATA_KEY}
     missing = sorted(set(params) - set(stored))
     extra = sorted(set(stored) - set(params))
     if missing or extra:
         raise SettingError(
             f"{path} does not fit this model (missing {missing}, unexpected {extra}): "
-            "build the model with the same layer sizes and decoder setting as the saved one"
+            + (misfit_fix or "build the model with the same layer sizes and decoder setting as the "
+                             "saved one")
         )
     for name, p in params.items():  # every array is checked before any is set
         value = stored[name]
         if value.shape != p.get_value(borrow=True).shape:
             raise SettingError(
                 f"{path}: {name} has shape {value.shape}, the model expects "
-                f"{p.get_value(borrow=True).shape}: the layer sizes differ"
+                f"{p.get_value(borrow=True).shape}: " + (misfit_fix or "the layer sizes differ")
             )
         if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
             problem = (f"holds {value.dtype} values" if value.dtype.kind != "f"
@@ -346,5 +365,6 @@ class RunDir:
             atomic_write(self.path / table.filename, lambda f, text=text: f.write(
                 text.getvalue().encode()))
 
-    def save_model(self, model, filename="model.npz"):
-        save_params(model, self.path / filename)
+    def save_model(self, model, filename="model.npz", metadata=None):
+        """Write ``model``'s parameters, and ``metadata`` if given, to ``filename`` in the folder."""
+        save_params(model, self.path / filename, metadata)

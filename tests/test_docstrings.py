@@ -18,6 +18,8 @@ PUBLIC_API = [
     ("sda.train", "pretrain"),
     ("sda.train", "finetune_sgd"),
     ("sda.optimize", "finetune_batch"),
+    ("sda.trained", "load_run"),
+    ("sda.trained", "model_metadata"),
 ]
 
 
