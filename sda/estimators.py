@@ -38,12 +38,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from sda.batching import n_batches
 from sda.checks import check_choice, check_count, check_flag, check_probability
 from sda.dA import LOSSES, reconstruction_loss
-from sda.data import DataError, Split, shared_dataset
+from sda.data import Split, shared_dataset
 from sda.errors import SettingError
 from sda.optimize import DEFAULT_CHUNK_ROWS, finetune_batch
+from sda.rundir import set_params
 from sda.SdA import SdA
 from sda.train import EarlyStopping, finetune_sgd, pretrain
-from sda.trained import load_run
+from sda.trained import load_run, run_in_chunks
 
 SOLVERS = ("sgd", "cg", "lbfgs")
 # MinMaxScaler's float rounding can land a few float32 ulps outside [0, 1];
@@ -69,32 +70,15 @@ class _Network:
     def from_weights(cls, architecture: dict, weights: dict, owner: str = "SdA") -> "_Network":
         """Rebuild the network of ``architecture`` (``SdA``'s own checks apply) holding ``weights``.
 
-        Raises ``DataError`` naming the first parameter that is missing,
-        unexpected, of another shape or dtype than the architecture's, or not
-        finite; ``owner`` names the estimator in the message.
+        The weights are checked as a saved model's are (:func:`sda.rundir.set_params`):
+        a missing or unexpected parameter, another shape, or values that are not
+        finite floats are refused in one line naming the parameter; ``owner``
+        names the estimator in the message.
         """
         # The generator only draws initial weights, which are overwritten at once.
         network = cls(SdA(np.random.RandomState(0), **architecture), architecture)
-        params = network.model.named_params()
-        fix = "the pickle is damaged or was not written by sda; fit the estimator again"
-        if not isinstance(weights, dict):
-            raise DataError(f"unpickled {owner} holds its weights in a {type(weights).__name__}, "
-                            f"expected a dict of arrays: {fix}")
-        missing, unexpected = sorted(params.keys() - weights.keys()), sorted(weights.keys() - params.keys())
-        if missing or unexpected:
-            problem = (f"lacks the parameter {missing[0]}" if missing else
-                       f"has a parameter {unexpected[0]} that its architecture does not")
-            raise DataError(f"unpickled {owner} {problem} (expected {', '.join(params)}): {fix}")
-        for name, param in params.items():
-            expected, value = param.get_value(borrow=True), weights[name]
-            found = (f"a {type(value).__name__}" if not isinstance(value, np.ndarray) else
-                     f"shape {value.shape}" if value.shape != expected.shape else
-                     f"dtype {value.dtype}" if value.dtype != expected.dtype else
-                     "non-finite values" if not np.all(np.isfinite(value)) else None)
-            if found:
-                raise DataError(f"unpickled {owner}'s parameter {name} has {found}, expected a finite "
-                                f"{expected.dtype} array of shape {expected.shape}: {fix}")
-            param.set_value(value)
+        set_params(network.model, weights, f"unpickled {owner}",
+                   misfit_fix="the pickle is damaged or was not written by sda; fit the estimator again")
         return network
 
     def weights(self) -> dict:
@@ -102,12 +86,7 @@ class _Network:
         return {name: param.get_value() for name, param in self.model.named_params().items()}
 
     def _run(self, name, output, X):
-        """Evaluate ``output`` of the input rows ``X``, chunk by chunk."""
-        if name not in self._compiled:
-            self._compiled[name] = pytensor.function([self.model.x], output, name=name)
-        fn = self._compiled[name]
-        return np.concatenate([fn(X[start : start + DEFAULT_CHUNK_ROWS])
-                               for start in range(0, len(X), DEFAULT_CHUNK_ROWS)])
+        return run_in_chunks(self._compiled, self.model, name, output, X, DEFAULT_CHUNK_ROWS)
 
     def log_proba(self, X):
         return self._run("log_proba", self.model.logLayer.log_p_y_given_x, X)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sda.data import open_npz
+from sda.data import DataError, open_npz
 from sda.errors import SdAError, SettingError
 
 MAX_SUFFIX = 1000  # default names that collide get "-2", "-3", ... up to this
@@ -106,35 +106,40 @@ def load_params(model, path):
     set_params(model, open_npz(path, "saved model"), path)
 
 
-def set_params(model, stored, path, misfit_fix=None):
-    """Set ``model``'s parameters from ``stored``, the arrays of the file ``path``.
+def set_params(model, stored, source, misfit_fix=None):
+    """Set ``model``'s parameters from ``stored``, arrays by parameter name.
 
-    Every array is checked (names, shapes, finite floats) before any is set;
-    the metadata entry is not a parameter and is left to ``sda.trained``.
-    ``misfit_fix`` replaces the advice given when names or shapes do not fit.
+    Every array is checked (names, shapes, finite floats) before any is set,
+    so a refused set leaves the model as it was; finite float64 arrays are
+    cast to the model's float32. The metadata entry is not a parameter and
+    is left to ``sda.trained``. ``source`` names where the arrays came from
+    (a file, an unpickled estimator) in messages; ``misfit_fix`` replaces
+    the advice given when names, shapes or values do not fit.
     """
     params = model.named_params()
+    if not isinstance(stored, dict):
+        raise DataError(f"{source} holds its weights in a {type(stored).__name__}, not arrays by "
+                        f"parameter name: " + (misfit_fix or "point to a saved model written by sda"))
     stored = {name: value for name, value in stored.items() if name != METADATA_KEY}
     missing = sorted(set(params) - set(stored))
     extra = sorted(set(stored) - set(params))
     if missing or extra:
         raise SettingError(
-            f"{path} does not fit this model (missing {missing}, unexpected {extra}): "
+            f"{source} does not fit this model (missing {missing}, unexpected {extra}): "
             + (misfit_fix or "build the model with the same layer sizes and decoder setting as the "
                              "saved one")
         )
     for name, p in params.items():  # every array is checked before any is set
-        value = stored[name]
-        if value.shape != p.get_value(borrow=True).shape:
-            raise SettingError(
-                f"{path}: {name} has shape {value.shape}, the model expects "
-                f"{p.get_value(borrow=True).shape}: " + (misfit_fix or "the layer sizes differ")
-            )
-        if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
-            problem = (f"holds {value.dtype} values" if value.dtype.kind != "f"
+        value, expected = stored[name], p.get_value(borrow=True)
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            problem = (f"is a {type(value).__name__}, not an array" if not isinstance(value, np.ndarray)
+                       else f"holds {value.dtype} values" if value.dtype.kind != "f"
                        else "holds non-finite values (saved from a run that diverged?)")
-            raise SdAError(f"{path}: {name} {problem}, not usable weights; point to a saved "
-                           "model written by sda")
+            raise DataError(f"{source}: {name} {problem}, not usable weights; "
+                            + (misfit_fix or "point to a saved model written by sda"))
+        if value.shape != expected.shape:
+            raise SettingError(f"{source}: {name} has shape {value.shape}, the model expects "
+                               f"{expected.shape}: " + (misfit_fix or "the layer sizes differ"))
     for name, p in params.items():
         p.set_value(stored[name].astype(p.dtype))
 

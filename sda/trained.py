@@ -297,6 +297,21 @@ the folder of a run made by python -m sda.run
 
 
 # ------------------------------------------------------------------ using it
+def run_in_chunks(compiled: dict, model: SdA, name: str, output, x: np.ndarray,
+                  chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """``output``, a function of ``model.x``, evaluated on the rows ``x`` in chunks of ``chunk_rows``.
+
+    The function is compiled on first use and kept in ``compiled`` under
+    ``name``, so a model's users compile each output once.
+    """
+    if name not in compiled:
+        compiled[name] = pytensor.function([model.x], output, name=name)
+    fn = compiled[name]
+    if not len(x):
+        return fn(x)
+    return np.concatenate([fn(x[start:start + chunk_rows]) for start in range(0, len(x), chunk_rows)])
+
+
 @dataclass
 class TrainedModel:
     """A trained ``SdA`` with what it needs to be used: its class labels and input format.
@@ -381,13 +396,7 @@ class TrainedModel:
         return (np.round(grey.astype(np.float64) * levels / 255) / divisor).astype(np.float32)
 
     def _run(self, name, output, x):
-        """``output`` evaluated on the rows ``x``, in chunks of ``CHUNK_ROWS``."""
-        if name not in self._compiled:
-            self._compiled[name] = pytensor.function([self.model.x], output, name=name)
-        fn = self._compiled[name]
-        if not len(x):
-            return fn(x)
-        return np.concatenate([fn(x[start:start + CHUNK_ROWS]) for start in range(0, len(x), CHUNK_ROWS)])
+        return run_in_chunks(self._compiled, self.model, name, output, x)
 
     def predict_proba(self, x) -> np.ndarray:
         """The softmax output for each row of ``x``: one probability per class, in ``classes`` order."""
