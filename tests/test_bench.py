@@ -133,9 +133,74 @@ def test_an_out_that_cannot_be_written_is_refused_before_measuring(tmp_path):
     file.write_text("kept")
     for bench, out, message in [("bench.finetune", tmp_path, "is a folder"),
                                 ("bench.pretrain", file / "r.json", "cannot make its folder"),
+                                ("bench.floor", file / "r.json", "cannot make its folder"),
                                 ("bench.sklearn_compare", tmp_path, "is a folder")]:
         done = subprocess.run([sys.executable, "-m", bench, "--quick", "--out", str(out)], cwd=REPO,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and message in done.stderr.splitlines()[-1], done.stderr
         assert "samples/s" not in done.stdout and "accuracy" not in done.stdout  # nothing measured
     assert file.read_text() == "kept"
+
+
+# ------------------------------------------------------------------ floor
+def floor_line(stdout, batch_size, name):
+    """The words of the floor table's line for ``name`` at ``batch_size``."""
+    (line,) = [line for line in stdout.splitlines() if line.startswith(f"{batch_size:>5}  {name:<10} ")]
+    return line.split()
+
+
+def spanned(values):
+    """A median over rounds as the floor table prints it: ``["0.93", "(0.90-1.01)"]``."""
+    import statistics
+
+    return [f"{statistics.median(values):.2f}", f"({min(values):.2f}-{max(values):.2f})"]
+
+
+def test_quick_floor_benchmark_prints_what_its_json_holds(shared_data, tmp_path):
+    import statistics
+
+    from bench.measure import rate_row
+
+    out = tmp_path / "floor.json"
+    # one batch size per step, each its own, so every table line is found once
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.floor", "--quick", "--rounds", "2", "--batch-sizes", "2",
+         "--finetune-batch-sizes", "3", "--out", str(out)],
+        cwd=REPO, env={**os.environ, "SDA_DATA": str(shared_data)},
+        capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "libmkl_rt" in done.stdout and "the library sda's C backend links and loads" in done.stdout
+    results = json.loads(out.read_text())
+    assert results["rounds"] == 2
+    layers = [784, 1000, 1000, 1000, 10]
+    expected = {  # the floor's flops per step, from the network's sizes
+        "pretrain": (2, 5, 5 * 2 * 2 * 784 * 1000),
+        # forward, weight gradient and (but for the first layer) back through each weight matrix
+        "finetune": (3, 11, sum(3 * 2 * 3 * n_in * n_out for n_in, n_out in zip(layers, layers[1:]))
+                     - 2 * 3 * 784 * 1000),
+    }
+    for step, (batch_size, gemm_count, flops) in expected.items():
+        (row,) = results[step]["batch_sizes"]
+        rounds = row["round_rates"]
+        assert row["batch_size"] == batch_size and all(len(r) == 2 for r in rounds.values())
+        # every backend and reference is measured or said not to be, in the table too
+        assert set(rounds) | set(results[step]["skipped"]) == {
+            "sda", "numba", "jax", "floor", "numpy", "numpy+MKL", "torch"}
+        assert {"sda", "numba", "floor", "numpy"} <= set(rounds)
+        for name, why in results[step]["skipped"].items():
+            assert f"  {name:<10} not measured: {why}" in done.stdout
+        assert len(row["gemms"]) == gemm_count
+        assert row["flops_per_step"] == sum(2 * g["m"] * g["n"] * g["k"] for g in row["gemms"]) == flops
+        assert {key: row[key] for key in rate_row(rounds, batch_size)} == rate_row(rounds, batch_size)
+        for name, rates in rounds.items():
+            rate = statistics.median(rates)
+            gflops = rate / batch_size * flops / 1e9
+            assert row["gflops"][name] == gflops
+            shares = [mine / floor for mine, floor in zip(rates, rounds["floor"])]
+            ratios = [sda / mine for sda, mine in zip(rounds["sda"], rates)]
+            if name != "floor":
+                assert row["of_floor"][name] == statistics.median(shares)
+            printed = ([f"{rate:.0f}", f"{gflops:.2f}"] + (["1"] if name == "floor" else spanned(shares))
+                       + ([] if name == "sda" else spanned(ratios)))
+            assert floor_line(done.stdout, batch_size, name)[2:] == printed
