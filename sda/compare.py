@@ -48,6 +48,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from sda import engine
+from sda.checks import check_eval_every
 from sda.cli import (
     add_settings_flags,
     apply_mode,
@@ -465,6 +466,11 @@ def compare(settings, command):
     """
     apply_mode(settings.mode)
     dataset = load_data(settings)  # refuses batch sizes (and sensitivity_m) above the training rows
+    n_train = len(dataset.train.y)
+    # the smallest update of any arm: a finer --eval-every would be recorded but never used
+    updates = [settings.sgd_batch_size if arm.startswith("sgd") else
+               n_train if arm.endswith("-full") else settings.finetune_batch_size for arm in settings.arms]
+    check_eval_every(settings.eval_every, min(updates + list(settings.sensitivity_m or [])), n_train)
     model = build_model(settings, dataset)
     if settings.pretrained:
         load_params(model, settings.pretrained)  # weights that do not fit the model are refused here

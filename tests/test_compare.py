@@ -155,6 +155,18 @@ def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys)
     assert not (tmp_path / "out").exists()
 
 
+def test_an_eval_every_below_one_update_is_refused_with_the_smallest_meaningful_value(tmp_path, capsys):
+    # measurements come between updates: a finer spacing would be recorded in comparison.json, never used
+    assert main(["--dataset", "digits", "--n-train", "200", "--hidden-layers", "10", "--pretrain-epochs", "0",
+                 "--arms", "sgd", "cg-hs2006", "--finetune-batch-size", "100", "--seeds", "1",
+                 "--budget-passes", "0.2", "--eval-every", "1e-7", "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error == ("error: eval_every 1e-07 is below one update (20 of the 200 training rows, 0.1 "
+                     "pass-equivalents): measurements come at most once per update; give --eval-every "
+                     "0.1 or more\n")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--data", "missing-folder"], "missing-folder"),
     (["--finetune-batch-size", "600"], "finetune_batch_size 600 is larger than the 500 training rows"),
