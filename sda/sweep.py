@@ -367,9 +367,13 @@ def open_storage(url: str | None, out: Path):
     """The journal file ``out/journal.log``, or Optuna's RDB storage for ``url``."""
     if url is None:
         journal = usable_folder(out) / "journal.log"
-        backend = optuna.storages.journal.JournalFileBackend(str(journal))
-        with journal_lock(backend):  # a writer holds it while it appends: a cut line is a killed one
+        lock = optuna.storages.journal.JournalFileSymlinkLock(str(journal))
+        backend = optuna.storages.journal.JournalFileBackend(str(journal), lock_obj=lock)
+        lock.acquire()  # a writer holds it while it appends: a cut line under it is a killed writer's
+        try:
             repaired = repair_journal(journal)
+        finally:
+            lock.release()
         if repaired:
             print(repaired, flush=True)
         return optuna.storages.JournalStorage(backend)
@@ -391,23 +395,13 @@ def open_storage(url: str | None, out: Path):
                      "server runs and that the database exists")
 
 
-@contextlib.contextmanager
-def journal_lock(backend):
-    """Hold the lock Optuna's journal writers take while the block runs."""
-    backend._lock.acquire()  # Optuna has no public name for the backend's own lock
-    try:
-        yield
-    finally:
-        backend._lock.release()
-
-
 def repair_journal(path: Path) -> str | None:
     """Drop the cut-short last line a killed writer left in the journal ``path``.
 
     Optuna's journal is one JSON object per line. A worker killed while it
     appends leaves a last line without its newline; the next append would
     glue onto it and make the whole journal unreadable. The original is kept
-    beside it as ``journal.log.cut``.
+    beside it as ``journal.log.cut`` (``.cut.1`` and on when that is taken).
 
     Parameters
     ----------
@@ -446,7 +440,8 @@ def repair_journal(path: Path) -> str | None:
         return None
     if not cut.lstrip().startswith("{"):
         raise SweepError(damaged + "; its last line is not a journal entry")
-    backup = path.with_name(path.name + ".cut")
+    names = (f"{path.name}.cut" + (f".{n}" if n else "") for n in itertools.count())
+    backup = next(path.with_name(name) for name in names if not path.with_name(name).exists())
     backup.write_bytes(content)
     atomic_write(path, lambda f: f.write(content[: len(content) - len(cut.encode())]))
     return (f"{path} ended in a line cut short by a killed worker: dropped it ({len(cut.encode())} bytes; "
