@@ -111,28 +111,6 @@ def check_passes(name: str, value, allow_none: bool = False) -> float | None:
     return float(value)
 
 
-def check_eval_every(eval_every: float, rows_per_update: int, n_train: int) -> None:
-    """Refuse an ``eval_every`` below one update of ``rows_per_update`` of the ``n_train`` rows.
-
-    Measurements come between updates, so a smaller spacing would be
-    recorded but never used.
-
-    Examples
-    --------
-    >>> check_eval_every(0.5, 20, 1000)
-    >>> check_eval_every(1e-7, 20, 1000)
-    Traceback (most recent call last):
-    ...
-    sda.errors.SettingError: eval_every 1e-07 is below one update (20 of the 1000 training rows, 0.02 \
-pass-equivalents): measurements come at most once per update; give --eval-every 0.02 or more
-    """
-    smallest = rows_per_update / n_train
-    if eval_every < smallest * (1 - 1e-6):  # the value the message shows, rounded, passes
-        raise SettingError(f"eval_every {eval_every:g} is below one update ({rows_per_update} of the "
-                           f"{n_train} training rows, {smallest:.6g} pass-equivalents): measurements come "
-                           f"at most once per update; give --eval-every {smallest:.6g} or more")
-
-
 def check_flag(name: str, value) -> bool:
     """Return ``value`` if it is a bool; ``tied="no"`` must not read as True."""
     if not isinstance(value, bool | np.bool_):

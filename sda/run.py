@@ -26,7 +26,6 @@ import sys
 from sda import engine
 from sda.batching import n_batches
 from sda.checkpoint import Checkpoint, Progress
-from sda.checks import check_eval_every
 from sda.cli import (
     add_settings_flags,
     apply_mode,
@@ -227,9 +226,6 @@ def run(config=None, resume_dir=None, on_epoch=None):
         config = config.check()
         apply_mode(config.mode)
         dataset = load_data(config)
-        if config.finetune != "sgd":
-            n_train = len(dataset.train.y)
-            check_eval_every(config.eval_every, min(config.finetune_rows(), n_train), n_train)
         model = build_model(config, dataset)
         progress = Progress()
         if run_dir is None:

@@ -155,16 +155,16 @@ def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys)
     assert not (tmp_path / "out").exists()
 
 
-def test_an_eval_every_below_one_update_is_refused_with_the_smallest_meaningful_value(tmp_path, capsys):
-    # measurements come between updates: a finer spacing would be recorded in comparison.json, never used
+def test_comparison_json_records_the_spacing_each_arm_measured_at(tmp_path):
+    # measurements come between updates: an --eval-every below one update cannot be what was used
+    out = tmp_path / "out"
     assert main(["--dataset", "digits", "--n-train", "200", "--hidden-layers", "10", "--pretrain-epochs", "0",
-                 "--arms", "sgd", "cg-hs2006", "--finetune-batch-size", "100", "--seeds", "1",
-                 "--budget-passes", "0.2", "--eval-every", "1e-7", "--out", str(tmp_path / "out")]) == 2
-    error = capsys.readouterr().err
-    assert error == ("error: eval_every 1e-07 is below one update (20 of the 200 training rows, 0.1 "
-                     "pass-equivalents): measurements come at most once per update; give --eval-every "
-                     "0.1 or more\n")
-    assert not (tmp_path / "out").exists()
+                 "--arms", "sgd", "--finetune-batch-size", "100", "--seeds", "1", "--budget-passes", "0.5",
+                 "--eval-every", "1e-7",
+                 "--out", str(out)]) == 0
+    recorded = json.loads((out / "comparison.json").read_text())["settings"]
+    assert recorded["eval_every"] == 1e-7  # the setting as given, beside what it came to
+    assert recorded["measured_every"] == {"sgd": pytest.approx(SGD_BATCH / 200)}  # one update
 
 
 @pytest.mark.parametrize("flags, message", [
