@@ -7,6 +7,7 @@ its message names the argument, what it got and what to pass instead.
 
 import math
 import numbers
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -130,3 +131,112 @@ def check_numpy_rng(name: str, value) -> None:
             f"{name} must be a numpy random generator, got {value!r} ({type(value).__name__}); "
             "pass e.g. numpy.random.default_rng(1234) or numpy.random.RandomState(1234)"
         )
+
+
+# ----------------------------------------------------------------- memory
+FLOAT_BYTES = 4  # float32, the engine's floatX
+FLAT_VECTORS = {"sgd": 0, "cg": 8, "lbfgs": 26}  # float64 copies of all parameters (scipy's state)
+ACTIVATION_COPIES = 4  # a minibatch's activations: forward, corrupted input, backward, update
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process may still take: ``MemAvailable`` of ``/proc/meminfo``,
+    else the free physical pages ``os.sysconf`` reports, else None (unknown)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def training_memory(n_features: int, hidden_layers: Sequence[int], n_classes: int, *, tied: bool = True,
+                    optimiser: str = "sgd", n_rows: int = 0, n_train: int = 0, cached: bool = True,
+                    batch_rows: int = 0, eval_rows: int = 0) -> dict[str, int]:
+    """Bytes a model and its training will allocate, by part, before it allocates any of it.
+
+    Parameters
+    ----------
+    n_features, hidden_layers, n_classes : int, sequence of int, int
+        The network: inputs, hidden layer sizes (bottom first) and softmax outputs.
+    tied : bool
+        Decoders share the encoders' weights (untied ones add a matrix per layer).
+    optimiser : str
+        "sgd" (a gradient and a velocity per parameter), "cg" or "lbfgs" (float64
+        flat copies of every parameter for scipy as well).
+    n_rows, n_train : int
+        Rows of the whole data set (held as float32) and of its training split
+        (whose hidden representation layer-wise pre-training caches).
+    cached : bool
+        Whether pre-training caches each layer's input (the fast path).
+    batch_rows, eval_rows : int
+        Rows per training minibatch and per evaluation chunk.
+
+    Returns
+    -------
+    dict
+        ``{"parameters", "flat vectors", "data", "cached layer inputs", "minibatch",
+        "evaluation chunks"}`` in bytes.
+
+    Examples
+    --------
+    >>> parts = training_memory(784, (1000,), 10)
+    >>> parts["parameters"] // 2**20  # weights, gradients, velocities and the float64 first draw
+    15
+    """
+    sizes = [n_features, *hidden_layers]
+    matrices = [n_in * n_out for n_in, n_out in zip(sizes, sizes[1:])]
+    weights = (sum(matrices) * (1 if tied else 2) + sum(hidden_layers) + sum(sizes[:-1])
+               + sizes[-1] * n_classes + n_classes)
+    # each parameter, its gradient and its velocity; the first weights are drawn as float64
+    first_draw = 2 * FLOAT_BYTES * max([*matrices, sizes[-1] * n_classes])
+    units = sum(sizes) + n_classes
+    return {
+        "parameters": 3 * FLOAT_BYTES * weights + first_draw,
+        "flat vectors": 2 * FLOAT_BYTES * weights * FLAT_VECTORS.get(optimiser, 0),
+        "data": FLOAT_BYTES * n_rows * (n_features + 1),
+        # the new layer's input is made before the previous one is dropped
+        "cached layer inputs": 2 * FLOAT_BYTES * n_train * max(hidden_layers[:-1], default=0) * cached,
+        "minibatch": ACTIVATION_COPIES * FLOAT_BYTES * batch_rows * units,
+        "evaluation chunks": 2 * FLOAT_BYTES * eval_rows * units,
+    }
+
+
+def _size(n_bytes: float) -> str:
+    """``n_bytes`` in binary units, e.g. "1.5 GiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n_bytes < 1024 or unit == "PiB":
+            return f"{n_bytes:.3g} {unit}"
+        n_bytes /= 1024
+    raise AssertionError  # the loop always returns
+
+
+def check_memory(parts: dict[str, int], reduce: dict[str, str], available: int | None = None) -> None:
+    """Refuse, before anything is allocated, a model whose ``parts`` (``training_memory``)
+    add up to more than the ``available`` bytes (default: ``available_memory()``; unknown: no check).
+
+    ``reduce`` names, for each part, the setting that shrinks it; the message names the
+    setting of the largest part.
+
+    Examples
+    --------
+    >>> parts = training_memory(784, (10**8,), 10)
+    >>> check_memory(parts, {"parameters": "hidden_layers"}, available=2**34)
+    Traceback (most recent call last):
+    ...
+    sda.errors.SettingError: the model needs about 1.44 TiB of memory (parameters: 1.44 TiB) but 16 GiB \
+is available: reduce hidden_layers
+    """
+    available = available_memory() if available is None else available
+    needed = sum(parts.values())
+    if available is None or needed <= available:
+        return
+    largest = max(parts, key=parts.get)
+    raise SettingError(f"the model needs about {_size(needed)} of memory ({largest}: "
+                       f"{_size(parts[largest])}) but {_size(available)} is available: "
+                       f"reduce {reduce.get(largest, largest)}")

@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 
 from sda import engine
+from sda.checks import check_memory, training_memory
 from sda.data import load_dataset
 from sda.errors import SdAError, SettingError
 from sda.rundir import RunDir
@@ -165,12 +166,41 @@ def load_data(settings):
     return dataset
 
 
+def check_model_memory(settings, dataset):
+    """Refuse, before any of it is allocated, a model and training that ``settings`` and
+    ``dataset`` make too large for the memory available (``sda.checks.check_memory``).
+
+    Settings a command lacks count as their smallest: no caching, SGD, no minibatch.
+    """
+    layers = tuple(settings.hidden_layers)
+    finetune_rows = settings.finetune_rows() if hasattr(settings, "finetune_rows") else 0
+    parts = training_memory(
+        dataset.n_features, layers, dataset.n_classes, tied=settings.tied,
+        optimiser=getattr(settings, "finetune", "sgd"),
+        n_rows=sum(len(split.y) for split in (dataset.train, dataset.valid, dataset.test)),
+        n_train=len(dataset.train.y),
+        cached=getattr(settings, "cached", False),
+        batch_rows=max(getattr(settings, "pretrain_batch_size", 0), finetune_rows),
+        eval_rows=getattr(settings, "eval_batch_size", 0))
+    widths = f"--hidden-layers ({' '.join(map(str, layers))})"
+    reduce = {"parameters": widths, "flat vectors": f"{widths}, or fine-tune with --finetune sgd",
+              "data": "--n-train, --n-valid or --n-test",
+              "cached layer inputs": "--n-train, or pre-train with --no-cached",
+              "minibatch": f"{widths}, --pretrain-batch-size or --finetune-batch-size",
+              "evaluation chunks": f"{widths} or --eval-batch-size"}
+    if dataset.n_classes > max(dataset.n_features, *layers):  # the softmax layer outweighs the rest
+        reduce = dict.fromkeys(reduce, f"the number of classes ({dataset.n_classes}, the data's n_classes)")
+    check_memory(parts, reduce)
+
+
 def build_model(settings, dataset):
     """The SdA ``settings`` describes, sized for ``dataset``; its weights come from ``settings.seed``.
 
     ``settings`` needs ``seed``, ``hidden_layers``, ``corruption_levels``,
-    ``tied`` and ``loss``.
+    ``tied`` and ``loss``. A model too large for the memory available is
+    refused first (``check_model_memory``).
     """
+    check_model_memory(settings, dataset)
     return SdA(np.random.RandomState(settings.seed), n_ins=dataset.n_features,
                hidden_layers_sizes=settings.hidden_layers, n_outs=dataset.n_classes,
                corruption_levels=settings.corruption_levels, tied=settings.tied,

@@ -25,7 +25,8 @@ validation error, test error at the best validation error). Every arm is
 shuffled by the fine-tuning seed, so ``--seeds`` gives a spread for each.
 
 Writes ``runs.csv`` (one row per arm and seed), ``summary.csv`` and
-``comparison.md`` (mean ± sd over seeds), ``comparison.json`` (settings and
+``comparison.md`` (mean ± sd over seeds), ``comparison.json`` (settings,
+the spacing each arm's measurements came to, at least one update, and
 every evaluation record), plots of validation error and training loss
 against pass-equivalents and seconds, ``pretrained.npz`` and, with
 ``--sensitivity-m``/``--sensitivity-k``, ``sensitivity.csv`` and
@@ -455,6 +456,25 @@ def autoencoder_text(results):
     return lines
 
 
+def measured_every(histories: dict) -> dict:
+    """``{arm: median pass-equivalents between two measurements}``: what ``eval_every`` came to.
+
+    Measurements come between updates, so an arm whose update is longer than
+    ``eval_every`` measured after every update, less often than asked; None
+    for an arm measured once.
+
+    Examples
+    --------
+    >>> measured_every({"sgd": [[{"passes": 0.0}, {"passes": 0.1}, {"passes": 0.2}]]})
+    {'sgd': 0.1}
+    """
+    spacing = {}
+    for arm, runs in histories.items():
+        gaps = np.concatenate([np.diff([record["passes"] for record in history]) for history in runs])
+        spacing[arm] = round(float(np.median(gaps)), 6) if gaps.size else None
+    return spacing
+
+
 # -------------------------------------------------------------------- command
 def compare(settings, command):
     """Pre-train once, run every arm and seed, write the outputs; returns the summary.
@@ -514,8 +534,9 @@ def _compare(settings, command, dataset, model, out):
     total_seconds = time.perf_counter() - started
 
     values = settings.to_dict()
-    recorded = {**{name: values[name] for name in FLAGS}, "rows": sizes, "backend": engine.BACKEND,
-                "command": command, "model": {name: values[name] for name in MODEL_SETTINGS}}
+    recorded = {**{name: values[name] for name in FLAGS}, "measured_every": measured_every(histories),
+                "rows": sizes, "backend": engine.BACKEND, "command": command,
+                "model": {name: values[name] for name in MODEL_SETTINGS}}
     out.write_json("comparison.json", {"settings": recorded, "runs": rows, "summary": summary,
                                        "histories": histories, "sensitivity": sensitivity,
                                        "autoencoder": autoencoder, "total_seconds": total_seconds})

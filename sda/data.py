@@ -42,7 +42,7 @@ from typing import ClassVar
 import numpy as np
 
 from sda.checks import check_count
-from sda.errors import SdAError
+from sda.errors import SdAError, SettingTypeError
 
 log = logging.getLogger(__name__)
 
@@ -224,16 +224,16 @@ def check_classes(dataset: Dataset, where: str) -> None:
     training can never be learned. Loading a data set checks this; subsets do
     not (see :meth:`Dataset.subset`). ``where`` names the data in messages.
     """
-    counts = {what: np.bincount(split.y, minlength=dataset.n_classes) for what, split in dataset._splits()}
-    in_train = counts["train"] > 0
-    only_train = np.flatnonzero(in_train & (counts["valid"] == 0) & (counts["test"] == 0))
+    # the classes present, not a count per class: n_classes may be far larger than the rows
+    present = {what: np.unique(split.y) for what, split in dataset._splits()}
+    only_train = np.setdiff1d(present["train"], np.union1d(present["valid"], present["test"]))
     if only_train.size:
         raise DataError(
             f"{where}: train holds {_classes(only_train)} but neither valid nor test does, so the error "
             "on it is never measured; add such examples to valid or test, or drop them from train"
         )
     for what in ("valid", "test"):
-        untrained = np.flatnonzero((counts[what] > 0) & ~in_train)
+        untrained = np.setdiff1d(present[what], present["train"])
         if untrained.size:
             raise DataError(
                 f"{where}: {what} holds {_classes(untrained)} but train does not, so the model cannot "
@@ -717,17 +717,24 @@ def _inferred_classes(path, labels):
     n_classes = max(2, 1 + max((int(y.max()) for y in valid_labels), default=0))
     if len(valid_labels) < len(labels):
         return n_classes  # validate_split names the split whose labels are not integers
-    used = np.zeros(n_classes, bool)
-    for y in valid_labels:
-        used[y[(y >= 0) & (y < n_classes)]] = True
-    unused = np.flatnonzero(~used)
+    # the classes used, not a flag per class: one huge label must not allocate n_classes of anything
+    used = np.unique(np.concatenate([y[y >= 0] for y in valid_labels]).astype(np.int64))
+    # every missing class if there are few, else the first ones (the k-th lies below used.size + k)
+    unused = np.setdiff1d(np.arange(min(n_classes, used.size + 2**20)), used)
     if unused.size:
         top = n_classes - 1
         split = next((what for what, y in labels.items() if (y == top).any()), None)
         where = f" (in {split}, row {int(np.flatnonzero(labels[split] == top)[0])})" if split else ""
+        missing = n_classes - used.size
+        some = (_classes(unused) if missing == unused.size
+                else f"{missing} classes ({_classes(unused[:5])}, ...)")
+        # more classes than labelled rows: labels that are not class numbers, e.g. raw ids
+        rows = sum(y.size for y in valid_labels)
+        relabel = (", or relabel the classes 0 to K-1 (numpy.unique(y, return_inverse=True) does it)"
+                   if n_classes > rows else "")
         raise DataError(
-            f"{path}: the labels run from 0 to {top}{where}, but no label is in {_classes(unused)}, "
-            f"so this would be a {n_classes}-class model. Fix the stray label, or "
+            f"{path}: the labels run from 0 to {top}{where}, but no label is in {some}, "
+            f"so this would be a {n_classes}-class model. Fix the stray label{relabel}, or "
             f"if there really are {n_classes} classes, store that in the file: "
             f"numpy.savez(..., n_classes={n_classes})"
         )
@@ -785,6 +792,8 @@ def load_dataset(name: str = "mnist", path=None, *, download: bool = True) -> Da
     ------
     DataError
         The file is missing, corrupt or malformed; the message says how to fix it.
+    SettingTypeError
+        ``path`` is neither a str nor an ``os.PathLike``.
 
     Examples
     --------
@@ -793,6 +802,10 @@ def load_dataset(name: str = "mnist", path=None, *, download: bool = True) -> Da
     (10, 64, 1197)
     """
     if path is not None:
+        if not isinstance(path, str | os.PathLike):
+            raise SettingTypeError(f"path must be a file or folder name (a str or os.PathLike), got {path!r} "
+                            f"({type(path).__name__}); pass e.g. \"data/mnist.pkl.gz\", or None to "
+                            f"look in ${DATA_ENV} and the cache")
         path = _existing(path)
         if path.suffix == ".npz":
             name = "npz"

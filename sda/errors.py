@@ -23,8 +23,19 @@ class SettingTypeError(SdAError, TypeError):
     """A setting or argument of the wrong type."""
 
 
-class TrainingDiverged(SdAError):
-    """A cost or parameter stopped being a finite number.
+COST_RISE = 10.0  # a cost this many times its first value means the steps are far too large
+
+
+class TrainingFailed(SdAError):
+    """A run that finished without learning: its model is no better than a guess.
+
+    Raised after training, so the run's files stay for inspection; the
+    message says what happened and which setting to change.
+    """
+
+
+class TrainingDiverged(TrainingFailed):
+    """A cost or parameter stopped being a finite number, or a cost ended far above its start.
 
     Raised by every training loop (pre-training, SGD, CG, L-BFGS, the deep
     auto-encoder) before the bad values reach a checkpoint or a saved model.
@@ -39,7 +50,7 @@ try a smaller learning rate
     """
 
     def __init__(self, phase: str, what: str, *, layer: int | None = None,
-                 epoch: int | None = None, step: int | None = None, value: float = float("nan"),
+                 epoch: int | None = None, step: int | None = None, value: float | str = float("nan"),
                  hint: str = "try a smaller learning rate"):
         self.phase, self.what, self.layer, self.epoch, self.step = phase, what, layer, epoch, step
         where = ", ".join(f"{name} {number}" for name, number in
@@ -86,7 +97,7 @@ class CostWatch:
     1
     """
 
-    def __init__(self, phase: str, factor: float = 10.0):
+    def __init__(self, phase: str, factor: float = COST_RISE):
         self.phase, self.factor, self.start, self.warned = phase, factor, None, False
 
     def __call__(self, cost: float) -> None:
@@ -98,6 +109,68 @@ class CostWatch:
             warnings.warn(f"{self.phase}: the cost rose from {self.start:.4g} to {cost:.4g}; "
                           "the run may be diverging: try a smaller learning rate",
                           RuntimeWarning, stacklevel=2)
+
+
+def check_cost_end(phase: str, start: float, end: float, hint: str, factor: float = COST_RISE) -> None:
+    """Raise ``TrainingDiverged`` when a phase's cost ended ``factor`` times above where it began.
+
+    ``start`` is the phase's first cost and ``end`` its last epoch's mean
+    (magnitudes, as ``CostWatch`` takes them); ``hint`` names the setting to
+    lower. A cost that rose and came back down is only warned of.
+
+    Examples
+    --------
+    >>> check_cost_end("fine-tuning", 2.3, 0.1, "lower --finetune-lr")
+    >>> check_cost_end("fine-tuning", 2.3, 3.0e6, "lower --finetune-lr (now 1e+06)")
+    Traceback (most recent call last):
+    ...
+    sda.errors.TrainingDiverged: fine-tuning diverged: the cost at the end is 3e+06, over 10 times the \
+2.3 it began at; lower --finetune-lr (now 1e+06)
+    """
+    start, end = abs(float(start)), abs(float(end))
+    if end > factor * max(start, 1e-12):
+        raise TrainingDiverged(phase, "cost at the end", hint=hint,
+                               value=f"{end:.4g}, over {factor:g} times the {start:.4g} it began at")
+
+
+def chance_error(labels) -> tuple[float, float]:
+    """``(error, margin)``: the error rate of always guessing the commonest of ``labels``, and
+    one standard error of an error rate measured on that many rows.
+
+    Examples
+    --------
+    >>> chance_error([0, 0, 1, 2])
+    (0.5, 0.25)
+    """
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    error = 1.0 - counts.max() / counts.sum()
+    return float(error), math.sqrt(error * (1.0 - error) / counts.sum())
+
+
+def check_beats_chance(best_error: float, labels, hint: str) -> None:
+    """Raise ``TrainingFailed`` unless ``best_error`` lies clearly below chance on ``labels``.
+
+    Chance is the error of always guessing the commonest class of the
+    validation ``labels``; a model must beat it by one standard error of the
+    validation set's size, so noise alone does not pass a model that learned
+    nothing. (A validation set of one class cannot tell: it always passes.)
+
+    Examples
+    --------
+    >>> check_beats_chance(0.05, [0, 1] * 50, "lower the learning rates")
+    >>> check_beats_chance(0.47, [0, 1] * 50, "lower the learning rates")
+    Traceback (most recent call last):
+    ...
+    sda.errors.TrainingFailed: the run never beat chance: its best validation error, 47.00 %, is not \
+below the 50.00 % of always guessing the commonest class by one standard error (5.00 %); lower the \
+learning rates
+    """
+    chance, margin = chance_error(labels)
+    if chance > 0 and not best_error < chance - margin:
+        raise TrainingFailed(
+            f"the run never beat chance: its best validation error, {100 * best_error:.2f} %, is not below "
+            f"the {100 * chance:.2f} % of always guessing the commonest class by one standard error "
+            f"({100 * margin:.2f} %); {hint}")
 
 
 @contextlib.contextmanager

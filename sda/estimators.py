@@ -36,7 +36,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sda.batching import n_batches
-from sda.checks import check_choice, check_count, check_flag, check_probability
+from sda.checks import check_choice, check_count, check_flag, check_memory, check_probability, training_memory
 from sda.dA import LOSSES, reconstruction_loss
 from sda.data import Split, shared_dataset
 from sda.errors import SettingError
@@ -189,6 +189,9 @@ class _SdAEstimator(BaseEstimator):
             self.__dict__.pop(unpickled, None)
         architecture = dict(n_ins=n_features, hidden_layers_sizes=tuple(sizes), n_outs=n_outs,
                             corruption_levels=tuple(levels), tied=bool(self.tied), loss=self.loss)
+        check_memory(training_memory(n_features, sizes, n_outs, tied=bool(self.tied),
+                                     batch_rows=self.batch_size),
+                     dict.fromkeys(("parameters", "minibatch"), "hidden_layer_sizes or batch_size"))
         self._network = _Network(SdA(np.random.RandomState(seed), **architecture), architecture)
         return self._network.model
 

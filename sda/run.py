@@ -9,8 +9,11 @@ stopped.
 
 Every setting is checked before the folder is made. The folder is locked
 while a run uses it, and ``summary.json`` says how the run ended: "done",
-"failed" (with the error; the model and checkpoint of the last good point
-stay as they were) or "interrupted" (with how to resume).
+"diverged" (a cost became NaN or infinite, or ended over ten times where
+it began), "failed" (another error, or a model that never beat always
+guessing the commonest class; the model and checkpoint of the last good
+point stay as they were) or "interrupted" (with how to resume). A run
+that diverged or failed exits with status 2.
 """
 
 import argparse
@@ -34,7 +37,14 @@ from sda.cli import (
 )
 from sda.config import PRESETS, RunConfig, check_optimiser_flags, preset
 from sda.data import shared_dataset
-from sda.errors import SdAError, TrainingDiverged, recorded_warnings
+from sda.errors import (
+    SdAError,
+    TrainingDiverged,
+    TrainingFailed,
+    check_beats_chance,
+    check_cost_end,
+    recorded_warnings,
+)
 from sda.optimize import finetune_minibatch
 from sda.pictures import save_run_pictures
 from sda.rundir import RunDir, read_text
@@ -88,17 +98,29 @@ def read_config(run_dir):
 
 
 class Reporter:
-    """Prints one line per epoch, appends it to ``metrics.csv``, then calls ``on_epoch``."""
+    """Prints one line per epoch, appends it to ``metrics.csv``, then calls ``on_epoch``.
+
+    It also keeps each phase's first and last cost (``costs``: ``{(phase,
+    layer): [first, last]}``), the first from the first minibatch it sees, so
+    that a run whose cost ended far above its start can be failed.
+    """
 
     def __init__(self, run_dir, rows=0, step_every=0, on_epoch=None):
         self.run_dir, self.rows, self.step_every, self.on_epoch = run_dir, rows, step_every, on_epoch
+        self.costs = {}
+
+    def _cost(self, record):
+        first_last = self.costs.setdefault((record["phase"], record.get("layer")), [record["cost"]] * 2)
+        first_last[1] = record["cost"]
 
     def step(self, record):
         """Keep every ``step_every``-th minibatch cost in ``steps.csv``."""
+        self.costs.setdefault((record["phase"], record.get("layer")), [record["cost"]] * 2)
         if self.step_every and record["step"] % self.step_every == 0:
             self.run_dir.append_step(record)
 
     def __call__(self, record):
+        self._cost(record)
         self.run_dir.append_metrics(record)
         self.rows += 1
         if record["phase"] == "pretrain":
@@ -262,7 +284,7 @@ def _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch, resu
         raise KeyboardInterrupt(f"the run in {run_dir.path} was stopped; {hint}") from None
     except TrainingDiverged as error:
         # resuming would diverge again at the same settings: a new run is the way on
-        _record_end(run_dir, "failed", progress, error=f"{type(error).__name__}: {error}",
+        _record_end(run_dir, "diverged", progress, error=f"{type(error).__name__}: {error}",
                     next_step="start a new run with a smaller learning rate")
         raise
     except Exception as error:
@@ -289,6 +311,13 @@ def _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch, resu
                        stop_reason=result.stop_reason)
         where = (f"at {result.best_passes:.2f} of {result.passes:.2f} passes; stopped by "
                  f"{result.stop_reason}")
+    failure = training_failure(config, dataset, report.costs, result.best_valid_error)
+    if failure is not None:  # the files stay for inspection; summary.json says it failed, and why
+        summary.update(status="diverged" if isinstance(failure, TrainingDiverged) else "failed",
+                       error=f"{type(failure).__name__}: {failure}",
+                       next_step="start a new run with the setting the error names changed")
+        run_dir.write_json("summary.json", summary)
+        raise failure
     run_dir.write_json("summary.json", summary)
     warned = f"; {len(progress.warnings)} warning(s), listed in summary.json" if progress.warnings else ""
     print(f"best validation error {100 * result.best_valid_error:.2f}% ({where}), "
@@ -305,6 +334,29 @@ def _pretrain_and_finetune(config, model, shared, report, progress, checkpoint):
     result = finetune(model, shared, config, report, progress, checkpoint)
     check_params(model, "fine-tuning")  # never save a model that is not finite
     return history, result
+
+
+def training_failure(config, dataset, costs, best_valid_error):
+    """The ``TrainingFailed`` a finished run deserves, or None.
+
+    A phase whose cost ended ``COST_RISE`` times above where it began has
+    diverged (``check_cost_end``), and so has a model that never beat chance
+    on the validation set (``check_beats_chance``); either error names the
+    learning rate to lower.
+    """
+    rates = {"pretrain": f"lower --pretrain-lr (now {config.pretrain_lr:g})",
+             "finetune": f"lower --finetune-lr (now {config.finetune_lr:g})" if config.finetune == "sgd"
+             else "pre-train with a lower --pretrain-lr, or give a larger --finetune-batch-size"}
+    try:
+        for (phase, layer), (first, last) in costs.items():
+            name = f"pre-training layer {layer}" if phase == "pretrain" else "fine-tuning"
+            check_cost_end(name, first, last, rates[phase])
+        finetune_lr = f" or --finetune-lr (now {config.finetune_lr:g})" if config.finetune == "sgd" else ""
+        check_beats_chance(best_valid_error, dataset.valid.y,
+                           f"{rates['pretrain']}{finetune_lr}, or train for more epochs")
+    except TrainingFailed as failure:
+        return failure
+    return None
 
 
 def _record_end(run_dir, status, progress, **details):

@@ -12,8 +12,13 @@ run's ``on_epoch`` callback. The test error is recorded but never optimised.
 The study lives in a journal file, ``OUT/journal.log``, unless ``--storage``
 names a database (``postgresql://user@host/db``), which several workers on
 one machine or many can share. Running the same command again resumes: the
-finished trials are kept, and a trial whose worker was killed is marked
-failed and run again with the same parameters. At the end the folder gets
+finished trials are kept, a trial whose worker was killed is marked
+failed and run again with the same parameters, and a journal line cut
+short by a killed writer is dropped (the original kept as
+``journal.log.cut``). Before the first trial, every range's bounds are
+checked against the data; a trial that still fails with a user error
+(its settings, its data, a diverged run) is marked failed with the
+reason, and the sweep goes on. At the end the folder gets
 ``trials.csv``, ``summary.md``, ``best_config.json``, ``objective.png`` and
 ``importances.png``.
 """
@@ -22,6 +27,7 @@ import argparse
 import contextlib
 import csv
 import dataclasses
+import functools
 import io
 import itertools
 import json
@@ -43,10 +49,10 @@ from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
 import sda.run
-from sda.cli import exit_status
+from sda.cli import check_batch_sizes, check_model_memory, exit_status, load_data
 from sda.config import RunConfig, SettingError, check_field, preset
-from sda.errors import SdAError, TrainingDiverged
-from sda.rundir import atomic_write, read_text
+from sda.errors import SdAError
+from sda.rundir import atomic_write, read_text, usable_folder
 
 SWEEP_SETTINGS = {"trials": 20, "seed": 0, "sampler": "tpe", "pruner": "median", "startup_trials": 3,
                   "prune_after_epochs": 2}
@@ -281,18 +287,21 @@ def check_param(name, spec, kinds, refuse):
     return Param(name, kind, low=low, high=high, log=log, step=step)
 
 
-def check_extremes(space, refuse):
+def check_extremes(space, refuse, check=None):
     """Each bound of a range, and each choice in at least one combination of
     the other choices, must make a valid ``RunConfig``: a bad range fails
     now, not in trial 40. (Choices that clash, such as 3 layers with 2
-    corruption levels, are allowed: those trials fail with the reason.)"""
+    corruption levels, are allowed: those trials fail with the reason.)
+    ``check(space, values)`` says why values make no valid run (default:
+    ``invalid``, ``RunConfig``'s own checks; ``invalid_for_data`` adds the data's)."""
+    check = check or invalid
     choices = [p for p in space.params if p.kind == "categorical"]
     lows = {p.name: p.low for p in space.params if p.kind != "categorical"}
     combinations = [dict(zip([p.name for p in choices], values)) for values in
                     itertools.islice(itertools.product(*(p.extremes() for p in choices)), MAX_COMBINATIONS)]
-    problems = {i: invalid(space, {**lows, **c}) for i, c in enumerate(combinations)}
+    problems = {i: check(space, {**lows, **c}) for i, c in enumerate(combinations)}
     if all(problems.values()):
-        problem = invalid(space, {})  # the [fixed] fields with the preset's values for the rest
+        problem = check(space, {})  # the [fixed] fields with the preset's values for the rest
         if problem:
             refuse(f"[fixed] gives an invalid run, whatever [search] chooses: {problem}")
     for param in choices:
@@ -303,7 +312,7 @@ def check_extremes(space, refuse):
     base = combinations[next(i for i, problem in problems.items() if not problem)] if choices else {}
     for param in space.params:
         for value in [] if param.kind == "categorical" else param.extremes():
-            problem = invalid(space, {**lows, **base, param.name: value})
+            problem = check(space, {**lows, **base, param.name: value})
             if problem:
                 refuse(f"[search] {param.name} = {value!r} gives an invalid run: {problem}")
 
@@ -317,12 +326,56 @@ def invalid(space, values):
     return None
 
 
+def invalid_for_data(space, values, datasets):
+    """Why ``values`` make no valid run on their data, or None: ``invalid``'s
+    checks, then minibatch sizes against the training rows and the model's
+    size against the memory available. ``datasets`` caches each data set read."""
+    problem = invalid(space, values)
+    if problem:
+        return problem
+    config = space.config(values)
+    key = (config.dataset, config.data, config.n_train, config.n_valid, config.n_test)
+    try:
+        if key not in datasets:
+            datasets[key] = load_data(dataclasses.replace(config, finetune_batch_size=None,
+                                                          pretrain_batch_size=1))
+        check_batch_sizes(config, len(datasets[key].train.y))
+        check_model_memory(config, datasets[key])
+    except SdAError as error:
+        return str(error)
+    return None
+
+
+def check_against_data(space: SearchSpace) -> None:
+    """Refuse, before the sweep starts, a range whose bounds make no run on the
+    data (a batch size above the training rows, a model too large for the
+    memory): the checks of ``check_extremes`` with the data loaded.
+
+    Raises
+    ------
+    SweepError
+        Naming the file, the field and its bad bound.
+    """
+    def refuse(message):
+        raise SweepError(f"{space.source}: {message}")
+
+    check_extremes(space, refuse, functools.partial(invalid_for_data, datasets={}))
+
+
 # ---------------------------------------------------------------- storage
 def open_storage(url: str | None, out: Path):
     """The journal file ``out/journal.log``, or Optuna's RDB storage for ``url``."""
     if url is None:
-        out.mkdir(parents=True, exist_ok=True)
-        backend = optuna.storages.journal.JournalFileBackend(str(out / "journal.log"))
+        journal = usable_folder(out) / "journal.log"
+        lock = optuna.storages.journal.JournalFileSymlinkLock(str(journal))
+        backend = optuna.storages.journal.JournalFileBackend(str(journal), lock_obj=lock)
+        lock.acquire()  # a writer holds it while it appends: a cut line under it is a killed writer's
+        try:
+            repaired = repair_journal(journal)
+        finally:
+            lock.release()
+        if repaired:
+            print(repaired, flush=True)
         return optuna.storages.JournalStorage(backend)
     url = with_installed_driver(url)
     for _ in range(3):  # workers started together race to create the tables: try again
@@ -340,6 +393,59 @@ def open_storage(url: str | None, out: Path):
             time.sleep(1)
     raise SweepError(f"--storage {url}: cannot open the database ({problem}); check the URL, that the "
                      "server runs and that the database exists")
+
+
+def repair_journal(path: Path) -> str | None:
+    """Drop the cut-short last line a killed writer left in the journal ``path``.
+
+    Optuna's journal is one JSON object per line. A worker killed while it
+    appends leaves a last line without its newline; the next append would
+    glue onto it and make the whole journal unreadable. The original is kept
+    beside it as ``journal.log.cut`` (``.cut.1`` and on when that is taken).
+
+    Parameters
+    ----------
+    path : Path
+        The journal file (it may not exist yet).
+
+    Returns
+    -------
+    str or None
+        One line saying what was dropped and where the original is, or None
+        when the journal was whole.
+
+    Raises
+    ------
+    SweepError
+        The journal is not a journal (binary, or a line that is not JSON
+        other than a cut-short last one): what to do about it.
+    """
+    if not path.is_file():
+        return None
+    content = path.read_bytes()
+    damaged = (f"{path} is damaged (not an Optuna journal): move it aside (or restore it from a copy) and "
+               "run the same command again, which starts the study afresh in a new journal")
+    try:
+        lines = content.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        raise SweepError(damaged + "; it is not text") from None
+    *whole, cut = lines  # after the last newline: "" unless a write was cut short
+    for number, line in enumerate(whole, start=1):
+        try:
+            if not isinstance(json.loads(line), dict):
+                raise ValueError
+        except ValueError:
+            raise SweepError(damaged + f"; line {number} is not a journal entry") from None
+    if not cut:
+        return None
+    if not cut.lstrip().startswith("{"):
+        raise SweepError(damaged + "; its last line is not a journal entry")
+    names = (f"{path.name}.cut" + (f".{n}" if n else "") for n in itertools.count())
+    backup = next(path.with_name(name) for name in names if not path.with_name(name).exists())
+    backup.write_bytes(content)
+    atomic_write(path, lambda f: f.write(content[: len(content) - len(cut.encode())]))
+    return (f"{path} ended in a line cut short by a killed worker: dropped it ({len(cut.encode())} bytes; "
+            f"the original is kept as {backup.name})")
 
 
 def with_installed_driver(url: str) -> str:
@@ -513,8 +619,10 @@ def progress_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     except ValueError:  # no complete trial yet
         best = percent(None)
     params = " ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
+    failed = trial.state == TrialState.FAIL and "error" in trial.user_attrs
+    error = f"  {trial.user_attrs['error']}" if failed else ""
     print(f"trial {trial.number:3d} {trial.state.name.lower():8s} valid {percent(value)} "
-          f"test {percent(test)} best {best}  {trial.user_attrs.get('seconds', 0):6.1f}s  {params}",
+          f"test {percent(test)} best {best}  {trial.user_attrs.get('seconds', 0):6.1f}s  {params}{error}",
           flush=True)
 
 
@@ -545,8 +653,9 @@ def optimise(study: optuna.Study, space: SearchSpace, out: Path, trials: int, sh
         # A fresh seed per trial: a single worker draws the same parameters on a
         # rerun; workers sharing a database draw different ones.
         study.sampler = make_sampler(space.settings, len(known) + (os.getpid() if shared else 0))
-        study.optimize(objective, n_trials=1, catch=(TrainingDiverged, InvalidTrial),
-                       callbacks=[progress_line])
+        # a trial that fails with a user error (its settings, its data, its training) is a result
+        # of the search: it is marked failed, with the reason, and the sweep goes on
+        study.optimize(objective, n_trials=1, catch=(SdAError,), callbacks=[progress_line])
 
 
 # ----------------------------------------------------------------- summary
@@ -639,7 +748,8 @@ def plot_objective(study: optuna.Study, path: Path) -> None:
     if any(math.isfinite(b) for b in best_line):
         axes.step(range(len(best_line)), best_line, where="post", label="best so far")
     axes.set(xlabel="trial", ylabel="best validation error (%)", title=f"study {study.study_name}")
-    axes.legend()
+    if axes.get_legend_handles_labels()[0]:  # every trial failed: nothing to label
+        axes.legend()
     figure.savefig(path, dpi=100)
 
 
@@ -757,10 +867,13 @@ def sweep(argv=None) -> str:
         raise SweepError(f"--trials must be 0 or more, got {trials}")
     stem = Path(args.space).stem
     out = Path(args.out or Path("sweeps-out") / stem)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if trials:
+        check_against_data(space)  # batch sizes against the rows, the model against the memory
+    # failed trials print their own line (progress_line); Optuna's warning would add a traceback
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(args.storage, out)
     study = open_study(space, storage, args.study or stem)
-    out.mkdir(parents=True, exist_ok=True)
+    usable_folder(out)
     done = sum(counts_as_done(t) for t in study.trials)
     where = args.storage.split("@")[-1] if args.storage else out / "journal.log"
     plan = f"running up to {trials}; run folders in {out / 'runs'}" if trials else "writing the summary"

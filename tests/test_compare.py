@@ -155,6 +155,18 @@ def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys)
     assert not (tmp_path / "out").exists()
 
 
+def test_comparison_json_records_the_spacing_each_arm_measured_at(tmp_path):
+    # measurements come between updates: an --eval-every below one update cannot be what was used
+    out = tmp_path / "out"
+    assert main(["--dataset", "digits", "--n-train", "200", "--hidden-layers", "10", "--pretrain-epochs", "0",
+                 "--arms", "sgd", "--finetune-batch-size", "100", "--seeds", "1", "--budget-passes", "0.5",
+                 "--eval-every", "1e-7",
+                 "--out", str(out)]) == 0
+    recorded = json.loads((out / "comparison.json").read_text())["settings"]
+    assert recorded["eval_every"] == 1e-7  # the setting as given, beside what it came to
+    assert recorded["measured_every"] == {"sgd": pytest.approx(SGD_BATCH / 200)}  # one update
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--data", "missing-folder"], "missing-folder"),
     (["--finetune-batch-size", "600"], "finetune_batch_size 600 is larger than the 500 training rows"),

@@ -19,7 +19,7 @@ import pytest
 
 from sda import data
 from sda.data import DataError, DataNotFound, Source
-from sda.errors import SdAError
+from sda.errors import SdAError, SettingTypeError
 
 MNIST_TRAIN_COUNTS = [4932, 5678, 4968, 5101, 4859, 4506, 4951, 5175, 4842, 4988]
 UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: nothing listens there
@@ -752,3 +752,10 @@ def test_mnist_found_nowhere_lists_both_formats(monkeypatch):
     message = str(error.value)
     assert message.startswith("MNIST is found in neither of its formats")
     assert "mnist.pkl.gz not found" in message and "train-images-idx3-ubyte.gz not found" in message
+
+
+@pytest.mark.parametrize("path", [123, 1.5, ["data"]])
+def test_a_path_of_the_wrong_type_is_one_clear_error(path):
+    with pytest.raises(SettingTypeError, match=r"path must be a file or folder name \(a str or "
+                                               rf"os.PathLike\), got {re.escape(repr(path))}"):
+        data.load_dataset("mnist", path=path)

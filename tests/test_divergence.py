@@ -226,15 +226,49 @@ def test_a_diverging_run_fails_and_saves_no_model(tmp_path, capsys):
         assert all(np.all(np.isfinite(stored[name])) for name in stored.files if name != "state.json")
 
 
-def test_a_run_that_ends_in_garbage_warns(tmp_path, capsys):
+@pytest.mark.parametrize("flag, phase", [("--pretrain-lr", "pre-training layer 0"),
+                                         ("--finetune-lr", "fine-tuning")])
+def test_a_run_whose_cost_ends_in_garbage_fails_and_keeps_its_files(tmp_path, capsys, flag, phase):
     from sda.run import main
 
-    assert main([*DEMO, "--pretrain-lr", "1e6", "--out", str(tmp_path), "--name", "big"]) == 0
+    assert main([*DEMO, flag, "1e6", "--out", str(tmp_path), "--name", "big"]) == 2
     # the command prints each warning as one line, without Python's file-and-line prefix
     out, err = capsys.readouterr()
     warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
-    assert warnings and warnings[0].startswith("warning: pre-training layer 0: the cost rose from")
-    # a finished run that warned says so, in its last line and in summary.json, not just in passing
-    recorded = json.loads((tmp_path / "big" / "summary.json").read_text())["warnings"]
-    assert recorded == [line.replace("warning: ", "RuntimeWarning: ", 1) for line in warnings]
-    assert f"{len(recorded)} warning(s), listed in summary.json" in out.splitlines()[-1]
+    assert warnings and warnings[0].startswith(f"warning: {phase}: the cost rose from")
+    errors = [line for line in err.splitlines() if not line.startswith("warning: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {phase} diverged: the cost at the end is ")
+    assert errors[0].endswith(f"it began at; lower {flag} (now 1e+06)")
+    # the run's files stay for inspection, and summary.json says how it ended
+    folder = tmp_path / "big"
+    assert (folder / "model.npz").exists() and (folder / "metrics.csv").exists()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["error"].startswith("TrainingDiverged: ")
+    assert summary["warnings"] == [line.replace("warning: ", "RuntimeWarning: ", 1) for line in warnings]
+
+
+def test_a_run_that_never_beats_chance_fails(tmp_path, capsys):
+    from sda.run import main
+
+    # every image blank: the model cannot tell the classes apart, whatever it learns
+    blank = {f"{part}_{what}": np.zeros((40, 4), np.float32) if part == "x" else np.arange(40) % 2
+             for what in ("train", "valid", "test") for part in ("x", "y")}
+    np.savez(tmp_path / "blank.npz", **blank)
+    assert main([*DEMO, "--data", str(tmp_path / "blank.npz"), "--out", str(tmp_path), "--name", "flat"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the run never beat chance: its best validation error, 50.00 %, is not "
+                          "below the 50.00 % of always guessing the commonest class by one standard error "
+                          "(7.91 %); lower --pretrain-lr (now 0.01) or --finetune-lr (now 0.1), or train "
+                          "for more epochs") and err.count("\n") == 1
+    summary = json.loads((tmp_path / "flat" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["error"].startswith("TrainingFailed: ")
+
+
+def test_chance_is_the_commonest_class_and_its_margin_the_standard_error():
+    from sda.errors import TrainingFailed, chance_error, check_beats_chance
+
+    assert chance_error([3] * 90 + [1] * 10) == (pytest.approx(0.1), pytest.approx(0.03))
+    check_beats_chance(0.069, [3] * 90 + [1] * 10, "")  # below 10 % - 3 %
+    with pytest.raises(TrainingFailed, match="never beat chance"):
+        check_beats_chance(0.071, [3] * 90 + [1] * 10, "")
+    check_beats_chance(0.0, [2] * 10, "")  # one class: nothing to beat

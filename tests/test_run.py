@@ -142,7 +142,7 @@ def test_a_diverged_run_says_so_and_keeps_no_nan_model(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "fine-tuning diverged" in err and err.count("\n") == 1
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["status"] == "failed" and "TrainingDiverged" in summary["error"]
+    assert summary["status"] == "diverged" and "TrainingDiverged" in summary["error"]
     assert not (folder / "model.npz").exists() and not (folder / "filters.png").exists()
     with np.load(folder / "checkpoint.npz") as stored:  # the last good point: after pre-training
         assert all(np.isfinite(stored[name]).all() for name in stored.files if name != "state.json")

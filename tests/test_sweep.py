@@ -122,6 +122,75 @@ def test_a_missing_or_binary_space_file_is_one_line(tmp_path, capsys, content, e
     assert not (tmp_path / "out").exists()
 
 
+def test_an_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    space, out = write(tmp_path / "fast.toml", FAST_SPACE), write(tmp_path / "out", "")
+    assert sweep.main([str(space), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert f"--out {out} cannot be a folder: it or a folder above it is a file" in error
+    assert error.count("\n") == 1 and out.read_text() == ""
+
+
+def test_a_range_beyond_the_data_is_refused_before_the_sweep_starts(tmp_path, capsys):
+    text = FAST_SPACE.replace("seed = { low = 1, high = 1000 }",
+                              "finetune_batch_size = { low = 5, high = 1000000000000 }")
+    out = tmp_path / "out"
+    assert sweep.main([str(write(tmp_path / "bs.toml", text)), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "[search] finetune_batch_size = 1000000000000 gives an invalid run: " \
+        "finetune_batch_size 1000000000000 is larger than the 1197 training rows" in error
+    assert not out.exists()
+
+
+def test_a_trial_failing_with_a_user_error_is_marked_failed_and_the_sweep_goes_on(tmp_path, capsys):
+    # past the checks of sweep(): the second line of defence, in every trial
+    text = FAST_SPACE.replace("seed = { low = 1, high = 1000 }",
+                              "finetune_batch_size = { low = 100000, high = 1000000000000 }")
+    space = sweep.load_space(write(tmp_path / "bs.toml", text))  # reads the file; knows no data
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    sweep.optimise(study, space, tmp_path, trials=2, shared=False)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
+    assert all("training rows: use at most 1197" in t.user_attrs["error"] for t in study.trials)
+    assert "Traceback" not in "".join(capsys.readouterr())
+
+
+def test_a_diverging_trial_is_marked_failed_in_the_table_and_the_sweep_goes_on(tmp_path):
+    text = FAST_SPACE.replace("pretrain_lr = { low = 0.001, high = 0.1, log = true }",
+                              "pretrain_lr = { low = 1e5, high = 1e6, log = true }")
+    out = tmp_path / "out"
+    assert sweep.main([str(write(tmp_path / "div.toml", text)), "--out", str(out), "--trials", "2"]) == 0
+    rows = (out / "trials.csv").read_text().splitlines()[1:]
+    assert len(rows) == 2 and all(",fail," in row and "pre-training layer 0 diverged" in row for row in rows)
+    summary = (out / "summary.md").read_text()
+    assert "trials: 2 fail" in summary
+    assert summary.count("TrainingDiverged: pre-training layer 0 diverged") == 2
+    for trial in ("trial-0000", "trial-0001"):
+        assert json.loads((out / "runs" / trial / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_a_damaged_journal_is_one_line(tmp_path, capsys):
+    space, out = write(tmp_path / "fast.toml", FAST_SPACE), tmp_path / "out"
+    out.mkdir()
+    (out / "journal.log").write_bytes(bytes(range(256)) * 4)
+    assert sweep.main([str(space), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{out / 'journal.log'} is damaged (not an Optuna journal): move " \
+        "it aside" in error
+
+
+def test_a_journal_cut_short_by_a_killed_writer_is_repaired_and_the_sweep_continues(tmp_path):
+    space, out = write(tmp_path / "fast.toml", FAST_SPACE), tmp_path / "out"
+    assert sweep.main([str(space), "--out", str(out), "--trials", "1"]) == 0
+    journal = out / "journal.log"
+    whole = journal.read_bytes()
+    cut = whole + whole.splitlines(keepends=True)[-1][:40]  # a writer killed 40 bytes into a line
+    journal.write_bytes(cut)
+    assert sweep.main([str(space), "--out", str(out), "--trials", "2"]) == 0
+    assert (out / "journal.log.cut").read_bytes() == cut  # the original, kept
+    study = optuna.load_study(study_name="fast", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+
+
 def test_unreachable_database_is_one_line(tmp_path, capsys):
     space = write(tmp_path / "s.toml", FAST_SPACE)
     url = f"postgresql://nobody@/nothing?host={tmp_path}&port=1"  # no server behind this socket
