@@ -240,21 +240,19 @@ def main(argv=None):
     parser = build_parser()
     args = parse_and_pin_threads(parser, argv)
     # Imported only now: BLAS and OpenMP libraries read their thread count as they load.
-    from bench.measure import FULL, QUICK, blas_in_use, machine
+    from bench.measure import FULL, QUICK, blas_in_use, machine, measured_subset
     from bench.measure import step_throughput as pretrain_throughput
     from sda.config import preset
-    from sda.data import DataError, load_dataset
+    from sda.data import DataError
 
     sizes = QUICK if args.quick else FULL
     if max(args.batch_sizes) > sizes.rows:
         parser.error(f"--batch-sizes must be at most the {sizes.rows} rows measured")
     config = preset("default")
     try:
-        whole = load_dataset(config.dataset, args.data)
+        dataset = measured_subset(config, sizes, args.data)
     except DataError as error:
         raise SystemExit(f"error: {error}") from None
-    splits = (whole.train, whole.valid, whole.test)
-    dataset = whole.subset(*(min(sizes.rows, len(split.y)) for split in splits))
     results = {"machine": machine(args.threads), "quick": sizes == QUICK}
     results["step"] = step_throughput(network(config, dataset), dataset.train.x, dataset.train.y,
                                       args.batch_sizes, sizes, config.finetune_lr, args.threads)

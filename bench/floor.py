@@ -337,9 +337,9 @@ def main(argv=None):
     if min(args.finetune_batch_sizes) < 1 or (args.rounds is not None and args.rounds < 1):
         parser.error("--finetune-batch-sizes and --rounds must be at least 1")
     # Imported only now: BLAS and OpenMP libraries read their thread count as they load.
-    from bench.measure import FULL, QUICK, blas_in_use, machine
+    from bench.measure import FULL, QUICK, blas_in_use, machine, measured_subset
     from sda.config import preset
-    from sda.data import DataError, load_dataset
+    from sda.data import DataError
 
     sizes = QUICK if args.quick else FULL
     if args.rounds:
@@ -348,12 +348,10 @@ def main(argv=None):
         parser.error(f"batch sizes must be at most the {sizes.rows} rows measured")
     config = preset("default")
     try:
-        whole = load_dataset(config.dataset, args.data)
+        dataset = measured_subset(config, sizes, args.data)
     except DataError as error:
         raise SystemExit(f"error: {error}") from None
     mkl, loaded = floor_blas()
-    splits = (whole.train, whole.valid, whole.test)
-    dataset = whole.subset(*(min(sizes.rows, len(split.y)) for split in splits))
     results = {"machine": machine(args.threads), "quick": args.quick, "rounds": sizes.repeats}
     results["pretrain"] = pretrain_floor(dataset.train.x, args.batch_sizes, sizes, CORRUPTION,
                                          config.pretrain_lr, config.seed, args.threads, mkl)

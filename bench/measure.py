@@ -265,11 +265,16 @@ def machine(threads):
             "versions": versions}
 
 
-def run(config, sizes, batch_sizes, threads, data=None, full=False):
-    """Every measurement; returns the results as a JSON-ready dict."""
+def measured_subset(config, sizes, data=None):
+    """``config``'s data set (from ``data``, or looked up as usual), each split cut to ``sizes.rows``."""
     whole = load_dataset(config.dataset, data)
     splits = (whole.train, whole.valid, whole.test)
-    dataset = whole.subset(*(min(sizes.rows, len(split.y)) for split in splits))
+    return whole.subset(*(min(sizes.rows, len(split.y)) for split in splits))
+
+
+def run(config, sizes, batch_sizes, threads, data=None, full=False):
+    """Every measurement; returns the results as a JSON-ready dict."""
+    dataset = measured_subset(config, sizes, data)
     train_x, _ = shared_dataset(dataset.train)
     results = {"machine": machine(threads), "quick": sizes == QUICK}
     results["step"] = step_throughput(dataset.train.x, batch_sizes, sizes, config.corruption_levels[0],

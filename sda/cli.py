@@ -30,6 +30,7 @@ from sda.data import load_dataset
 from sda.errors import SdAError, SettingError
 from sda.rundir import RunDir
 from sda.SdA import SdA
+from sda.trained import INPUTS_HELP
 
 INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C (128 + SIGINT)
 
@@ -205,6 +206,18 @@ def build_model(settings, dataset):
                hidden_layers_sizes=settings.hidden_layers, n_outs=dataset.n_classes,
                corruption_levels=settings.corruption_levels, tied=settings.tied,
                loss=settings.loss)
+
+
+def trained_model_parser(prog, description, inputs_help):
+    """A parser for a command that uses a trained run's model on input files: RUN_DIR, then INPUT...
+
+    The commands add their own options; ``inputs_help`` says what INPUT may be.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=INPUTS_HELP)
+    parser.add_argument("run_dir", metavar="RUN_DIR",
+                        help="a run folder made by python -m sda.run, or its model.npz")
+    parser.add_argument("inputs", metavar="INPUT", nargs="+", help=inputs_help)
+    return parser
 
 
 def apply_mode(mode):

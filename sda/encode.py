@@ -14,22 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from sda.cli import exit_status
+from sda.cli import exit_status, trained_model_parser
 from sda.errors import SettingError
 from sda.rundir import atomic_write, usable_folder
-from sda.trained import INPUTS_HELP, load_run, read_input
+from sda.trained import load_run, read_input
 
 DESCRIPTION = ("Write the code a hidden layer of a trained run's model gives each image or array "
                "row, as one float32 .npy array of shape (rows, layer size).")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sda.encode", description=DESCRIPTION,
-                                     epilog=INPUTS_HELP)
-    parser.add_argument("run_dir", metavar="RUN_DIR",
-                        help="a run folder made by python -m sda.run, or its model.npz")
-    parser.add_argument("inputs", metavar="INPUT", nargs="+",
-                        help="image or array files (see below); their rows are encoded in order")
+    parser = trained_model_parser("python -m sda.encode", DESCRIPTION,
+                                  "image or array files (see below); their rows are encoded in order")
     parser.add_argument("--layer", type=int, default=-1, metavar="K",
                         help="the hidden layer, numbered from 0 at the bottom as in metrics.csv and "
                              "SdATransformer; negative counts from the top (default: -1, the top)")

@@ -14,20 +14,16 @@ import sys
 
 import numpy as np
 
-from sda.cli import exit_status
+from sda.cli import exit_status, trained_model_parser
 from sda.errors import SettingError
-from sda.trained import INPUTS_HELP, load_run, read_input
+from sda.trained import load_run, read_input
 
 DESCRIPTION = ("Classify images (PNG) and arrays (.npy/.npz) with the model a run of python -m sda.run "
                "trained, one line per image or array row: the label and its probability.")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sda.predict", description=DESCRIPTION,
-                                     epilog=INPUTS_HELP)
-    parser.add_argument("run_dir", metavar="RUN_DIR",
-                        help="a run folder made by python -m sda.run, or its model.npz")
-    parser.add_argument("inputs", metavar="INPUT", nargs="+", help="image or array files (see below)")
+    parser = trained_model_parser("python -m sda.predict", DESCRIPTION, "image or array files (see below)")
     parser.add_argument("--top", type=int, default=1, metavar="K",
                         help="show the K most probable labels of each input (default: 1)")
     parser.add_argument("--json", action="store_true",
