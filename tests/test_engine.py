@@ -105,7 +105,7 @@ def test_use_mode_refuses_what_cannot_run(restore_mode, monkeypatch):
     real_find_spec = engine.importlib.util.find_spec
     monkeypatch.setattr(engine.importlib.util, "find_spec",
                         lambda name, *a: None if name == "jax" else real_find_spec(name, *a))
-    with pytest.raises(SdAError, match=r"pip install 'sda\[jax\]'"):
+    with pytest.raises(SdAError, match=r"pip install 'sda-pytensor\[jax\]'"):
         engine.use_mode("jax")
     assert pytensor.config.mode == mode  # nothing changed
 
