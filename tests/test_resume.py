@@ -24,6 +24,13 @@ def sda_run(*args):
     return [sys.executable, "-m", "sda.run", *args]
 
 
+def resume_in_a_new_process(folder):
+    """``python -m sda.run --resume folder`` as a user runs it: a process of its own, like the
+    uninterrupted run, so nothing an earlier test loaded (another BLAS or OpenMP runtime, as
+    ``import torch`` brings) changes the float results; returns its exit status."""
+    return subprocess.run(sda_run("--resume", str(folder)), capture_output=True, text=True).returncode
+
+
 def saved_phase(path):
     """The phase recorded in a checkpoint, or None while there is none."""
     try:
@@ -109,7 +116,7 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again_cleanly(tmp_path,
     for name in ("metrics.csv", "steps.csv"):
         lines = (uninterrupted / name).read_text().splitlines(keepends=True)
         (folder / name).write_text("".join(lines[:3]) + lines[3][:5], newline="")
-    assert main(["--resume", str(folder)]) == 0
+    assert resume_in_a_new_process(folder) == 0
     assert_same_run(folder, uninterrupted)
 
 
@@ -128,7 +135,7 @@ def test_ctrl_c_says_where_to_resume_and_the_resumed_run_matches(tmp_path, unint
     assert "Traceback" not in stderr
     assert json.loads((folder / "summary.json").read_text())["status"] == "interrupted"
     assert not (folder / "model.npz").exists()
-    assert main(["--resume", str(folder)]) == 0
+    assert resume_in_a_new_process(folder) == 0
     assert_same_run(folder, uninterrupted)
 
 
