@@ -149,9 +149,7 @@ def layer_sizes(model):
 def op_profile(fn, call, steps, top=8):
     """Run ``call(i)`` ``steps`` times on a function compiled with
     ``profile=True``; return its slowest Ops and each Op class's share."""
-    while hasattr(fn, "function"):  # sda.sgd.SGDStep and engine.BatchedFunction wrap the compiled one
-        fn = fn.function
-    stats = fn.profile
+    stats = getattr(fn, "function", fn).profile  # a compiled function, or sda.sgd.SGDStep holding one
     call(0)  # the first call allocates every output: leave it out
     stats.apply_time.clear()
     stats.apply_callcount.clear()

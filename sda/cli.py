@@ -28,6 +28,7 @@ from sda import engine
 from sda.checks import check_memory, training_memory
 from sda.data import load_dataset
 from sda.errors import SdAError, SettingError
+from sda.optimize import DEFAULT_CHUNK_ROWS, METHODS
 from sda.rundir import RunDir
 from sda.SdA import SdA
 from sda.trained import INPUTS_HELP
@@ -175,6 +176,8 @@ def check_model_memory(settings, dataset):
     """
     layers = tuple(settings.hidden_layers)
     finetune_rows = settings.finetune_rows() if hasattr(settings, "finetune_rows") else 0
+    if getattr(settings, "finetune", "sgd") in METHODS:  # CG and L-BFGS evaluate their batch in chunks
+        finetune_rows = min(finetune_rows, DEFAULT_CHUNK_ROWS)
     parts = training_memory(
         dataset.n_features, layers, dataset.n_classes, tied=settings.tied,
         optimiser=getattr(settings, "finetune", "sgd"),

@@ -311,6 +311,12 @@ class BatchedFunction:
         self.function, self.names, self.name = function, tuple(names), name
         self.rows_from, self.batch_size = rows_from, batch_size
 
+    def __getattr__(self, name):
+        # Everything else (maker, profile, free, ...) is the compiled function's, as before.
+        if name == "function":  # not set yet, e.g. while unpickling: no recursion
+            raise AttributeError(name)
+        return getattr(self.function, name)
+
     def __call__(self, *args, **kwargs):
         if kwargs or len(args) != len(self.names):  # the training loops' positional calls skip this
             args = bind_arguments(self.name, self.names, args, kwargs)
@@ -365,9 +371,8 @@ def batched_function(index, inputs, outputs, batches, batch_size, updates=None, 
     >>> float(total(index=2))
     4.0
     """
-    names = [variable.name for variable in (index, *inputs)]
-    if not all(names):
-        raise ValueError(f"every input of batched_function needs a name, got {names}")
+    # An unnamed input (plain PyTensor allows it) is called by position, or as input<k>.
+    names = [variable.name or f"input{k}" for k, variable in enumerate((index, *inputs))]
     if not uses_jax():
         givens = {variable: batch_slice(source, index, batch_size) for variable, source in batches.items()}
         function = pytensor.function([index, *inputs], outputs, updates=updates, givens=givens, name=name)

@@ -217,11 +217,8 @@ class _SdAEstimator(BaseEstimator):
                   f"validation error {record['valid_error']:.4f}")
 
     def _fitted(self) -> _Network:
-        """The fitted network, rebuilt from the numpy weights after unpickling."""
+        """The fitted network (``__setstate__`` rebuilds it when a pickle is loaded)."""
         check_is_fitted(self)
-        if getattr(self, "_network", None) is None:
-            self._network = _Network.from_weights(self.__dict__.pop("_architecture"),
-                                                  self.__dict__.pop("_weights"))
         return self._network
 
     @classmethod

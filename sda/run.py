@@ -47,7 +47,7 @@ from sda.errors import (
 )
 from sda.optimize import finetune_minibatch
 from sda.pictures import save_run_pictures
-from sda.rundir import RunDir, read_text
+from sda.rundir import METRICS, RunDir, read_text
 from sda.train import EarlyStopping, check_params, finetune_sgd, pretrain
 from sda.trained import model_metadata
 
@@ -101,13 +101,18 @@ class Reporter:
     """Prints one line per epoch, appends it to ``metrics.csv``, then calls ``on_epoch``.
 
     It also keeps each phase's first and last cost (``costs``: ``{(phase,
-    layer): [first, last]}``), the first from the first minibatch it sees, so
-    that a run whose cost ended far above its start can be failed.
+    layer): [first, last]}``), so that a run whose cost ended far above its
+    start can be failed. A phase's start is its first minibatch's cost; for a
+    phase begun before a resume, its first epoch's mean in ``metrics.csv``
+    (one minibatch of a half-trained model can cost far less than the start).
     """
 
     def __init__(self, run_dir, rows=0, step_every=0, on_epoch=None):
         self.run_dir, self.rows, self.step_every, self.on_epoch = run_dir, rows, step_every, on_epoch
         self.costs = {}
+        for row in METRICS.read(run_dir.path)[:rows] if rows else ():
+            self._cost({"phase": row["phase"], "layer": int(row["layer"]) if row["layer"] else None,
+                        "cost": float(row["cost"])})
 
     def _cost(self, record):
         first_last = self.costs.setdefault((record["phase"], record.get("layer")), [record["cost"]] * 2)
