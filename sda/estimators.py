@@ -228,7 +228,7 @@ class _SdAEstimator(BaseEstimator):
         Parameters
         ----------
         folder : str or path-like
-            The run folder, or its ``model.npz``; loaded by :func:`sda.load_run`.
+            The run folder, or its ``model.npz``; loaded by :func:`sda.trained.load_run`.
         **params
             Other constructor parameters, e.g. ``layer`` for the transformer;
             the architecture ones come from the run.
