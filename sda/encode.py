@@ -79,7 +79,11 @@ def encode(run_dir, inputs, layer: int, out, overwrite: bool = False) -> np.ndar
     rows = np.concatenate([read_input(path, trained).rows for path in inputs])
     codes = trained.encode(rows, index)
     usable_folder(out.parent, "--out's folder")
-    atomic_write(out, lambda f: np.save(f, codes, allow_pickle=False))
+    try:
+        atomic_write(out, lambda f: np.save(f, codes, allow_pickle=False), replace=overwrite)
+    except FileExistsError:  # another process wrote it since check_out
+        raise SettingError(f"--out {out} was written by another process meanwhile; it is kept: "
+                           "choose another name, or add --overwrite to replace it") from None
     return codes
 
 

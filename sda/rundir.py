@@ -27,14 +27,22 @@ MAX_SUFFIX = 1000  # default names that collide get "-2", "-3", ... up to this
 METADATA_KEY = "metadata.json"  # the entry of a model .npz that describes it (not a parameter)
 
 
-def atomic_write(path, write):
-    """Call ``write(file_object)`` on a temporary file, then rename it to ``path``."""
+def atomic_write(path, write, replace=True):
+    """Call ``write(file_object)`` on a temporary file, then rename it to ``path``.
+
+    With ``replace=False`` a file that appeared at ``path`` meanwhile (another
+    process's) is kept: ``FileExistsError``, and the new file is dropped.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:  # a hard link, unlike a rename, refuses an existing name
+            os.link(tmp, path)
+            os.unlink(tmp)
     except BaseException:
         # an interrupt may land after the rename, when the temporary name is gone
         with contextlib.suppress(FileNotFoundError):

@@ -12,7 +12,7 @@ import pytest
 from sda import SdA
 from sda.checkpoint import Checkpoint, Progress
 from sda.errors import SdAError
-from sda.rundir import METRICS, STEPS, RunDir, load_params, usable_folder
+from sda.rundir import METRICS, STEPS, RunDir, atomic_write, load_params, usable_folder
 
 
 # ---------------------------------------------------------------- making folders
@@ -255,3 +255,15 @@ def test_a_truncated_empty_or_pickled_checkpoint_is_named(saved, damage, message
     with pytest.raises(SdAError) as caught:
         Checkpoint(saved, tiny_model()).load()
     assert str(saved) in str(caught.value) and message in str(caught.value)
+
+
+def test_atomic_write_without_replace_keeps_a_file_that_appeared_meanwhile(tmp_path):
+    # sda.encode checks --out first and writes last: another process may have written it between
+    path = tmp_path / "codes.npy"
+    path.write_bytes(b"the other process's")
+    with pytest.raises(FileExistsError):
+        atomic_write(path, lambda f: f.write(b"ours"), replace=False)
+    assert path.read_bytes() == b"the other process's"
+    assert [p.name for p in tmp_path.iterdir()] == ["codes.npy"]  # no temporary file left
+    atomic_write(tmp_path / "new.npy", lambda f: f.write(b"ours"), replace=False)
+    assert (tmp_path / "new.npy").read_bytes() == b"ours"
