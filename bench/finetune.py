@@ -243,16 +243,12 @@ def main(argv=None):
     from bench.measure import FULL, QUICK, blas_in_use, machine, measured_subset
     from bench.measure import step_throughput as pretrain_throughput
     from sda.config import preset
-    from sda.data import DataError
 
     sizes = QUICK if args.quick else FULL
     if max(args.batch_sizes) > sizes.rows:
         parser.error(f"--batch-sizes must be at most the {sizes.rows} rows measured")
     config = preset("default")
-    try:
-        dataset = measured_subset(config, sizes, args.data)
-    except DataError as error:
-        raise SystemExit(f"error: {error}") from None
+    dataset = measured_subset(config, sizes, args.data)
     results = {"machine": machine(args.threads), "quick": sizes == QUICK}
     results["step"] = step_throughput(network(config, dataset), dataset.train.x, dataset.train.y,
                                       args.batch_sizes, sizes, config.finetune_lr, args.threads)

@@ -339,7 +339,6 @@ def main(argv=None):
     # Imported only now: BLAS and OpenMP libraries read their thread count as they load.
     from bench.measure import FULL, QUICK, blas_in_use, machine, measured_subset
     from sda.config import preset
-    from sda.data import DataError
 
     sizes = QUICK if args.quick else FULL
     if args.rounds:
@@ -347,10 +346,7 @@ def main(argv=None):
     if max(args.batch_sizes + args.finetune_batch_sizes) > sizes.rows:
         parser.error(f"batch sizes must be at most the {sizes.rows} rows measured")
     config = preset("default")
-    try:
-        dataset = measured_subset(config, sizes, args.data)
-    except DataError as error:
-        raise SystemExit(f"error: {error}") from None
+    dataset = measured_subset(config, sizes, args.data)
     mkl, loaded = floor_blas()
     results = {"machine": machine(args.threads), "quick": args.quick, "rounds": sizes.repeats}
     results["pretrain"] = pretrain_floor(dataset.train.x, args.batch_sizes, sizes, CORRUPTION,

@@ -19,7 +19,7 @@ import pytensor.tensor as pt
 import sda
 from bench.references import MklGemm, NumpyDA, NumpyGemm, TorchDA, find_mkl, torch, torch_blas
 from sda.batching import batch_slice, n_batches
-from sda.data import load_dataset, shared_dataset
+from sda.data import DataError, load_dataset, shared_dataset
 from sda.train import cache_layer_input, pretrain
 
 N_VISIBLE, N_HIDDEN = 784, 1000  # the step measured: the first layer of the default stack
@@ -266,8 +266,14 @@ def machine(threads):
 
 
 def measured_subset(config, sizes, data=None):
-    """``config``'s data set (from ``data``, or looked up as usual), each split cut to ``sizes.rows``."""
-    whole = load_dataset(config.dataset, data)
+    """``config``'s data set (from ``data``, or looked up as usual), each split cut to ``sizes.rows``.
+
+    A missing or damaged data set ends the benchmark with its one-line error.
+    """
+    try:
+        whole = load_dataset(config.dataset, data)
+    except DataError as error:
+        raise SystemExit(f"error: {error}") from None
     splits = (whole.train, whole.valid, whole.test)
     return whole.subset(*(min(sizes.rows, len(split.y)) for split in splits))
 
