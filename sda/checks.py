@@ -236,7 +236,7 @@ is available: reduce hidden_layers
     needed = sum(parts.values())
     if available is None or needed <= available:
         return
-    largest = max(parts, key=parts.get)
+    largest = max(parts, key=lambda part: parts[part])
     raise SettingError(f"the model needs about {_size(needed)} of memory ({largest}: "
                        f"{_size(parts[largest])}) but {_size(available)} is available: "
                        f"reduce {reduce.get(largest, largest)}")

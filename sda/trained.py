@@ -85,7 +85,7 @@ def model_metadata(model: SdA, dataset_name: str | None = None,
             "classes": list(range(n_outs)),
             "input": {"dataset": dataset_name,
                       "image_shape": None if image_shape is None else [int(n) for n in image_shape],
-                      "pixel_scale": list(PIXEL_SCALES.get(dataset_name, (255, 255)))}}
+                      "pixel_scale": list(PIXEL_SCALES.get(dataset_name or "", (255, 255)))}}
 
 
 # ------------------------------------------------------------------ reading it back
@@ -285,8 +285,9 @@ the folder of a run made by python -m sda.run
         raise SdAError(f"{folder} holds no model.npz: the run is {status} (a run writes its model "
                        f"when it ends); finish it with python -m sda.run --resume {folder}")
     trained = load_model(path, settings)
+    checked = {} if settings is None else settings
     for name, key in CONFIG_ARCHITECTURE.items() if settings is not None else ():
-        given = settings.get(name)
+        given = checked.get(name)
         given = tuple(given) if isinstance(given, list) else given
         if given != trained.architecture[key]:
             raise SdAError(f"{path} does not match {config_path}: {name} is "
