@@ -29,19 +29,39 @@ PROFILE_STEPS = 200  # steps per profiled function: enough for stable shares at 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m bench.finetune", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a few hundred rows and short timings; a smoke test, not a measurement")
-    parser.add_argument("--threads", type=int, default=usable_cpus(),
-                        help="threads for every backend (sets " + ", ".join(THREAD_VARIABLES)
-                             + "; default: the usable CPUs, %(default)s)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[20, 100],
-                        help="batch sizes to compare (default: 20 100)")
-    parser.add_argument("--profile", action="store_true",
-                        help="also profile sda's fine-tuning and pre-training steps per Op (PyTensor's "
-                             "profiler; its bookkeeping slows the steps, so these runs are not timed)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few hundred rows and short timings; a smoke test, not a measurement",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=usable_cpus(),
+        help="threads for every backend (sets "
+        + ", ".join(THREAD_VARIABLES)
+        + "; default: the usable CPUs, %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[20, 100],
+        help="batch sizes to compare (default: 20 100)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile sda's fine-tuning and pre-training steps per Op (PyTensor's "
+        "profiler; its bookkeeping slows the steps, so these runs are not timed)",
+    )
     parser.add_argument("--data", help="MNIST file or folder (default: $SDA_DATA, then sda's cache)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="where to write the JSON results (default: bench/results/finetune.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="where to write the JSON results (default: bench/results/finetune.json)",
+    )
     return parser
 
 
@@ -108,11 +128,16 @@ def check_same_step(model, x, y, makers, lr, batch_size=20):
         param.set_value(value)  # leave the model as it was
     for name, make in makers.items():
         reference = make(start)
-        np.testing.assert_allclose(reference.step(x[:batch_size], y[:batch_size]), sda_cost, rtol=1e-4,
-                                   err_msg=f"{name} and sda compute different costs")
+        np.testing.assert_allclose(
+            reference.step(x[:batch_size], y[:batch_size]),
+            sda_cost,
+            rtol=1e-4,
+            err_msg=f"{name} and sda compute different costs",
+        )
         for got, want in zip(reference.params(), updated):
-            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5,
-                                       err_msg=f"{name} and sda update the parameters differently")
+            np.testing.assert_allclose(
+                got, want, rtol=1e-3, atol=1e-5, err_msg=f"{name} and sda update the parameters differently"
+            )
     return sda_cost
 
 
@@ -133,16 +158,24 @@ def step_throughput(model, x, y, batch_sizes, sizes, lr, threads):
         steps = {"sda": lambda i, f=train_fn, c=count: f(i % c)}
         for name, reference in {name: make(start) for name, make in makers.items()}.items():
             steps[name] = lambda i, r=reference, b=batch_size, c=count: r.step(
-                batch_slice(x, i % c, b), batch_slice(y, i % c, b))
+                batch_slice(x, i % c, b), batch_slice(y, i % c, b)
+            )
         table.append(compare_rates(steps, batch_size, sizes))
-    return {"rows": len(y), "learning_rate": lr, "layers": layer_sizes(model), "batch_sizes": table,
-            "skipped": skipped}
+    return {
+        "rows": len(y),
+        "learning_rate": lr,
+        "layers": layer_sizes(model),
+        "batch_sizes": table,
+        "skipped": skipped,
+    }
 
 
 def layer_sizes(model):
-    return [model.sigmoid_layers[0].W.get_value(borrow=True).shape[0]] + [
-        layer.W.get_value(borrow=True).shape[1] for layer in model.sigmoid_layers] + [
-        model.logLayer.W.get_value(borrow=True).shape[1]]
+    return (
+        [model.sigmoid_layers[0].W.get_value(borrow=True).shape[0]]
+        + [layer.W.get_value(borrow=True).shape[1] for layer in model.sigmoid_layers]
+        + [model.logLayer.W.get_value(borrow=True).shape[1]]
+    )
 
 
 # ----------------------------------------------------------------- profile
@@ -163,14 +196,25 @@ def op_profile(fn, call, steps, top=8):
         by_class[name] = by_class.get(name, 0.0) + seconds
     slowest = sorted(stats.apply_time.items(), key=lambda item: -item[1])[:top]
     return {
-        "steps": steps, "ms_per_step": 1000 * stats.fct_call_time / max(stats.fct_callcount, 1),
+        "steps": steps,
+        "ms_per_step": 1000 * stats.fct_call_time / max(stats.fct_callcount, 1),
         "ops_ms_per_step": 1000 * total / steps,
         "classes": {k: v / total for k, v in sorted(by_class.items(), key=lambda item: -item[1])},
-        "slowest": [{"op": str(node.op)[:90], "share": seconds / total,
-                     "outputs": [getattr(o.type, "dtype", type(o.type).__name__) for o in node.outputs]}
-                    for (_, node), seconds in slowest],
-        "float64_ops": sorted({str(node.op)[:60] for (_, node) in stats.apply_time
-                               if any(getattr(o.type, "dtype", "") == "float64" for o in node.outputs)}),
+        "slowest": [
+            {
+                "op": str(node.op)[:90],
+                "share": seconds / total,
+                "outputs": [getattr(o.type, "dtype", type(o.type).__name__) for o in node.outputs],
+            }
+            for (_, node), seconds in slowest
+        ],
+        "float64_ops": sorted(
+            {
+                str(node.op)[:60]
+                for (_, node) in stats.apply_time
+                if any(getattr(o.type, "dtype", "") == "float64" for o in node.outputs)
+            }
+        ),
     }
 
 
@@ -189,12 +233,17 @@ def profile_steps(config, dataset, batch_sizes, lr, steps):
             count = len(y) // batch_size
             train_fn = sda_step(network(config, dataset), x, y, batch_size, lr)
             pre_fn = one_layer_model(config.seed, level).pretraining_function(
-                0, pytensor.shared(x, borrow=True), batch_size)
-            profiles.append({
-                "batch_size": batch_size,
-                "finetune": op_profile(train_fn, lambda i, f=train_fn, c=count: f(i % c), steps),
-                "pretrain": op_profile(pre_fn, lambda i, f=pre_fn, c=count: f(i % c, level, pre_lr), steps),
-            })
+                0, pytensor.shared(x, borrow=True), batch_size
+            )
+            profiles.append(
+                {
+                    "batch_size": batch_size,
+                    "finetune": op_profile(train_fn, lambda i, f=train_fn, c=count: f(i % c), steps),
+                    "pretrain": op_profile(
+                        pre_fn, lambda i, f=pre_fn, c=count: f(i % c, level, pre_lr), steps
+                    ),
+                }
+            )
     return profiles
 
 
@@ -204,11 +253,15 @@ def profile_table(profiles):
     for row in profiles:
         for step in ("finetune", "pretrain"):
             p = row[step]
-            lines.append(f"{step} step, batch {row['batch_size']}: {p['ms_per_step']:.2f} ms per call, "
-                         f"{p['ops_ms_per_step']:.2f} ms in Ops; by Op class: "
-                         + ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(p["classes"].items())[:5]))
-            lines += [f"  {100 * op['share']:5.1f}%  {op['op']}  -> {', '.join(op['outputs'])}"
-                      for op in p["slowest"]]
+            lines.append(
+                f"{step} step, batch {row['batch_size']}: {p['ms_per_step']:.2f} ms per call, "
+                f"{p['ops_ms_per_step']:.2f} ms in Ops; by Op class: "
+                + ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(p["classes"].items())[:5])
+            )
+            lines += [
+                f"  {100 * op['share']:5.1f}%  {op['op']}  -> {', '.join(op['outputs'])}"
+                for op in p["slowest"]
+            ]
             if p["float64_ops"]:
                 lines.append(f"  float64 outputs: {', '.join(p['float64_ops'])}")
     return lines
@@ -250,16 +303,30 @@ def main(argv=None):
     config = preset("default")
     dataset = measured_subset(config, sizes, args.data)
     results = {"machine": machine(args.threads), "quick": sizes == QUICK}
-    results["step"] = step_throughput(network(config, dataset), dataset.train.x, dataset.train.y,
-                                      args.batch_sizes, sizes, config.finetune_lr, args.threads)
+    results["step"] = step_throughput(
+        network(config, dataset),
+        dataset.train.x,
+        dataset.train.y,
+        args.batch_sizes,
+        sizes,
+        config.finetune_lr,
+        args.threads,
+    )
     # The pre-training step again (bench.pretrain's measurement), so that one run under one
     # machine load gives both steps' ratios.
-    results["pretrain_step"] = pretrain_throughput(dataset.train.x, args.batch_sizes, sizes,
-                                                   config.corruption_levels[0], config.pretrain_lr,
-                                                   config.seed, args.threads)
+    results["pretrain_step"] = pretrain_throughput(
+        dataset.train.x,
+        args.batch_sizes,
+        sizes,
+        config.corruption_levels[0],
+        config.pretrain_lr,
+        config.seed,
+        args.threads,
+    )
     steps = 5 if args.quick else PROFILE_STEPS
-    results["profile"] = (profile_steps(config, dataset, args.batch_sizes, config.finetune_lr, steps)
-                          if args.profile else None)
+    results["profile"] = (
+        profile_steps(config, dataset, args.batch_sizes, config.finetune_lr, steps) if args.profile else None
+    )
     results["machine"]["blas"] = blas_in_use()
     print(report(results, sizes))
     args.out.write_text(json.dumps(results, indent=2) + "\n")

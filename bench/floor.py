@@ -38,20 +38,43 @@ JAX_WARNINGS = ("Explicitly requested dtype", "Skipping Assert", "The RandomType
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a few hundred rows and short timings; a smoke test, not a measurement")
-    parser.add_argument("--rounds", type=int,
-                        help="rounds of turns per batch size (default: 5, or 3 with --quick)")
-    parser.add_argument("--threads", type=int, default=usable_cpus(),
-                        help="threads for every backend (sets " + ", ".join(THREAD_VARIABLES)
-                             + "; default: the usable CPUs, %(default)s)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 20, 100],
-                        help="batch sizes of the pre-training step (default: 1 20 100)")
-    parser.add_argument("--finetune-batch-sizes", type=int, nargs="+", default=[20, 100],
-                        help="batch sizes of the fine-tuning step (default: 20 100)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few hundred rows and short timings; a smoke test, not a measurement",
+    )
+    parser.add_argument(
+        "--rounds", type=int, help="rounds of turns per batch size (default: 5, or 3 with --quick)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=usable_cpus(),
+        help="threads for every backend (sets "
+        + ", ".join(THREAD_VARIABLES)
+        + "; default: the usable CPUs, %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[1, 20, 100],
+        help="batch sizes of the pre-training step (default: 1 20 100)",
+    )
+    parser.add_argument(
+        "--finetune-batch-sizes",
+        type=int,
+        nargs="+",
+        default=[20, 100],
+        help="batch sizes of the fine-tuning step (default: 20 100)",
+    )
     parser.add_argument("--data", help="MNIST file or folder (default: $SDA_DATA, then sda's cache)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="where to write the JSON results (default: bench/results/floor.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="where to write the JSON results (default: bench/results/floor.json)",
+    )
     return parser
 
 
@@ -64,11 +87,13 @@ def gemm(what, m, n, k):
 def pretrain_gemms(n_visible, n_hidden, batch_size):
     """The five products of one tied dA step; nothing cheaper computes its cost and gradient."""
     v, h, b = n_visible, n_hidden, batch_size
-    return [gemm("encode: x~ W", b, h, v),
-            gemm("decode: h W^T", b, v, h),
-            gemm("back through W: d_a W", b, h, v),
-            gemm("W -= lr x~^T d_h (encoder's gradient)", v, h, b),
-            gemm("W -= lr d_a^T h (decoder's gradient)", v, h, b)]
+    return [
+        gemm("encode: x~ W", b, h, v),
+        gemm("decode: h W^T", b, v, h),
+        gemm("back through W: d_a W", b, h, v),
+        gemm("W -= lr x~^T d_h (encoder's gradient)", v, h, b),
+        gemm("W -= lr d_a^T h (decoder's gradient)", v, h, b),
+    ]
 
 
 def finetune_gemms(layers, batch_size):
@@ -77,10 +102,15 @@ def finetune_gemms(layers, batch_size):
     as nothing needs the gradient of the input."""
     pairs = list(zip(layers[:-1], layers[1:]))
     b = batch_size
-    return ([gemm(f"forward {i + 1}: a W{i + 1}", b, n_out, n_in) for i, (n_in, n_out) in enumerate(pairs)]
-            + [gemm(f"back through W{i + 1}: delta W{i + 1}^T", b, n_in, n_out)
-               for i, (n_in, n_out) in enumerate(pairs) if i > 0]
-            + [gemm(f"W{i + 1} -= lr a^T delta", n_in, n_out, b) for i, (n_in, n_out) in enumerate(pairs)])
+    return (
+        [gemm(f"forward {i + 1}: a W{i + 1}", b, n_out, n_in) for i, (n_in, n_out) in enumerate(pairs)]
+        + [
+            gemm(f"back through W{i + 1}: delta W{i + 1}^T", b, n_in, n_out)
+            for i, (n_in, n_out) in enumerate(pairs)
+            if i > 0
+        ]
+        + [gemm(f"W{i + 1} -= lr a^T delta", n_in, n_out, b) for i, (n_in, n_out) in enumerate(pairs)]
+    )
 
 
 class GemmFloor:
@@ -172,11 +202,15 @@ def measure(steps, batch_size, sizes, gemms):
     row = rate_row(rounds, batch_size)
     flops = sum(g["flops"] for g in gemms)
     row["gemms"], row["flops_per_step"] = gemms, flops
-    row["gflops"] = {name: rate / batch_size * flops / 1e9
-                     for name, rate in row["samples_per_second"].items()}
+    row["gflops"] = {
+        name: rate / batch_size * flops / 1e9 for name, rate in row["samples_per_second"].items()
+    }
     # rate_row's ratio of "sda" to "floor", with each column in sda's place
-    shares = {name: rate_row({"sda": rates, "floor": rounds["floor"]}, batch_size)
-              for name, rates in rounds.items() if name != "floor"}
+    shares = {
+        name: rate_row({"sda": rates, "floor": rounds["floor"]}, batch_size)
+        for name, rates in rounds.items()
+        if name != "floor"
+    }
     row["of_floor"] = {name: s["ratios"]["sda/floor"] for name, s in shares.items()}
     row["of_floor_ranges"] = {name: s["ratio_ranges"]["sda/floor"] for name, s in shares.items()}
     return row
@@ -198,17 +232,26 @@ def pretrain_floor(rows, batch_sizes, sizes, corruption, lr, seed, threads, mkl)
         count = len(rows) // batch_size  # whole batches only: every step is the same size
         compiled, skipped_backends, backends = compile_backends(
             lambda b=batch_size: one_layer_model(seed, corruption).pretraining_function(
-                0, pytensor.shared(rows, borrow=True), b))
+                0, pytensor.shared(rows, borrow=True), b
+            )
+        )
         # The cost is read as a float, as a training loop does: a JAX step returns before it
         # has computed, and would otherwise be timed queueing steps, not taking them.
-        steps = {name: lambda i, f=f, c=count: float(f(i % c, corruption, lr))
-                 for name, f in compiled.items()}
+        steps = {
+            name: lambda i, f=f, c=count: float(f(i % c, corruption, lr)) for name, f in compiled.items()
+        }
         steps["floor"] = GemmFloor(mkl, start[:1], rows, batch_size, lr, tied=True).step
         for name, reference in {name: make(start) for name, make in makers.items()}.items():
             steps[name] = lambda i, r=reference, b=batch_size, c=count: r.step(batch_slice(rows, i % c, b))
         table.append(measure(steps, batch_size, sizes, pretrain_gemms(N_VISIBLE, N_HIDDEN, batch_size)))
-    return {"rows": len(rows), "corruption": corruption, "learning_rate": lr, "batch_sizes": table,
-            "skipped": {**skipped_backends, **skipped}, "backends": backends}
+    return {
+        "rows": len(rows),
+        "corruption": corruption,
+        "learning_rate": lr,
+        "batch_sizes": table,
+        "skipped": {**skipped_backends, **skipped},
+        "backends": backends,
+    }
 
 
 def finetune_floor(config, dataset, batch_sizes, sizes, threads, mkl):
@@ -226,15 +269,23 @@ def finetune_floor(config, dataset, batch_sizes, sizes, threads, mkl):
     for batch_size in batch_sizes:
         count = len(y) // batch_size
         compiled, skipped_backends, backends = compile_backends(
-            lambda b=batch_size: sda_step(network(config, dataset), x, y, b, lr))
+            lambda b=batch_size: sda_step(network(config, dataset), x, y, b, lr)
+        )
         steps = {name: lambda i, f=f, c=count: float(f(i % c)) for name, f in compiled.items()}  # see above
         steps["floor"] = GemmFloor(mkl, start[0::2], x, batch_size, lr, tied=False).step
         for name, reference in {name: make(start) for name, make in makers.items()}.items():
             steps[name] = lambda i, r=reference, b=batch_size, c=count: r.step(
-                batch_slice(x, i % c, b), batch_slice(y, i % c, b))
+                batch_slice(x, i % c, b), batch_slice(y, i % c, b)
+            )
         table.append(measure(steps, batch_size, sizes, finetune_gemms(layer_sizes(model), batch_size)))
-    return {"rows": len(y), "learning_rate": lr, "layers": layer_sizes(model), "batch_sizes": table,
-            "skipped": {**skipped_backends, **skipped}, "backends": backends}
+    return {
+        "rows": len(y),
+        "learning_rate": lr,
+        "layers": layer_sizes(model),
+        "batch_sizes": table,
+        "skipped": {**skipped_backends, **skipped},
+        "backends": backends,
+    }
 
 
 def floor_blas():
@@ -249,8 +300,10 @@ def floor_blas():
 
     path, ldflags = find_mkl(), pytensor.config.blas__ldflags
     if path is None or f"-l:{os.path.basename(path)}" not in ldflags:
-        raise SystemExit(f"error: the floor calls MKL's cblas_sgemm, but sda's C backend links "
-                         f"{ldflags or 'no BLAS'!r}: pip install mkl, so that both use the same library")
+        raise SystemExit(
+            f"error: the floor calls MKL's cblas_sgemm, but sda's C backend links "
+            f"{ldflags or 'no BLAS'!r}: pip install mkl, so that both use the same library"
+        )
     # A product compiled by the C backend loads its BLAS; ask threadpoolctl which library that
     # is before the floor loads anything itself.
     matrix = pt.matrix("a", dtype="float32")
@@ -270,8 +323,10 @@ def loaded_library(path):
         return "loaded? not checked (pip install threadpoolctl)"
     for lib in threadpool_info():
         if os.path.realpath(lib["filepath"]) == os.path.realpath(path):
-            return (f"{lib['internal_api']} {lib.get('version')}, threading layer "
-                    f"{lib.get('threading_layer', '?')}, threads {lib['num_threads']}")
+            return (
+                f"{lib['internal_api']} {lib.get('version')}, threading layer "
+                f"{lib.get('threading_layer', '?')}, threads {lib['num_threads']}"
+            )
     return None
 
 
@@ -287,10 +342,15 @@ def floor_table(step):
     for row in step["batch_sizes"]:
         for name, rate in row["samples_per_second"].items():
             share = span(row["of_floor"][name], row["of_floor_ranges"][name]) if name != "floor" else "1"
-            ratio = "" if name == "sda" else span(row["ratios"][f"sda/{name}"],
-                                                   row["ratio_ranges"][f"sda/{name}"])
-            lines.append(f"{row['batch_size']:>5}  {name:<10} {rate:>10.0f} {row['gflops'][name]:>8.2f}  "
-                         f"{share:<18}  {ratio}".rstrip())
+            ratio = (
+                ""
+                if name == "sda"
+                else span(row["ratios"][f"sda/{name}"], row["ratio_ranges"][f"sda/{name}"])
+            )
+            lines.append(
+                f"{row['batch_size']:>5}  {name:<10} {rate:>10.0f} {row['gflops'][name]:>8.2f}  "
+                f"{share:<18}  {ratio}".rstrip()
+            )
     lines += [f"  {name:<10} not measured: {why}" for name, why in step["skipped"].items()]
     return lines
 
@@ -349,8 +409,16 @@ def main(argv=None):
     dataset = measured_subset(config, sizes, args.data)
     mkl, loaded = floor_blas()
     results = {"machine": machine(args.threads), "quick": args.quick, "rounds": sizes.repeats}
-    results["pretrain"] = pretrain_floor(dataset.train.x, args.batch_sizes, sizes, CORRUPTION,
-                                         config.pretrain_lr, config.seed, args.threads, mkl)
+    results["pretrain"] = pretrain_floor(
+        dataset.train.x,
+        args.batch_sizes,
+        sizes,
+        CORRUPTION,
+        config.pretrain_lr,
+        config.seed,
+        args.threads,
+        mkl,
+    )
     results["finetune"] = finetune_floor(config, dataset, args.finetune_batch_sizes, sizes, args.threads, mkl)
     results["machine"]["blas"] = blas_in_use()  # now that every library is loaded
     results["floor_blas"] = {"path": mkl.path, "version": mkl.version(), "loaded": loaded}

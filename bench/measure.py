@@ -43,9 +43,15 @@ QUICK = Sizes(rows=200, min_seconds=0.05, min_steps=2, repeats=3, warmup_steps=2
 
 def build_model(config, dataset):
     """An SdA as ``sda.run`` builds it for ``config``."""
-    return sda.SdA(np.random.RandomState(config.seed), n_ins=dataset.n_features,
-                   hidden_layers_sizes=config.hidden_layers, n_outs=dataset.n_classes,
-                   corruption_levels=config.corruption_levels, tied=config.tied, loss=config.loss)
+    return sda.SdA(
+        np.random.RandomState(config.seed),
+        n_ins=dataset.n_features,
+        hidden_layers_sizes=config.hidden_layers,
+        n_outs=dataset.n_classes,
+        corruption_levels=config.corruption_levels,
+        tied=config.tied,
+        loss=config.loss,
+    )
 
 
 def one_layer_model(seed, corruption):
@@ -88,11 +94,16 @@ def check_same_step(rows, makers, corruption, lr, seed, batch_size=20):
     updated = [p.get_value() for p in auto_encoder.params]
     for name, make in makers.items():
         reference = make(start)
-        np.testing.assert_allclose(reference.step(rows[:batch_size], mask), sda_cost, rtol=1e-4,
-                                   err_msg=f"{name} and sda compute different costs")
+        np.testing.assert_allclose(
+            reference.step(rows[:batch_size], mask),
+            sda_cost,
+            rtol=1e-4,
+            err_msg=f"{name} and sda compute different costs",
+        )
         for got, want in zip(reference.params(), updated):
-            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6,
-                                       err_msg=f"{name} and sda update the parameters differently")
+            np.testing.assert_allclose(
+                got, want, rtol=1e-3, atol=1e-6, err_msg=f"{name} and sda update the parameters differently"
+            )
 
 
 def samples_per_second(steps, batch_size, sizes):
@@ -131,13 +142,19 @@ def rate_row(rounds, batch_size):
     >>> row["ratios"], row["ratio_ranges"], row["samples_per_second"]
     ({'sda/torch': 1.0}, {'sda/torch': [1.0, 4.0]}, {'sda': 20.0, 'torch': 10.0})
     """
-    per_round = {f"sda/{name}": [mine / theirs for mine, theirs in zip(rounds["sda"], rates)]
-                 for name, rates in rounds.items() if name != "sda"}
-    return {"batch_size": batch_size,
-            "samples_per_second": {name: statistics.median(r) for name, r in rounds.items()},
-            "ratios": {name: statistics.median(r) for name, r in per_round.items()},
-            "ratio_ranges": {name: [min(r), max(r)] for name, r in per_round.items()},
-            "rounds": len(rounds["sda"]), "round_rates": rounds}
+    per_round = {
+        f"sda/{name}": [mine / theirs for mine, theirs in zip(rounds["sda"], rates)]
+        for name, rates in rounds.items()
+        if name != "sda"
+    }
+    return {
+        "batch_size": batch_size,
+        "samples_per_second": {name: statistics.median(r) for name, r in rounds.items()},
+        "ratios": {name: statistics.median(r) for name, r in per_round.items()},
+        "ratio_ranges": {name: [min(r), max(r)] for name, r in per_round.items()},
+        "rounds": len(rounds["sda"]),
+        "round_rates": rounds,
+    }
 
 
 def step_throughput(rows, batch_sizes, sizes, corruption, lr, seed, threads):
@@ -155,8 +172,13 @@ def step_throughput(rows, batch_sizes, sizes, corruption, lr, seed, threads):
         for name, reference in {name: make(start) for name, make in makers.items()}.items():
             steps[name] = lambda i, r=reference, b=batch_size, c=count: r.step(batch_slice(rows, i % c, b))
         table.append(compare_rates(steps, batch_size, sizes))
-    return {"rows": len(rows), "corruption": corruption, "learning_rate": lr, "batch_sizes": table,
-            "skipped": skipped}
+    return {
+        "rows": len(rows),
+        "corruption": corruption,
+        "learning_rate": lr,
+        "batch_sizes": table,
+        "skipped": skipped,
+    }
 
 
 # -------------------------------------------------- epochs of the full stack
@@ -186,10 +208,22 @@ def layer_epochs(config, dataset, train_x):
             cache_bytes = max(cache_bytes, cache.get_value(borrow=True).nbytes)
             step = model.pretraining_function(layer, cache, batch_size, cached=True)
             cached = cache_seconds + time_epoch(step, count, level, lr)
-        layers.append({"layer": layer + 1, "uncached_seconds": uncached, "cached_seconds": cached,
-                       "cache_seconds": cache_seconds, "uncached/cached": uncached / cached})
-    return {"hidden_layers": list(config.hidden_layers), "batch_size": batch_size,
-            "rows": len(dataset.train.y), "layers": layers, "cache_bytes": cache_bytes}
+        layers.append(
+            {
+                "layer": layer + 1,
+                "uncached_seconds": uncached,
+                "cached_seconds": cached,
+                "cache_seconds": cache_seconds,
+                "uncached/cached": uncached / cached,
+            }
+        )
+    return {
+        "hidden_layers": list(config.hidden_layers),
+        "batch_size": batch_size,
+        "rows": len(dataset.train.y),
+        "layers": layers,
+        "cache_bytes": cache_bytes,
+    }
 
 
 def full_pretraining(config, dataset, train_x):
@@ -197,10 +231,21 @@ def full_pretraining(config, dataset, train_x):
     model = build_model(config, dataset)
     layer_seconds = {}
     start = time.perf_counter()
-    pretrain(model, train_x, config.pretrain_batch_size, config.pretrain_epochs, config.pretrain_lr,
-             cached=config.cached, on_epoch=lambda r: layer_seconds.update({r["layer"] + 1: r["seconds"]}))
-    return {"seconds": time.perf_counter() - start, "epochs": config.pretrain_epochs,
-            "cached": config.cached, "layer_seconds": list(layer_seconds.values())}
+    pretrain(
+        model,
+        train_x,
+        config.pretrain_batch_size,
+        config.pretrain_epochs,
+        config.pretrain_lr,
+        cached=config.cached,
+        on_epoch=lambda r: layer_seconds.update({r["layer"] + 1: r["seconds"]}),
+    )
+    return {
+        "seconds": time.perf_counter() - start,
+        "epochs": config.pretrain_epochs,
+        "cached": config.cached,
+        "layer_seconds": list(layer_seconds.values()),
+    }
 
 
 def finetune_epoch(config, dataset):
@@ -209,13 +254,19 @@ def finetune_epoch(config, dataset):
     shared = [shared_dataset(s) for s in (dataset.train, dataset.valid, dataset.test)]
     batch_size = config.finetune_rows()  # the preset may leave it to the optimiser's default
     train_fn, valid_score, _ = model.build_finetune_functions(
-        shared, batch_size, config.finetune_lr, config.eval_batch_size)
+        shared, batch_size, config.finetune_lr, config.eval_batch_size
+    )
     epoch = time_epoch(train_fn, n_batches(len(dataset.train.y), batch_size))
     start = time.perf_counter()
     valid_score()
-    return {"batch_size": batch_size, "rows": len(dataset.train.y), "epoch_seconds": epoch,
-            "valid_rows": len(dataset.valid.y), "eval_batch_size": config.eval_batch_size,
-            "valid_seconds": time.perf_counter() - start}
+    return {
+        "batch_size": batch_size,
+        "rows": len(dataset.train.y),
+        "epoch_seconds": epoch,
+        "valid_rows": len(dataset.valid.y),
+        "eval_batch_size": config.eval_batch_size,
+        "valid_seconds": time.perf_counter() - start,
+    }
 
 
 # ------------------------------------------------------------------ context
@@ -238,8 +289,7 @@ def peak_rss_bytes():
 def blas_in_use():
     """Which BLAS each backend calls; threadpoolctl (if installed) adds what is loaded."""
     numpy_blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-    blas = {"numpy": f"{numpy_blas['name']} {numpy_blas.get('version', '')}".strip(),
-            "sda": sda.BACKEND}
+    blas = {"numpy": f"{numpy_blas['name']} {numpy_blas.get('version', '')}".strip(), "sda": sda.BACKEND}
     mkl_path = find_mkl()
     if mkl_path:
         blas["numpy+MKL"] = MklGemm(mkl_path).version()
@@ -250,19 +300,30 @@ def blas_in_use():
     except ImportError:
         blas["loaded"] = ["unknown (pip install threadpoolctl to list the loaded BLAS/OpenMP libraries)"]
     else:
-        blas["loaded"] = [f"{os.path.basename(lib['filepath'])}: {lib['internal_api']} "
-                          f"{lib.get('version') or ''} (threads: {lib['num_threads']})".replace("  ", " ")
-                          for lib in threadpool_info()]
+        blas["loaded"] = [
+            f"{os.path.basename(lib['filepath'])}: {lib['internal_api']} "
+            f"{lib.get('version') or ''} (threads: {lib['num_threads']})".replace("  ", " ")
+            for lib in threadpool_info()
+        ]
     return blas
 
 
 def machine(threads):
-    versions = {"python": platform.python_version(), "numpy": np.__version__,
-                "pytensor": pytensor.__version__, "sda": sda.__version__}
+    versions = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pytensor": pytensor.__version__,
+        "sda": sda.__version__,
+    }
     if torch is not None:
         versions["torch"] = torch.__version__
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, "sda_backend": sda.BACKEND,
-            "versions": versions}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "sda_backend": sda.BACKEND,
+        "versions": versions,
+    }
 
 
 def measured_subset(config, sizes, data=None):
@@ -283,12 +344,21 @@ def run(config, sizes, batch_sizes, threads, data=None, full=False):
     dataset = measured_subset(config, sizes, data)
     train_x, _ = shared_dataset(dataset.train)
     results = {"machine": machine(threads), "quick": sizes == QUICK}
-    results["step"] = step_throughput(dataset.train.x, batch_sizes, sizes, config.corruption_levels[0],
-                                      config.pretrain_lr, config.seed, threads)
+    results["step"] = step_throughput(
+        dataset.train.x,
+        batch_sizes,
+        sizes,
+        config.corruption_levels[0],
+        config.pretrain_lr,
+        config.seed,
+        threads,
+    )
     results["layer_epochs"] = layer_epochs(config, dataset, train_x)
     results["full_pretraining"] = full_pretraining(config, dataset, train_x) if full else None
     results["finetune"] = finetune_epoch(config, dataset)
     results["machine"]["blas"] = blas_in_use()  # now that every library is loaded
-    results["memory"] = {"peak_rss_bytes": peak_rss_bytes(),
-                         "cache_bytes": results["layer_epochs"]["cache_bytes"]}
+    results["memory"] = {
+        "peak_rss_bytes": peak_rss_bytes(),
+        "cache_bytes": results["layer_epochs"]["cache_bytes"],
+    }
     return results

@@ -29,20 +29,39 @@ def usable_cpus():
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m bench.pretrain", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a few hundred rows and short timings (under a minute); a smoke test, "
-                             "not a measurement")
-    parser.add_argument("--full", action="store_true",
-                        help="also time the default preset's whole pre-training phase "
-                             "(3 layers x 5 epochs: about 2.5 minutes on 2 cores)")
-    parser.add_argument("--threads", type=int, default=usable_cpus(),
-                        help="threads for every backend (sets " + ", ".join(THREAD_VARIABLES)
-                             + "; default: the usable CPUs, %(default)s)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 20, 100],
-                        help="batch sizes of the single-step comparison (default: 1 20 100)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few hundred rows and short timings (under a minute); a smoke test, not a measurement",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="also time the default preset's whole pre-training phase "
+        "(3 layers x 5 epochs: about 2.5 minutes on 2 cores)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=usable_cpus(),
+        help="threads for every backend (sets "
+        + ", ".join(THREAD_VARIABLES)
+        + "; default: the usable CPUs, %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[1, 20, 100],
+        help="batch sizes of the single-step comparison (default: 1 20 100)",
+    )
     parser.add_argument("--data", help="MNIST file or folder (default: $SDA_DATA, then sda's cache)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="where to write the JSON results (default: bench/results/pretrain.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="where to write the JSON results (default: bench/results/pretrain.json)",
+    )
     return parser
 
 
@@ -54,8 +73,10 @@ def step_table(step):
     lines = [" ".join([f"{'batch':>5}"] + [f"{n:>10}" for n in names] + [f"{r:>22}" for r in ratios])]
     for row in step["batch_sizes"]:
         rates = [f"{row['samples_per_second'][n]:>10.0f}" for n in names]
-        spans = [f"{row['ratios'][r]:.2f} ({row['ratio_ranges'][r][0]:.2f}-{row['ratio_ranges'][r][1]:.2f})"
-                 for r in ratios]
+        spans = [
+            f"{row['ratios'][r]:.2f} ({row['ratio_ranges'][r][0]:.2f}-{row['ratio_ranges'][r][1]:.2f})"
+            for r in ratios
+        ]
         lines.append(" ".join([f"{row['batch_size']:>5}"] + rates + [f"{span:>22}" for span in spans]))
     lines += [f"({name} skipped: {why})" for name, why in step["skipped"].items()]
     return lines
@@ -65,8 +86,10 @@ def layer_table(epochs):
     lines = [f"{'layer':>5} {'uncached s':>10} {'cached s':>10} {'cache s':>10} {'uncached/cached':>15}"]
     for row in epochs["layers"]:
         cache = f"{row['cache_seconds']:>10.2f}" if row["layer"] > 1 else f"{'-':>10}"
-        lines.append(f"{row['layer']:>5} {row['uncached_seconds']:>10.2f} {row['cached_seconds']:>10.2f} "
-                     f"{cache} {row['uncached/cached']:>15.2f}")
+        lines.append(
+            f"{row['layer']:>5} {row['uncached_seconds']:>10.2f} {row['cached_seconds']:>10.2f} "
+            f"{cache} {row['uncached/cached']:>15.2f}"
+        )
     return lines
 
 
@@ -91,8 +114,10 @@ def report(results, sizes):
     full = results["full_pretraining"]
     if full:
         per_layer = ", ".join(f"layer {i + 1} {s:.1f} s" for i, s in enumerate(full["layer_seconds"]))
-        lines.append(f"Default pre-training ({len(full['layer_seconds'])} layers x {full['epochs']} epochs, "
-                     f"cached={full['cached']}, compilation included): {full['seconds']:.1f} s ({per_layer})")
+        lines.append(
+            f"Default pre-training ({len(full['layer_seconds'])} layers x {full['epochs']} epochs, "
+            f"cached={full['cached']}, compilation included): {full['seconds']:.1f} s ({per_layer})"
+        )
     else:
         lines.append("Default pre-training: not measured (pass --full)")
     lines += [

@@ -75,8 +75,9 @@ class MklGemm:
         assert a.dtype == b.dtype == c.dtype == np.float32
         a_ptr, a_trans, lda = self.operand(a)
         b_ptr, b_trans, ldb = self.operand(b)
-        self.sgemm(self.ROW_MAJOR, a_trans, b_trans, m, n, k, alpha, a_ptr, lda, b_ptr, ldb,
-                   beta, c.ctypes.data, n)
+        self.sgemm(
+            self.ROW_MAJOR, a_trans, b_trans, m, n, k, alpha, a_ptr, lda, b_ptr, ldb, beta, c.ctypes.data, n
+        )
 
     @classmethod
     def operand(cls, matrix):

@@ -42,15 +42,21 @@ QUICK_HIDDEN = (16, 16)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m bench.sklearn_compare",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sklearn_compare", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--datasets", nargs="+", choices=["digits", "mnist"], default=["digits", "mnist"])
     parser.add_argument("--n-train", type=int, default=10_000, help="MNIST training rows (default 10000)")
     parser.add_argument("--n-test", type=int, default=10_000, help="MNIST test rows (default 10000)")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny networks and few epochs: a smoke test, not a measurement")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="where to write the JSON results (default: docs/results/sklearn_compare.json)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny networks and few epochs: a smoke test, not a measurement"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="where to write the JSON results (default: docs/results/sklearn_compare.json)",
+    )
     return parser
 
 
@@ -59,8 +65,9 @@ def load(name, n_train, n_test):
     if name == "digits":
         X, y = load_digits(return_X_y=True)
         # pixels are 0..16; a stratified half for testing, as in scikit-learn's RBM example
-        X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, test_size=0.5, stratify=y,
-                                                            random_state=SEED)
+        X_train, X_test, y_train, y_test = train_test_split(
+            X / 16.0, y, test_size=0.5, stratify=y, random_state=SEED
+        )
         return X_train, y_train, X_test, y_test
     mnist = load_dataset("mnist")  # already in [0, 1]
     return mnist.train.x[:n_train], mnist.train.y[:n_train], mnist.test.x[:n_test], mnist.test.y[:n_test]
@@ -71,17 +78,22 @@ def models(hidden, quick):
     epochs = 2 if quick else 10
     max_iter = 5 if quick else 200
     return {
-        "SdAClassifier (sgd)": SdAClassifier(hidden, pretrain_epochs=epochs, max_iter=max_iter,
-                                             random_state=SEED),
-        "SdAClassifier (lbfgs)": SdAClassifier(hidden, pretrain_epochs=epochs, solver="lbfgs",
-                                               max_iter=max_iter, random_state=SEED),
-        "SdAClassifier (no pre-training)": SdAClassifier(hidden, pretrain_epochs=0, max_iter=max_iter,
-                                                         random_state=SEED),
-        "MLPClassifier (adam)": MLPClassifier(hidden, early_stopping=True, max_iter=max_iter,
-                                              random_state=SEED),
+        "SdAClassifier (sgd)": SdAClassifier(
+            hidden, pretrain_epochs=epochs, max_iter=max_iter, random_state=SEED
+        ),
+        "SdAClassifier (lbfgs)": SdAClassifier(
+            hidden, pretrain_epochs=epochs, solver="lbfgs", max_iter=max_iter, random_state=SEED
+        ),
+        "SdAClassifier (no pre-training)": SdAClassifier(
+            hidden, pretrain_epochs=0, max_iter=max_iter, random_state=SEED
+        ),
+        "MLPClassifier (adam)": MLPClassifier(
+            hidden, early_stopping=True, max_iter=max_iter, random_state=SEED
+        ),
         "BernoulliRBM + LogisticRegression": make_pipeline(
             BernoulliRBM(n_components=hidden[0], learning_rate=0.06, n_iter=epochs, random_state=SEED),
-            LogisticRegression(C=100.0, max_iter=1000)),
+            LogisticRegression(C=100.0, max_iter=1000),
+        ),
         "LogisticRegression (pixels)": LogisticRegression(C=1.0, max_iter=1000),
     }
 
@@ -96,12 +108,16 @@ def measure(model, X_train, y_train, X_test, y_test):
 
 
 def table(results):
-    lines = ["| dataset (train / test rows) | model | test accuracy | fit wall (s) | fit CPU (s) |",
-             "|---|---|---:|---:|---:|"]
+    lines = [
+        "| dataset (train / test rows) | model | test accuracy | fit wall (s) | fit CPU (s) |",
+        "|---|---|---:|---:|---:|",
+    ]
     for data in results["datasets"]:
         for row in data["models"]:
-            lines.append(f"| {data['name']} ({data['n_train']} / {data['n_test']}) | {row['model']} | "
-                         f"{row['accuracy']:.4f} | {row['fit_seconds']:.1f} | {row['fit_cpu_seconds']:.1f} |")
+            lines.append(
+                f"| {data['name']} ({data['n_train']} / {data['n_test']}) | {row['model']} | "
+                f"{row['accuracy']:.4f} | {row['fit_seconds']:.1f} | {row['fit_cpu_seconds']:.1f} |"
+            )
     return "\n".join(lines)
 
 
@@ -113,17 +129,20 @@ def main(argv=None):
         "command": "python -m bench.sklearn_compare " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPUs",
         "versions": {"sda": sda.__version__, "scikit-learn": sklearn.__version__, "numpy": np.__version__},
-        "backend": sda.BACKEND, "datasets": [],
+        "backend": sda.BACKEND,
+        "datasets": [],
     }
     for name in args.datasets:
         X_train, y_train, X_test, y_test = load(name, args.n_train, args.n_test)
         hidden = QUICK_HIDDEN if args.quick else HIDDEN[name]
-        data = {"name": name, "n_train": len(y_train), "n_test": len(y_test), "hidden": hidden,
-                "models": []}
+        data = {"name": name, "n_train": len(y_train), "n_test": len(y_test), "hidden": hidden, "models": []}
         for label, model in models(hidden, args.quick).items():
             row = {"model": label, **measure(model, X_train, y_train, X_test, y_test)}
-            print(f"{name}: {label}: accuracy {row['accuracy']:.4f}, fit {row['fit_seconds']:.1f} s "
-                  f"({row['fit_cpu_seconds']:.1f} s CPU)", flush=True)
+            print(
+                f"{name}: {label}: accuracy {row['accuracy']:.4f}, fit {row['fit_seconds']:.1f} s "
+                f"({row['fit_cpu_seconds']:.1f} s CPU)",
+                flush=True,
+            )
             data["models"].append(row)
         results["datasets"].append(data)
     print(table(results))

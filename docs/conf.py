@@ -110,9 +110,12 @@ def find_mnist(app, config) -> None:
             problem = " ".join(str(exc).split())
         # One line and status 2, as the library's commands do; a SystemExit passes through
         # sphinx-build, whose own report of an exception is a page of traceback.
-        print(f"error: the executed pages need MNIST: {problem}; set {DATA_ENV} to a folder "
-              f"holding mnist.pkl.gz, as in {DATA_ENV}=../shared/data sphinx-build -W -b html docs "
-              "docs/_build/html", file=sys.stderr)
+        print(
+            f"error: the executed pages need MNIST: {problem}; set {DATA_ENV} to a folder "
+            f"holding mnist.pkl.gz, as in {DATA_ENV}=../shared/data sphinx-build -W -b html docs "
+            "docs/_build/html",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
 
 

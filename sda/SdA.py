@@ -28,8 +28,9 @@ from sda.mlp import HiddenLayer
 from sda.sgd import SGDStep, sgd_updates
 
 
-def check_architecture(n_ins, hidden_layers_sizes, n_outs, corruption_levels, tied=True,
-                       loss="cross_entropy"):
+def check_architecture(
+    n_ins, hidden_layers_sizes, n_outs, corruption_levels, tied=True, loss="cross_entropy"
+):
     """Raise an error naming the first nonsense setting and its fix.
 
     Wrong types raise ``SettingTypeError`` (a ``TypeError``), wrong values
@@ -42,8 +43,9 @@ def check_architecture(n_ins, hidden_layers_sizes, n_outs, corruption_levels, ti
     check_count("n_outs", n_outs, minimum=2)
     for i, size in enumerate(sizes):
         check_count(f"hidden_layers_sizes[{i}]", size)
-    levels = check_sequence("corruption_levels", corruption_levels,
-                            f"{tuple([0.1] * len(sizes))}, one level per hidden layer")
+    levels = check_sequence(
+        "corruption_levels", corruption_levels, f"{tuple([0.1] * len(sizes))}, one level per hidden layer"
+    )
     if len(levels) != len(sizes):
         raise SettingError(
             f"corruption_levels has {len(levels)} values but there are "
@@ -125,8 +127,14 @@ class SdA:
         for n_out in hidden_layers_sizes:
             hidden = HiddenLayer(numpy_rng, layer_input, n_in, n_out, activation=pt.sigmoid)
             auto_encoder = dA(
-                numpy_rng, input=layer_input, n_visible=n_in, n_hidden=n_out,
-                W=hidden.W, bhid=hidden.b, tied=tied, loss=loss,
+                numpy_rng,
+                input=layer_input,
+                n_visible=n_in,
+                n_hidden=n_out,
+                W=hidden.W,
+                bhid=hidden.b,
+                tied=tied,
+                loss=loss,
             )
             self.sigmoid_layers.append(hidden)
             self.dA_layers.append(auto_encoder)
@@ -139,8 +147,7 @@ class SdA:
         self.errors = self.logLayer.errors(self.y)
 
     # ------------------------------------------------------------ pre-training
-    def pretraining_function(self, layer, source, batch_size, cached=False, momentum=0.0,
-                             weight_decay=0.0):
+    def pretraining_function(self, layer, source, batch_size, cached=False, momentum=0.0, weight_decay=0.0):
         """Compile ``fn(index, corruption, lr) -> cost``: one SGD step of dA
         ``layer`` on minibatch ``index`` of the shared matrix ``source``. It
         is an ``sda.sgd.SGDStep``, whose ``velocities`` are the momentum state.
@@ -157,11 +164,19 @@ class SdA:
         corruption = pt.scalar("corruption")
         lr = pt.scalar("lr")
         auto_encoder = self.dA_layers[layer]
-        cost, updates, velocities = auto_encoder.get_cost_updates(corruption, lr, momentum, weight_decay,
-                                                                  return_velocities=True)
+        cost, updates, velocities = auto_encoder.get_cost_updates(
+            corruption, lr, momentum, weight_decay, return_velocities=True
+        )
         fed = auto_encoder.x if cached else self.x
-        step = batched_function(index, [corruption, lr], cost, {fed: source}, batch_size,
-                                updates=updates, name=f"pretrain_layer{layer}")
+        step = batched_function(
+            index,
+            [corruption, lr],
+            cost,
+            {fed: source},
+            batch_size,
+            updates=updates,
+            name=f"pretrain_layer{layer}",
+        )
         return SGDStep(step, velocities)
 
     def pretraining_functions(self, train_set_x, batch_size):
@@ -185,8 +200,16 @@ class SdA:
         return pytensor.function([self.x], self.dA_layers[layer].x, name=f"encode_to_layer{layer}")
 
     # ------------------------------------------------------------- fine-tuning
-    def build_finetune_functions(self, datasets, batch_size, learning_rate, eval_batch_size=None,
-                                 momentum=0.0, weight_decay=0.0, input_corruption=0.0):
+    def build_finetune_functions(
+        self,
+        datasets,
+        batch_size,
+        learning_rate,
+        eval_batch_size=None,
+        momentum=0.0,
+        weight_decay=0.0,
+        input_corruption=0.0,
+    ):
         """Return ``(train_fn, valid_score, test_score)``.
 
         ``datasets`` is ``[(train_x, train_y), (valid_x, valid_y), (test_x,
@@ -208,9 +231,19 @@ class SdA:
         rate = pytensor.shared(np.float32(learning_rate), name="finetune_lr")
         cost, noise = self.dropout_finetune_cost(input_corruption)
         updates, velocities = sgd_updates(cost, self.params, rate, momentum, weight_decay)
-        train_fn = SGDStep(batched_function(index, [], cost, {self.x: train_x, self.y: train_y},
-                                            batch_size, updates=updates + noise, name="train"),
-                           velocities, rate)
+        train_fn = SGDStep(
+            batched_function(
+                index,
+                [],
+                cost,
+                {self.x: train_x, self.y: train_y},
+                batch_size,
+                updates=updates + noise,
+                name="train",
+            ),
+            velocities,
+            rate,
+        )
         eval_batch_size = eval_batch_size or batch_size
         valid_score = self.error_scorer(valid_x, valid_y, eval_batch_size, "valid")
         test_score = self.error_scorer(test_x, test_y, eval_batch_size, "test")
@@ -244,8 +277,9 @@ class SdA:
         rows per call; its ``batch_error(index)`` scores one batch. It is
         compiled once; scoring copies no data."""
         index = pt.lscalar("index")
-        batch_error = batched_function(index, [], self.errors, {self.x: set_x, self.y: set_y},
-                                       batch_size, name=name)
+        batch_error = batched_function(
+            index, [], self.errors, {self.x: set_x, self.y: set_y}, batch_size, name=name
+        )
         return SplitScorer(batch_error, set_x.get_value(borrow=True).shape[0], batch_size)
 
     # -------------------------------------------------------------- parameters

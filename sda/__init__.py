@@ -11,8 +11,18 @@ from sda.mlp import HiddenLayer
 from sda.SdA import SdA
 from sda.trained import TrainedModel, load_model, load_run
 
-__all__ = ["BACKEND", "HiddenLayer", "LogisticRegression", "SdA", "SdAClassifier", "SdATransformer",
-           "TrainedModel", "dA", "load_model", "load_run"]
+__all__ = [
+    "BACKEND",
+    "HiddenLayer",
+    "LogisticRegression",
+    "SdA",
+    "SdAClassifier",
+    "SdATransformer",
+    "TrainedModel",
+    "dA",
+    "load_model",
+    "load_run",
+]
 # The one place the version is written: pyproject.toml and docs/conf.py read it from here.
 __version__ = "0.1.0"
 _ESTIMATORS = ("SdAClassifier", "SdATransformer")

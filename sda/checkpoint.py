@@ -24,11 +24,17 @@ VELOCITY_PREFIX = "velocity/"
 PHASES = ("pretrain", "finetune", "done")
 NUMBER = (int, float)
 # what sda.optimize keeps in Progress.optimizer_state (mini-batch CG / L-BFGS), and its types
-OPTIMIZER_STATE = {"examples": list, "evaluator": dict, "epoch_rng": dict, "updates": int,
-                   "stop_reason": str}
-EVALUATOR_STATE = {"next_point": NUMBER, "best_valid_error": NUMBER, "best_passes": NUMBER,
-                   "best_evaluation": int, "test_error": NUMBER, "since_best": int,
-                   "seconds": NUMBER, "history": list}
+OPTIMIZER_STATE = {"examples": list, "evaluator": dict, "epoch_rng": dict, "updates": int, "stop_reason": str}
+EVALUATOR_STATE = {
+    "next_point": NUMBER,
+    "best_valid_error": NUMBER,
+    "best_passes": NUMBER,
+    "best_evaluation": int,
+    "test_error": NUMBER,
+    "since_best": int,
+    "seconds": NUMBER,
+    "history": list,
+}
 
 
 @dataclass
@@ -118,9 +124,12 @@ class Checkpoint:
         arrays.update({f"{VELOCITY_PREFIX}{i}": v.get_value() for i, v in enumerate(self.velocities)})
         if self.best is not None:
             arrays.update({f"{BEST_PREFIX}{i}": value for i, value in enumerate(self.best)})
-        state = {"progress": asdict(progress),
-                 "generators": {name: _generator_state(rng)
-                                for name, rng in self.model.random_generators().items()}}
+        state = {
+            "progress": asdict(progress),
+            "generators": {
+                name: _generator_state(rng) for name, rng in self.model.random_generators().items()
+            },
+        }
         arrays["state.json"] = np.array(json.dumps(state))
         atomic_write(self.path, lambda f: np.savez(f, **arrays))
 
@@ -140,8 +149,9 @@ class Checkpoint:
             p.set_value(arrays.pop(name))
         for name, rng in self.model.random_generators().items():
             _set_generator_state(rng, state["generators"][name])
-        best = sorted((k for k in arrays if k.startswith(BEST_PREFIX)),
-                      key=lambda k: int(k[len(BEST_PREFIX):]))
+        best = sorted(
+            (k for k in arrays if k.startswith(BEST_PREFIX)), key=lambda k: int(k[len(BEST_PREFIX) :])
+        )
         self.best = [arrays.pop(k) for k in best] or None
         self.pending = arrays  # the velocities
         return progress
@@ -161,8 +171,7 @@ class Checkpoint:
             if not isinstance(state, dict) or not {"progress", "generators"} <= set(state):
                 raise ValueError("state.json lacks progress or generators")
         except ValueError as error:
-            raise self._refuse(f"is not a valid checkpoint: its state is unreadable ({error})") \
-                from None
+            raise self._refuse(f"is not a valid checkpoint: its state is unreadable ({error})") from None
         return arrays, state
 
     def _check_arrays(self, arrays, params):
@@ -171,13 +180,17 @@ class Checkpoint:
         missing, extra = sorted(set(params) - stored), sorted(stored - set(params))
         fix = "resume with the config.json this checkpoint was saved with"
         if missing or extra:
-            raise self._refuse(f"does not match config.json: it lacks {missing} and has "
-                               f"unexpected {extra}", fix)
+            raise self._refuse(
+                f"does not match config.json: it lacks {missing} and has unexpected {extra}", fix
+            )
         expected = {name: p.get_value(borrow=True) for name, p in params.items()}
         best = sorted(k for k in arrays if k.startswith(BEST_PREFIX))
         if best and len(best) != len(self.model.params):
-            raise self._refuse(f"holds {len(best)} best-parameter arrays for a model with "
-                               f"{len(self.model.params)} parameters", fix)
+            raise self._refuse(
+                f"holds {len(best)} best-parameter arrays for a model with "
+                f"{len(self.model.params)} parameters",
+                fix,
+            )
         for i, p in enumerate(self.model.params):
             if best:
                 expected[f"{BEST_PREFIX}{i}"] = p.get_value(borrow=True)
@@ -186,29 +199,35 @@ class Checkpoint:
             if value is None:
                 raise self._refuse(f"lacks {name}", fix)
             if value.shape != want.shape or value.dtype != want.dtype:
-                raise self._refuse(f"does not match config.json: {name} is {value.dtype} "
-                                   f"{value.shape}, the model needs {want.dtype} {want.shape}", fix)
+                raise self._refuse(
+                    f"does not match config.json: {name} is {value.dtype} "
+                    f"{value.shape}, the model needs {want.dtype} {want.shape}",
+                    fix,
+                )
         for name, value in arrays.items():
             if value.dtype.kind not in "fiu":
                 raise self._refuse(f"is not a valid checkpoint: {name} holds {value.dtype} values")
             if not np.all(np.isfinite(value)):
-                raise self._refuse(f"holds non-finite values in {name} (the run had diverged)",
-                                   "start the run again with a smaller learning rate")
+                raise self._refuse(
+                    f"holds non-finite values in {name} (the run had diverged)",
+                    "start the run again with a smaller learning rate",
+                )
 
     def _check_state(self, state):
         """The saved ``Progress`` and generator states, checked against the model."""
         generators = self.model.random_generators()
         saved = state["generators"]
         if not isinstance(saved, dict) or set(saved) != set(generators):
-            raise self._refuse(f"does not match config.json: it saves generators "
-                               f"{sorted(saved) if isinstance(saved, dict) else saved!r}, the "
-                               f"model has {sorted(generators)}")
+            raise self._refuse(
+                f"does not match config.json: it saves generators "
+                f"{sorted(saved) if isinstance(saved, dict) else saved!r}, the "
+                f"model has {sorted(generators)}"
+            )
         for name, rng in generators.items():
             try:  # on a copy, so nothing changes if the state is bad
                 _set_generator_state(pytensor.shared(copy.deepcopy(rng.get_value())), saved[name])
             except (TypeError, ValueError, KeyError) as error:
-                raise self._refuse(f"holds an unusable state for generator {name} ({error})") \
-                    from None
+                raise self._refuse(f"holds an unusable state for generator {name} ({error})") from None
         try:
             progress = Progress(**state["progress"])
         except TypeError as error:
@@ -219,21 +238,23 @@ class Checkpoint:
             if not isinstance(value, kinds) or isinstance(value, bool):
                 raise self._refuse(f"holds an unreadable training position ({f.name} = {value!r})")
         if progress.phase not in PHASES or not 0 <= progress.layer <= self.model.n_layers:
-            raise self._refuse(f"holds an impossible training position (phase {progress.phase!r}, "
-                               f"layer {progress.layer} of {self.model.n_layers})")
+            raise self._refuse(
+                f"holds an impossible training position (phase {progress.phase!r}, "
+                f"layer {progress.layer} of {self.model.n_layers})"
+            )
         if progress.optimizer_state:
             self._check_optimizer_state(progress.optimizer_state)
         return progress
 
     def _check_optimizer_state(self, state):
         """The mini-batch CG / L-BFGS state must have every entry, of its type, before it is used."""
-        for where, saved, expected in [("optimizer_state", state, OPTIMIZER_STATE),
-                                       ("optimizer_state.evaluator", state.get("evaluator"),
-                                        EVALUATOR_STATE)]:
+        for where, saved, expected in [
+            ("optimizer_state", state, OPTIMIZER_STATE),
+            ("optimizer_state.evaluator", state.get("evaluator"), EVALUATOR_STATE),
+        ]:
             for key, kinds in expected.items():
                 if not isinstance(saved, dict) or not isinstance(saved.get(key), kinds):
-                    raise self._refuse(f"holds an unreadable {where} ({key} is missing or of the "
-                                       "wrong type)")
+                    raise self._refuse(f"holds an unreadable {where} ({key} is missing or of the wrong type)")
         if not all(isinstance(n, NUMBER) for n in state["examples"]):
             raise self._refuse("holds an unreadable optimizer_state (examples are not numbers)")
         try:  # on a throw-away generator, so nothing changes if the state is bad

@@ -45,8 +45,7 @@ def check_sequence(name: str, value, example: str) -> list:
     """
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
         raise SettingTypeError(
-            f"{name} must be a list or tuple, got {value!r} ({type(value).__name__}); "
-            f"pass e.g. {example}"
+            f"{name} must be a list or tuple, got {value!r} ({type(value).__name__}); pass e.g. {example}"
         )
     return list(value)
 
@@ -55,13 +54,10 @@ def check_probability(name: str, value) -> float:
     """Return ``value`` as a float in [0, 1), refusing strings, bools and NaN."""
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise SettingTypeError(
-            f"{name} must be a number in [0, 1), got {value!r} ({type(value).__name__}); "
-            "pass e.g. 0.1"
+            f"{name} must be a number in [0, 1), got {value!r} ({type(value).__name__}); pass e.g. 0.1"
         )
     if not (math.isfinite(value) and 0.0 <= value < 1.0):
-        raise SettingError(
-            f"{name} = {value!r} is outside [0, 1): it is the probability of zeroing an input"
-        )
+        raise SettingError(f"{name} = {value!r} is outside [0, 1): it is the probability of zeroing an input")
     return float(value)
 
 
@@ -78,8 +74,9 @@ def check_decay(name: str, value) -> float:
     sda.errors.SettingError: finetune_lr_decay must be in (0, 1] (1 keeps the rate constant), got 0
     """
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise SettingTypeError(f"{name} must be a number in (0, 1], got {value!r} "
-                               f"({type(value).__name__}); pass e.g. 0.95")
+        raise SettingTypeError(
+            f"{name} must be a number in (0, 1], got {value!r} ({type(value).__name__}); pass e.g. 0.95"
+        )
     if not (math.isfinite(value) and 0.0 < value <= 1.0):
         raise SettingError(f"{name} must be in (0, 1] (1 keeps the rate constant), got {value!r}")
     return float(value)
@@ -104,8 +101,10 @@ def check_passes(name: str, value, allow_none: bool = False) -> float | None:
         return None
     none = " or None" if allow_none else ""
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise SettingTypeError(f"{name} must be a positive number of pass-equivalents{none}, got "
-                               f"{value!r} ({type(value).__name__}); pass e.g. 0.5")
+        raise SettingTypeError(
+            f"{name} must be a positive number of pass-equivalents{none}, got "
+            f"{value!r} ({type(value).__name__}); pass e.g. 0.5"
+        )
     if not (math.isfinite(value) and value > 0):
         raise SettingError(f"{name} must be a positive number of pass-equivalents{none}, got {value!r}")
     return float(value)
@@ -155,9 +154,19 @@ def available_memory() -> int | None:
         return None
 
 
-def training_memory(n_features: int, hidden_layers: Sequence[int], n_classes: int, *, tied: bool = True,
-                    optimiser: str = "sgd", n_rows: int = 0, n_train: int = 0, cached: bool = True,
-                    batch_rows: int = 0, eval_rows: int = 0) -> dict[str, int]:
+def training_memory(
+    n_features: int,
+    hidden_layers: Sequence[int],
+    n_classes: int,
+    *,
+    tied: bool = True,
+    optimiser: str = "sgd",
+    n_rows: int = 0,
+    n_train: int = 0,
+    cached: bool = True,
+    batch_rows: int = 0,
+    eval_rows: int = 0,
+) -> dict[str, int]:
     """Bytes a model and its training will allocate, by part, before it allocates any of it.
 
     Parameters
@@ -191,8 +200,13 @@ def training_memory(n_features: int, hidden_layers: Sequence[int], n_classes: in
     """
     sizes = [n_features, *hidden_layers]
     matrices = [n_in * n_out for n_in, n_out in zip(sizes, sizes[1:])]
-    weights = (sum(matrices) * (1 if tied else 2) + sum(hidden_layers) + sum(sizes[:-1])
-               + sizes[-1] * n_classes + n_classes)
+    weights = (
+        sum(matrices) * (1 if tied else 2)
+        + sum(hidden_layers)
+        + sum(sizes[:-1])
+        + sizes[-1] * n_classes
+        + n_classes
+    )
     # each parameter, its gradient and its velocity; the first weights are drawn as float64
     first_draw = 2 * FLOAT_BYTES * max([*matrices, sizes[-1] * n_classes])
     units = sum(sizes) + n_classes
@@ -237,6 +251,8 @@ is available: reduce hidden_layers
     if available is None or needed <= available:
         return
     largest = max(parts, key=lambda part: parts[part])
-    raise SettingError(f"the model needs about {_size(needed)} of memory ({largest}: "
-                       f"{_size(parts[largest])}) but {_size(available)} is available: "
-                       f"reduce {reduce.get(largest, largest)}")
+    raise SettingError(
+        f"the model needs about {_size(needed)} of memory ({largest}: "
+        f"{_size(parts[largest])}) but {_size(available)} is available: "
+        f"reduce {reduce.get(largest, largest)}"
+    )

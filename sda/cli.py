@@ -53,7 +53,7 @@ def _show(value, f):
 
 
 def describe_default(f, defaults):
-    """"(default: X)" for field ``f``, then "; LABEL: Y" for each other preset that differs.
+    """ "(default: X)" for field ``f``, then "; LABEL: Y" for each other preset that differs.
 
     ``defaults`` maps a label (the first one is the plain default) to the
     values that preset sets; fields it leaves out keep the dataclass default.
@@ -98,8 +98,11 @@ def add_settings_flags(parser, settings_class, defaults, names=None):
     fields = {f.name: f for f in dataclasses.fields(settings_class)}
     for name in names or fields:
         f = fields[name]
-        options = dict(dest=name, default=argparse.SUPPRESS,
-                       help=f"{f.metadata['help']} {describe_default(f, defaults)}".replace("%", "%%"))
+        options = dict(
+            dest=name,
+            default=argparse.SUPPRESS,
+            help=f"{f.metadata['help']} {describe_default(f, defaults)}".replace("%", "%%"),
+        )
         annotation = f.type
         if typing.get_origin(annotation) in (typing.Union, types.UnionType):
             annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
@@ -118,8 +121,11 @@ def add_settings_flags(parser, settings_class, defaults, names=None):
 def given_settings(args, settings_class):
     """The settings the user typed, from a namespace made by ``add_settings_flags``."""
     names = {f.name for f in dataclasses.fields(settings_class)}
-    return {name: tuple(value) if isinstance(value, list) else value
-            for name, value in vars(args).items() if name in names}
+    return {
+        name: tuple(value) if isinstance(value, list) else value
+        for name, value in vars(args).items()
+        if name in names
+    }
 
 
 def settings_from_args(args, settings_class, preset_values):
@@ -138,8 +144,13 @@ def settings_from_args(args, settings_class, preset_values):
 
 # ---------------------------------------------------------- data, model, engine
 # minibatch settings of the commands, the one a user types first (baseline's batch_size sets the others)
-BATCH_SETTINGS = ("batch_size", "sgd_batch_size", "pretrain_batch_size", "finetune_batch_size",
-                  "sensitivity_m")
+BATCH_SETTINGS = (
+    "batch_size",
+    "sgd_batch_size",
+    "pretrain_batch_size",
+    "finetune_batch_size",
+    "sensitivity_m",
+)
 
 
 def check_batch_sizes(settings, n_rows):
@@ -152,8 +163,10 @@ def check_batch_sizes(settings, n_rows):
         value = getattr(settings, name, None)
         for size in value if isinstance(value, tuple) else [value]:
             if size is not None and size > n_rows:
-                raise SettingError(f"{name} {size} is larger than the {n_rows} training rows: use "
-                                   f"at most {n_rows}, or more training rows")
+                raise SettingError(
+                    f"{name} {size} is larger than the {n_rows} training rows: use "
+                    f"at most {n_rows}, or more training rows"
+                )
 
 
 def load_data(settings):
@@ -162,8 +175,9 @@ def load_data(settings):
     Its minibatch sizes are checked against the training rows here, before
     any folder is made.
     """
-    dataset = load_dataset(settings.dataset, settings.data).subset(settings.n_train, settings.n_valid,
-                                                                   settings.n_test)
+    dataset = load_dataset(settings.dataset, settings.data).subset(
+        settings.n_train, settings.n_valid, settings.n_test
+    )
     check_batch_sizes(settings, len(dataset.train.y))
     return dataset
 
@@ -179,19 +193,26 @@ def check_model_memory(settings, dataset):
     if getattr(settings, "finetune", "sgd") in METHODS:  # CG and L-BFGS evaluate their batch in chunks
         finetune_rows = min(finetune_rows, DEFAULT_CHUNK_ROWS)
     parts = training_memory(
-        dataset.n_features, layers, dataset.n_classes, tied=settings.tied,
+        dataset.n_features,
+        layers,
+        dataset.n_classes,
+        tied=settings.tied,
         optimiser=getattr(settings, "finetune", "sgd"),
         n_rows=sum(len(split.y) for split in (dataset.train, dataset.valid, dataset.test)),
         n_train=len(dataset.train.y),
         cached=getattr(settings, "cached", False),
         batch_rows=max(getattr(settings, "pretrain_batch_size", 0), finetune_rows),
-        eval_rows=getattr(settings, "eval_batch_size", 0))
+        eval_rows=getattr(settings, "eval_batch_size", 0),
+    )
     widths = f"--hidden-layers ({' '.join(map(str, layers))})"
-    reduce = {"parameters": widths, "flat vectors": f"{widths}, or fine-tune with --finetune sgd",
-              "data": "--n-train, --n-valid or --n-test",
-              "cached layer inputs": "--n-train, or pre-train with --no-cached",
-              "minibatch": f"{widths}, --pretrain-batch-size or --finetune-batch-size",
-              "evaluation chunks": f"{widths} or --eval-batch-size"}
+    reduce = {
+        "parameters": widths,
+        "flat vectors": f"{widths}, or fine-tune with --finetune sgd",
+        "data": "--n-train, --n-valid or --n-test",
+        "cached layer inputs": "--n-train, or pre-train with --no-cached",
+        "minibatch": f"{widths}, --pretrain-batch-size or --finetune-batch-size",
+        "evaluation chunks": f"{widths} or --eval-batch-size",
+    }
     if dataset.n_classes > max(dataset.n_features, *layers):  # the softmax layer outweighs the rest
         reduce = dict.fromkeys(reduce, f"the number of classes ({dataset.n_classes}, the data's n_classes)")
     check_memory(parts, reduce)
@@ -205,10 +226,15 @@ def build_model(settings, dataset):
     refused first (``check_model_memory``).
     """
     check_model_memory(settings, dataset)
-    return SdA(np.random.RandomState(settings.seed), n_ins=dataset.n_features,
-               hidden_layers_sizes=settings.hidden_layers, n_outs=dataset.n_classes,
-               corruption_levels=settings.corruption_levels, tied=settings.tied,
-               loss=settings.loss)
+    return SdA(
+        np.random.RandomState(settings.seed),
+        n_ins=dataset.n_features,
+        hidden_layers_sizes=settings.hidden_layers,
+        n_outs=dataset.n_classes,
+        corruption_levels=settings.corruption_levels,
+        tied=settings.tied,
+        loss=settings.loss,
+    )
 
 
 def trained_model_parser(prog, description, inputs_help):
@@ -217,8 +243,9 @@ def trained_model_parser(prog, description, inputs_help):
     The commands add their own options; ``inputs_help`` says what INPUT may be.
     """
     parser = argparse.ArgumentParser(prog=prog, description=description, epilog=INPUTS_HELP)
-    parser.add_argument("run_dir", metavar="RUN_DIR",
-                        help="a run folder made by python -m sda.run, or its model.npz")
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run folder made by python -m sda.run, or its model.npz"
+    )
     parser.add_argument("inputs", metavar="INPUT", nargs="+", help=inputs_help)
     return parser
 
@@ -259,8 +286,11 @@ def print_pretrain_epoch(record):
     >>> print_pretrain_epoch({"layer": 0, "epoch": 2, "cost": 66.80472, "seconds": 38.14})
     pre-train layer 0 epoch   2  cost   66.8047     38.1s
     """
-    print(f"pre-train layer {record['layer']} epoch {record['epoch']:3d}  "
-          f"cost {record['cost']:9.4f}  {record['seconds']:7.1f}s", flush=True)
+    print(
+        f"pre-train layer {record['layer']} epoch {record['epoch']:3d}  "
+        f"cost {record['cost']:9.4f}  {record['seconds']:7.1f}s",
+        flush=True,
+    )
 
 
 # ----------------------------------------------------------------------- errors

@@ -49,13 +49,20 @@ SHARED = ["dataset", "rows", "hidden_layers", "weight_decay", "thresholds"]
 class CombineSettings:
     """The folders to combine, the budget to cut them at, and where to write."""
 
-    folders: tuple[str, ...] = setting((), "sda.compare output folders, made from the same "
-                                           "--pretrained weights", default_text="none: give two "
-                                           "or more", metavar="FOLDER")
+    folders: tuple[str, ...] = setting(
+        (),
+        "sda.compare output folders, made from the same --pretrained weights",
+        default_text="none: give two or more",
+        metavar="FOLDER",
+    )
     budget_passes: float | None = setting(
-        None, "cut every run at this many pass-equivalents", default_text="each run's own budget")
-    out: str | None = setting(None, "output folder; refused if it already holds files",
-                              default_text="a new folder runs/DATE-TIME-combine")
+        None, "cut every run at this many pass-equivalents", default_text="each run's own budget"
+    )
+    out: str | None = setting(
+        None,
+        "output folder; refused if it already holds files",
+        default_text="a new folder runs/DATE-TIME-combine",
+    )
 
     def check(self):
         check_fields(self)
@@ -86,11 +93,11 @@ def read_comparison(folder: Path) -> dict:
         record = json.loads(path.read_text())
         weights = weights_digest(folder / "pretrained.npz")
     except FileNotFoundError as error:
-        raise SdAError(f"{folder} is not an sda.compare folder: {Path(error.filename).name} is "
-                       "missing") from None
+        raise SdAError(
+            f"{folder} is not an sda.compare folder: {Path(error.filename).name} is missing"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SdAError(f"{path} cannot be read ({error}): is it a finished sda.compare "
-                       "folder?") from None
+        raise SdAError(f"{path} cannot be read ({error}): is it a finished sda.compare folder?") from None
     if not (isinstance(record, dict) and {"settings", "runs", "histories"} <= set(record)):
         raise SdAError(f"{path} lacks settings, runs or histories: it is not an sda.compare result")
     # The recorded settings label the rows: check them as sda.compare checked its flags, leaving
@@ -109,20 +116,26 @@ def check_comparable(records: list[dict], labels: list[dict]) -> None:
     first = records[0]
     for record in records[1:]:
         if record["weights"] != first["weights"]:
-            raise SdAError(f"{record['folder']} and {first['folder']} start from different "
-                           "pretrained.npz: run every part with the same --pretrained")
+            raise SdAError(
+                f"{record['folder']} and {first['folder']} start from different "
+                "pretrained.npz: run every part with the same --pretrained"
+            )
         for name in SHARED:
             if record["settings"].get(name) != first["settings"].get(name):
-                raise SdAError(f"{record['folder']} and {first['folder']} differ in {name} "
-                               f"({record['settings'].get(name)!r} against "
-                               f"{first['settings'].get(name)!r})")
+                raise SdAError(
+                    f"{record['folder']} and {first['folder']} differ in {name} "
+                    f"({record['settings'].get(name)!r} against "
+                    f"{first['settings'].get(name)!r})"
+                )
     seen = {}
     for record, mine in zip(records, labels):
         for run in record["runs"]:
             key = (mine[run["arm"]], run["seed"])
             if key in seen:
-                raise SdAError(f"{key[0]} seed {key[1]} is in both {seen[key]} and "
-                               f"{record['folder']}: combine each run once")
+                raise SdAError(
+                    f"{key[0]} seed {key[1]} is in both {seen[key]} and "
+                    f"{record['folder']}: combine each run once"
+                )
             seen[key] = record["folder"]
 
 
@@ -138,12 +151,15 @@ def arm_labels(records: list[dict]) -> list[dict]:
     >>> [labels["cg-hs2006"] for labels in arm_labels(parts)]
     ['cg-hs2006 (finetune_batch_size 1000)', 'cg-hs2006 (finetune_batch_size 250)']
     """
+
     def reads(record, arm):
         settings = {**ADDED_LATER, **record["settings"]}
         missing = [name for name in ARM_READS.get(arm, ()) if name not in settings]
         if missing:
-            raise SdAError(f"{record['folder']}/comparison.json lacks the setting {missing[0]} that "
-                           f"{arm} reads: make that part again with sda.compare")
+            raise SdAError(
+                f"{record['folder']}/comparison.json lacks the setting {missing[0]} that "
+                f"{arm} reads: make that part again with sda.compare"
+            )
         return tuple(settings[name] for name in ARM_READS.get(arm, ()))
 
     ran = [{run["arm"] for run in record["runs"]} for record in records]
@@ -152,9 +168,11 @@ def arm_labels(records: list[dict]) -> list[dict]:
         mine = {}
         for arm in arms:
             variants = {reads(other, arm) for other, its in zip(records, ran) if arm in its}
-            shown = [f"{name} {value}" for i, (name, value)
-                     in enumerate(zip(ARM_READS.get(arm, ()), reads(record, arm)))
-                     if len({variant[i] for variant in variants}) > 1]
+            shown = [
+                f"{name} {value}"
+                for i, (name, value) in enumerate(zip(ARM_READS.get(arm, ()), reads(record, arm)))
+                if len({variant[i] for variant in variants}) > 1
+            ]
             mine[arm] = f"{arm} ({', '.join(shown)})" if shown else arm
         labels.append(mine)
     return labels
@@ -199,35 +217,64 @@ def combine(settings: CombineSettings, command: str) -> list[dict]:
                 last = history[-1]
                 stop = run["stop_reason"] if len(history) == len(full) else "budget"
                 arm = mine[run["arm"]]
-                rows.append(result_row(arm, run["seed"], history, thresholds, last["passes"],
-                                       last["updates"], last["seconds"], stop))
+                rows.append(
+                    result_row(
+                        arm,
+                        run["seed"],
+                        history,
+                        thresholds,
+                        last["passes"],
+                        last["updates"],
+                        last["seconds"],
+                        stop,
+                    )
+                )
                 histories.setdefault(arm, []).append(history)
                 arms += [] if arm in arms else [arm]
         except (KeyError, TypeError, IndexError, ValueError) as error:
-            raise SdAError(f"{record['folder']}/comparison.json is damaged ({type(error).__name__}: "
-                           f"{error}): make that part again with sda.compare") from None
+            raise SdAError(
+                f"{record['folder']}/comparison.json is damaged ({type(error).__name__}: "
+                f"{error}): make that part again with sda.compare"
+            ) from None
     summary = summarise(rows, arms)
     with experiment_folder(settings.out, "combine") as out:
-        budget = ("each run's own budget" if settings.budget_passes is None
-                  else f"every run cut at {settings.budget_passes:g} pass-equivalents")
+        budget = (
+            "each run's own budget"
+            if settings.budget_passes is None
+            else f"every run cut at {settings.budget_passes:g} pass-equivalents"
+        )
         header = [f"Command: `{command}`  ", f"Combined: {budget}; sources:", ""]
-        header += [f"- `{r['folder']}`: `{r['settings'].get('command', '?')}` "
-                   f"({r['settings'].get('backend', '?')})" for r in records]
+        header += [
+            f"- `{r['folder']}`: `{r['settings'].get('command', '?')}` ({r['settings'].get('backend', '?')})"
+            for r in records
+        ]
         text = write_tables_and_plots(out.path, rows, summary, histories, thresholds, header)
         (out.path / "comparison.md").write_text("\n".join(text) + "\n")
-        out.write_json("comparison.json", {
-            "command": command, "budget_passes": settings.budget_passes,
-            "sources": [{"folder": r["folder"], "command": r["settings"].get("command"),
-                         "weights_sha256": r["weights"]} for r in records],
-            "settings": {name: records[0]["settings"].get(name) for name in SHARED},
-            "runs": rows, "summary": summary, "histories": histories})
+        out.write_json(
+            "comparison.json",
+            {
+                "command": command,
+                "budget_passes": settings.budget_passes,
+                "sources": [
+                    {
+                        "folder": r["folder"],
+                        "command": r["settings"].get("command"),
+                        "weights_sha256": r["weights"],
+                    }
+                    for r in records
+                ],
+                "settings": {name: records[0]["settings"].get(name) for name in SHARED},
+                "runs": rows,
+                "summary": summary,
+                "histories": histories,
+            },
+        )
         print(markdown_table(summary, thresholds), f"\nfiles in {out.path}", sep="\n")
     return summary
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m sda.combine",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sda.combine", description=__doc__.split("\n\n")[0])
     add_settings_flags(parser, CombineSettings, {"default": {}})
     return parser
 

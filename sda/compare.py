@@ -91,47 +91,66 @@ class CompareSettings(RunConfig):
     ...) keep their defaults and have no flag here.
     """
 
-    seed: int = setting(89677, f"seed of the model's weights and its pre-training, 0 to {MAX_SEED} "
-                               "(the arms shuffle by --seeds)")
+    seed: int = setting(
+        89677,
+        f"seed of the model's weights and its pre-training, 0 to {MAX_SEED} (the arms shuffle by --seeds)",
+    )
     pretrained: str | None = setting(
-        None, "skip pre-training: start from these saved weights, e.g. the pretrained.npz of an "
-              "earlier comparison with the same layers", default_text="pre-train", metavar="PATH")
+        None,
+        "skip pre-training: start from these saved weights, e.g. the pretrained.npz of an "
+        "earlier comparison with the same layers",
+        default_text="pre-train",
+        metavar="PATH",
+    )
     arms: tuple[str, ...] = setting(ARMS, "which optimisers to run", metavar="ARM")
-    seeds: tuple[int, ...] = setting((1, 2, 3), "fine-tuning seeds (shuffling); each arm runs once "
-                                                "per seed", metavar="SEED")
-    budget_passes: float = setting(20.0, "pass-equivalents each arm may spend (rows through "
-                                         "forward+backward / training rows)")
+    seeds: tuple[int, ...] = setting(
+        (1, 2, 3), "fine-tuning seeds (shuffling); each arm runs once per seed", metavar="SEED"
+    )
+    budget_passes: float = setting(
+        20.0, "pass-equivalents each arm may spend (rows through forward+backward / training rows)"
+    )
     eval_every: float = setting(0.5, "pass-equivalents between measurements")
-    thresholds: tuple[float, ...] = setting((2.0, 1.6), "validation errors (%) whose cost to reach "
-                                                        "is reported", metavar="PERCENT")
+    thresholds: tuple[float, ...] = setting(
+        (2.0, 1.6), "validation errors (%) whose cost to reach is reported", metavar="PERCENT"
+    )
     sgd_batch_size: int = setting(SGD_BATCH_SIZE, "minibatch size of the sgd arms")
     finetune_lr: float = setting(2.0, "learning rate of the sgd arms")
-    momentum: float = setting(0.9, "momentum of the sgd-momentum arm, in (0, 1); its learning rate "
-                                   "is scaled by 1 - momentum")
-    weight_decay: float = setting(0.0, "L2 penalty on the weight matrices, the same objective for "
-                                       "every arm")
+    momentum: float = setting(
+        0.9, "momentum of the sgd-momentum arm, in (0, 1); its learning rate is scaled by 1 - momentum"
+    )
+    weight_decay: float = setting(0.0, "L2 penalty on the weight matrices, the same objective for every arm")
     finetune_corruption: float = setting(
-        0.0, "input dropout of the sgd and mini-batch arms, in [0, 1): each training pixel zeroed "
-             "with this probability, the rest scaled by 1/(1 - it) (sgd: a fresh mask every step; "
-             "cg/lbfgs: one mask per mini-batch, kept through its line searches)")
-    finetune_batch_size: int = setting(DEFAULT_BATCH_SIZE, "rows per batch m of the mini-batch CG "
-                                                           "and L-BFGS arms")
+        0.0,
+        "input dropout of the sgd and mini-batch arms, in [0, 1): each training pixel zeroed "
+        "with this probability, the rest scaled by 1/(1 - it) (sgd: a fresh mask every step; "
+        "cg/lbfgs: one mask per mini-batch, kept through its line searches)",
+    )
+    finetune_batch_size: int = setting(
+        DEFAULT_BATCH_SIZE, "rows per batch m of the mini-batch CG and L-BFGS arms"
+    )
     line_searches: int = setting(3, "line searches (iterations) k per batch of the mini-batch arms")
     warmup_epochs: int = setting(1, "cg-hs2006: first epochs that train the softmax layer alone")
     sensitivity_m: tuple[int, ...] | None = setting(
-        None, "also run mini-batch CG (first seed) for each of these batch sizes ...",
-        default_text="no sensitivity runs", metavar="M")
+        None,
+        "also run mini-batch CG (first seed) for each of these batch sizes ...",
+        default_text="no sensitivity runs",
+        metavar="M",
+    )
     sensitivity_k: tuple[int, ...] | None = setting(
-        None, "... and each of these line-search counts", default_text="--line-searches",
-        metavar="K")
-    autoencoder: bool = setting(False, "also fine-tune the unrolled deep auto-encoder by SGD and by "
-                                       "mini-batch CG")
+        None, "... and each of these line-search counts", default_text="--line-searches", metavar="K"
+    )
+    autoencoder: bool = setting(
+        False, "also fine-tune the unrolled deep auto-encoder by SGD and by mini-batch CG"
+    )
     ae_lr: float = setting(0.01, "learning rate of the auto-encoder's SGD arm")
-    chunk_rows: int = setting(DEFAULT_CHUNK_ROWS, "rows per compiled call of CG/L-BFGS and the "
-                                                  "evaluator (speed and memory only)")
-    out: str | None = setting(None, "output folder; refused if it already holds files, so an "
-                                    "earlier result is never overwritten",
-                              default_text="a new folder runs/DATE-TIME-compare")
+    chunk_rows: int = setting(
+        DEFAULT_CHUNK_ROWS, "rows per compiled call of CG/L-BFGS and the evaluator (speed and memory only)"
+    )
+    out: str | None = setting(
+        None,
+        "output folder; refused if it already holds files, so an earlier result is never overwritten",
+        default_text="a new folder runs/DATE-TIME-compare",
+    )
 
     def check(self):
         super().check()
@@ -142,49 +161,93 @@ class CompareSettings(RunConfig):
             if value is not None and min(value if isinstance(value, tuple) else [value]) < 1:
                 raise SettingError(f"{name} must be 1 or more, got {value!r}")
         if not self.momentum > 0:
-            raise SettingError(f"momentum must be more than 0 for the sgd-momentum arm, got "
-                               f"{self.momentum!r}; the sgd arm is the one without")
+            raise SettingError(
+                f"momentum must be more than 0 for the sgd-momentum arm, got "
+                f"{self.momentum!r}; the sgd arm is the one without"
+            )
         if not self.arms or not set(self.arms) <= set(ARMS):
             raise SettingError(f"arms must be some of {', '.join(ARMS)}; got {list(self.arms)}")
         full_batch = [arm for arm in self.arms if arm.endswith("-full")]
         if self.finetune_corruption and full_batch:
             # one batch per epoch and one epoch per run: a single mask, i.e. one fixed noisy copy
-            raise SettingError(f"--finetune-corruption would give {', '.join(full_batch)} one "
-                               "dropout mask for the whole run, not dropout: leave the full-batch "
-                               "arms out of --arms, or run them without it")
+            raise SettingError(
+                f"--finetune-corruption would give {', '.join(full_batch)} one "
+                "dropout mask for the whole run, not dropout: leave the full-batch "
+                "arms out of --arms, or run them without it"
+            )
         if not self.seeds or not all(0 <= seed <= MAX_SEED for seed in self.seeds):
-            raise SettingError(f"seeds must be one or more numbers from 0 to {MAX_SEED}, got "
-                               f"{list(self.seeds)}")
+            raise SettingError(
+                f"seeds must be one or more numbers from 0 to {MAX_SEED}, got {list(self.seeds)}"
+            )
         for name in ["arms", "seeds"]:
             values = getattr(self, name)
             if len(set(values)) != len(values):
                 raise SettingError(f"{name} {' '.join(map(str, values))}: give each one once")
         if not all(0 < threshold <= 100 for threshold in self.thresholds):
-            raise SettingError(f"thresholds are validation errors in percent, each in (0, 100]; got "
-                               f"{' '.join(map(str, self.thresholds))}")
+            raise SettingError(
+                f"thresholds are validation errors in percent, each in (0, 100]; got "
+                f"{' '.join(map(str, self.thresholds))}"
+            )
         if self.pretrained is not None and not Path(self.pretrained).is_file():
             problem = "is a folder" if Path(self.pretrained).is_dir() else "no such file"
-            raise SettingError(f"pretrained {self.pretrained}: {problem}; pass the pretrained.npz "
-                               "of an earlier comparison, or leave --pretrained out to pre-train")
+            raise SettingError(
+                f"pretrained {self.pretrained}: {problem}; pass the pretrained.npz "
+                "of an earlier comparison, or leave --pretrained out to pre-train"
+            )
         return self
 
 
 # the values behind the flags' defaults: the classic preset (the network and pre-training that
 # docs/finetuning.md measured), with the comparison's own defaults
 DEFAULTS = {**PRESETS["classic"], "preset": "classic", "progress": False}
-FLAGS = ["dataset", "data", "n_train", "n_valid", "n_test", "mode", "hidden_layers",
-         "corruption_levels", "pretrain_epochs", "pretrain_lr", "seed", "pretrained", "arms", "seeds",
-         "budget_passes", "eval_every", "thresholds", "sgd_batch_size", "finetune_lr", "momentum",
-         "weight_decay", "finetune_corruption", "finetune_batch_size", "line_searches", "warmup_epochs",
-         "sensitivity_m", "sensitivity_k", "autoencoder", "ae_lr", "chunk_rows", "out"]
+FLAGS = [
+    "dataset",
+    "data",
+    "n_train",
+    "n_valid",
+    "n_test",
+    "mode",
+    "hidden_layers",
+    "corruption_levels",
+    "pretrain_epochs",
+    "pretrain_lr",
+    "seed",
+    "pretrained",
+    "arms",
+    "seeds",
+    "budget_passes",
+    "eval_every",
+    "thresholds",
+    "sgd_batch_size",
+    "finetune_lr",
+    "momentum",
+    "weight_decay",
+    "finetune_corruption",
+    "finetune_batch_size",
+    "line_searches",
+    "warmup_epochs",
+    "sensitivity_m",
+    "sensitivity_k",
+    "autoencoder",
+    "ae_lr",
+    "chunk_rows",
+    "out",
+]
 # what comparison.json records about the pre-trained model
-MODEL_SETTINGS = ["hidden_layers", "corruption_levels", "tied", "loss", "pretrain_epochs", "pretrain_lr",
-                  "pretrain_batch_size", "cached"]
+MODEL_SETTINGS = [
+    "hidden_layers",
+    "corruption_levels",
+    "tied",
+    "loss",
+    "pretrain_epochs",
+    "pretrain_lr",
+    "pretrain_batch_size",
+    "cached",
+]
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m sda.compare",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sda.compare", description=__doc__.split("\n\n")[0])
     add_settings_flags(parser, CompareSettings, {"default": DEFAULTS}, FLAGS)
     return parser
 
@@ -193,23 +256,44 @@ def print_record(label, percent=True):
     def report(record):
         valid = record["valid_error"]
         valid = f"{100 * valid:6.2f}%" if percent else f"{valid:8.3f}"
-        print(f"{label:24s} passes {record['passes']:6.2f}  updates {record['updates']:7d}  "
-              f"train loss {record['train_loss']:.4f}  valid {valid}  {record['seconds']:7.1f}s",
-              flush=True)
+        print(
+            f"{label:24s} passes {record['passes']:6.2f}  updates {record['updates']:7d}  "
+            f"train loss {record['train_loss']:.4f}  valid {valid}  {record['seconds']:7.1f}s",
+            flush=True,
+        )
+
     return report
 
 
 # ------------------------------------------------------------------------ SGD
-def sgd_run(cost, params, inputs, data, evaluator, batch_size, learning_rate, budget_passes, seed,
-            momentum=0.0, weight_decay=0.0, phase="SGD fine-tuning", noise_updates=()):
+def sgd_run(
+    cost,
+    params,
+    inputs,
+    data,
+    evaluator,
+    batch_size,
+    learning_rate,
+    budget_passes,
+    seed,
+    momentum=0.0,
+    weight_decay=0.0,
+    phase="SGD fine-tuning",
+    noise_updates=(),
+):
     """SGD on minibatches of rows shuffled every epoch by ``seed``, until
     ``budget_passes`` pass-equivalents; ``evaluator`` measures it at its points.
     ``noise_updates`` advance the generators of a noisy ``cost`` every step.
     Returns ``(passes, updates, seconds)``; the best parameters are left in the model."""
     rows = pt.lvector("rows")
     updates, _ = sgd_updates(cost, params, np.float32(learning_rate), momentum, weight_decay)
-    step = pytensor.function([rows], cost, updates=updates + list(noise_updates), name="sgd_step",
-                             givens={v: d[rows] for v, d in zip(inputs, data)})
+    step = pytensor.function(
+        [rows],
+        cost,
+        updates=updates + list(noise_updates),
+        name="sgd_step",
+        givens={v: d[rows] for v, d in zip(inputs, data)},
+    )
     n_rows = data[0].get_value(borrow=True).shape[0]
     rng = np.random.default_rng(seed)
     examples = count = epoch = 0
@@ -276,18 +360,35 @@ def run_arm(arm, seed, model, shared, settings, label):
         model.dA_layers[0].rng.set_value(np.random.default_rng(seed))
         cost, noise = model.dropout_finetune_cost(settings.finetune_corruption)
         passes, updates, seconds = sgd_run(
-            cost, model.params, [model.x, model.y], list(shared[0]), evaluator,
-            settings.sgd_batch_size, settings.finetune_lr * (1 - momentum), settings.budget_passes, seed,
-            momentum, settings.weight_decay, noise_updates=noise)
+            cost,
+            model.params,
+            [model.x, model.y],
+            list(shared[0]),
+            evaluator,
+            settings.sgd_batch_size,
+            settings.finetune_lr * (1 - momentum),
+            settings.budget_passes,
+            seed,
+            momentum,
+            settings.weight_decay,
+            noise_updates=noise,
+        )
         history, stop = evaluator.state["history"], "budget"
     else:
         n_train = shared[0][1].get_value(borrow=True).shape[0]
         result = finetune_minibatch(
-            model, shared, **arm_settings(arm, settings, n_train), budget_passes=settings.budget_passes,
-            weight_decay=settings.weight_decay, input_dropout=settings.finetune_corruption, seed=seed,
-            eval_every=settings.eval_every, chunk_rows=settings.chunk_rows, on_evaluation=report)
-        passes, updates, seconds, stop = (result.passes, result.updates, result.seconds,
-                                          result.stop_reason)
+            model,
+            shared,
+            **arm_settings(arm, settings, n_train),
+            budget_passes=settings.budget_passes,
+            weight_decay=settings.weight_decay,
+            input_dropout=settings.finetune_corruption,
+            seed=seed,
+            eval_every=settings.eval_every,
+            chunk_rows=settings.chunk_rows,
+            on_evaluation=report,
+        )
+        passes, updates, seconds, stop = (result.passes, result.updates, result.seconds, result.stop_reason)
         history = result.history
     return result_row(arm, seed, history, settings.thresholds, passes, updates, seconds, stop), history
 
@@ -297,9 +398,17 @@ def result_row(arm, seed, history, thresholds, passes, updates, seconds, stop_re
     last record's best validation error and the test error there), its costs,
     and the cost of reaching each validation-error threshold (percent)."""
     last = history[-1]
-    row = dict(arm=arm, seed=seed, best_valid_error=last["best_valid_error"],
-               test_error=last["test_error"], final_train_loss=last["train_loss"],
-               passes=passes, updates=updates, seconds=seconds, stop_reason=stop_reason)
+    row = dict(
+        arm=arm,
+        seed=seed,
+        best_valid_error=last["best_valid_error"],
+        test_error=last["test_error"],
+        final_train_loss=last["train_loss"],
+        passes=passes,
+        updates=updates,
+        seconds=seconds,
+        stop_reason=stop_reason,
+    )
     for threshold in thresholds:
         reached = next((r for r in history if 100 * r["valid_error"] <= threshold), None)
         row[f"passes_to_{threshold:g}%"] = reached["passes"] if reached else None
@@ -318,8 +427,15 @@ def summarise(rows, arms):
                 continue
             values = [r[key] for r in mine if r[key] is not None]
             # one value has no spread to show: its sd is None, not a claimed 0
-            entry[key] = (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1
-                          else None, len(values)) if values else (None, None, 0)
+            entry[key] = (
+                (
+                    float(np.mean(values)),
+                    float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                    len(values),
+                )
+                if values
+                else (None, None, 0)
+            )
         summary.append(entry)
     return summary
 
@@ -334,16 +450,28 @@ def _format(value, percent=False, digits=2):
 
 
 def markdown_table(summary, thresholds):
-    header = ["arm", "best valid error (%)", "test error at best valid (%)", "final train loss",
-              "passes", "updates", "optimiser seconds"]
+    header = [
+        "arm",
+        "best valid error (%)",
+        "test error at best valid (%)",
+        "final train loss",
+        "passes",
+        "updates",
+        "optimiser seconds",
+    ]
     for t in thresholds:
         header += [f"passes to {t:g} %", f"seconds to {t:g} %"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for entry in summary:
-        cells = [entry["arm"], _format(entry["best_valid_error"], True),
-                 _format(entry["test_error"], True), _format(entry["final_train_loss"], digits=4),
-                 _format(entry["passes"], digits=1), _format(entry["updates"], digits=0),
-                 _format(entry["seconds"], digits=1)]
+        cells = [
+            entry["arm"],
+            _format(entry["best_valid_error"], True),
+            _format(entry["test_error"], True),
+            _format(entry["final_train_loss"], digits=4),
+            _format(entry["passes"], digits=1),
+            _format(entry["updates"], digits=0),
+            _format(entry["seconds"], digits=1),
+        ]
         for t in thresholds:
             for kind in ("passes", "seconds"):
                 value = entry[f"{kind}_to_{t:g}%"]
@@ -364,8 +492,9 @@ def plot_bands(histories, x_key, y_key, path, xlabel, ylabel, log_x=False, scale
         xs = np.array([r[x_key] for r in runs[0]])
         if log_x:
             xs = xs[xs > 0]
-        curves = np.array([np.interp(xs, [r[x_key] for r in run], [scale * r[y_key] for r in run])
-                           for run in runs])
+        curves = np.array(
+            [np.interp(xs, [r[x_key] for r in run], [scale * r[y_key] for r in run]) for run in runs]
+        )
         mean, sd = curves.mean(axis=0), curves.std(axis=0)
         axes.plot(xs, mean, label=arm)
         axes.fill_between(xs, mean - sd, mean + sd, alpha=0.25)
@@ -392,8 +521,10 @@ def plot_sensitivity(rows, path):
         ms = [r["m"] for r in mine]
         loss_axes.plot(ms, [r["final_train_loss"] for r in mine], marker="o", label=f"k = {k}")
         error_axes.plot(ms, [100 * r["best_valid_error"] for r in mine], marker="o", label=f"k = {k}")
-    for axes, ylabel in [(loss_axes, "training loss at the budget"),
-                         (error_axes, "best validation error (%)")]:
+    for axes, ylabel in [
+        (loss_axes, "training loss at the budget"),
+        (error_axes, "best validation error (%)"),
+    ]:
         axes.set_xscale("log")
         axes.set(xlabel="batch size m", ylabel=ylabel)
         axes.grid(True, which="both", alpha=0.3)
@@ -428,31 +559,60 @@ def run_autoencoder(model, shared, pretrained, settings):
         load_params(model, pretrained)
         report = print_record(f"auto-encoder {arm}", percent=False)
         if arm == "sgd":
-            evaluator = Evaluator(autoencoder_measure(autoencoder, train_x, valid_x, settings.chunk_rows),
-                                  autoencoder.params, settings.eval_every, on_record=report)
-            passes, _, seconds = sgd_run(autoencoder.cost, autoencoder.params, [autoencoder.x],
-                                         [train_x], evaluator, settings.sgd_batch_size, settings.ae_lr,
-                                         settings.budget_passes, seed, phase="auto-encoder SGD")
+            evaluator = Evaluator(
+                autoencoder_measure(autoencoder, train_x, valid_x, settings.chunk_rows),
+                autoencoder.params,
+                settings.eval_every,
+                on_record=report,
+            )
+            passes, _, seconds = sgd_run(
+                autoencoder.cost,
+                autoencoder.params,
+                [autoencoder.x],
+                [train_x],
+                evaluator,
+                settings.sgd_batch_size,
+                settings.ae_lr,
+                settings.budget_passes,
+                seed,
+                phase="auto-encoder SGD",
+            )
         else:
             result = finetune_autoencoder_minibatch(
-                model, train_x, valid_x, "cg", settings.finetune_batch_size, settings.line_searches,
-                settings.budget_passes, seed=seed, eval_every=settings.eval_every,
-                chunk_rows=settings.chunk_rows, on_evaluation=report)
+                model,
+                train_x,
+                valid_x,
+                "cg",
+                settings.finetune_batch_size,
+                settings.line_searches,
+                settings.budget_passes,
+                seed=seed,
+                eval_every=settings.eval_every,
+                chunk_rows=settings.chunk_rows,
+                on_evaluation=report,
+            )
             passes, seconds = result.passes, result.seconds
         results[arm] = {**reconstruction(), "passes": passes, "seconds": seconds}
     return results
 
 
 def autoencoder_text(results):
-    lines = ["## Deep auto-encoder", "",
-             f"Validation images; their own entropy is {results['data_entropy']:.1f} nats per image.",
-             "", "| | excess cross-entropy (nats/image) | squared error per image | passes | seconds |",
-             "| --- | --- | --- | --- | --- |",
-             "| pre-trained | {excess_cross_entropy:.2f} | {squared_error:.2f} | 0 | 0 |".format(
-                 **results["pretrained"])]
+    lines = [
+        "## Deep auto-encoder",
+        "",
+        f"Validation images; their own entropy is {results['data_entropy']:.1f} nats per image.",
+        "",
+        "| | excess cross-entropy (nats/image) | squared error per image | passes | seconds |",
+        "| --- | --- | --- | --- | --- |",
+        "| pre-trained | {excess_cross_entropy:.2f} | {squared_error:.2f} | 0 | 0 |".format(
+            **results["pretrained"]
+        ),
+    ]
     for arm, label in [("sgd", "SGD"), ("cg", "mini-batch CG")]:
-        lines.append("| {label} | {excess_cross_entropy:.2f} | {squared_error:.2f} | {passes:.1f} "
-                     "| {seconds:.1f} |".format(label=label, **results[arm]))
+        lines.append(
+            "| {label} | {excess_cross_entropy:.2f} | {squared_error:.2f} | {passes:.1f} "
+            "| {seconds:.1f} |".format(label=label, **results[arm])
+        )
     return lines
 
 
@@ -495,12 +655,22 @@ def compare(settings, command):
 def _compare(settings, command, dataset, model, out):
     shared = [shared_dataset(s) for s in (dataset.train, dataset.valid, dataset.test)]
     sizes = [len(s.y) for s in (dataset.train, dataset.valid, dataset.test)]
-    print(f"sda: {engine.BACKEND}\ndata: {dataset.name}, train/valid/test = {'/'.join(map(str, sizes))}\n"
-          f"output folder: {out.path}", flush=True)
+    print(
+        f"sda: {engine.BACKEND}\ndata: {dataset.name}, train/valid/test = {'/'.join(map(str, sizes))}\n"
+        f"output folder: {out.path}",
+        flush=True,
+    )
     started = time.perf_counter()
     if not settings.pretrained:
-        pretrain(model, shared[0][0], settings.pretrain_batch_size, settings.pretrain_epochs,
-                 settings.pretrain_lr, cached=settings.cached, on_epoch=print_pretrain_epoch)
+        pretrain(
+            model,
+            shared[0][0],
+            settings.pretrain_batch_size,
+            settings.pretrain_epochs,
+            settings.pretrain_lr,
+            cached=settings.cached,
+            on_epoch=print_pretrain_epoch,
+        )
         print(f"pre-training took {time.perf_counter() - started:.1f}s", flush=True)
     pretrained = out.path / "pretrained.npz"
     save_params(model, pretrained)
@@ -520,40 +690,80 @@ def _compare(settings, command, dataset, model, out):
         for k in settings.sensitivity_k or [settings.line_searches]:
             load_params(model, pretrained)
             result = finetune_minibatch(
-                model, shared, "cg", batch_size=m, line_searches=k,
-                budget_passes=settings.budget_passes, weight_decay=settings.weight_decay,
-                input_dropout=settings.finetune_corruption, seed=settings.seeds[0],
-                eval_every=settings.eval_every, chunk_rows=settings.chunk_rows,
-                on_evaluation=print_record(f"cg m={m} k={k}"))
-            sensitivity.append(dict(m=m, k=k, best_valid_error=result.best_valid_error,
-                                    test_error=result.test_error,
-                                    final_train_loss=result.history[-1]["train_loss"],
-                                    passes=result.passes, updates=result.updates,
-                                    seconds=result.seconds))
+                model,
+                shared,
+                "cg",
+                batch_size=m,
+                line_searches=k,
+                budget_passes=settings.budget_passes,
+                weight_decay=settings.weight_decay,
+                input_dropout=settings.finetune_corruption,
+                seed=settings.seeds[0],
+                eval_every=settings.eval_every,
+                chunk_rows=settings.chunk_rows,
+                on_evaluation=print_record(f"cg m={m} k={k}"),
+            )
+            sensitivity.append(
+                dict(
+                    m=m,
+                    k=k,
+                    best_valid_error=result.best_valid_error,
+                    test_error=result.test_error,
+                    final_train_loss=result.history[-1]["train_loss"],
+                    passes=result.passes,
+                    updates=result.updates,
+                    seconds=result.seconds,
+                )
+            )
     autoencoder = run_autoencoder(model, shared, pretrained, settings) if settings.autoencoder else None
     total_seconds = time.perf_counter() - started
 
     values = settings.to_dict()
-    recorded = {**{name: values[name] for name in FLAGS}, "measured_every": measured_every(histories),
-                "rows": sizes, "backend": engine.BACKEND, "command": command,
-                "model": {name: values[name] for name in MODEL_SETTINGS}}
-    out.write_json("comparison.json", {"settings": recorded, "runs": rows, "summary": summary,
-                                       "histories": histories, "sensitivity": sensitivity,
-                                       "autoencoder": autoencoder, "total_seconds": total_seconds})
+    recorded = {
+        **{name: values[name] for name in FLAGS},
+        "measured_every": measured_every(histories),
+        "rows": sizes,
+        "backend": engine.BACKEND,
+        "command": command,
+        "model": {name: values[name] for name in MODEL_SETTINGS},
+    }
+    out.write_json(
+        "comparison.json",
+        {
+            "settings": recorded,
+            "runs": rows,
+            "summary": summary,
+            "histories": histories,
+            "sensitivity": sensitivity,
+            "autoencoder": autoencoder,
+            "total_seconds": total_seconds,
+        },
+    )
     start = settings.pretrained or f"{settings.pretrain_epochs} epochs per layer"
-    header = [f"Command: `{command}`  ",
-              f"Data: {dataset.name}, train/valid/test = {'/'.join(map(str, sizes))}; hidden layers "
-              f"{', '.join(map(str, settings.hidden_layers))}; pre-training: {start}; budget "
-              f"{settings.budget_passes:g} pass-equivalents per arm; seeds {list(settings.seeds)}; "
-              f"total {total_seconds / 60:.1f} min.  ", f"Backend: {engine.BACKEND}"]
+    header = [
+        f"Command: `{command}`  ",
+        f"Data: {dataset.name}, train/valid/test = {'/'.join(map(str, sizes))}; hidden layers "
+        f"{', '.join(map(str, settings.hidden_layers))}; pre-training: {start}; budget "
+        f"{settings.budget_passes:g} pass-equivalents per arm; seeds {list(settings.seeds)}; "
+        f"total {total_seconds / 60:.1f} min.  ",
+        f"Backend: {engine.BACKEND}",
+    ]
     text = write_tables_and_plots(out.path, rows, summary, histories, settings.thresholds, header)
     if sensitivity:
         write_csv(out.path / "sensitivity.csv", sensitivity)
         plot_sensitivity(sensitivity, out.path / "sensitivity.png")
-        text += ["", "## Mini-batch CG: sensitivity to m and k (first seed)", "",
-                 "| m | k | best valid error (%) | final train loss | updates |", "|" + " --- |" * 5]
-        text += [f"| {r['m']} | {r['k']} | {100 * r['best_valid_error']:.2f} | "
-                 f"{r['final_train_loss']:.4f} | {r['updates']} |" for r in sensitivity]
+        text += [
+            "",
+            "## Mini-batch CG: sensitivity to m and k (first seed)",
+            "",
+            "| m | k | best valid error (%) | final train loss | updates |",
+            "|" + " --- |" * 5,
+        ]
+        text += [
+            f"| {r['m']} | {r['k']} | {100 * r['best_valid_error']:.2f} | "
+            f"{r['final_train_loss']:.4f} | {r['updates']} |"
+            for r in sensitivity
+        ]
     if autoencoder:
         text += [""] + autoencoder_text(autoencoder)
     (out.path / "comparison.md").write_text("\n".join(text) + "\n")
@@ -566,21 +776,49 @@ def write_tables_and_plots(folder, rows, summary, histories, thresholds, header)
     training-loss plots into ``folder``; return the lines of
     ``comparison.md`` (``header`` lines, then the table and how to read it)."""
     write_csv(folder / "runs.csv", rows)
-    write_csv(folder / "summary.csv",
-              [{k: v if not isinstance(v, tuple) else _format(v, digits=6) for k, v in entry.items()}
-               for entry in summary])
-    for y_key, ylabel, scale, name in [("valid_error", "validation error (%)", 100, "valid_error"),
-                                       ("train_loss", "training loss", 1, "train_loss")]:
-        plot_bands(histories, "passes", y_key, folder / f"{name}_vs_passes.png",
-                   "pass-equivalents", ylabel, log_x=True, scale=scale)
-        plot_bands(histories, "seconds", y_key, folder / f"{name}_vs_seconds.png",
-                   "optimiser seconds", ylabel, scale=scale)
-    return ["# Fine-tuning comparison", "", *header, "", markdown_table(summary, thresholds), "",
-            "Mean ± sd over seeds. Pass-equivalents: rows pushed through forward and backward, "
-            "line-search trial points included, over the training rows. Seconds: the optimiser's "
-            "wall time, the evaluator's excluded. Thresholds: over the seeds that reached them "
-            "(how many, when not all). The full-batch arms see every row at every evaluation, so "
-            "their seed changes only the order of summation."]
+    write_csv(
+        folder / "summary.csv",
+        [
+            {k: v if not isinstance(v, tuple) else _format(v, digits=6) for k, v in entry.items()}
+            for entry in summary
+        ],
+    )
+    for y_key, ylabel, scale, name in [
+        ("valid_error", "validation error (%)", 100, "valid_error"),
+        ("train_loss", "training loss", 1, "train_loss"),
+    ]:
+        plot_bands(
+            histories,
+            "passes",
+            y_key,
+            folder / f"{name}_vs_passes.png",
+            "pass-equivalents",
+            ylabel,
+            log_x=True,
+            scale=scale,
+        )
+        plot_bands(
+            histories,
+            "seconds",
+            y_key,
+            folder / f"{name}_vs_seconds.png",
+            "optimiser seconds",
+            ylabel,
+            scale=scale,
+        )
+    return [
+        "# Fine-tuning comparison",
+        "",
+        *header,
+        "",
+        markdown_table(summary, thresholds),
+        "",
+        "Mean ± sd over seeds. Pass-equivalents: rows pushed through forward and backward, "
+        "line-search trial points included, over the training rows. Seconds: the optimiser's "
+        "wall time, the evaluator's excluded. Thresholds: over the seeds that reached them "
+        "(how many, when not all). The full-batch arms see every row at every evaluation, so "
+        "their seed changes only the order of summation.",
+    ]
 
 
 def main(argv=None):

@@ -125,7 +125,10 @@ class dA:
         # int8 draws are the cheapest; cast before multiplying, or the
         # product would be upcast to float64.
         next_rng, mask = pt.random.bernoulli(
-            p=1 - corruption_level, size=input.shape, rng=self.rng, dtype="int8",
+            p=1 - corruption_level,
+            size=input.shape,
+            rng=self.rng,
+            dtype="int8",
             return_next_rng=True,
         )
         return next_rng, pt.cast(mask, pytensor.config.floatX)
@@ -147,8 +150,9 @@ class dA:
         cost = pt.mean(reconstruction_loss(self.x, pre_activation, self.loss))
         return cost, mask, next_rng
 
-    def get_cost_updates(self, corruption_level, learning_rate, momentum=0.0, weight_decay=0.0,
-                         return_velocities=False):
+    def get_cost_updates(
+        self, corruption_level, learning_rate, momentum=0.0, weight_decay=0.0, return_velocities=False
+    ):
         """Cost and SGD updates for one step; the generator's update is
         included so every call draws a fresh mask. With
         ``return_velocities=True`` the momentum velocities the updates use

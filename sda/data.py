@@ -115,8 +115,9 @@ class Dataset:
         """Number of inputs per example (pixels per image)."""
         return self.train.x.shape[1]
 
-    def subset(self, n_train: int | None = None, n_valid: int | None = None,
-               n_test: int | None = None) -> "Dataset":
+    def subset(
+        self, n_train: int | None = None, n_valid: int | None = None, n_test: int | None = None
+    ) -> "Dataset":
         """The first rows of each split (None keeps a split whole).
 
         The classes are not checked again: a few rows may miss some classes
@@ -192,9 +193,7 @@ def validate_split(x, y, n_classes: int, what: str) -> Split:
     else:
         raise DataError(f"{what}: x has dtype {x.dtype}; use float values in [0, 1] or uint8")
     if y.ndim != 1 or y.dtype.kind not in "iu":
-        raise DataError(
-            f"{what}: y has shape {y.shape} and dtype {y.dtype}; it must be a 1-D integer array"
-        )
+        raise DataError(f"{what}: y has shape {y.shape} and dtype {y.dtype}; it must be a 1-D integer array")
     if len(y) != len(x):
         raise DataError(f"{what}: x has {len(x)} rows but y has {len(y)} labels; they must match")
     outside = np.flatnonzero((y < 0) | (y >= n_classes))
@@ -294,9 +293,7 @@ SOURCES = {
         for name, sha256 in zip(IDX_FILES, _MNIST_IDX_SHA256)
     },
     **{
-        f"fashion-mnist/{name}": Source(
-            sha256, tuple(url + name for url in _FASHION_URLS), _FASHION_DEBIAN
-        )
+        f"fashion-mnist/{name}": Source(sha256, tuple(url + name for url in _FASHION_URLS), _FASHION_DEBIAN)
         for name, sha256 in zip(IDX_FILES, _FASHION_SHA256)
     },
 }
@@ -726,12 +723,16 @@ def _inferred_classes(path, labels):
         split = next((what for what, y in labels.items() if (y == top).any()), None)
         where = f" (in {split}, row {int(np.flatnonzero(labels[split] == top)[0])})" if split else ""
         missing = n_classes - used.size
-        some = (_classes(unused) if missing == unused.size
-                else f"{missing} classes ({_classes(unused[:5])}, ...)")
+        some = (
+            _classes(unused) if missing == unused.size else f"{missing} classes ({_classes(unused[:5])}, ...)"
+        )
         # more classes than labelled rows: labels that are not class numbers, e.g. raw ids
         rows = sum(y.size for y in valid_labels)
-        relabel = (", or relabel the classes 0 to K-1 (numpy.unique(y, return_inverse=True) does it)"
-                   if n_classes > rows else "")
+        relabel = (
+            ", or relabel the classes 0 to K-1 (numpy.unique(y, return_inverse=True) does it)"
+            if n_classes > rows
+            else ""
+        )
         raise DataError(
             f"{path}: the labels run from 0 to {top}{where}, but no label is in {some}, "
             f"so this would be a {n_classes}-class model. Fix the stray label{relabel}, or "
@@ -754,8 +755,7 @@ def _load_npz(path):
     labels = {what: arrays[f"y_{what}"] for what in SPLITS}
     n_classes = _declared_classes(path, arrays) or _inferred_classes(path, labels)
     splits = [
-        validate_split(arrays[f"x_{what}"], labels[what], n_classes, f"{path} {what}")
-        for what in SPLITS
+        validate_split(arrays[f"x_{what}"], labels[what], n_classes, f"{path} {what}") for what in SPLITS
     ]
     x_train = arrays["x_train"]
     image_shape = tuple(x_train.shape[1:]) if x_train.ndim == 3 else None
@@ -803,9 +803,11 @@ def load_dataset(name: str = "mnist", path=None, *, download: bool = True) -> Da
     """
     if path is not None:
         if not isinstance(path, str | os.PathLike):
-            raise SettingTypeError(f"path must be a file or folder name (a str or os.PathLike), got {path!r} "
-                            f"({type(path).__name__}); pass e.g. \"data/mnist.pkl.gz\", or None to "
-                            f"look in ${DATA_ENV} and the cache")
+            raise SettingTypeError(
+                f"path must be a file or folder name (a str or os.PathLike), got {path!r} "
+                f'({type(path).__name__}); pass e.g. "data/mnist.pkl.gz", or None to '
+                f"look in ${DATA_ENV} and the cache"
+            )
         path = _existing(path)
         if path.suffix == ".npz":
             name = "npz"

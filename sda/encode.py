@@ -19,16 +19,26 @@ from sda.errors import SettingError
 from sda.rundir import atomic_write, usable_folder
 from sda.trained import load_run, read_input
 
-DESCRIPTION = ("Write the code a hidden layer of a trained run's model gives each image or array "
-               "row, as one float32 .npy array of shape (rows, layer size).")
+DESCRIPTION = (
+    "Write the code a hidden layer of a trained run's model gives each image or array "
+    "row, as one float32 .npy array of shape (rows, layer size)."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = trained_model_parser("python -m sda.encode", DESCRIPTION,
-                                  "image or array files (see below); their rows are encoded in order")
-    parser.add_argument("--layer", type=int, default=-1, metavar="K",
-                        help="the hidden layer, numbered from 0 at the bottom as in metrics.csv and "
-                             "SdATransformer; negative counts from the top (default: -1, the top)")
+    parser = trained_model_parser(
+        "python -m sda.encode",
+        DESCRIPTION,
+        "image or array files (see below); their rows are encoded in order",
+    )
+    parser.add_argument(
+        "--layer",
+        type=int,
+        default=-1,
+        metavar="K",
+        help="the hidden layer, numbered from 0 at the bottom as in metrics.csv and "
+        "SdATransformer; negative counts from the top (default: -1, the top)",
+    )
     parser.add_argument("--out", required=True, metavar="FILE", help="the .npy file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     return parser
@@ -42,8 +52,9 @@ def check_out(out, overwrite: bool = False) -> Path:
     if out.is_dir():
         raise SettingError(f"--out {out} is a folder; give a file name ending in .npy")
     if out.exists() and not overwrite:
-        raise SettingError(f"--out {out} exists already; choose another name, or add --overwrite to "
-                           "replace it")
+        raise SettingError(
+            f"--out {out} exists already; choose another name, or add --overwrite to replace it"
+        )
     return out
 
 
@@ -82,8 +93,10 @@ def encode(run_dir, inputs, layer: int, out, overwrite: bool = False) -> np.ndar
     try:
         atomic_write(out, lambda f: np.save(f, codes, allow_pickle=False), replace=overwrite)
     except FileExistsError:  # another process wrote it since check_out
-        raise SettingError(f"--out {out} was written by another process meanwhile; it is kept: "
-                           "choose another name, or add --overwrite to replace it") from None
+        raise SettingError(
+            f"--out {out} was written by another process meanwhile; it is kept: "
+            "choose another name, or add --overwrite to replace it"
+        ) from None
     return codes
 
 
@@ -92,8 +105,10 @@ def main(argv=None) -> int:
 
     def action():
         codes = encode(args.run_dir, args.inputs, args.layer, args.out, args.overwrite)
-        print(f"wrote {args.out}: {codes.shape[0]} rows x {codes.shape[1]} values, the code of "
-              f"--layer {args.layer}")
+        print(
+            f"wrote {args.out}: {codes.shape[0]} rows x {codes.shape[1]} values, the code of "
+            f"--layer {args.layer}"
+        )
 
     return exit_status(action)
 

@@ -54,8 +54,11 @@ def user_settings() -> dict[str, str]:
     config = pytensor.config
     # Each setting is a ConfigParam on the config's class; PyTensor marks it
     # non-default when it read a value from the flags or an rc file.
-    return {name: str(getattr(config, name)) for name in USER_SETTINGS
-            if not getattr(type(config), name).is_default}
+    return {
+        name: str(getattr(config, name))
+        for name in USER_SETTINGS
+        if not getattr(type(config), name).is_default
+    }
 
 
 def _mkl_ldflags():
@@ -205,11 +208,17 @@ def use_mode(name: str | None, _source: str = "chosen") -> str:
     if key == "jax" and importlib.util.find_spec("jax") is None:
         raise SdAError("mode 'jax' needs JAX, which is not installed: pip install 'sda-pytensor[jax]'")
     if key == "c" and not pytensor.config.cxx:
-        raise SdAError("mode 'c' needs a C++ compiler and none was found: install g++ "
-                       "(e.g. apt-get install g++) or use mode 'numba'")
+        raise SdAError(
+            "mode 'c' needs a C++ compiler and none was found: install g++ "
+            "(e.g. apt-get install g++) or use mode 'numba'"
+        )
     if key == "c" and ldflags is None:
-        warnings.warn("sda: mode 'c' without a BLAS library is slow; `pip install mkl` or set "
-                      f"{BLAS_ENV} to your BLAS link flags", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            "sda: mode 'c' without a BLAS library is slow; `pip install mkl` or set "
+            f"{BLAS_ENV} to your BLAS link flags",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     descriptions = {"c": f"C backend (CVM) with BLAS: {ldflags or 'none'}", "numba": "Numba", "jax": "JAX"}
     _apply(MODES[key], ldflags, user)
     BACKEND = _describe(f"{descriptions[key]} ({_source})", user)
@@ -268,8 +277,9 @@ def bind_arguments(name: str, names: Sequence[str], args: tuple, kwargs: dict) -
     unknown = [key for key in kwargs if key not in names]
     if unknown:  # named before a missing input: a misspelt name is the likelier mistake
         raise SettingTypeError(f"{takes}: got an unexpected keyword argument {unknown[0]!r}")
-    signature = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-                                   for n in names])
+    signature = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    )
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError as error:  # Python's own wording, after the inputs the function takes
@@ -323,8 +333,10 @@ class BatchedFunction:
         if self.rows_from is None:
             return self.function(*args)
         index, *others = args
-        rows = [batch_slice(source.get_value(borrow=True), int(index), self.batch_size)
-                for source in self.rows_from]
+        rows = [
+            batch_slice(source.get_value(borrow=True), int(index), self.batch_size)
+            for source in self.rows_from
+        ]
         return self.function(*rows, *others)
 
 

@@ -49,14 +49,24 @@ class TrainingDiverged(TrainingFailed):
 try a smaller learning rate
     """
 
-    def __init__(self, phase: str, what: str, *, layer: int | None = None,
-                 epoch: int | None = None, step: int | None = None, value: float | str = float("nan"),
-                 hint: str = "try a smaller learning rate"):
+    def __init__(
+        self,
+        phase: str,
+        what: str,
+        *,
+        layer: int | None = None,
+        epoch: int | None = None,
+        step: int | None = None,
+        value: float | str = float("nan"),
+        hint: str = "try a smaller learning rate",
+    ):
         self.phase, self.what, self.layer, self.epoch, self.step = phase, what, layer, epoch, step
-        where = ", ".join(f"{name} {number}" for name, number in
-                          [("layer", layer), ("epoch", epoch), ("step", step)] if number is not None)
-        super().__init__(f"{phase} diverged{' at ' + where if where else ''}: the {what} is "
-                         f"{value}; {hint}")
+        where = ", ".join(
+            f"{name} {number}"
+            for name, number in [("layer", layer), ("epoch", epoch), ("step", step)]
+            if number is not None
+        )
+        super().__init__(f"{phase} diverged{' at ' + where if where else ''}: the {what} is {value}; {hint}")
 
 
 def check_finite(value, phase: str, what: str = "cost", **where) -> None:
@@ -106,9 +116,12 @@ class CostWatch:
             self.start = cost
         elif not self.warned and math.isfinite(cost) and cost > self.factor * max(self.start, 1e-12):
             self.warned = True
-            warnings.warn(f"{self.phase}: the cost rose from {self.start:.4g} to {cost:.4g}; "
-                          "the run may be diverging: try a smaller learning rate",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{self.phase}: the cost rose from {self.start:.4g} to {cost:.4g}; "
+                "the run may be diverging: try a smaller learning rate",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 def check_cost_end(phase: str, start: float, end: float, hint: str, factor: float = COST_RISE) -> None:
@@ -129,8 +142,12 @@ def check_cost_end(phase: str, start: float, end: float, hint: str, factor: floa
     """
     start, end = abs(float(start)), abs(float(end))
     if end > factor * max(start, 1e-12):
-        raise TrainingDiverged(phase, "cost at the end", hint=hint,
-                               value=f"{end:.4g}, over {factor:g} times the {start:.4g} it began at")
+        raise TrainingDiverged(
+            phase,
+            "cost at the end",
+            hint=hint,
+            value=f"{end:.4g}, over {factor:g} times the {start:.4g} it began at",
+        )
 
 
 def chance_error(labels) -> float:
@@ -168,7 +185,8 @@ below the 50.00 % of always guessing the commonest class; lower the learning rat
     if chance > 0 and not best_error < chance:
         raise TrainingFailed(
             f"the run never beat chance: its best validation error, {100 * best_error:.2f} %, is not below "
-            f"the {100 * chance:.2f} % of always guessing the commonest class; {hint}")
+            f"the {100 * chance:.2f} % of always guessing the commonest class; {hint}"
+        )
 
 
 @contextlib.contextmanager

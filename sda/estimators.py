@@ -50,8 +50,9 @@ SOLVERS = ("sgd", "cg", "lbfgs")
 # MinMaxScaler's float rounding can land a few float32 ulps outside [0, 1];
 # in fit such values are clipped, anything further out is refused.
 RANGE_SLACK = 1e-6
-SCALING_HINT = ("scale the features into [0, 1] first, e.g. "
-                "make_pipeline(MinMaxScaler(clip=True), {name}(...))")
+SCALING_HINT = (
+    "scale the features into [0, 1] first, e.g. make_pipeline(MinMaxScaler(clip=True), {name}(...))"
+)
 
 
 # ------------------------------------------------------------ the PyTensor side
@@ -77,8 +78,12 @@ class _Network:
         """
         # The generator only draws initial weights, which are overwritten at once.
         network = cls(SdA(np.random.RandomState(0), **architecture), architecture)
-        set_params(network.model, weights, f"unpickled {owner}",
-                   misfit_fix="the pickle is damaged or was not written by sda; fit the estimator again")
+        set_params(
+            network.model,
+            weights,
+            f"unpickled {owner}",
+            misfit_fix="the pickle is damaged or was not written by sda; fit the estimator again",
+        )
         return network
 
     def weights(self) -> dict:
@@ -127,8 +132,10 @@ class _SdAEstimator(BaseEstimator):
         levels = self.corruption_levels
         levels = [levels] * len(sizes) if np.isscalar(levels) else list(levels)
         if len(levels) != len(sizes):
-            raise SettingError(f"corruption_levels has {len(levels)} values for {len(sizes)} hidden "
-                               "layers: give one level per layer, or one number for all")
+            raise SettingError(
+                f"corruption_levels has {len(levels)} values for {len(sizes)} hidden "
+                "layers: give one level per layer, or one number for all"
+            )
         levels = [check_probability(f"corruption_levels[{i}]", level) for i, level in enumerate(levels)]
         check_flag("tied", self.tied)
         check_choice("loss", self.loss, LOSSES)
@@ -137,8 +144,9 @@ class _SdAEstimator(BaseEstimator):
         else:
             check_flag("verbose", self.verbose)
         check_scalar(self.pretrain_epochs, "pretrain_epochs", (int, np.integer), min_val=0)
-        _check_real(self.pretrain_learning_rate, "pretrain_learning_rate", min_val=0,
-                    include_boundaries="neither")
+        _check_real(
+            self.pretrain_learning_rate, "pretrain_learning_rate", min_val=0, include_boundaries="neither"
+        )
         check_scalar(self.batch_size, "batch_size", (int, np.integer), min_val=1)
         _check_real(self.momentum, "momentum", min_val=0, max_val=1, include_boundaries="left")
         _check_real(self.alpha, "alpha", min_val=0)
@@ -156,9 +164,11 @@ class _SdAEstimator(BaseEstimator):
             row, column = np.argwhere(~np.isfinite(X))[0]
             kind = "NaN" if np.isnan(X[row, column]) else "infinity or a value too large for float32"
             name = type(self).__name__
-            raise ValueError(f"Input X contains {kind} (first at row {row}, column {column}): {name} "
-                             "needs finite values; drop or impute them, e.g. "
-                             f"make_pipeline(SimpleImputer(), MinMaxScaler(), {name}(...))")
+            raise ValueError(
+                f"Input X contains {kind} (first at row {row}, column {column}): {name} "
+                "needs finite values; drop or impute them, e.g. "
+                f"make_pipeline(SimpleImputer(), MinMaxScaler(), {name}(...))"
+            )
         return X
 
     @staticmethod
@@ -172,11 +182,15 @@ class _SdAEstimator(BaseEstimator):
         name = type(self).__name__
         low, high = float(X.min(initial=0.0)), float(X.max(initial=0.0))
         if low < -RANGE_SLACK:
-            raise ValueError(f"Negative values in data passed to {name} (minimum {low:.4g}): it needs "
-                             f"every value in [0, 1]; {SCALING_HINT.format(name=name)}")
+            raise ValueError(
+                f"Negative values in data passed to {name} (minimum {low:.4g}): it needs "
+                f"every value in [0, 1]; {SCALING_HINT.format(name=name)}"
+            )
         if high > 1 + RANGE_SLACK:
-            raise ValueError(f"Values above 1 in data passed to {name} (maximum {high:.4g}): it needs "
-                             f"every value in [0, 1]; {SCALING_HINT.format(name=name)}")
+            raise ValueError(
+                f"Values above 1 in data passed to {name} (maximum {high:.4g}): it needs "
+                f"every value in [0, 1]; {SCALING_HINT.format(name=name)}"
+            )
         return self._clip(X)
 
     def _seeds(self, count):
@@ -187,24 +201,41 @@ class _SdAEstimator(BaseEstimator):
         sizes, levels = self._check_settings()
         for unpickled in ("_architecture", "_weights"):  # a refit replaces a loaded model
             self.__dict__.pop(unpickled, None)
-        architecture = dict(n_ins=n_features, hidden_layers_sizes=tuple(sizes), n_outs=n_outs,
-                            corruption_levels=tuple(levels), tied=bool(self.tied), loss=self.loss)
-        check_memory(training_memory(n_features, sizes, n_outs, tied=bool(self.tied),
-                                     batch_rows=self.batch_size),
-                     dict.fromkeys(("parameters", "minibatch"), "hidden_layer_sizes or batch_size"))
+        architecture = dict(
+            n_ins=n_features,
+            hidden_layers_sizes=tuple(sizes),
+            n_outs=n_outs,
+            corruption_levels=tuple(levels),
+            tied=bool(self.tied),
+            loss=self.loss,
+        )
+        check_memory(
+            training_memory(n_features, sizes, n_outs, tied=bool(self.tied), batch_rows=self.batch_size),
+            dict.fromkeys(("parameters", "minibatch"), "hidden_layer_sizes or batch_size"),
+        )
         self._network = _Network(SdA(np.random.RandomState(seed), **architecture), architecture)
         return self._network.model
 
     def _pretrain(self, model, X):
         """Greedy layer-wise pre-training on the rows ``X``; sets ``pretrain_loss_curves_``."""
         if self.batch_size > len(X):
-            warnings.warn(f"batch_size={self.batch_size} is larger than the {len(X)} training rows, "
-                          f"so every minibatch holds all {len(X)}; give a smaller batch_size",
-                          UserWarning, stacklevel=3)
+            warnings.warn(
+                f"batch_size={self.batch_size} is larger than the {len(X)} training rows, "
+                f"so every minibatch holds all {len(X)}; give a smaller batch_size",
+                UserWarning,
+                stacklevel=3,
+            )
         shared_x = pytensor.shared(np.ascontiguousarray(X), name="x", borrow=True)
         self.pretrain_loss_curves_ = pretrain(
-            model, shared_x, self.batch_size, self.pretrain_epochs, self.pretrain_learning_rate,
-            momentum=self.momentum, weight_decay=self.alpha, on_epoch=self._report)
+            model,
+            shared_x,
+            self.batch_size,
+            self.pretrain_epochs,
+            self.pretrain_learning_rate,
+            momentum=self.momentum,
+            weight_decay=self.alpha,
+            on_epoch=self._report,
+        )
         return self.pretrain_loss_curves_
 
     def _report(self, record):
@@ -213,8 +244,10 @@ class _SdAEstimator(BaseEstimator):
         if record["phase"] == "pretrain":
             print(f"pre-train layer {record['layer']} epoch {record['epoch']}: cost {record['cost']:.4f}")
         else:
-            print(f"fine-tune epoch {record['epoch']}: cost {record['cost']:.4f}, "
-                  f"validation error {record['valid_error']:.4f}")
+            print(
+                f"fine-tune epoch {record['epoch']}: cost {record['cost']:.4f}, "
+                f"validation error {record['valid_error']:.4f}"
+            )
 
     def _fitted(self) -> _Network:
         """The fitted network (``__setstate__`` rebuilds it when a pickle is loaded)."""
@@ -242,9 +275,13 @@ class _SdAEstimator(BaseEstimator):
         """
         trained = load_run(folder)
         architecture = trained.architecture
-        estimator = cls(hidden_layer_sizes=architecture["hidden_layers_sizes"],
-                        corruption_levels=architecture["corruption_levels"], tied=architecture["tied"],
-                        loss=architecture["loss"], **params)
+        estimator = cls(
+            hidden_layer_sizes=architecture["hidden_layers_sizes"],
+            corruption_levels=architecture["corruption_levels"],
+            tied=architecture["tied"],
+            loss=architecture["loss"],
+            **params,
+        )
         estimator._check_settings()
         estimator._network = _Network(trained.model, dict(architecture))
         estimator.n_features_in_ = architecture["n_ins"]
@@ -265,8 +302,9 @@ class _SdAEstimator(BaseEstimator):
         """Restore a pickle, rebuilding the network at once so damaged weights are refused here."""
         super().__setstate__(state)
         if "_weights" in state:
-            self._network = _Network.from_weights(self.__dict__.pop("_architecture"),
-                                                  self.__dict__.pop("_weights"), type(self).__name__)
+            self._network = _Network.from_weights(
+                self.__dict__.pop("_architecture"), self.__dict__.pop("_weights"), type(self).__name__
+            )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -344,9 +382,22 @@ class SdATransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _SdAEsti
     True
     """
 
-    def __init__(self, hidden_layer_sizes=(100,), *, corruption_levels=0.1, pretrain_epochs=10,
-                 pretrain_learning_rate=0.02, batch_size=20, momentum=0.0, alpha=0.0, tied=True,
-                 loss="cross_entropy", layer=-1, random_state=None, verbose=False):
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        *,
+        corruption_levels=0.1,
+        pretrain_epochs=10,
+        pretrain_learning_rate=0.02,
+        batch_size=20,
+        momentum=0.0,
+        alpha=0.0,
+        tied=True,
+        loss="cross_entropy",
+        layer=-1,
+        random_state=None,
+        verbose=False,
+    ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.corruption_levels = corruption_levels
         self.pretrain_epochs = pretrain_epochs
@@ -385,10 +436,15 @@ class SdATransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _SdAEsti
 
     def _layer_index(self):
         n_layers = len(self._check_settings()[0])
-        if isinstance(self.layer, bool) or not isinstance(self.layer, (int, np.integer)) \
-                or not -n_layers <= self.layer < n_layers:
-            raise ValueError(f"layer must be an integer from {-n_layers} to {n_layers - 1} for "
-                             f"{n_layers} hidden layers, got {self.layer!r}")
+        if (
+            isinstance(self.layer, bool)
+            or not isinstance(self.layer, (int, np.integer))
+            or not -n_layers <= self.layer < n_layers
+        ):
+            raise ValueError(
+                f"layer must be an integer from {-n_layers} to {n_layers - 1} for "
+                f"{n_layers} hidden layers, got {self.layer!r}"
+            )
         return self.layer % n_layers
 
     def transform(self, X):
@@ -428,8 +484,7 @@ class SdATransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _SdAEsti
         """
         network = self._fitted()
         X = self._validate_X(X, reset=False)
-        return -float(np.mean(network.reconstruction_costs(X, self._layer_index() + 1),
-                              dtype=np.float64))
+        return -float(np.mean(network.reconstruction_costs(X, self._layer_index() + 1), dtype=np.float64))
 
     @property
     def _n_features_out(self):
@@ -544,10 +599,26 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
     (2, 10)
     """
 
-    def __init__(self, hidden_layer_sizes=(100,), *, corruption_levels=0.1, pretrain_epochs=10,
-                 pretrain_learning_rate=0.02, solver="sgd", batch_size=20, learning_rate_init=1.0,
-                 max_iter=200, n_iter_no_change=10, validation_fraction=0.1, momentum=0.0, alpha=0.0,
-                 tied=True, loss="cross_entropy", random_state=None, verbose=False):
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        *,
+        corruption_levels=0.1,
+        pretrain_epochs=10,
+        pretrain_learning_rate=0.02,
+        solver="sgd",
+        batch_size=20,
+        learning_rate_init=1.0,
+        max_iter=200,
+        n_iter_no_change=10,
+        validation_fraction=0.1,
+        momentum=0.0,
+        alpha=0.0,
+        tied=True,
+        loss="cross_entropy",
+        random_state=None,
+        verbose=False,
+    ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.corruption_levels = corruption_levels
         self.pretrain_epochs = pretrain_epochs
@@ -568,12 +639,12 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
     def _check_settings(self):
         checked = super()._check_settings()
         check_choice("solver", self.solver, SOLVERS)
-        _check_real(self.learning_rate_init, "learning_rate_init", min_val=0,
-                    include_boundaries="neither")
+        _check_real(self.learning_rate_init, "learning_rate_init", min_val=0, include_boundaries="neither")
         check_scalar(self.max_iter, "max_iter", (int, np.integer), min_val=1)
         check_scalar(self.n_iter_no_change, "n_iter_no_change", (int, np.integer), min_val=1)
-        _check_real(self.validation_fraction, "validation_fraction", min_val=0, max_val=1,
-                    include_boundaries="left")
+        _check_real(
+            self.validation_fraction, "validation_fraction", min_val=0, max_val=1, include_boundaries="left"
+        )
         return checked
 
     def fit(self, X, y):
@@ -599,8 +670,10 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         labels = encoder.fit_transform(y).astype(np.int32)
         self.classes_ = encoder.classes_
         if len(self.classes_) < 2:
-            raise ValueError(f"{type(self).__name__} needs at least 2 classes in y; got only one "
-                             f"class, {self.classes_[0]!r}")
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 classes in y; got only one "
+                f"class, {self.classes_[0]!r}"
+            )
         model_seed, split_seed = self._seeds(2)
         train, valid = self._split(X, labels, split_seed)
         model = self._build(X.shape[1], len(self.classes_), model_seed)
@@ -623,9 +696,11 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
             raise ValueError(
                 f"validation_fraction={self.validation_fraction} cannot hold out a stratified share "
                 f"of {len(X)} rows in {n_classes} classes (the smallest has {smallest} rows); give "
-                "more rows, or set validation_fraction=0 to watch the training error instead")
+                "more rows, or set validation_fraction=0 to watch the training error instead"
+            )
         x_train, x_valid, y_train, y_valid = train_test_split(
-            X, labels, test_size=n_valid, stratify=labels, random_state=seed)
+            X, labels, test_size=n_valid, stratify=labels, random_state=seed
+        )
         return Split(x_train, y_train), Split(x_valid, y_valid)
 
     def _finetune(self, model, train, valid):
@@ -642,18 +717,36 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
 
         if self.solver == "sgd":
             train_fn, valid_score, _ = model.build_finetune_functions(
-                shared, self.batch_size, self.learning_rate_init, DEFAULT_CHUNK_ROWS, self.momentum,
-                self.alpha)
+                shared,
+                self.batch_size,
+                self.learning_rate_init,
+                DEFAULT_CHUNK_ROWS,
+                self.momentum,
+                self.alpha,
+            )
             count = n_batches(len(train.y), self.batch_size)
             # valid_score twice: a new best is not scored a second time as the "test" error
             result = finetune_sgd(
-                model, train_fn, valid_score, valid_score, count, self.max_iter,
-                EarlyStopping(patience=self.n_iter_no_change * count), validation_frequency=count,
-                on_epoch=keep)
+                model,
+                train_fn,
+                valid_score,
+                valid_score,
+                count,
+                self.max_iter,
+                EarlyStopping(patience=self.n_iter_no_change * count),
+                validation_frequency=count,
+                on_epoch=keep,
+            )
         else:
-            result = finetune_batch(model, shared, self.solver, self.max_iter,
-                                    patience=self.n_iter_no_change, weight_decay=self.alpha,
-                                    on_iteration=keep)
+            result = finetune_batch(
+                model,
+                shared,
+                self.solver,
+                self.max_iter,
+                patience=self.n_iter_no_change,
+                weight_decay=self.alpha,
+                on_iteration=keep,
+            )
         self.loss_curve_ = [float(r["cost"]) for r in records]
         self.validation_scores_ = [1.0 - float(r["valid_error"]) for r in records]
         self.best_validation_score_ = 1.0 - float(result.best_valid_error)

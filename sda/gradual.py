@@ -63,8 +63,15 @@ def gradual_step_function(model, depth, train_x, batch_size, momentum=0.0, weigh
     cost, params, next_rng = gradual_cost(model, depth, corruption)
     updates, velocities = sgd_updates(cost, params, lr, momentum, weight_decay)
     updates.append((model.dA_layers[0].rng, next_rng))  # a fresh mask every step
-    step = batched_function(index, [corruption, lr], cost, {model.x: train_x}, batch_size,
-                            updates=updates, name=f"gradual_depth{depth}")
+    step = batched_function(
+        index,
+        [corruption, lr],
+        cost,
+        {model.x: train_x},
+        batch_size,
+        updates=updates,
+        name=f"gradual_depth{depth}",
+    )
     return SGDStep(step, velocities)
 
 
@@ -91,8 +98,10 @@ def _budgets(model, epochs_per_layer):
         epochs_per_layer = [epochs_per_layer] * model.n_layers
     budgets = [float(b) for b in epochs_per_layer]
     if len(budgets) != model.n_layers:
-        raise SettingError(f"epochs_per_layer has {len(budgets)} values for {model.n_layers} "
-                         "layers: give one budget per layer, or a single number")
+        raise SettingError(
+            f"epochs_per_layer has {len(budgets)} values for {model.n_layers} "
+            "layers: give one budget per layer, or a single number"
+        )
     for layer, budget in enumerate(budgets):
         if not budget > 0:
             raise SettingError(f"epochs_per_layer[{layer}] = {budget!r}: budgets must be positive")
@@ -110,9 +119,19 @@ def schedule(layer, budget, fraction_stacked, steps_per_epoch):
     return stacked, round((total - stacked) / (layer + 1))
 
 
-def train_gradual(model, train_x, epochs_per_layer, batch_size=20, learning_rate=0.01,
-                  corruption=None, momentum=0.0, weight_decay=0.0, fraction_stacked=0.0,
-                  layers=None, on_epoch=noop):
+def train_gradual(
+    model,
+    train_x,
+    epochs_per_layer,
+    batch_size=20,
+    learning_rate=0.01,
+    corruption=None,
+    momentum=0.0,
+    weight_decay=0.0,
+    fraction_stacked=0.0,
+    layers=None,
+    on_epoch=noop,
+):
     """Train ``model``'s dAs with the stacked/gradual hybrid; return the epoch records.
 
     ``epochs_per_layer`` (one number, or one per layer) is each layer's
@@ -167,8 +186,14 @@ def train_gradual(model, train_x, epochs_per_layer, batch_size=20, learning_rate
             watch.step(costs[-1])
             if len(costs) == count or i == n_steps - 1:
                 spent += cost_per_step * len(costs) / count
-                record = dict(tags, epoch=epoch, steps=len(costs), cost=float(np.mean(costs)),
-                              budget=spent, seconds=time.perf_counter() - started)
+                record = dict(
+                    tags,
+                    epoch=epoch,
+                    steps=len(costs),
+                    cost=float(np.mean(costs)),
+                    budget=spent,
+                    seconds=time.perf_counter() - started,
+                )
                 records.append(record)
                 watch.epoch(record["cost"])
                 on_epoch(record)
@@ -181,11 +206,9 @@ def train_gradual(model, train_x, epochs_per_layer, batch_size=20, learning_rate
         spent = 0.0
         if stacked_steps:
             data, cached = source.for_layer(layer)
-            step = model.pretraining_function(layer, data, batch_size, cached, momentum,
-                                              weight_decay)
+            step = model.pretraining_function(layer, data, batch_size, cached, momentum, weight_decay)
             spent = run(step, stacked_steps, dict(phase="stacked", layer=layer), 1, spent)
         if gradual_steps:
-            step = gradual_step_function(model, layer + 1, train_x, batch_size, momentum,
-                                         weight_decay)
+            step = gradual_step_function(model, layer + 1, train_x, batch_size, momentum, weight_decay)
             run(step, gradual_steps, dict(phase="gradual", layer=layer), layer + 1, spent)
     return records

@@ -78,8 +78,7 @@ class FlatParams:
 
     def pack(self):
         """The current values, concatenated into a new float64 vector."""
-        return np.concatenate([p.get_value(borrow=True).ravel() for p in self.params],
-                              dtype=np.float64)
+        return np.concatenate([p.get_value(borrow=True).ravel() for p in self.params], dtype=np.float64)
 
     def unpack(self, vector):
         """Set every parameter from its slice of ``vector``, cast to its dtype."""
@@ -104,8 +103,15 @@ def weight_penalty(params, weight_decay):
     whose gradient is SGD's ``weight_decay * W`` (``sda.sgd.sgd_updates``)."""
     if not weight_decay:
         return 0.0
-    return 0.5 * weight_decay * sum(float(np.sum(np.square(p.get_value(borrow=True), dtype=np.float64)))
-                                    for p in params if p.ndim == 2)
+    return (
+        0.5
+        * weight_decay
+        * sum(
+            float(np.sum(np.square(p.get_value(borrow=True), dtype=np.float64)))
+            for p in params
+            if p.ndim == 2
+        )
+    )
 
 
 def dropout_mask(rng, shape, corruption):
@@ -158,8 +164,17 @@ class FlatObjective:
     ``{"epoch": 2, "step": 40}``, name the place in the error).
     """
 
-    def __init__(self, cost, params, inputs, data, chunk_rows=DEFAULT_CHUNK_ROWS, weight_decay=0.0,
-                 phase="CG fine-tuning", input_dropout=0.0):
+    def __init__(
+        self,
+        cost,
+        params,
+        inputs,
+        data,
+        chunk_rows=DEFAULT_CHUNK_ROWS,
+        weight_decay=0.0,
+        phase="CG fine-tuning",
+        input_dropout=0.0,
+    ):
         _check_positive("chunk_rows", chunk_rows)
         if not (math.isfinite(weight_decay) and weight_decay >= 0):
             raise SettingError(f"weight_decay must be 0 or more, got {weight_decay!r}")
@@ -175,8 +190,7 @@ class FlatObjective:
             mask = pt.tensor("dropout_mask", dtype=inputs[0].dtype, shape=(None,) * data[0].ndim)
             givens[inputs[0]] = data[0][rows] * mask
             fn_inputs.append(mask)
-        self._fn = pytensor.function(fn_inputs, [cost, flat_grad], name="cost_and_flat_grad",
-                                     givens=givens)
+        self._fn = pytensor.function(fn_inputs, [cost, flat_grad], name="cost_and_flat_grad", givens=givens)
         self.n_rows, *self._row_shape = data[0].get_value(borrow=True).shape
         self.chunk_rows, self.weight_decay, self.phase = chunk_rows, weight_decay, phase
         self.input_dropout = input_dropout
@@ -208,10 +222,15 @@ class FlatObjective:
         if self.input_dropout:
             if mask_seed is None:
                 raise ValueError("this objective drops input pixels: pass use_rows a mask_seed")
-            inputs.append(dropout_mask(np.random.default_rng(mask_seed),
-                                       (rows.size, *self._row_shape), self.input_dropout))
-        self._chunks = [tuple(part[i : i + self.chunk_rows] for part in inputs)
-                        for i in range(0, rows.size, self.chunk_rows)]
+            inputs.append(
+                dropout_mask(
+                    np.random.default_rng(mask_seed), (rows.size, *self._row_shape), self.input_dropout
+                )
+            )
+        self._chunks = [
+            tuple(part[i : i + self.chunk_rows] for part in inputs)
+            for i in range(0, rows.size, self.chunk_rows)
+        ]
         self._last = None  # (vector, cost, gradient)
 
     def evaluate(self, vector):
@@ -219,8 +238,9 @@ class FlatObjective:
         if self._last is not None and np.array_equal(vector, self._last[0]):
             return self._last[1], self._last[2]
         if self._chunks is None:
-            raise ValueError("this objective drops input pixels: call use_rows(rows, mask_seed) "
-                             "before evaluating it")
+            raise ValueError(
+                "this objective drops input pixels: call use_rows(rows, mask_seed) before evaluating it"
+            )
         vector = np.array(vector, dtype=np.float64)
         check_finite(vector, self.phase, "parameter vector", **self.where)
         self.flat.unpack(vector)
@@ -270,8 +290,9 @@ def _check_positive(name, value, allow_none=False):
 
 def _check_method(method):
     if method not in METHODS:
-        raise SettingError(f"unknown method {method!r}: choose 'cg' (conjugate gradient) or "
-                           "'lbfgs' (L-BFGS-B)")
+        raise SettingError(
+            f"unknown method {method!r}: choose 'cg' (conjugate gradient) or 'lbfgs' (L-BFGS-B)"
+        )
 
 
 def _check_settings(method, max_iterations, max_passes, patience, chunk_rows):
@@ -293,8 +314,7 @@ class _Tracker:
     """The per-iteration callback: scores each iterate on the validation set,
     keeps the best, reports a record and stops the run when a limit is hit."""
 
-    def __init__(self, objective, method, validate, test, max_iterations, max_passes, patience,
-                 on_iteration):
+    def __init__(self, objective, method, validate, test, max_iterations, max_passes, patience, on_iteration):
         self.objective, self.method = objective, method
         self.validate, self.test = validate, test
         self.max_iterations, self.max_passes, self.patience = max_iterations, max_passes, patience
@@ -316,10 +336,16 @@ class _Tracker:
             if self.test:
                 self.test_error = self.test()
         record = {
-            "phase": "finetune", "method": self.method, "iteration": self.iteration,
-            "epoch": self.iteration, "seconds": time.perf_counter() - self.start,
-            "passes": self.objective.passes, "fun_evals": self.objective.fun_evals,
-            "grad_evals": self.objective.grad_evals, "cost": cost, "valid_error": error,
+            "phase": "finetune",
+            "method": self.method,
+            "iteration": self.iteration,
+            "epoch": self.iteration,
+            "seconds": time.perf_counter() - self.start,
+            "passes": self.objective.passes,
+            "fun_evals": self.objective.fun_evals,
+            "grad_evals": self.objective.grad_evals,
+            "cost": cost,
+            "valid_error": error,
             "best_valid_error": self.best_error,
         }
         if self.test:
@@ -375,13 +401,28 @@ class AutoencoderResult(BatchStats):
 
 
 def _stats(method, objective, tracker, reason):
-    return dict(method=method, passes=objective.passes, fun_evals=objective.fun_evals,
-                grad_evals=objective.grad_evals, seconds=time.perf_counter() - tracker.start,
-                stop_reason=reason, history=tracker.history)
+    return dict(
+        method=method,
+        passes=objective.passes,
+        fun_evals=objective.fun_evals,
+        grad_evals=objective.grad_evals,
+        seconds=time.perf_counter() - tracker.start,
+        stop_reason=reason,
+        history=tracker.history,
+    )
 
 
-def finetune_batch(model, datasets, method="cg", max_iterations=200, max_passes=None,
-                   patience=20, chunk_rows=DEFAULT_CHUNK_ROWS, weight_decay=0.0, on_iteration=noop):
+def finetune_batch(
+    model,
+    datasets,
+    method="cg",
+    max_iterations=200,
+    max_passes=None,
+    patience=20,
+    chunk_rows=DEFAULT_CHUNK_ROWS,
+    weight_decay=0.0,
+    on_iteration=noop,
+):
     """Supervised fine-tuning of an SdA with CG (``fmin_cg``) or L-BFGS-B.
 
     ``datasets`` is ``[(train_x, train_y), (valid_x, valid_y), (test_x,
@@ -435,16 +476,35 @@ def finetune_batch(model, datasets, method="cg", max_iterations=200, max_passes=
     """
     _check_settings(method, max_iterations, max_passes, patience, chunk_rows)
     (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
-    objective = FlatObjective(model.finetune_cost, model.params, [model.x, model.y],
-                              [train_x, train_y], chunk_rows, weight_decay, PHASES[method])
+    objective = FlatObjective(
+        model.finetune_cost,
+        model.params,
+        [model.x, model.y],
+        [train_x, train_y],
+        chunk_rows,
+        weight_decay,
+        PHASES[method],
+    )
     valid_score = model.error_scorer(valid_x, valid_y, chunk_rows, "valid")
     test_score = model.error_scorer(test_x, test_y, chunk_rows, "test")
-    tracker = _Tracker(objective, method, valid_score.error, test_score.error, max_iterations,
-                       max_passes, patience, on_iteration)
+    tracker = _Tracker(
+        objective,
+        method,
+        valid_score.error,
+        test_score.error,
+        max_iterations,
+        max_passes,
+        patience,
+        on_iteration,
+    )
     reason = _minimize(objective, method, tracker)
     return BatchFinetuneResult(
-        tracker.best_error, tracker.test_error, tracker.best_iteration, tracker.iteration,
-        tracker.iteration, **_stats(method, objective, tracker, reason),
+        tracker.best_error,
+        tracker.test_error,
+        tracker.best_iteration,
+        tracker.iteration,
+        tracker.iteration,
+        **_stats(method, objective, tracker, reason),
     )
 
 
@@ -474,27 +534,53 @@ class DeepAutoencoder:
     def error_function(self, data_x, chunk_rows=DEFAULT_CHUNK_ROWS, squared=False):
         """A function returning the mean reconstruction loss per row of ``data_x``
         (with ``squared``: the squared error summed over each row's pixels)."""
-        fn, weights = _chunked(self.squared_error if squared else self.cost, [self.x], [data_x],
-                               chunk_rows, "reconstruction")
+        fn, weights = _chunked(
+            self.squared_error if squared else self.cost, [self.x], [data_x], chunk_rows, "reconstruction"
+        )
         return lambda: float(sum(w * fn(i) for i, w in enumerate(weights)))
 
 
-def finetune_autoencoder(model, train_x, valid_x, method="cg", max_iterations=100, max_passes=None,
-                         patience=None, chunk_rows=DEFAULT_CHUNK_ROWS, on_iteration=noop):
+def finetune_autoencoder(
+    model,
+    train_x,
+    valid_x,
+    method="cg",
+    max_iterations=100,
+    max_passes=None,
+    patience=None,
+    chunk_rows=DEFAULT_CHUNK_ROWS,
+    on_iteration=noop,
+):
     """Fine-tune the SdA unrolled as a :class:`DeepAutoencoder` to reconstruct
     ``train_x``; the settings work as in :func:`finetune_batch`. The
     parameters with the lowest validation reconstruction error are left in
     the model."""
     _check_settings(method, max_iterations, max_passes, patience, chunk_rows)
     autoencoder = DeepAutoencoder(model)
-    objective = FlatObjective(autoencoder.cost, autoencoder.params, [autoencoder.x], [train_x],
-                              chunk_rows, phase=f"deep auto-encoder {PHASES[method]}")
-    tracker = _Tracker(objective, method, autoencoder.error_function(valid_x, chunk_rows), None,
-                       max_iterations, max_passes, patience, on_iteration)
+    objective = FlatObjective(
+        autoencoder.cost,
+        autoencoder.params,
+        [autoencoder.x],
+        [train_x],
+        chunk_rows,
+        phase=f"deep auto-encoder {PHASES[method]}",
+    )
+    tracker = _Tracker(
+        objective,
+        method,
+        autoencoder.error_function(valid_x, chunk_rows),
+        None,
+        max_iterations,
+        max_passes,
+        patience,
+        on_iteration,
+    )
     reason = _minimize(objective, method, tracker)
     return AutoencoderResult(
-        valid_error_before=tracker.initial_error, valid_error_after=tracker.best_error,
-        best_iteration=tracker.best_iteration, iterations=tracker.iteration,
+        valid_error_before=tracker.initial_error,
+        valid_error_after=tracker.best_error,
+        best_iteration=tracker.best_iteration,
+        iterations=tracker.iteration,
         **_stats(method, objective, tracker, reason),
     )
 
@@ -531,9 +617,16 @@ class Evaluator:
         self.measure, self.params, self.test = measure, list(params), test
         self.on_record = on_record
         self.best = None  # parameter values at the best validation error
-        self.state = {"next_point": 0.0, "best_valid_error": math.inf, "best_passes": 0.0,
-                      "best_evaluation": 0, "test_error": math.nan, "since_best": 0,
-                      "seconds": 0.0, "history": []}
+        self.state = {
+            "next_point": 0.0,
+            "best_valid_error": math.inf,
+            "best_passes": 0.0,
+            "best_evaluation": 0,
+            "test_error": math.nan,
+            "since_best": 0,
+            "seconds": 0.0,
+            "history": [],
+        }
 
     def due(self, passes):
         return passes >= self.state["next_point"]
@@ -544,17 +637,28 @@ class Evaluator:
         state = self.state
         values = self.measure()
         if values["valid_error"] < state["best_valid_error"]:
-            state.update(best_valid_error=values["valid_error"], best_passes=passes, since_best=0,
-                         best_evaluation=len(state["history"]))
+            state.update(
+                best_valid_error=values["valid_error"],
+                best_passes=passes,
+                since_best=0,
+                best_evaluation=len(state["history"]),
+            )
             self.best = [p.get_value() for p in self.params]
             if self.test:
                 state["test_error"] = self.test()
         else:
             state["since_best"] += 1
         state["next_point"] = (math.floor(passes / self.every + 1e-9) + 1) * self.every
-        record = {"phase": "finetune", "epoch": len(state["history"]), "passes": passes, **counters,
-                  "cost": values["train_loss"], **values,
-                  "best_valid_error": state["best_valid_error"], "test_error": state["test_error"]}
+        record = {
+            "phase": "finetune",
+            "epoch": len(state["history"]),
+            "passes": passes,
+            **counters,
+            "cost": values["train_loss"],
+            **values,
+            "best_valid_error": state["best_valid_error"],
+            "test_error": state["test_error"],
+        }
         state["history"].append(record)
         state["seconds"] += time.perf_counter() - started
         self.on_record(record)
@@ -572,15 +676,18 @@ def classifier_measures(model, datasets, chunk_rows=DEFAULT_CHUNK_ROWS, weight_d
     mean training cost over every training row (plus the weight penalty: the
     objective all optimisers minimise) and the validation error; the test error."""
     (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
-    loss, weights = _chunked(model.finetune_cost, [model.x, model.y], [train_x, train_y], chunk_rows,
-                             "train_loss")
+    loss, weights = _chunked(
+        model.finetune_cost, [model.x, model.y], [train_x, train_y], chunk_rows, "train_loss"
+    )
     valid_score = model.error_scorer(valid_x, valid_y, chunk_rows, "valid")
     test_score = model.error_scorer(test_x, test_y, chunk_rows, "test")
 
     def measure():
         train_loss = sum(w * float(loss(i)) for i, w in enumerate(weights))
-        return {"train_loss": train_loss + weight_penalty(model.params, weight_decay),
-                "valid_error": valid_score.error()}
+        return {
+            "train_loss": train_loss + weight_penalty(model.params, weight_decay),
+            "valid_error": valid_score.error(),
+        }
 
     return measure, test_score.error
 
@@ -601,20 +708,26 @@ class MinibatchResult(FinetuneResult):
     history: list = None  # the evaluator's records
 
 
-def _check_minibatch_settings(method, batch_size, line_searches, warmup_epochs, budget_passes,
-                              max_epochs, patience, n_rows):
+def _check_minibatch_settings(
+    method, batch_size, line_searches, warmup_epochs, budget_passes, max_epochs, patience, n_rows
+):
     _check_method(method)
     _check_positive("batch_size", batch_size)
     _check_positive("line_searches", line_searches)
     _check_positive("max_epochs", max_epochs)
     _check_positive("patience", patience, allow_none=True)
-    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, (int, np.integer)) \
-            or warmup_epochs < 0:
+    if (
+        isinstance(warmup_epochs, bool)
+        or not isinstance(warmup_epochs, (int, np.integer))
+        or warmup_epochs < 0
+    ):
         raise SettingError(f"warmup_epochs must be 0 or a positive integer; got {warmup_epochs!r}")
     check_passes("budget_passes", budget_passes, allow_none=True)
     if batch_size > n_rows:
-        raise SettingError(f"batch_size {batch_size} is larger than the {n_rows} training rows: "
-                           f"use at most {n_rows} (that is full-batch {method})")
+        raise SettingError(
+            f"batch_size {batch_size} is larger than the {n_rows} training rows: "
+            f"use at most {n_rows} (that is full-batch {method})"
+        )
 
 
 class _Stop(Exception):
@@ -627,11 +740,24 @@ def _optimise(objective, method, iterations, callback):
     Returns scipy's reason for stopping."""
     x0 = objective.flat.pack()
     if method == "cg":
-        *_, warnflag = fmin_cg(objective.value, x0, fprime=objective.gradient, maxiter=iterations,
-                               callback=callback, full_output=True, disp=False)
+        *_, warnflag = fmin_cg(
+            objective.value,
+            x0,
+            fprime=objective.gradient,
+            maxiter=iterations,
+            callback=callback,
+            full_output=True,
+            disp=False,
+        )
         return _CG_STATUS.get(warnflag, f"fmin_cg warnflag {warnflag}")
-    return minimize(objective.value_and_gradient, x0, jac=True, method="L-BFGS-B", callback=callback,
-                    options={"maxiter": iterations}).message
+    return minimize(
+        objective.value_and_gradient,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        callback=callback,
+        options={"maxiter": iterations},
+    ).message
 
 
 def _run_batch(objective, method, iterations, after_update):
@@ -655,11 +781,25 @@ def _run_batch(objective, method, iterations, after_update):
         objective.move_to(accepted)
 
 
-def finetune_minibatch(model, datasets, method="cg", batch_size=DEFAULT_BATCH_SIZE, line_searches=3,
-                       warmup_epochs=0, budget_passes=None, max_epochs=1000, patience=None,
-                       weight_decay=0.0, input_dropout=0.0, seed=0, eval_every=0.5,
-                       chunk_rows=DEFAULT_CHUNK_ROWS, on_evaluation=noop, progress=None,
-                       checkpoint=None):
+def finetune_minibatch(
+    model,
+    datasets,
+    method="cg",
+    batch_size=DEFAULT_BATCH_SIZE,
+    line_searches=3,
+    warmup_epochs=0,
+    budget_passes=None,
+    max_epochs=1000,
+    patience=None,
+    weight_decay=0.0,
+    input_dropout=0.0,
+    seed=0,
+    eval_every=0.5,
+    chunk_rows=DEFAULT_CHUNK_ROWS,
+    on_evaluation=noop,
+    progress=None,
+    checkpoint=None,
+):
     """Mini-batch CG or L-BFGS fine-tuning of a supervised SdA (Hinton & Salakhutdinov, 2006).
 
     Every epoch the training rows are shuffled by a generator seeded with
@@ -727,41 +867,96 @@ def finetune_minibatch(model, datasets, method="cg", batch_size=DEFAULT_BATCH_SI
     """
     (train_x, train_y) = datasets[0]
     n_rows = train_x.get_value(borrow=True).shape[0]
-    _check_minibatch_settings(method, batch_size, line_searches, warmup_epochs, budget_passes,
-                              max_epochs, patience, n_rows)
+    _check_minibatch_settings(
+        method, batch_size, line_searches, warmup_epochs, budget_passes, max_epochs, patience, n_rows
+    )
     phase = PHASES[method]
 
     def objective(params):
-        return FlatObjective(model.finetune_cost, params, [model.x, model.y], [train_x, train_y],
-                             chunk_rows, weight_decay, phase, input_dropout)
+        return FlatObjective(
+            model.finetune_cost,
+            params,
+            [model.x, model.y],
+            [train_x, train_y],
+            chunk_rows,
+            weight_decay,
+            phase,
+            input_dropout,
+        )
 
     objectives = [objective(model.params)]
     if warmup_epochs:  # Hinton & Salakhutdinov's warm-up: the softmax layer alone
         objectives.append(objective(model.logLayer.params))
     measure, test = classifier_measures(model, datasets, chunk_rows, weight_decay)
     evaluator = Evaluator(measure, model.params, eval_every, test, on_evaluation)
-    return _minibatch_run(objectives, evaluator, method, batch_size, line_searches, warmup_epochs,
-                          budget_passes, max_epochs, patience, seed, progress, checkpoint)
+    return _minibatch_run(
+        objectives,
+        evaluator,
+        method,
+        batch_size,
+        line_searches,
+        warmup_epochs,
+        budget_passes,
+        max_epochs,
+        patience,
+        seed,
+        progress,
+        checkpoint,
+    )
 
 
-def finetune_autoencoder_minibatch(model, train_x, valid_x, method="cg", batch_size=DEFAULT_BATCH_SIZE,
-                                   line_searches=3, budget_passes=None, max_epochs=1000, patience=None,
-                                   seed=0, eval_every=0.5, chunk_rows=DEFAULT_CHUNK_ROWS,
-                                   on_evaluation=noop):
+def finetune_autoencoder_minibatch(
+    model,
+    train_x,
+    valid_x,
+    method="cg",
+    batch_size=DEFAULT_BATCH_SIZE,
+    line_searches=3,
+    budget_passes=None,
+    max_epochs=1000,
+    patience=None,
+    seed=0,
+    eval_every=0.5,
+    chunk_rows=DEFAULT_CHUNK_ROWS,
+    on_evaluation=noop,
+):
     """Mini-batch CG or L-BFGS on the SdA unrolled as a :class:`DeepAutoencoder`
     (their ``backprop.m``); settings as in :func:`finetune_minibatch`. The
     records' ``train_loss`` and ``valid_error`` are mean reconstruction losses
     per row; the parameters with the lowest validation loss are left in the model."""
     n_rows = train_x.get_value(borrow=True).shape[0]
-    _check_minibatch_settings(method, batch_size, line_searches, 0, budget_passes, max_epochs,
-                              patience, n_rows)
+    _check_minibatch_settings(
+        method, batch_size, line_searches, 0, budget_passes, max_epochs, patience, n_rows
+    )
     autoencoder = DeepAutoencoder(model)
-    objective = FlatObjective(autoencoder.cost, autoencoder.params, [autoencoder.x], [train_x],
-                              chunk_rows, phase=f"deep auto-encoder {PHASES[method]}")
-    evaluator = Evaluator(autoencoder_measure(autoencoder, train_x, valid_x, chunk_rows),
-                          autoencoder.params, eval_every, on_record=on_evaluation)
-    return _minibatch_run([objective], evaluator, method, batch_size, line_searches, 0,
-                          budget_passes, max_epochs, patience, seed, None, None)
+    objective = FlatObjective(
+        autoencoder.cost,
+        autoencoder.params,
+        [autoencoder.x],
+        [train_x],
+        chunk_rows,
+        phase=f"deep auto-encoder {PHASES[method]}",
+    )
+    evaluator = Evaluator(
+        autoencoder_measure(autoencoder, train_x, valid_x, chunk_rows),
+        autoencoder.params,
+        eval_every,
+        on_record=on_evaluation,
+    )
+    return _minibatch_run(
+        [objective],
+        evaluator,
+        method,
+        batch_size,
+        line_searches,
+        0,
+        budget_passes,
+        max_epochs,
+        patience,
+        seed,
+        None,
+        None,
+    )
 
 
 def autoencoder_measure(autoencoder, train_x, valid_x, chunk_rows=DEFAULT_CHUNK_ROWS):
@@ -772,8 +967,20 @@ def autoencoder_measure(autoencoder, train_x, valid_x, chunk_rows=DEFAULT_CHUNK_
     return lambda: {"train_loss": train_loss(), "valid_error": valid_loss()}
 
 
-def _minibatch_run(objectives, evaluator, method, batch_size, line_searches, warmup_epochs,
-                   budget_passes, max_epochs, patience, seed, progress, checkpoint):
+def _minibatch_run(
+    objectives,
+    evaluator,
+    method,
+    batch_size,
+    line_searches,
+    warmup_epochs,
+    budget_passes,
+    max_epochs,
+    patience,
+    seed,
+    progress,
+    checkpoint,
+):
     """The loop of :func:`finetune_minibatch`: ``objectives`` are the one over
     every parameter and, with warm-up epochs, the warm-up one (same rows)."""
     n_rows = objectives[0].n_rows
@@ -824,7 +1031,7 @@ def _minibatch_run(objectives, evaluator, method, batch_size, line_searches, war
             order = rng.permutation(n_rows)
             objective = objectives[-1 if p.epoch < warmup_epochs else 0]
             batches = range(0, n_rows, batch_size)
-            for start in batches[p.batch:]:
+            for start in batches[p.batch :]:
                 # the mask comes from where the batch is, so a resumed run redraws it
                 objective.use_rows(order[start : start + batch_size], mask_seed=(seed, p.epoch, p.batch))
                 objective.where = {"epoch": p.epoch + 1, "step": p.steps + 1}
@@ -847,17 +1054,25 @@ def _minibatch_run(objectives, evaluator, method, batch_size, line_searches, war
     _save(p, checkpoint, evaluator, objectives, started)
     history = evaluator.state["history"]
     return MinibatchResult(
-        evaluator.state["best_valid_error"], evaluator.state["test_error"],
+        evaluator.state["best_valid_error"],
+        evaluator.state["test_error"],
         evaluator.state["best_evaluation"],
-        p.epoch + (p.batch > 0), state["updates"], method=method, passes=spent(),
-        best_passes=evaluator.state["best_passes"], updates=state["updates"], seconds=final_seconds,
-        eval_seconds=evaluator.state["seconds"], stop_reason=state["stop_reason"], history=history)
+        p.epoch + (p.batch > 0),
+        state["updates"],
+        method=method,
+        passes=spent(),
+        best_passes=evaluator.state["best_passes"],
+        updates=state["updates"],
+        seconds=final_seconds,
+        eval_seconds=evaluator.state["seconds"],
+        stop_reason=state["stop_reason"],
+        history=history,
+    )
 
 
 def _save(progress, checkpoint, evaluator, objectives, started):
     """Bring the saved state up to date and write the checkpoint (if it has a path)."""
-    progress.optimizer_state.update(examples=[o.examples for o in objectives],
-                                    evaluator=evaluator.state)
+    progress.optimizer_state.update(examples=[o.examples for o in objectives], evaluator=evaluator.state)
     progress.seconds["finetune"] = time.perf_counter() - started
     progress.best_valid_error = evaluator.state["best_valid_error"]
     progress.test_error = evaluator.state["test_error"]

@@ -29,8 +29,9 @@ def tile_images(rows, image_shape, grid=None, scale_rows=True):
     rows = np.asarray(rows, dtype=np.float64)
     height, width = image_shape
     if rows.ndim != 2 or rows.shape[1] != height * width:
-        raise ValueError(f"rows must be (n, {height * width}) for images of shape "
-                         f"{image_shape}, got {rows.shape}")
+        raise ValueError(
+            f"rows must be (n, {height * width}) for images of shape {image_shape}, got {rows.shape}"
+        )
     if grid is None:
         columns = math.ceil(math.sqrt(len(rows)))
         grid = (math.ceil(len(rows) / columns), columns)
@@ -52,13 +53,15 @@ def save_gray(array, path, zoom=2, labels=None):
     block; ``labels`` names equal horizontal bands in a left margin."""
     pixels = np.kron(array, np.ones((zoom, zoom)))
     margin = LABEL_WIDTH if labels else 0
-    figure = Figure(figsize=((pixels.shape[1] + margin) / DPI, pixels.shape[0] / DPI), dpi=DPI,
-                    facecolor="white")
+    figure = Figure(
+        figsize=((pixels.shape[1] + margin) / DPI, pixels.shape[0] / DPI), dpi=DPI, facecolor="white"
+    )
     FigureCanvasAgg(figure)
     figure.figimage(pixels, xo=margin, cmap="gray", vmin=0.0, vmax=1.0, origin="upper")
     for i, label in enumerate(labels or []):
-        figure.text(4 / (pixels.shape[1] + margin), 1 - (i + 0.5) / len(labels), label,
-                    va="center", fontsize=9)
+        figure.text(
+            4 / (pixels.shape[1] + margin), 1 - (i + 0.5) / len(labels), label, va="center", fontsize=9
+        )
     figure.savefig(path, dpi=DPI)
 
 
@@ -91,15 +94,15 @@ def reconstruction_rows(model, x, corruption_level, n=10, seed=0):
     return rows
 
 
-def save_reconstructions(model, x, corruption_level, path, n=10, seed=0, image_shape=None,
-                         zoom=2):
+def save_reconstructions(model, x, corruption_level, path, n=10, seed=0, image_shape=None, zoom=2):
     """Save the rows of ``reconstruction_rows`` as one labelled PNG; returns the rows.
     ``image_shape`` defaults to square images."""
     rows = reconstruction_rows(model, x, corruption_level, n, seed)
     side = math.isqrt(rows["original"].shape[1])
     image_shape = image_shape or (side, side)
-    tiles = tile_images(np.concatenate(list(rows.values())), image_shape, grid=(len(rows), n),
-                        scale_rows=False)
+    tiles = tile_images(
+        np.concatenate(list(rows.values())), image_shape, grid=(len(rows), n), scale_rows=False
+    )
     save_gray(tiles, path, zoom, labels=list(rows))
     return rows
 
@@ -110,6 +113,12 @@ def save_run_pictures(model, dataset, folder, corruption_level, seed=0):
     if dataset.image_shape is None:
         return f"no pictures: the {dataset.name} data set has no image shape"
     save_filters(model, dataset.image_shape, f"{folder}/filters.png")
-    save_reconstructions(model, dataset.test.x, corruption_level, f"{folder}/reconstructions.png",
-                         seed=seed, image_shape=dataset.image_shape)
+    save_reconstructions(
+        model,
+        dataset.test.x,
+        corruption_level,
+        f"{folder}/reconstructions.png",
+        seed=seed,
+        image_shape=dataset.image_shape,
+    )
     return f"pictures: filters.png and reconstructions.png in {folder}"

@@ -18,16 +18,26 @@ from sda.cli import exit_status, trained_model_parser
 from sda.errors import SettingError
 from sda.trained import load_run, read_input
 
-DESCRIPTION = ("Classify images (PNG) and arrays (.npy/.npz) with the model a run of python -m sda.run "
-               "trained, one line per image or array row: the label and its probability.")
+DESCRIPTION = (
+    "Classify images (PNG) and arrays (.npy/.npz) with the model a run of python -m sda.run "
+    "trained, one line per image or array row: the label and its probability."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = trained_model_parser("python -m sda.predict", DESCRIPTION, "image or array files (see below)")
-    parser.add_argument("--top", type=int, default=1, metavar="K",
-                        help="show the K most probable labels of each input (default: 1)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON list, an object per image or row, instead of lines")
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=1,
+        metavar="K",
+        help="show the K most probable labels of each input (default: 1)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON list, an object per image or row, instead of lines",
+    )
     return parser
 
 
@@ -59,17 +69,26 @@ def predict(run_dir, inputs, top: int = 1) -> list[dict]:
     trained = load_run(run_dir)
     n_classes = len(trained.classes)
     if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= n_classes:
-        raise SettingError(f"--top {top} is not a number of labels from 1 to the model's {n_classes} "
-                           "classes: give one in that range")
+        raise SettingError(
+            f"--top {top} is not a number of labels from 1 to the model's {n_classes} "
+            "classes: give one in that range"
+        )
     read = [read_input(path, trained) for path in inputs]  # every input checked before any work
     results = []
     for item in read:
         for row, proba in enumerate(trained.predict_proba(item.rows)):
             best = np.argsort(-proba, kind="stable")[:top]
             pairs = [[trained.classes[k].item(), float(proba[k])] for k in best]
-            results.append({"input": str(item.path), "row": None if item.image else row,
-                            "label": pairs[0][0], "probability": pairs[0][1], "top": pairs,
-                            "inverted": item.inverted})
+            results.append(
+                {
+                    "input": str(item.path),
+                    "row": None if item.image else row,
+                    "label": pairs[0][0],
+                    "probability": pairs[0][1],
+                    "top": pairs,
+                    "inverted": item.inverted,
+                }
+            )
     return results
 
 
@@ -84,8 +103,11 @@ def main(argv=None) -> int:
     def action():
         results = predict(args.run_dir, args.inputs, args.top)
         for path in dict.fromkeys(r["input"] for r in results if r["inverted"]):
-            print(f"note: {path} is a dark digit on a light background; inverted it, as the model "
-                  "was trained on light digits on dark", file=sys.stderr)
+            print(
+                f"note: {path} is a dark digit on a light background; inverted it, as the model "
+                "was trained on light digits on dark",
+                file=sys.stderr,
+            )
         print(json.dumps(results) if args.json else "\n".join(map(_line, results)))
 
     return exit_status(action)

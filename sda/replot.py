@@ -19,9 +19,12 @@ from sda.errors import SdAError
 from sda.plots import plot_curves
 from sda.rundir import METRICS, STEPS, usable_folder
 
-DESCRIPTION = ("Plot a run's learning curves (pre-training and fine-tuning costs, validation and "
-               "test errors, sampled minibatch costs) from its metrics.csv and steps.csv, "
-               "without retraining.")
+DESCRIPTION = (
+    "Plot a run's learning curves (pre-training and fine-tuning costs, validation and "
+    "test errors, sampled minibatch costs) from its metrics.csv and steps.csv, "
+    "without retraining."
+)
+
 
 def _number(text):
     """A CSV cell as a float; empty cells (columns a phase leaves out) are NaN."""
@@ -46,8 +49,7 @@ def replot(run_dir, out=None):
     """Write the run's PNGs into ``out`` (default: the run folder); returns their paths."""
     run_dir = Path(run_dir)
     if not (run_dir / METRICS.filename).exists():
-        raise SdAError(f"{run_dir} holds no metrics.csv: give the folder of a run made by "
-                       "python -m sda.run")
+        raise SdAError(f"{run_dir} holds no metrics.csv: give the folder of a run made by python -m sda.run")
     metrics = METRICS.read(run_dir)  # checked: a damaged file is named, not plotted
     steps = STEPS.read(run_dir) if (run_dir / STEPS.filename).exists() else []
     out = usable_folder(out or run_dir)
@@ -56,30 +58,58 @@ def replot(run_dir, out=None):
     figures = []  # (filename, curves, x label, y label, title, log_y)
     if pretrain:
         # pre-training rows number epochs from 0, fine-tuning rows from 1: plot epochs done
-        curves = {f"layer {layer}": _curve(rows, "epoch", "cost", x_shift=1)
-                  for layer, rows in _by_layer(pretrain).items()}
-        figures.append(("pretrain_cost.png", curves, "epoch", "mean reconstruction cost",
-                        "Pre-training", False))
+        curves = {
+            f"layer {layer}": _curve(rows, "epoch", "cost", x_shift=1)
+            for layer, rows in _by_layer(pretrain).items()
+        }
+        figures.append(
+            ("pretrain_cost.png", curves, "epoch", "mean reconstruction cost", "Pre-training", False)
+        )
     if finetune:
         # cg/lbfgs rows come at evaluation points, numbered in "epoch": their x is pass-equivalents
-        x_key, x_label = (("passes", "pass-equivalents") if finetune[0].get("passes")
-                          else ("epoch", "epoch"))
-        figures.append(("finetune_cost.png", {"training": _curve(finetune, x_key, "cost")},
-                        x_label, "mean training cost", "Fine-tuning", True))
-        errors = {"validation": _curve(finetune, x_key, "valid_error", 100),
-                  "test at best validation": _curve(finetune, x_key, "test_error", 100)}
+        x_key, x_label = ("passes", "pass-equivalents") if finetune[0].get("passes") else ("epoch", "epoch")
+        figures.append(
+            (
+                "finetune_cost.png",
+                {"training": _curve(finetune, x_key, "cost")},
+                x_label,
+                "mean training cost",
+                "Fine-tuning",
+                True,
+            )
+        )
+        errors = {
+            "validation": _curve(finetune, x_key, "valid_error", 100),
+            "test at best validation": _curve(finetune, x_key, "test_error", 100),
+        }
         figures.append(("finetune_error.png", errors, x_label, "error (%)", "Fine-tuning", False))
     step_pretrain = [r for r in steps if r["phase"] == "pretrain"]
     step_finetune = [r for r in steps if r["phase"] == "finetune"]
     if step_pretrain:
-        curves = {f"layer {layer}": _curve(rows, "step", "cost")
-                  for layer, rows in _by_layer(step_pretrain).items()}
-        figures.append(("steps_pretrain.png", curves, "minibatch step", "minibatch cost",
-                        "Pre-training, sampled minibatches", False))
+        curves = {
+            f"layer {layer}": _curve(rows, "step", "cost") for layer, rows in _by_layer(step_pretrain).items()
+        }
+        figures.append(
+            (
+                "steps_pretrain.png",
+                curves,
+                "minibatch step",
+                "minibatch cost",
+                "Pre-training, sampled minibatches",
+                False,
+            )
+        )
     if step_finetune:
-        figures.append(("steps_finetune.png", {"training": _curve(step_finetune, "step", "cost")},
-                        "minibatch step", "minibatch cost", "Fine-tuning, sampled minibatches",
-                        True))
+        figures.append(
+            (
+                "steps_finetune.png",
+                {"training": _curve(step_finetune, "step", "cost")},
+                "minibatch step",
+                "minibatch cost",
+                "Fine-tuning, sampled minibatches",
+                True,
+            )
+        )
     written = []
     for filename, curves, x_label, y_label, title, log_y in figures:
         curves = {label: curve for label, curve in curves.items() if curve[0]}  # no finite point
@@ -95,8 +125,7 @@ def main(argv=None):
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder made by python -m sda.run")
     parser.add_argument("--out", help="write the PNGs here instead of into RUN_DIR")
     args = parser.parse_args(argv)
-    return exit_status(lambda: print("\n".join(str(path) for path in replot(args.run_dir,
-                                                                              args.out))))
+    return exit_status(lambda: print("\n".join(str(path) for path in replot(args.run_dir, args.out))))
 
 
 if __name__ == "__main__":

@@ -53,21 +53,30 @@ from sda.trained import model_metadata
 
 __all__ = ["build_model", "build_parser", "main", "parse", "run"]
 
-PRESET_DEFAULTS = {"default": PRESETS["default"],
-                   **{f"--preset {name}": values for name, values in PRESETS.items()
-                      if name != "default"}}
+PRESET_DEFAULTS = {
+    "default": PRESETS["default"],
+    **{f"--preset {name}": values for name, values in PRESETS.items() if name != "default"},
+}
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m sda.run",
-                                     description="Pre-train an SdA, fine-tune it, and keep the "
-                                                 "results in a run folder.")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=argparse.SUPPRESS,
-                        help="starting values; flags override them (default: default)")
-    parser.add_argument("--resume", metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR from its last checkpoint (or from the "
-                             "start if it was stopped before one), with the settings in its "
-                             "config.json (no other flags)")
+    parser = argparse.ArgumentParser(
+        prog="python -m sda.run",
+        description="Pre-train an SdA, fine-tune it, and keep the results in a run folder.",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=argparse.SUPPRESS,
+        help="starting values; flags override them (default: default)",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last checkpoint (or from the "
+        "start if it was stopped before one), with the settings in its "
+        "config.json (no other flags)",
+    )
     names = [f.name for f in dataclasses.fields(RunConfig) if f.name != "preset"]
     add_settings_flags(parser, RunConfig, PRESET_DEFAULTS, names)
     return parser
@@ -83,8 +92,10 @@ def parse(argv=None):
         check_optimiser_flags(config.finetune, given)  # a flag that would be silently ignored
         return config, None
     if given or hasattr(args, "preset"):
-        raise SdAError(f"--resume takes no other settings (got {sorted(given) or ['preset']}): the "
-                       "run continues with the config.json in its folder")
+        raise SdAError(
+            f"--resume takes no other settings (got {sorted(given) or ['preset']}): the "
+            "run continues with the config.json in its folder"
+        )
     return None, args.resume
 
 
@@ -92,8 +103,10 @@ def read_config(run_dir):
     """The ``RunConfig`` saved in ``run_dir``; ``SdAError`` naming config.json if it is unusable."""
     path = run_dir.path / "config.json"
     if not path.exists():
-        raise SdAError(f"cannot resume {run_dir.path}: it holds no config.json; give the folder "
-                       "of a run started by python -m sda.run")
+        raise SdAError(
+            f"cannot resume {run_dir.path}: it holds no config.json; give the folder "
+            "of a run started by python -m sda.run"
+        )
     return RunConfig.from_json(read_text(path, "run folder"), source=str(path))
 
 
@@ -111,8 +124,13 @@ class Reporter:
         self.run_dir, self.rows, self.step_every, self.on_epoch = run_dir, rows, step_every, on_epoch
         self.costs = {}
         for row in METRICS.read(run_dir.path)[:rows] if rows else ():
-            self._cost({"phase": row["phase"], "layer": int(row["layer"]) if row["layer"] else None,
-                        "cost": float(row["cost"])})
+            self._cost(
+                {
+                    "phase": row["phase"],
+                    "layer": int(row["layer"]) if row["layer"] else None,
+                    "cost": float(row["cost"]),
+                }
+            )
 
     def _cost(self, record):
         first_last = self.costs.setdefault((record["phase"], record.get("layer")), [record["cost"]] * 2)
@@ -132,13 +150,16 @@ class Reporter:
             print_pretrain_epoch(record)
         else:
             # cg/lbfgs records come at evaluation points, counted in pass-equivalents
-            where = (f"epoch {record['epoch']:4d}" if "passes" not in record
-                     else f"{record['passes']:7.2f} passes")
-            print(f"fine-tune {where}  cost {record['cost']:.4f}  "
-                  f"valid {100 * record['valid_error']:5.2f}%  "
-                  f"best {100 * record['best_valid_error']:5.2f}%  "
-                  f"test@best {100 * record['test_error']:5.2f}%  {record['seconds']:7.1f}s",
-                  flush=True)
+            where = (
+                f"epoch {record['epoch']:4d}" if "passes" not in record else f"{record['passes']:7.2f} passes"
+            )
+            print(
+                f"fine-tune {where}  cost {record['cost']:.4f}  "
+                f"valid {100 * record['valid_error']:5.2f}%  "
+                f"best {100 * record['best_valid_error']:5.2f}%  "
+                f"test@best {100 * record['test_error']:5.2f}%  {record['seconds']:7.1f}s",
+                flush=True,
+            )
         if self.on_epoch is not None:
             self.on_epoch(record)
 
@@ -155,8 +176,9 @@ def early_stopping(config, n_train_batches):
     Patience in epochs becomes iterations here; validation comes every
     ``min(n_train_batches, patience // 2)`` iterations, as in the tutorial.
     """
-    stopping = EarlyStopping(config.patience_iterations(n_train_batches), config.patience_increase,
-                             config.improvement_threshold)
+    stopping = EarlyStopping(
+        config.patience_iterations(n_train_batches), config.patience_increase, config.improvement_threshold
+    )
     return stopping, config.validation_frequency(n_train_batches)
 
 
@@ -165,29 +187,59 @@ def finetune(model, shared, config, report, progress, checkpoint):
     if config.finetune != "sgd":
         n_train = len(shared[0][1].get_value(borrow=True))
         return finetune_minibatch(
-            model, shared, config.finetune, batch_size=min(config.finetune_rows(), n_train),
-            line_searches=config.line_searches, warmup_epochs=config.warmup_epochs,
-            budget_passes=config.budget_passes, max_epochs=config.finetune_epochs,
-            patience=config.batch_patience, weight_decay=config.weight_decay,
-            input_dropout=config.finetune_corruption, seed=config.seed,
-            eval_every=config.eval_every, on_evaluation=report, progress=progress, checkpoint=checkpoint)
+            model,
+            shared,
+            config.finetune,
+            batch_size=min(config.finetune_rows(), n_train),
+            line_searches=config.line_searches,
+            warmup_epochs=config.warmup_epochs,
+            budget_passes=config.budget_passes,
+            max_epochs=config.finetune_epochs,
+            patience=config.batch_patience,
+            weight_decay=config.weight_decay,
+            input_dropout=config.finetune_corruption,
+            seed=config.seed,
+            eval_every=config.eval_every,
+            on_evaluation=report,
+            progress=progress,
+            checkpoint=checkpoint,
+        )
     train_fn, valid_score, test_score = model.build_finetune_functions(
-        shared, config.finetune_rows(), config.finetune_lr, config.eval_batch_size,
-        config.momentum, config.weight_decay, config.finetune_corruption)
+        shared,
+        config.finetune_rows(),
+        config.finetune_lr,
+        config.eval_batch_size,
+        config.momentum,
+        config.weight_decay,
+        config.finetune_corruption,
+    )
     count = n_batches(len(shared[0][1].get_value(borrow=True)), config.finetune_rows())
     stopping, validation_frequency = early_stopping(config, count)
     return finetune_sgd(
-        model, train_fn, valid_score, test_score, count, config.finetune_epochs, stopping,
-        validation_frequency=validation_frequency, lr_decay=config.finetune_lr_decay,
-        on_epoch=report, on_step=report.step, show_progress=config.progress, progress=progress,
-        checkpoint=checkpoint)
+        model,
+        train_fn,
+        valid_score,
+        test_score,
+        count,
+        config.finetune_epochs,
+        stopping,
+        validation_frequency=validation_frequency,
+        lr_decay=config.finetune_lr_decay,
+        on_epoch=report,
+        on_step=report.step,
+        show_progress=config.progress,
+        progress=progress,
+        checkpoint=checkpoint,
+    )
 
 
 def resume_hint(run_dir):
     if (run_dir.path / "checkpoint.npz").is_file():
         return f"resume it with: python -m sda.run --resume {run_dir.path}"
-    return (f"it had saved no checkpoint yet; python -m sda.run --resume {run_dir.path} starts it "
-            "again from the beginning")
+    return (
+        f"it had saved no checkpoint yet; python -m sda.run --resume {run_dir.path} starts it "
+        "again from the beginning"
+    )
 
 
 def run(config=None, resume_dir=None, on_epoch=None):
@@ -226,8 +278,10 @@ def run(config=None, resume_dir=None, on_epoch=None):
             run_dir.lock()  # before reading anything: a second process is refused here
             stored = read_config(run_dir)
             if config is not None and config != stored:
-                raise SdAError(f"the settings given differ from {run_dir.path / 'config.json'}: "
-                               "a resumed run keeps its own settings")
+                raise SdAError(
+                    f"the settings given differ from {run_dir.path / 'config.json'}: "
+                    "a resumed run keeps its own settings"
+                )
             config = stored
         config = config.check()
         apply_mode(config.mode)
@@ -244,8 +298,9 @@ def run(config=None, resume_dir=None, on_epoch=None):
                 check_same_settings(progress.settings, config, checkpoint.path)
             run_dir.rewind(progress.metrics_rows, progress.steps)
         progress.settings = training_settings(config)
-        return _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch,
-                      resuming=resume_dir is not None)
+        return _train(
+            config, dataset, model, run_dir, checkpoint, progress, on_epoch, resuming=resume_dir is not None
+        )
     finally:
         if run_dir is not None:
             run_dir.unlock()
@@ -265,45 +320,61 @@ def check_same_settings(saved, config, path):
     changed = sorted(k for k, v in training_settings(config).items() if k in saved and saved[k] != v)
     if changed:
         shown = ", ".join(f"{k} {saved[k]!r} -> {getattr(config, k)!r}" for k in changed[:3])
-        raise SdAError(f"config.json differs from the settings {path} was saved with ({shown}): "
-                       "restore config.json, or start a new run with the new settings")
+        raise SdAError(
+            f"config.json differs from the settings {path} was saved with ({shown}): "
+            "restore config.json, or start a new run with the new settings"
+        )
 
 
 def _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch, resuming):
-    print(f"sda: {engine.BACKEND}\ndata: {dataset.name}, train/valid/test = "
-          f"{len(dataset.train.y)}/{len(dataset.valid.y)}/{len(dataset.test.y)}\n"
-          f"run folder: {run_dir.path}", flush=True)
+    print(
+        f"sda: {engine.BACKEND}\ndata: {dataset.name}, train/valid/test = "
+        f"{len(dataset.train.y)}/{len(dataset.valid.y)}/{len(dataset.test.y)}\n"
+        f"run folder: {run_dir.path}",
+        flush=True,
+    )
     if resuming:
-        print(f"resuming: {progress.phase}, layer {progress.layer}, epoch {progress.epoch}, "
-              f"batch {progress.batch}", flush=True)
+        print(
+            f"resuming: {progress.phase}, layer {progress.layer}, epoch {progress.epoch}, "
+            f"batch {progress.batch}",
+            flush=True,
+        )
     report = Reporter(run_dir, progress.metrics_rows, config.log_every, on_epoch)
     checkpoint.on_save = lambda p: setattr(p, "metrics_rows", report.rows)
     shared = [shared_dataset(s) for s in (dataset.train, dataset.valid, dataset.test)]
     try:
         with recorded_warnings(progress.warnings):
-            history, result = _pretrain_and_finetune(config, model, shared, report, progress,
-                                                     checkpoint)
+            history, result = _pretrain_and_finetune(config, model, shared, report, progress, checkpoint)
     except KeyboardInterrupt:
         hint = resume_hint(run_dir)
         _record_end(run_dir, "interrupted", progress, resume=hint)
         raise KeyboardInterrupt(f"the run in {run_dir.path} was stopped; {hint}") from None
     except TrainingDiverged as error:
         # resuming would diverge again at the same settings: a new run is the way on
-        _record_end(run_dir, "diverged", progress, error=f"{type(error).__name__}: {error}",
-                    next_step="start a new run with a smaller learning rate")
+        _record_end(
+            run_dir,
+            "diverged",
+            progress,
+            error=f"{type(error).__name__}: {error}",
+            next_step="start a new run with a smaller learning rate",
+        )
         raise
     except Exception as error:
-        _record_end(run_dir, "failed", progress, error=f"{type(error).__name__}: {error}",
-                    resume=resume_hint(run_dir))
+        _record_end(
+            run_dir, "failed", progress, error=f"{type(error).__name__}: {error}", resume=resume_hint(run_dir)
+        )
         raise
     run_dir.save_model(model, metadata=model_metadata(model, dataset.name, dataset.image_shape))
-    print(save_run_pictures(model, dataset, run_dir.path, config.corruption_levels[0], config.seed),
-          flush=True)
+    print(
+        save_run_pictures(model, dataset, run_dir.path, config.corruption_levels[0], config.seed), flush=True
+    )
     seconds = progress.seconds
     summary = {
         "status": "done",
-        "best_valid_error": result.best_valid_error, "test_error": result.test_error,
-        "best_epoch": result.best_epoch, "finetune_epochs_run": result.epochs_run,
+        "best_valid_error": result.best_valid_error,
+        "test_error": result.test_error,
+        "best_epoch": result.best_epoch,
+        "finetune_epochs_run": result.epochs_run,
         "pretrain_final_costs": [costs[-1] for costs in history if costs],
         "seconds": {**seconds, "total": seconds["pretrain"] + seconds["finetune"]},
         "backend": engine.BACKEND,
@@ -312,30 +383,48 @@ def _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch, resu
     }
     where = f"epoch {result.best_epoch}"
     if config.finetune != "sgd":  # its best_epoch counts evaluations: say where in passes instead
-        summary.update(passes=result.passes, best_passes=result.best_passes, updates=result.updates,
-                       stop_reason=result.stop_reason)
-        where = (f"at {result.best_passes:.2f} of {result.passes:.2f} passes; stopped by "
-                 f"{result.stop_reason}")
+        summary.update(
+            passes=result.passes,
+            best_passes=result.best_passes,
+            updates=result.updates,
+            stop_reason=result.stop_reason,
+        )
+        where = f"at {result.best_passes:.2f} of {result.passes:.2f} passes; stopped by {result.stop_reason}"
     failure = training_failure(config, dataset, report.costs, result.best_valid_error)
     if failure is not None:  # the files stay for inspection; summary.json says it failed, and why
-        summary.update(status="diverged" if isinstance(failure, TrainingDiverged) else "failed",
-                       error=f"{type(failure).__name__}: {failure}",
-                       next_step="start a new run with the setting the error names changed")
+        summary.update(
+            status="diverged" if isinstance(failure, TrainingDiverged) else "failed",
+            error=f"{type(failure).__name__}: {failure}",
+            next_step="start a new run with the setting the error names changed",
+        )
         run_dir.write_json("summary.json", summary)
         raise failure
     run_dir.write_json("summary.json", summary)
     warned = f"; {len(progress.warnings)} warning(s), listed in summary.json" if progress.warnings else ""
-    print(f"best validation error {100 * result.best_valid_error:.2f}% ({where}), "
-          f"test error {100 * result.test_error:.2f}%; pre-training {seconds['pretrain'] / 60:.1f} min, "
-          f"fine-tuning {seconds['finetune'] / 60:.1f} min; files in {run_dir.path}{warned}")
+    print(
+        f"best validation error {100 * result.best_valid_error:.2f}% ({where}), "
+        f"test error {100 * result.test_error:.2f}%; pre-training {seconds['pretrain'] / 60:.1f} min, "
+        f"fine-tuning {seconds['finetune'] / 60:.1f} min; files in {run_dir.path}{warned}"
+    )
     return summary
 
 
 def _pretrain_and_finetune(config, model, shared, report, progress, checkpoint):
-    history = pretrain(model, shared[0][0], config.pretrain_batch_size, config.pretrain_epochs,
-                       config.pretrain_lr, cached=config.cached, momentum=config.momentum,
-                       weight_decay=config.weight_decay, on_epoch=report, on_step=report.step,
-                       show_progress=config.progress, progress=progress, checkpoint=checkpoint)
+    history = pretrain(
+        model,
+        shared[0][0],
+        config.pretrain_batch_size,
+        config.pretrain_epochs,
+        config.pretrain_lr,
+        cached=config.cached,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        on_epoch=report,
+        on_step=report.step,
+        show_progress=config.progress,
+        progress=progress,
+        checkpoint=checkpoint,
+    )
     result = finetune(model, shared, config, report, progress, checkpoint)
     check_params(model, "fine-tuning")  # never save a model that is not finite
     return history, result
@@ -349,16 +438,20 @@ def training_failure(config, dataset, costs, best_valid_error):
     on the validation set (``check_beats_chance``); either error names the
     learning rate to lower.
     """
-    rates = {"pretrain": f"lower --pretrain-lr (now {config.pretrain_lr:g})",
-             "finetune": f"lower --finetune-lr (now {config.finetune_lr:g})" if config.finetune == "sgd"
-             else "pre-train with a lower --pretrain-lr, or give a larger --finetune-batch-size"}
+    rates = {
+        "pretrain": f"lower --pretrain-lr (now {config.pretrain_lr:g})",
+        "finetune": f"lower --finetune-lr (now {config.finetune_lr:g})"
+        if config.finetune == "sgd"
+        else "pre-train with a lower --pretrain-lr, or give a larger --finetune-batch-size",
+    }
     try:
         for (phase, layer), (first, last) in costs.items():
             name = f"pre-training layer {layer}" if phase == "pretrain" else "fine-tuning"
             check_cost_end(name, first, last, rates[phase])
         finetune_lr = f" or --finetune-lr (now {config.finetune_lr:g})" if config.finetune == "sgd" else ""
-        check_beats_chance(best_valid_error, dataset.valid.y,
-                           f"{rates['pretrain']}{finetune_lr}, or train for more epochs")
+        check_beats_chance(
+            best_valid_error, dataset.valid.y, f"{rates['pretrain']}{finetune_lr}, or train for more epochs"
+        )
     except TrainingFailed as failure:
         return failure
     return None
@@ -366,8 +459,12 @@ def training_failure(config, dataset, costs, best_valid_error):
 
 def _record_end(run_dir, status, progress, **details):
     """Say in ``summary.json`` how the run ended; the model and checkpoint are left alone."""
-    where = {"phase": progress.phase, "layer": progress.layer, "epoch": progress.epoch,
-             "step": progress.steps}
+    where = {
+        "phase": progress.phase,
+        "layer": progress.layer,
+        "epoch": progress.epoch,
+        "step": progress.steps,
+    }
     details["warnings"] = progress.warnings
     with contextlib.suppress(OSError):  # the run's own error matters more than this note
         run_dir.write_json("summary.json", {"status": status, "stopped_at": where, **details})

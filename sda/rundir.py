@@ -60,8 +60,9 @@ def read_text(path, what="file"):
     except IsADirectoryError:
         raise SdAError(f"{path} is a folder where a file should be: remove or rename it") from None
     except UnicodeDecodeError:
-        raise SdAError(f"{path} is not a text file (it holds binary data): restore it or start "
-                       "again") from None
+        raise SdAError(
+            f"{path} is not a text file (it holds binary data): restore it or start again"
+        ) from None
     except OSError as error:
         raise SdAError(f"cannot read {path}: {error.strerror}") from None
 
@@ -69,11 +70,11 @@ def read_text(path, what="file"):
 def folder_error(path, error, flag="--out"):
     """One-line ``SdAError`` for an ``OSError`` raised while making the folder ``path``."""
     if isinstance(error, PermissionError):
-        return SdAError(f"cannot write in {flag} {path}: permission denied; choose a folder you "
-                        "can write to")
+        return SdAError(f"cannot write in {flag} {path}: permission denied; choose a folder you can write to")
     if isinstance(error, (FileExistsError, NotADirectoryError)):
-        return SdAError(f"{flag} {path} cannot be a folder: it or a folder above it is a file; "
-                        "choose another path")
+        return SdAError(
+            f"{flag} {path} cannot be a folder: it or a folder above it is a file; choose another path"
+        )
     return SdAError(f"cannot make {flag} {path}: {error.strerror or error}")
 
 
@@ -126,28 +127,37 @@ def set_params(model, stored, source, misfit_fix=None):
     """
     params = model.named_params()
     if not isinstance(stored, dict):
-        raise DataError(f"{source} holds its weights in a {type(stored).__name__}, not arrays by "
-                        f"parameter name: " + (misfit_fix or "point to a saved model written by sda"))
+        raise DataError(
+            f"{source} holds its weights in a {type(stored).__name__}, not arrays by "
+            f"parameter name: " + (misfit_fix or "point to a saved model written by sda")
+        )
     stored = {name: value for name, value in stored.items() if name != METADATA_KEY}
     missing = sorted(set(params) - set(stored))
     extra = sorted(set(stored) - set(params))
     if missing or extra:
         raise SettingError(
             f"{source} does not fit this model (missing {missing}, unexpected {extra}): "
-            + (misfit_fix or "build the model with the same layer sizes and decoder setting as the "
-                             "saved one")
+            + (misfit_fix or "build the model with the same layer sizes and decoder setting as the saved one")
         )
     for name, p in params.items():  # every array is checked before any is set
         value, expected = stored[name], p.get_value(borrow=True)
         if not isinstance(value, np.ndarray) or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
-            problem = (f"is a {type(value).__name__}, not an array" if not isinstance(value, np.ndarray)
-                       else f"holds {value.dtype} values" if value.dtype.kind != "f"
-                       else "holds non-finite values (saved from a run that diverged?)")
-            raise DataError(f"{source}: {name} {problem}, not usable weights; "
-                            + (misfit_fix or "point to a saved model written by sda"))
+            problem = (
+                f"is a {type(value).__name__}, not an array"
+                if not isinstance(value, np.ndarray)
+                else f"holds {value.dtype} values"
+                if value.dtype.kind != "f"
+                else "holds non-finite values (saved from a run that diverged?)"
+            )
+            raise DataError(
+                f"{source}: {name} {problem}, not usable weights; "
+                + (misfit_fix or "point to a saved model written by sda")
+            )
         if value.shape != expected.shape:
-            raise SettingError(f"{source}: {name} has shape {value.shape}, the model expects "
-                               f"{expected.shape}: " + (misfit_fix or "the layer sizes differ"))
+            raise SettingError(
+                f"{source}: {name} has shape {value.shape}, the model expects "
+                f"{expected.shape}: " + (misfit_fix or "the layer sizes differ")
+            )
     for name, p in params.items():
         p.set_value(stored[name].astype(p.dtype))
 
@@ -178,8 +188,9 @@ class Table:
         text = text[: text.rfind("\n") + 1]
         try:
             reader = csv.DictReader(io.StringIO(text, newline=""))
-            missing = [c for c in self.columns
-                       if c not in (reader.fieldnames or []) and c not in self.added_later]
+            missing = [
+                c for c in self.columns if c not in (reader.fieldnames or []) and c not in self.added_later
+            ]
             if missing:
                 raise self._damaged(path, f"columns {missing} are missing")
             rows = list(reader)
@@ -191,8 +202,7 @@ class Table:
 
     def _check_row(self, path, number, row):
         if row["phase"] not in self.PHASES:
-            raise self._damaged(path, f"line {number}: phase {row['phase']!r} is not one of "
-                                      f"{self.PHASES}")
+            raise self._damaged(path, f"line {number}: phase {row['phase']!r} is not one of {self.PHASES}")
         needed = set(self.required) | set(self.required_in_phase.get(row["phase"], ()))
         for column, kind in self.kinds.items():
             cell = row.get(column)
@@ -203,23 +213,39 @@ class Table:
             try:
                 int(cell) if kind == "int" else float(cell)
             except ValueError:
-                raise self._damaged(path, f"line {number}: column {column} holds {cell!r}, "
-                                          f"not {'a whole number' if kind == 'int' else 'a number'}"
-                                    ) from None
+                raise self._damaged(
+                    path,
+                    f"line {number}: column {column} holds {cell!r}, "
+                    f"not {'a whole number' if kind == 'int' else 'a number'}",
+                ) from None
 
     @staticmethod
     def _damaged(path, problem):
         return SdAError(f"{path} is damaged: {problem}; restore the file, or start the run again")
 
 
-METRICS = Table("metrics.csv", {"layer": "int", "epoch": "int", "cost": "float",
-                                "valid_error": "float", "best_valid_error": "float",
-                                "test_error": "float", "seconds": "float",
-                                "passes": "float"},  # cg/lbfgs: pass-equivalents spent
-                required=("epoch", "cost"), required_in_phase={"pretrain": ("layer",)},
-                added_later=("passes",))
-STEPS = Table("steps.csv", {"layer": "int", "epoch": "int", "step": "int", "cost": "float"},
-              required=("epoch", "step", "cost"), required_in_phase={"pretrain": ("layer",)})
+METRICS = Table(
+    "metrics.csv",
+    {
+        "layer": "int",
+        "epoch": "int",
+        "cost": "float",
+        "valid_error": "float",
+        "best_valid_error": "float",
+        "test_error": "float",
+        "seconds": "float",
+        "passes": "float",
+    },  # cg/lbfgs: pass-equivalents spent
+    required=("epoch", "cost"),
+    required_in_phase={"pretrain": ("layer",)},
+    added_later=("passes",),
+)
+STEPS = Table(
+    "steps.csv",
+    {"layer": "int", "epoch": "int", "step": "int", "cost": "float"},
+    required=("epoch", "step", "cost"),
+    required_in_phase={"pretrain": ("layer",)},
+)
 
 
 # ------------------------------------------------------------------- the folder
@@ -243,9 +269,11 @@ class RunDir:
         exists, so two runs started in the same second each get their own.
         """
         out = usable_folder(out)
-        candidates = ([name] if name else
-                      [cls.default_name(kind)] + [f"{cls.default_name(kind)}-{i}"
-                                                   for i in range(2, MAX_SUFFIX)])
+        candidates = (
+            [name]
+            if name
+            else [cls.default_name(kind)] + [f"{cls.default_name(kind)}-{i}" for i in range(2, MAX_SUFFIX)]
+        )
         for candidate in candidates:
             path = out / candidate
             try:
@@ -258,8 +286,10 @@ class RunDir:
             run_dir.lock()
             return run_dir
         if name:
-            raise SdAError(f"run folder {out / name} exists already: choose another --name, or "
-                           f"continue it with --resume {out / name}")
+            raise SdAError(
+                f"run folder {out / name} exists already: choose another --name, or "
+                f"continue it with --resume {out / name}"
+            )
         raise SdAError(f"{out} holds {MAX_SUFFIX} runs named {candidates[0]}...: choose a --name")
 
     @classmethod
@@ -277,8 +307,10 @@ class RunDir:
         if earlier:
             run_dir.unlock()
             shown = ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else "")
-            raise SdAError(f"--out {run_dir.path} already holds files ({shown}); choose a new "
-                           "folder: earlier results are never overwritten")
+            raise SdAError(
+                f"--out {run_dir.path} already holds files ({shown}); choose a new "
+                "folder: earlier results are never overwritten"
+            )
         return run_dir
 
     @classmethod
@@ -287,8 +319,9 @@ class RunDir:
         path = Path(path)
         if not path.is_dir():
             problem = "is a file" if path.exists() else "does not exist"
-            raise SdAError(f"cannot resume {path}: it {problem}; give the folder of a run started "
-                           "by python -m sda.run")
+            raise SdAError(
+                f"cannot resume {path}: it {problem}; give the folder of a run started by python -m sda.run"
+            )
         return cls(path)
 
     @staticmethod
@@ -307,8 +340,9 @@ class RunDir:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise SdAError(f"{self.path} is in use by another sda process: wait for it to end, "
-                           "or stop it") from None
+            raise SdAError(
+                f"{self.path} is in use by another sda process: wait for it to end, or stop it"
+            ) from None
         self._lock_fd = fd
 
     def unlock(self):
@@ -353,8 +387,10 @@ class RunDir:
         Both files are read and checked before either is rewritten.
         """
         kept = {}
-        for table, needed, keep in [(METRICS, metrics_rows, lambda i, row: i < metrics_rows),
-                                    (STEPS, last_step, lambda i, row: int(row["step"]) <= last_step)]:
+        for table, needed, keep in [
+            (METRICS, metrics_rows, lambda i, row: i < metrics_rows),
+            (STEPS, last_step, lambda i, row: int(row["step"]) <= last_step),
+        ]:
             path = self.path / table.filename
             if not needed:  # nothing was saved before the checkpoint: drop whatever is there
                 if path.is_file():
@@ -362,21 +398,24 @@ class RunDir:
                 continue
             if not path.exists():
                 if table is METRICS:
-                    raise SdAError(f"{path} is missing but the checkpoint was saved after "
-                                   f"{metrics_rows} rows: restore it")
+                    raise SdAError(
+                        f"{path} is missing but the checkpoint was saved after "
+                        f"{metrics_rows} rows: restore it"
+                    )
                 continue  # a run with --log-every 0 keeps no steps.csv
             rows = table.read(self.path)
             if table is METRICS and len(rows) < metrics_rows:
-                raise SdAError(f"{path} holds {len(rows)} rows but the checkpoint was saved after "
-                               f"{metrics_rows}: restore the file")
+                raise SdAError(
+                    f"{path} holds {len(rows)} rows but the checkpoint was saved after "
+                    f"{metrics_rows}: restore the file"
+                )
             kept[table] = [row for i, row in enumerate(rows) if keep(i, row)]
         for table, rows in kept.items():
             text = io.StringIO()
             writer = csv.DictWriter(text, fieldnames=table.columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-            atomic_write(self.path / table.filename, lambda f, text=text: f.write(
-                text.getvalue().encode()))
+            atomic_write(self.path / table.filename, lambda f, text=text: f.write(text.getvalue().encode()))
 
     def save_model(self, model, filename="model.npz", metadata=None):
         """Write ``model``'s parameters, and ``metadata`` if given, to ``filename`` in the folder."""

@@ -54,8 +54,14 @@ from sda.config import RunConfig, SettingError, check_field, preset
 from sda.errors import SdAError
 from sda.rundir import atomic_write, read_text, usable_folder
 
-SWEEP_SETTINGS = {"trials": 20, "seed": 0, "sampler": "tpe", "pruner": "median", "startup_trials": 3,
-                  "prune_after_epochs": 2}
+SWEEP_SETTINGS = {
+    "trials": 20,
+    "seed": 0,
+    "sampler": "tpe",
+    "pruner": "median",
+    "startup_trials": 3,
+    "prune_after_epochs": 2,
+}
 SAMPLERS, PRUNERS = ("tpe", "random"), ("median", "none")
 # The sweep owns these: each trial's folder is OUT/runs/trial-NNNN, with no progress bars.
 SWEEP_OWNED = ("out", "name", "progress")
@@ -104,8 +110,11 @@ class Param:
         return json.dumps(choice) if isinstance(choice, list) else choice
 
     def decode(self, value):
-        return tuple(json.loads(value)) if isinstance(value, str) and isinstance(self.choices[0], list) \
+        return (
+            tuple(json.loads(value))
+            if isinstance(value, str) and isinstance(self.choices[0], list)
             else value
+        )
 
     def extremes(self):
         """The values that bound this parameter, to check against ``RunConfig.check``."""
@@ -134,8 +143,11 @@ class SearchSpace:
 
     def as_json(self) -> str:
         """A canonical text of the space, kept in the study to refuse a changed file."""
-        return json.dumps({"fixed": self.fixed, "params": [dataclasses.asdict(p) for p in self.params]},
-                          sort_keys=True, default=list)
+        return json.dumps(
+            {"fixed": self.fixed, "params": [dataclasses.asdict(p) for p in self.params]},
+            sort_keys=True,
+            default=list,
+        )
 
 
 def field_types() -> dict:
@@ -186,12 +198,15 @@ def load_space(path) -> SearchSpace:
     settings = {**SWEEP_SETTINGS, **document.get("sweep", {})}
     check_settings(settings, refuse)
     kinds = field_types()
-    fixed = {name: check_fixed(name, value, kinds, refuse)
-             for name, value in document.get("fixed", {}).items()}
+    fixed = {
+        name: check_fixed(name, value, kinds, refuse) for name, value in document.get("fixed", {}).items()
+    }
     search = document.get("search", {})
     if not search:
-        refuse("[search] is empty: give at least one field with a range, e.g. finetune_lr = "
-               "{low = 0.01, high = 1.0, log = true}")
+        refuse(
+            "[search] is empty: give at least one field with a range, e.g. finetune_lr = "
+            "{low = 0.01, high = 1.0, log = true}"
+        )
     both = sorted(set(fixed) & set(search))
     if both:
         refuse(f"{both} both fixed and searched: keep each field in one table")
@@ -216,8 +231,10 @@ def check_settings(settings, refuse):
 
 def unknown_field(name, kinds, refuse):
     if name not in kinds:
-        refuse(f"{name!r} is not a RunConfig field: see python -m sda.run --help for the fields "
-               "(flags with - written as _)")
+        refuse(
+            f"{name!r} is not a RunConfig field: see python -m sda.run --help for the fields "
+            "(flags with - written as _)"
+        )
 
 
 def fits(value, allowed):
@@ -265,18 +282,26 @@ def check_param(name, spec, kinds, refuse):
         return Param(name, "categorical", choices=tuple(choices))
     extra = set(spec) - {"low", "high", "log", "step"}
     if extra or not {"low", "high"} <= set(spec):
-        refuse(f"[search] {name} needs low and high (and optionally log, step), or choices; "
-               f"got keys {sorted(spec)}")
+        refuse(
+            f"[search] {name} needs low and high (and optionally log, step), or choices; "
+            f"got keys {sorted(spec)}"
+        )
     low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
     if float in allowed:
         kind = "float"
     elif int in allowed and all(isinstance(v, int) for v in (low, high, step or 1)):
         kind = "int"
     else:
-        refuse(f"[search] {name}: a range needs a numeric field and whole-number bounds for an int "
-               "field; use choices = [..] for the others")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)) \
-            or not math.isfinite(low) or not math.isfinite(high) or not low < high:
+        refuse(
+            f"[search] {name}: a range needs a numeric field and whole-number bounds for an int "
+            "field; use choices = [..] for the others"
+        )
+    if (
+        not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+        or not math.isfinite(low)
+        or not math.isfinite(high)
+        or not low < high
+    ):
         refuse(f"[search] {name}: needs numbers low < high, got low = {low!r}, high = {high!r}")
     if not isinstance(log, bool):
         refuse(f"[search] {name}: log must be true or false, got {log!r}")
@@ -297,8 +322,10 @@ def check_extremes(space, refuse, check=None):
     check = check or invalid
     choices = [p for p in space.params if p.kind == "categorical"]
     lows = {p.name: p.low for p in space.params if p.kind != "categorical"}
-    combinations = [dict(zip([p.name for p in choices], values)) for values in
-                    itertools.islice(itertools.product(*(p.extremes() for p in choices)), MAX_COMBINATIONS)]
+    combinations = [
+        dict(zip([p.name for p in choices], values))
+        for values in itertools.islice(itertools.product(*(p.extremes() for p in choices)), MAX_COMBINATIONS)
+    ]
     problems = {i: check(space, {**lows, **c}) for i, c in enumerate(combinations)}
     if all(problems.values()):
         problem = check(space, {})  # the [fixed] fields with the preset's values for the rest
@@ -337,8 +364,9 @@ def invalid_for_data(space, values, datasets):
     key = (config.dataset, config.data, config.n_train, config.n_valid, config.n_test)
     try:
         if key not in datasets:
-            datasets[key] = load_data(dataclasses.replace(config, finetune_batch_size=None,
-                                                          pretrain_batch_size=1))
+            datasets[key] = load_data(
+                dataclasses.replace(config, finetune_batch_size=None, pretrain_batch_size=1)
+            )
         check_batch_sizes(config, len(datasets[key].train.y))
         check_model_memory(config, datasets[key])
     except SdAError as error:
@@ -356,6 +384,7 @@ def check_against_data(space: SearchSpace) -> None:
     SweepError
         Naming the file, the field and its bad bound.
     """
+
     def refuse(message):
         raise SweepError(f"{space.source}: {message}")
 
@@ -383,16 +412,24 @@ def open_storage(url: str | None, out: Path):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat
                 return optuna.storages.RDBStorage(
-                    url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-                    heartbeat_stale_trial_callback=retry_interrupted, engine_kwargs={"pool_pre_ping": True})
+                    url,
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=GRACE_SECONDS,
+                    heartbeat_stale_trial_callback=retry_interrupted,
+                    engine_kwargs={"pool_pre_ping": True},
+                )
         except ImportError as error:
-            raise SweepError(f"--storage {url}: a driver is missing ({error}); "
-                             "pip install 'sda-pytensor[sweep]' (psycopg2-binary for PostgreSQL)") from None
+            raise SweepError(
+                f"--storage {url}: a driver is missing ({error}); "
+                "pip install 'sda-pytensor[sweep]' (psycopg2-binary for PostgreSQL)"
+            ) from None
         except Exception as error:  # sqlalchemy's: a bad URL, no server, no database, a race
             problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             time.sleep(1)
-    raise SweepError(f"--storage {url}: cannot open the database ({problem}); check the URL, that the "
-                     "server runs and that the database exists")
+    raise SweepError(
+        f"--storage {url}: cannot open the database ({problem}); check the URL, that the "
+        "server runs and that the database exists"
+    )
 
 
 def repair_journal(path: Path) -> str | None:
@@ -423,8 +460,10 @@ def repair_journal(path: Path) -> str | None:
     if not path.is_file():
         return None
     content = path.read_bytes()
-    damaged = (f"{path} is damaged (not an Optuna journal): move it aside (or restore it from a copy) and "
-               "run the same command again, which starts the study afresh in a new journal")
+    damaged = (
+        f"{path} is damaged (not an Optuna journal): move it aside (or restore it from a copy) and "
+        "run the same command again, which starts the study afresh in a new journal"
+    )
     try:
         lines = content.decode("utf-8").split("\n")
     except UnicodeDecodeError:
@@ -444,8 +483,10 @@ def repair_journal(path: Path) -> str | None:
     backup = next(path.with_name(name) for name in names if not path.with_name(name).exists())
     backup.write_bytes(content)
     atomic_write(path, lambda f: f.write(content[: len(content) - len(cut.encode())]))
-    return (f"{path} ended in a line cut short by a killed worker: dropped it ({len(cut.encode())} bytes; "
-            f"the original is kept as {backup.name})")
+    return (
+        f"{path} ended in a line cut short by a killed worker: dropped it ({len(cut.encode())} bytes; "
+        f"the original is kept as {backup.name})"
+    )
 
 
 def with_installed_driver(url: str) -> str:
@@ -453,8 +494,11 @@ def with_installed_driver(url: str) -> str:
     ``sweep`` extra's driver) when psycopg 3 is not installed."""
     import importlib.util
 
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
-            and importlib.util.find_spec("psycopg2") is not None:
+    if (
+        url.startswith("postgresql://")
+        and importlib.util.find_spec("psycopg") is None
+        and importlib.util.find_spec("psycopg2") is not None
+    ):
         return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
     return url
 
@@ -469,20 +513,29 @@ def make_sampler(settings, salt=0):
 def make_pruner(settings):
     if settings["pruner"] == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=settings["startup_trials"],
-                                       n_warmup_steps=settings["prune_after_epochs"])
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=settings["startup_trials"], n_warmup_steps=settings["prune_after_epochs"]
+    )
 
 
 def open_study(space: SearchSpace, storage, name: str) -> optuna.Study:
     """Create the study or load it; refuse one made from another search space."""
-    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True,
-                                sampler=make_sampler(space.settings), pruner=make_pruner(space.settings))
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="minimize",
+        load_if_exists=True,
+        sampler=make_sampler(space.settings),
+        pruner=make_pruner(space.settings),
+    )
     recorded = study.user_attrs.get("space")
     if recorded is None:
         study.set_user_attr("space", space.as_json())
     elif recorded != space.as_json():
-        raise SweepError(f"study {name!r} was made from another search space than {space.source}: "
-                       "give a new --study name (or --out folder), or restore the file")
+        raise SweepError(
+            f"study {name!r} was made from another search space than {space.source}: "
+            "give a new --study name (or --out folder), or restore the file"
+        )
     return study
 
 
@@ -512,9 +565,14 @@ def retry_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> N
     """Queue a killed trial's parameters again as a new trial whose
     ``retry_of`` names it (also the shared storage's callback for a trial
     whose worker stopped beating)."""
-    study.add_trial(optuna.trial.create_trial(
-        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs={"retry_of": trial.number}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs={"retry_of": trial.number},
+        )
+    )
 
 
 def recover_interrupted(study: optuna.Study) -> list[int]:
@@ -553,7 +611,8 @@ def counts_as_done(trial: optuna.trial.FrozenTrial) -> bool:
     """Finished with a result: complete, pruned, or failed by its own
     settings (diverged); a killed trial does not count, its retry does."""
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        trial.state == TrialState.FAIL and "error" in trial.user_attrs)
+        trial.state == TrialState.FAIL and "error" in trial.user_attrs
+    )
 
 
 # ------------------------------------------------------------------ trials
@@ -621,9 +680,11 @@ def progress_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     params = " ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
     failed = trial.state == TrialState.FAIL and "error" in trial.user_attrs
     error = f"  {trial.user_attrs['error']}" if failed else ""
-    print(f"trial {trial.number:3d} {trial.state.name.lower():8s} valid {percent(value)} "
-          f"test {percent(test)} best {best}  {trial.user_attrs.get('seconds', 0):6.1f}s  {params}{error}",
-          flush=True)
+    print(
+        f"trial {trial.number:3d} {trial.state.name.lower():8s} valid {percent(value)} "
+        f"test {percent(test)} best {best}  {trial.user_attrs.get('seconds', 0):6.1f}s  {params}{error}",
+        flush=True,
+    )
 
 
 def percent(fraction):
@@ -678,14 +739,19 @@ def trial_rows(study: optuna.Study) -> list[dict]:
             note = "interrupted: its worker is gone; the next sweep run queues it again"
         elif "retry_of" in t.user_attrs:
             note = f"re-run of #{t.user_attrs['retry_of']}"
-        rows.append({
-            "trial": t.number, "state": t.state.name.lower(),
-            "valid_error_%": None if value is None else round(100 * value, 3),
-            "test_error_%": None if test is None else round(100 * test, 3),
-            "best_epoch": t.user_attrs.get("best_epoch"), "seconds": t.user_attrs.get("seconds"),
-            **{name: t.params.get(name) for name in names},
-            "note": note, "run_dir": t.user_attrs.get("run_dir"),
-        })
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name.lower(),
+                "valid_error_%": None if value is None else round(100 * value, 3),
+                "test_error_%": None if test is None else round(100 * test, 3),
+                "best_epoch": t.user_attrs.get("best_epoch"),
+                "seconds": t.user_attrs.get("seconds"),
+                **{name: t.params.get(name) for name in names},
+                "note": note,
+                "run_dir": t.user_attrs.get("run_dir"),
+            }
+        )
     return rows
 
 
@@ -711,13 +777,17 @@ def importances(study: optuna.Study) -> tuple[dict, str]:
     if len(complete) < 2:
         return {}, f"needs at least 2 complete trials (this study has {len(complete)})"
     reasons = []
-    for evaluator in (optuna.importance.PedAnovaImportanceEvaluator(),
-                      optuna.importance.FanovaImportanceEvaluator(seed=0)):
+    for evaluator in (
+        optuna.importance.PedAnovaImportanceEvaluator(),
+        optuna.importance.FanovaImportanceEvaluator(seed=0),
+    ):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return (optuna.importance.get_param_importances(study, evaluator=evaluator),
-                        type(evaluator).__name__)
+                return (
+                    optuna.importance.get_param_importances(study, evaluator=evaluator),
+                    type(evaluator).__name__,
+                )
         except (RuntimeError, ValueError) as error:
             reasons.append(f"{type(evaluator).__name__}: {error}")
     return {}, "; ".join(reasons)
@@ -734,9 +804,11 @@ def plot_objective(study: optuna.Study, path: Path) -> None:
     """Each trial's best validation error (pruned: its last report) and the best so far."""
     figure, axes = new_axes()
     for state, marker in [(TrialState.COMPLETE, "o"), (TrialState.PRUNED, "x")]:
-        points = [(t.number, 100 * (t.value if state == TrialState.COMPLETE else last_report(t)))
-                  for t in study.get_trials(deepcopy=False, states=(state,))
-                  if state == TrialState.COMPLETE or t.intermediate_values]
+        points = [
+            (t.number, 100 * (t.value if state == TrialState.COMPLETE else last_report(t)))
+            for t in study.get_trials(deepcopy=False, states=(state,))
+            if state == TrialState.COMPLETE or t.intermediate_values
+        ]
         if points:
             label = "complete" if state == TrialState.COMPLETE else "pruned (last report)"
             axes.plot(*zip(*points), marker, label=label)
@@ -787,24 +859,37 @@ def write_summary(study: optuna.Study, space: SearchSpace, out: Path, command: s
         writer.writerows(rows)
     atomic_write(out / "trials.csv", lambda f: f.write(buffer.getvalue().encode()))
     states = {s.name.lower(): sum(t.state == s for t in study.trials) for s in TrialState}
-    lines = [f"# Sweep `{study.study_name}`", "", f"Last command: `{command}`", "",
-             f"Search space: `{space.source}`; trials: "
-             + ", ".join(f"{n} {s}" for s, n in states.items() if n), "",
-             "Objective: best validation error of each run (lower is better); the test error is only "
-             "reported. Pruned trials show their last reported validation error.", "",
-             markdown_table(rows) if rows else "(no trials yet)", ""]
+    lines = [
+        f"# Sweep `{study.study_name}`",
+        "",
+        f"Last command: `{command}`",
+        "",
+        f"Search space: `{space.source}`; trials: " + ", ".join(f"{n} {s}" for s, n in states.items() if n),
+        "",
+        "Objective: best validation error of each run (lower is better); the test error is only "
+        "reported. Pruned trials show their last reported validation error.",
+        "",
+        markdown_table(rows) if rows else "(no trials yet)",
+        "",
+    ]
     try:
         best = study.best_trial
     except ValueError:
         lines.append("No complete trial yet.")
     else:
         searched = {p.name: p.decode(best.params[p.name]) for p in space.params if p.name in best.params}
-        lines += [f"## Best trial: #{best.number}", "",
-                  f"Validation error {100 * best.value:.2f} %, test error "
-                  f"{100 * best.user_attrs.get('test_error', math.nan):.2f} %, run folder "
-                  f"`{best.user_attrs.get('run_dir')}`.", "", "```json",
-                  json.dumps({"fixed": space.fixed, "searched": searched}, indent=2, default=list),
-                  "```", ""]
+        lines += [
+            f"## Best trial: #{best.number}",
+            "",
+            f"Validation error {100 * best.value:.2f} %, test error "
+            f"{100 * best.user_attrs.get('test_error', math.nan):.2f} %, run folder "
+            f"`{best.user_attrs.get('run_dir')}`.",
+            "",
+            "```json",
+            json.dumps({"fixed": space.fixed, "searched": searched}, indent=2, default=list),
+            "```",
+            "",
+        ]
         config_file = Path(best.user_attrs.get("run_dir", "")) / "config.json"
         if config_file.is_file():
             text = config_file.read_text()
@@ -814,8 +899,12 @@ def write_summary(study: optuna.Study, space: SearchSpace, out: Path, command: s
     values, how = importances(study)
     if values:
         plot_importances(values, how, out / "importances.png")
-        lines += ["", f"Parameter importances ({how}): "
-                  + ", ".join(f"{name} {value:.2f}" for name, value in values.items()), ""]
+        lines += [
+            "",
+            f"Parameter importances ({how}): "
+            + ", ".join(f"{name} {value:.2f}" for name, value in values.items()),
+            "",
+        ]
     else:
         lines += ["", f"Parameter importances: not computed ({how}).", ""]
     lines.append("![objective vs trial](objective.png)")
@@ -831,18 +920,27 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m sda.sweep",
         description="Hyper-parameter search on Optuna: one ordinary sda run per trial, its objective the "
-                    "best validation error. Running the same command again resumes the sweep.",
+        "best validation error. Running the same command again resumes the sweep.",
         epilog="The space file has [sweep] settings (trials, seed, sampler, pruner, startup_trials, "
-               "prune_after_epochs), [fixed] RunConfig fields (a preset among them) and [search] ranges: "
-               "name = {low = .., high = .., log = true} or name = {choices = [..]}.")
+        "prune_after_epochs), [fixed] RunConfig fields (a preset among them) and [search] ranges: "
+        "name = {low = .., high = .., log = true} or name = {choices = [..]}.",
+    )
     parser.add_argument("space", help="the search-space TOML file (see sweeps/demo.toml)")
-    parser.add_argument("--trials", type=int,
-                        help="stop when the study holds this many finished trials (default: [sweep] trials; "
-                             "0: only write the summary)")
-    parser.add_argument("--out", help="the sweep's folder: journal, run folders, summary "
-                                      "(default: sweeps-out/<space file's name>)")
-    parser.add_argument("--storage", help="an Optuna RDB URL, e.g. postgresql://user@host/db, shared by "
-                                          "several workers (default: a journal file in --out)")
+    parser.add_argument(
+        "--trials",
+        type=int,
+        help="stop when the study holds this many finished trials (default: [sweep] trials; "
+        "0: only write the summary)",
+    )
+    parser.add_argument(
+        "--out",
+        help="the sweep's folder: journal, run folders, summary (default: sweeps-out/<space file's name>)",
+    )
+    parser.add_argument(
+        "--storage",
+        help="an Optuna RDB URL, e.g. postgresql://user@host/db, shared by "
+        "several workers (default: a journal file in --out)",
+    )
     parser.add_argument("--study", help="the study's name (default: the space file's name)")
     return parser
 

@@ -34,8 +34,15 @@ def noop(record):
 
 def _progress_bar(start, count, description, show):
     # disable=None: no bar when the output is not a terminal (logs, CI)
-    return tqdm(range(start, count), desc=description, leave=False, initial=start, total=count,
-                disable=None if show else True, unit="batch")
+    return tqdm(
+        range(start, count),
+        desc=description,
+        leave=False,
+        initial=start,
+        total=count,
+        disable=None if show else True,
+        unit="batch",
+    )
 
 
 def check_params(model, phase, **where):
@@ -111,9 +118,23 @@ class LayerSource:
         return self.store, True
 
 
-def pretrain(model, train_x, batch_size=20, epochs=15, learning_rate=0.02, corruption_levels=None,
-             cached=True, layers=None, momentum=0.0, weight_decay=0.0, on_epoch=noop,
-             on_step=noop, show_progress=False, progress=None, checkpoint=None):
+def pretrain(
+    model,
+    train_x,
+    batch_size=20,
+    epochs=15,
+    learning_rate=0.02,
+    corruption_levels=None,
+    cached=True,
+    layers=None,
+    momentum=0.0,
+    weight_decay=0.0,
+    on_epoch=noop,
+    on_step=noop,
+    show_progress=False,
+    progress=None,
+    checkpoint=None,
+):
     """Greedy layer-wise pre-training; returns each layer's per-epoch mean cost.
 
     With ``cached=True`` (the fast path), layer ``k`` trains on the stored
@@ -182,31 +203,52 @@ def pretrain(model, train_x, batch_size=20, epochs=15, learning_rate=0.02, corru
             progress.pretrain_history.append([])
         if progress.epoch < epochs:  # epochs=0: nothing to train, so nothing to compile
             data, from_cache = source.for_layer(layer)
-            step = model.pretraining_function(layer, data, batch_size, from_cache, momentum,
-                                              weight_decay)
+            step = model.pretraining_function(layer, data, batch_size, from_cache, momentum, weight_decay)
             checkpoint.restore_velocities(step.velocities)
             watch = EpochCostWatch(f"{PRETRAINING} layer {layer}", progress.epoch == progress.batch == 0)
             while progress.epoch < epochs:
-                bar = _progress_bar(progress.batch, count,
-                                    f"pre-train layer {layer} epoch {progress.epoch}", show_progress)
+                bar = _progress_bar(
+                    progress.batch, count, f"pre-train layer {layer} epoch {progress.epoch}", show_progress
+                )
                 for index in bar:
                     cost = float(step(index, levels[layer], learning_rate))
                     # printed epochs count from 0 in pre-training; steps as in steps.csv
-                    check_finite(cost, PRETRAINING, layer=layer, epoch=progress.epoch,
-                                 step=progress.steps + 1)
+                    check_finite(
+                        cost, PRETRAINING, layer=layer, epoch=progress.epoch, step=progress.steps + 1
+                    )
                     watch.step(cost)
                     progress.finish_batch(cost)
-                    on_step({"phase": "pretrain", "layer": layer, "epoch": progress.epoch,
-                             "step": progress.steps, "cost": cost})
+                    on_step(
+                        {
+                            "phase": "pretrain",
+                            "layer": layer,
+                            "epoch": progress.epoch,
+                            "step": progress.steps,
+                            "cost": cost,
+                        }
+                    )
                     progress.seconds["pretrain"] = time.perf_counter() - started
-                    _save_if_due(checkpoint, progress, model, PRETRAINING, layer=layer,
-                                 epoch=progress.epoch, step=progress.steps)
+                    _save_if_due(
+                        checkpoint,
+                        progress,
+                        model,
+                        PRETRAINING,
+                        layer=layer,
+                        epoch=progress.epoch,
+                        step=progress.steps,
+                    )
                 epoch = progress.epoch
                 progress.pretrain_history[layer].append(progress.finish_epoch())
                 watch.epoch(progress.pretrain_history[layer][-1])
-                on_epoch({"phase": "pretrain", "layer": layer, "epoch": epoch,
-                          "cost": progress.pretrain_history[layer][-1],
-                          "seconds": progress.seconds["pretrain"]})
+                on_epoch(
+                    {
+                        "phase": "pretrain",
+                        "layer": layer,
+                        "epoch": epoch,
+                        "cost": progress.pretrain_history[layer][-1],
+                        "seconds": progress.seconds["pretrain"],
+                    }
+                )
         check_params(model, PRETRAINING, layer=layer, step=progress.steps)
         progress.layer = layer + 1
         progress.start_phase("pretrain")
@@ -278,9 +320,22 @@ class FinetuneResult:
     iterations: int
 
 
-def finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches, max_epochs=1000,
-                 stopping=None, validation_frequency=None, lr_decay=1.0, on_epoch=noop,
-                 on_step=noop, show_progress=False, progress=None, checkpoint=None):
+def finetune_sgd(
+    model,
+    train_fn,
+    valid_score,
+    test_score,
+    n_train_batches,
+    max_epochs=1000,
+    stopping=None,
+    validation_frequency=None,
+    lr_decay=1.0,
+    on_epoch=noop,
+    on_step=noop,
+    show_progress=False,
+    progress=None,
+    checkpoint=None,
+):
     """SGD fine-tuning with early stopping; leaves the best-validation
     parameters in the model and returns a ``FinetuneResult``.
 
@@ -367,8 +422,15 @@ def finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches, max_
             watch.step(cost)
             p.finish_batch(cost)
             p.iteration += 1
-            on_step({"phase": "finetune", "epoch": p.epoch, "step": p.steps,
-                     "iteration": p.iteration, "cost": cost})
+            on_step(
+                {
+                    "phase": "finetune",
+                    "epoch": p.epoch,
+                    "step": p.steps,
+                    "iteration": p.iteration,
+                    "cost": cost,
+                }
+            )
             if p.iteration % validation_frequency == 0:
                 _validate(model, p, stopping, valid_score, test_score, checkpoint, where)
             p.seconds["finetune"] = time.perf_counter() - started
@@ -377,9 +439,17 @@ def finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches, max_
                 break
         cost = p.finish_epoch()
         watch.epoch(cost)
-        on_epoch({"phase": "finetune", "epoch": p.epoch, "cost": cost, "valid_error": p.valid_error,
-                  "best_valid_error": p.best_valid_error, "test_error": p.test_error,
-                  "seconds": p.seconds["finetune"]})
+        on_epoch(
+            {
+                "phase": "finetune",
+                "epoch": p.epoch,
+                "cost": cost,
+                "valid_error": p.valid_error,
+                "best_valid_error": p.best_valid_error,
+                "test_error": p.test_error,
+                "seconds": p.seconds["finetune"],
+            }
+        )
     schedule(0)  # train_fn back at its starting rate: a later call starts its schedule there
     if checkpoint.best is not None:
         for param, value in zip(model.params, checkpoint.best):
@@ -396,12 +466,15 @@ def _decay_schedule(train_fn, lr_decay):
     if check_decay("lr_decay", lr_decay) == 1.0:
         return noop
     if train_fn.learning_rate is None:
-        raise SettingError("lr_decay needs a step compiled with a shared learning rate "
-                           "(SdA.build_finetune_functions makes one)")
+        raise SettingError(
+            "lr_decay needs a step compiled with a shared learning rate "
+            "(SdA.build_finetune_functions makes one)"
+        )
     start = float(train_fn.learning_rate.get_value())
 
     def set_epoch(epoch):
         train_fn.learning_rate.set_value(np.float32(start * lr_decay**epoch))
+
     return set_epoch
 
 

@@ -36,17 +36,27 @@ CHUNK_ROWS = 1000  # rows per call of a compiled function: bounded memory on any
 # How sda.data turns a data set's grey levels into [0, 1]: (brightest level, divisor).
 # MNIST's pickle (and the IDX loader, to match it) holds k/256 for k = 0..255; the 8x8
 # digits hold k/16 for k = 0..16; an npz data set of uint8 pixels is divided by 255.
-PIXEL_SCALES = {"mnist": (255, 256), "mnist-idx": (255, 256), "fashion-mnist": (255, 256),
-                "digits": (16, 16), "npz": (255, 255)}
+PIXEL_SCALES = {
+    "mnist": (255, 256),
+    "mnist-idx": (255, 256),
+    "fashion-mnist": (255, 256),
+    "digits": (16, 16),
+    "npz": (255, 255),
+}
 BRIGHT_BACKGROUND = 0.5  # a mean border pixel above this is a dark digit on a light page
 ARCHITECTURE = ("n_ins", "hidden_layers_sizes", "n_outs", "corruption_levels", "tied", "loss")
 # settings of config.json that must agree with model.npz's architecture
-CONFIG_ARCHITECTURE = {"hidden_layers": "hidden_layers_sizes", "corruption_levels": "corruption_levels",
-                       "tied": "tied", "loss": "loss"}
+CONFIG_ARCHITECTURE = {
+    "hidden_layers": "hidden_layers_sizes",
+    "corruption_levels": "corruption_levels",
+    "tied": "tied",
+    "loss": "loss",
+}
 
 
-def model_metadata(model: SdA, dataset_name: str | None = None,
-                   image_shape: tuple[int, int] | None = None) -> dict:
+def model_metadata(
+    model: SdA, dataset_name: str | None = None, image_shape: tuple[int, int] | None = None
+) -> dict:
     """What ``model.npz`` records beside ``model``'s parameters.
 
     Parameters
@@ -77,15 +87,26 @@ def model_metadata(model: SdA, dataset_name: str | None = None,
     named = model.named_params()
     shapes = [named[f"hidden{i}.W"].get_value(borrow=True).shape for i in range(model.n_layers)]
     n_outs = int(named["logistic.b"].get_value(borrow=True).shape[0])
-    architecture = dict(n_ins=int(shapes[0][0]), hidden_layers_sizes=[int(s[1]) for s in shapes],
-                        n_outs=n_outs, corruption_levels=list(model.corruption_levels),
-                        tied="dA0.W_prime" not in named, loss=model.dA_layers[0].loss,
-                        activation=ACTIVATION)
-    return {"format": MODEL_FORMAT, "sda_version": sda.__version__, "architecture": architecture,
-            "classes": list(range(n_outs)),
-            "input": {"dataset": dataset_name,
-                      "image_shape": None if image_shape is None else [int(n) for n in image_shape],
-                      "pixel_scale": list(PIXEL_SCALES.get(dataset_name or "", (255, 255)))}}
+    architecture = dict(
+        n_ins=int(shapes[0][0]),
+        hidden_layers_sizes=[int(s[1]) for s in shapes],
+        n_outs=n_outs,
+        corruption_levels=list(model.corruption_levels),
+        tied="dA0.W_prime" not in named,
+        loss=model.dA_layers[0].loss,
+        activation=ACTIVATION,
+    )
+    return {
+        "format": MODEL_FORMAT,
+        "sda_version": sda.__version__,
+        "architecture": architecture,
+        "classes": list(range(n_outs)),
+        "input": {
+            "dataset": dataset_name,
+            "image_shape": None if image_shape is None else [int(n) for n in image_shape],
+            "pixel_scale": list(PIXEL_SCALES.get(dataset_name or "", (255, 255))),
+        },
+    }
 
 
 # ------------------------------------------------------------------ reading it back
@@ -96,8 +117,11 @@ def _refuse(path, problem, fix="restore the file, or train the model again"):
 def _read_metadata(path, entry) -> dict:
     """The metadata dict of ``entry`` (the stored string array), its format checked."""
     if entry.dtype.kind != "U" or entry.ndim != 0:
-        raise _refuse(path, f"{METADATA_KEY} holds a {entry.dtype} array of shape {entry.shape}, "
-                            "not the JSON text sda writes")
+        raise _refuse(
+            path,
+            f"{METADATA_KEY} holds a {entry.dtype} array of shape {entry.shape}, "
+            "not the JSON text sda writes",
+        )
     try:
         metadata = json.loads(entry.item())
     except ValueError as error:
@@ -107,10 +131,14 @@ def _read_metadata(path, entry) -> dict:
     if metadata["format"] != MODEL_FORMAT:
         writer = metadata.get("sda_version", "an unknown version")
         newer = metadata["format"] > MODEL_FORMAT
-        raise _refuse(path, f"it is a format-{metadata['format']} model file written by sda "
-                            f"{writer}, and this sda {sda.__version__} reads format {MODEL_FORMAT}",
-                      "upgrade sda (pip install -U sda-pytensor)" if newer
-                      else f"load it with the sda {writer} that wrote it")
+        raise _refuse(
+            path,
+            f"it is a format-{metadata['format']} model file written by sda "
+            f"{writer}, and this sda {sda.__version__} reads format {MODEL_FORMAT}",
+            "upgrade sda (pip install -U sda-pytensor)"
+            if newer
+            else f"load it with the sda {writer} that wrote it",
+        )
     return metadata
 
 
@@ -120,8 +148,11 @@ def _architecture(path, metadata) -> dict:
     if not isinstance(found, dict) or any(name not in found for name in ARCHITECTURE):
         raise _refuse(path, f"{METADATA_KEY} lacks some of the architecture {list(ARCHITECTURE)}")
     if found.get("activation", ACTIVATION) != ACTIVATION:
-        raise _refuse(path, f"its hidden layers use {found['activation']!r}, and SdA builds "
-                            f"{ACTIVATION} layers only", "load it with the library that wrote it")
+        raise _refuse(
+            path,
+            f"its hidden layers use {found['activation']!r}, and SdA builds {ACTIVATION} layers only",
+            "load it with the library that wrote it",
+        )
     architecture = {name: found[name] for name in ARCHITECTURE}
     for name in ("hidden_layers_sizes", "corruption_levels"):
         if isinstance(architecture[name], list):
@@ -139,35 +170,51 @@ def _input(path, metadata, n_ins) -> dict:
     if not isinstance(found, dict):
         raise _refuse(path, f"its input format {found!r} is not a JSON object")
     image_shape, scale = found.get("image_shape"), found.get("pixel_scale", [255, 255])
-    if image_shape is not None and (not isinstance(image_shape, list) or len(image_shape) != 2
-                                    or not all(isinstance(n, int) for n in image_shape)
-                                    or math.prod(image_shape) != n_ins):
+    if image_shape is not None and (
+        not isinstance(image_shape, list)
+        or len(image_shape) != 2
+        or not all(isinstance(n, int) for n in image_shape)
+        or math.prod(image_shape) != n_ins
+    ):
         raise _refuse(path, f"its image shape {image_shape} does not hold its {n_ins} inputs")
-    if (not isinstance(scale, list) or len(scale) != 2
-            or not all(type(n) is int and 0 < n <= 256 for n in scale)):
+    if (
+        not isinstance(scale, list)
+        or len(scale) != 2
+        or not all(type(n) is int and 0 < n <= 256 for n in scale)
+    ):
         raise _refuse(path, f"its pixel scale {scale} is not two whole numbers from 1 to 256")
     if image_shape is None and math.isqrt(n_ins) ** 2 == n_ins:  # square images, as in every data set
         image_shape = [math.isqrt(n_ins)] * 2
-    return {"dataset": found.get("dataset"), "pixel_scale": tuple(scale),
-            "image_shape": None if image_shape is None else tuple(image_shape)}
+    return {
+        "dataset": found.get("dataset"),
+        "pixel_scale": tuple(scale),
+        "image_shape": None if image_shape is None else tuple(image_shape),
+    }
 
 
 def _metadata_from_settings(path, settings, stored) -> dict:
     """The metadata an older ``model.npz`` lacks, from its run's ``config.json`` settings."""
     try:
-        architecture = {"n_ins": int(stored["hidden0.W"].shape[0]),
-                        "hidden_layers_sizes": settings["hidden_layers"],
-                        "n_outs": int(stored["logistic.b"].shape[0]),
-                        "corruption_levels": settings["corruption_levels"],
-                        "tied": settings["tied"], "loss": settings["loss"]}
+        architecture = {
+            "n_ins": int(stored["hidden0.W"].shape[0]),
+            "hidden_layers_sizes": settings["hidden_layers"],
+            "n_outs": int(stored["logistic.b"].shape[0]),
+            "corruption_levels": settings["corruption_levels"],
+            "tied": settings["tied"],
+            "loss": settings["loss"],
+        }
     except (KeyError, IndexError) as error:
         raise _refuse(path, f"it lacks {error} and holds no {METADATA_KEY}") from None
     dataset = settings.get("dataset")
     if str(settings.get("data") or "").endswith(".npz"):  # load_dataset reads such a file as "npz"
         dataset = "npz"
-    return {"format": MODEL_FORMAT, "sda_version": "unknown (no metadata)",
-            "architecture": architecture, "classes": list(range(architecture["n_outs"])),
-            "input": {"dataset": dataset, "pixel_scale": list(PIXEL_SCALES.get(dataset, (255, 255)))}}
+    return {
+        "format": MODEL_FORMAT,
+        "sda_version": "unknown (no metadata)",
+        "architecture": architecture,
+        "classes": list(range(architecture["n_outs"])),
+        "input": {"dataset": dataset, "pixel_scale": list(PIXEL_SCALES.get(dataset, (255, 255)))},
+    }
 
 
 def load_model(path, settings: dict | None = None) -> "TrainedModel":
@@ -201,23 +248,41 @@ def load_model(path, settings: dict | None = None) -> "TrainedModel":
     elif settings is not None:
         metadata = _metadata_from_settings(path, settings, stored)
     else:
-        raise _refuse(path, f"it holds no {METADATA_KEY} (it was written before model files "
-                            "recorded their architecture)",
-                      "load its run folder with sda.load_run, which reads the run's config.json")
+        raise _refuse(
+            path,
+            f"it holds no {METADATA_KEY} (it was written before model files recorded their architecture)",
+            "load its run folder with sda.load_run, which reads the run's config.json",
+        )
     architecture = _architecture(path, metadata)
     classes = metadata.get("classes")
-    if not isinstance(classes, list) or len(classes) != architecture["n_outs"] \
-            or not all(type(c) in (int, str) for c in classes) or len(set(classes)) != len(classes):
-        raise _refuse(path, f"its class labels {classes!r} are not {architecture['n_outs']} distinct "
-                            "labels (whole numbers or text), one per output")
+    if (
+        not isinstance(classes, list)
+        or len(classes) != architecture["n_outs"]
+        or not all(type(c) in (int, str) for c in classes)
+        or len(set(classes)) != len(classes)
+    ):
+        raise _refuse(
+            path,
+            f"its class labels {classes!r} are not {architecture['n_outs']} distinct "
+            "labels (whole numbers or text), one per output",
+        )
     # The generator only draws initial weights, which set_params overwrites at once.
     model = SdA(np.random.RandomState(0), **architecture)
     record = "the architecture it records" if METADATA_KEY in stored else "its run's config.json"
-    set_params(model, stored, path, misfit_fix=f"its weights do not match {record}; restore the run's "
-                                               "own files, or train again")
-    return TrainedModel(model=model, architecture=architecture, classes=np.array(classes),
-                        path=path, sda_version=str(metadata.get("sda_version")),
-                        **_input(path, metadata, architecture["n_ins"]))
+    set_params(
+        model,
+        stored,
+        path,
+        misfit_fix=f"its weights do not match {record}; restore the run's own files, or train again",
+    )
+    return TrainedModel(
+        model=model,
+        architecture=architecture,
+        classes=np.array(classes),
+        path=path,
+        sda_version=str(metadata.get("sda_version")),
+        **_input(path, metadata, architecture["n_ins"]),
+    )
 
 
 def _read_json(path):
@@ -225,11 +290,11 @@ def _read_json(path):
     try:
         value = json.loads(read_text(path, "run folder"))
     except ValueError as error:
-        raise SdAError(f"{path} is damaged: it is not valid JSON ({error}); restore it, or start "
-                       "the run again") from None
+        raise SdAError(
+            f"{path} is damaged: it is not valid JSON ({error}); restore it, or start the run again"
+        ) from None
     if not isinstance(value, dict):
-        raise SdAError(f"{path} is damaged: it holds no JSON object; restore it, or start the run "
-                       "again")
+        raise SdAError(f"{path} is damaged: it holds no JSON object; restore it, or start the run again")
     return value
 
 
@@ -271,35 +336,42 @@ the folder of a run made by python -m sda.run
     if folder.is_file():
         return load_model(folder)
     if not folder.is_dir():
-        raise SdAError(f"{folder} does not exist: give the folder of a run made by python -m sda.run, "
-                       "or its model.npz")
-    path, config_path, summary_path = (folder / name for name in ("model.npz", "config.json",
-                                                                   "summary.json"))
+        raise SdAError(
+            f"{folder} does not exist: give the folder of a run made by python -m sda.run, or its model.npz"
+        )
+    path, config_path, summary_path = (folder / name for name in ("model.npz", "config.json", "summary.json"))
     settings = _read_json(config_path) if config_path.exists() else None
     summary = _read_json(summary_path) if summary_path.exists() else None
     if not path.exists():
         if settings is None:
-            raise SdAError(f"{folder} holds no model.npz and no config.json: it is not a run folder; "
-                           "give the folder of a run made by python -m sda.run")
+            raise SdAError(
+                f"{folder} holds no model.npz and no config.json: it is not a run folder; "
+                "give the folder of a run made by python -m sda.run"
+            )
         status = (summary or {}).get("status", "not finished")
-        raise SdAError(f"{folder} holds no model.npz: the run is {status} (a run writes its model "
-                       f"when it ends); finish it with python -m sda.run --resume {folder}")
+        raise SdAError(
+            f"{folder} holds no model.npz: the run is {status} (a run writes its model "
+            f"when it ends); finish it with python -m sda.run --resume {folder}"
+        )
     trained = load_model(path, settings)
     checked = {} if settings is None else settings
     for name, key in CONFIG_ARCHITECTURE.items() if settings is not None else ():
         given = checked.get(name)
         given = tuple(given) if isinstance(given, list) else given
         if given != trained.architecture[key]:
-            raise SdAError(f"{path} does not match {config_path}: {name} is "
-                           f"{trained.architecture[key]!r} in the model and {given!r} in the "
-                           "settings; the files come from different runs: restore the run's own")
+            raise SdAError(
+                f"{path} does not match {config_path}: {name} is "
+                f"{trained.architecture[key]!r} in the model and {given!r} in the "
+                "settings; the files come from different runs: restore the run's own"
+            )
     trained.settings, trained.summary = settings, summary
     return trained
 
 
 # ------------------------------------------------------------------ using it
-def run_in_chunks(compiled: dict, model: SdA, name: str, output, x: np.ndarray,
-                  chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+def run_in_chunks(
+    compiled: dict, model: SdA, name: str, output, x: np.ndarray, chunk_rows: int = CHUNK_ROWS
+) -> np.ndarray:
     """``output``, a function of ``model.x``, evaluated on the rows ``x`` in chunks of ``chunk_rows``.
 
     The function is compiled on first use and kept in ``compiled`` under
@@ -310,7 +382,7 @@ def run_in_chunks(compiled: dict, model: SdA, name: str, output, x: np.ndarray,
     fn = compiled[name]
     if not len(x):
         return fn(x)
-    return np.concatenate([fn(x[start:start + chunk_rows]) for start in range(0, len(x), chunk_rows)])
+    return np.concatenate([fn(x[start : start + chunk_rows]) for start in range(0, len(x), chunk_rows)])
 
 
 @dataclass
@@ -370,16 +442,19 @@ class TrainedModel:
         if x.ndim == 1:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != n_ins:
-            raise SettingError(f"{source} has shape {x.shape}; this model takes rows of {n_ins} values, "
-                               f"shape (n, {n_ins})")
+            raise SettingError(
+                f"{source} has shape {x.shape}; this model takes rows of {n_ins} values, shape (n, {n_ins})"
+            )
         if x.dtype.kind not in "fiu":
             raise SettingError(f"{source} holds {x.dtype} values; give numbers in [0, 1]")
         x = x.astype(np.float32)
         if not np.all(np.isfinite(x)):
             raise SettingError(f"{source} holds NaN or infinite values; give numbers in [0, 1]")
         if len(x) and (x.min() < 0 or x.max() > 1):
-            raise SettingError(f"{source} holds values from {x.min():.4g} to {x.max():.4g}; this model "
-                               "takes values in [0, 1], scaled as its training data was")
+            raise SettingError(
+                f"{source} holds values from {x.min():.4g} to {x.max():.4g}; this model "
+                "takes values in [0, 1], scaled as its training data was"
+            )
         return x
 
     def from_grey(self, grey: np.ndarray) -> np.ndarray:
@@ -412,8 +487,10 @@ class TrainedModel:
         naming it ``what``."""
         n = self.n_layers
         if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -n <= layer < n:
-            raise SettingError(f"{what} {layer!r} does not exist: this model has {n} hidden layers, "
-                               f"numbered 0 to {n - 1} from the bottom (or -{n} to -1 from the top)")
+            raise SettingError(
+                f"{what} {layer!r} does not exist: this model has {n} hidden layers, "
+                f"numbered 0 to {n - 1} from the bottom (or -{n} to -1 from the top)"
+            )
         return int(layer) % n
 
     def encode(self, x, layer: int = -1) -> np.ndarray:
@@ -423,15 +500,18 @@ class TrainedModel:
 
 
 # ------------------------------------------------------------------ input files
-INPUTS_HELP = ("An INPUT is an image file or an array file. Images (PNG, or anything Pillow reads) "
-               "must be grey-scale (colour is turned to grey) and exactly the model's image size, "
-               "the square root of its inputs: 28x28 for MNIST, 8x8 for the demo preset's digits. "
-               "As in the training data, a digit is light on a dark background; a dark digit on a "
-               "light background (mean border pixel above 0.5) is inverted, with a note. Grey levels "
-               "g of 0 to 255 are scaled as the training data was: g/256 for MNIST and Fashion-MNIST, "
-               "round(16 g/255)/16 for the digits, g/255 otherwise. Arrays (.npy, or .npz holding "
-               "one array) hold rows of the model's n_ins inputs, or images of its size, as float "
-               "values in [0, 1] scaled the same way, or as uint8 grey levels.")
+INPUTS_HELP = (
+    "An INPUT is an image file or an array file. Images (PNG, or anything Pillow reads) "
+    "must be grey-scale (colour is turned to grey) and exactly the model's image size, "
+    "the square root of its inputs: 28x28 for MNIST, 8x8 for the demo preset's digits. "
+    "As in the training data, a digit is light on a dark background; a dark digit on a "
+    "light background (mean border pixel above 0.5) is inverted, with a note. Grey levels "
+    "g of 0 to 255 are scaled as the training data was: g/256 for MNIST and Fashion-MNIST, "
+    "round(16 g/255)/16 for the digits, g/255 otherwise. Arrays (.npy, or .npz holding "
+    "one array) hold rows of the model's n_ins inputs, or images of its size, as float "
+    "values in [0, 1] scaled the same way, or as uint8 grey levels."
+)
+
 
 @dataclass
 class Input:
@@ -450,16 +530,17 @@ def _image_grey(path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                raise SettingError(f"{path} has {image.mode} pixels (16-bit or float); save it as an "
-                                   "8-bit grey-scale PNG")
+                raise SettingError(
+                    f"{path} has {image.mode} pixels (16-bit or float); save it as an 8-bit grey-scale PNG"
+                )
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 if np.asarray(image.convert("RGBA"))[..., 3].min() < 255:
-                    raise SettingError(f"{path} has transparent pixels; flatten it onto a background "
-                                       "first")
+                    raise SettingError(f"{path} has transparent pixels; flatten it onto a background first")
             return np.asarray(image.convert("L"))
     except UnidentifiedImageError:
-        raise SettingError(f"{path} is neither an image Pillow can read nor a .npy/.npz array; give "
-                           "a PNG or an array file") from None
+        raise SettingError(
+            f"{path} is neither an image Pillow can read nor a .npy/.npz array; give a PNG or an array file"
+        ) from None
     except OSError as error:  # a truncated or damaged image
         raise SettingError(f"{path} is a damaged image ({error}); give a readable PNG") from None
 
@@ -498,15 +579,18 @@ def read_input(path, trained: TrainedModel) -> Input:
         if path.suffix == ".npz":
             arrays = open_npz(path, "array")
             if len(arrays) != 1:
-                raise SettingError(f"{path} holds {len(arrays)} arrays {sorted(arrays)}; save the "
-                                   "rows to use as its only array (or as a .npy)")
+                raise SettingError(
+                    f"{path} holds {len(arrays)} arrays {sorted(arrays)}; save the "
+                    "rows to use as its only array (or as a .npy)"
+                )
             (x,) = arrays.values()
         else:
             try:
                 x = np.load(path, allow_pickle=False)
             except (OSError, ValueError, EOFError) as error:
-                raise SettingError(f"{path} is not a valid .npy array ({error}); save it with "
-                                   "numpy.save") from None
+                raise SettingError(
+                    f"{path} is not a valid .npy array ({error}); save it with numpy.save"
+                ) from None
         if shape is not None and x.ndim in (2, 3) and tuple(x.shape[-2:]) == tuple(shape):
             x = x.reshape(-1, math.prod(shape))
         if x.dtype == np.uint8:
@@ -516,15 +600,23 @@ def read_input(path, trained: TrainedModel) -> Input:
         return Input(path, trained.check_rows(x, str(path)))
     grey = _image_grey(path)
     if shape is None:
-        raise SettingError(f"{path} is an image, but this model's {trained.architecture['n_ins']} "
-                           "inputs are not a square image; give its rows as a .npy array")
+        raise SettingError(
+            f"{path} is an image, but this model's {trained.architecture['n_ins']} "
+            "inputs are not a square image; give its rows as a .npy array"
+        )
     if grey.shape != tuple(shape):
         height, width = shape
-        raise SettingError(f"{path} is {grey.shape[1]}x{grey.shape[0]} pixels; this model takes "
-                           f"{width}x{height} grey-scale images, like its {trained.dataset or 'training'} "
-                           "data: resize it first")
+        raise SettingError(
+            f"{path} is {grey.shape[1]}x{grey.shape[0]} pixels; this model takes "
+            f"{width}x{height} grey-scale images, like its {trained.dataset or 'training'} "
+            "data: resize it first"
+        )
     inverted = _border_mean(grey) / 255 > BRIGHT_BACKGROUND
     if inverted:
         grey = 255 - grey
-    return Input(path, trained.check_rows(trained.from_grey(grey).reshape(1, -1), str(path)),
-                 image=True, inverted=inverted)
+    return Input(
+        path,
+        trained.check_rows(trained.from_grey(grey).reshape(1, -1), str(path)),
+        image=True,
+        inverted=inverted,
+    )

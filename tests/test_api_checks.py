@@ -32,32 +32,59 @@ def test_error_classes_are_user_errors_of_the_usual_kinds():
     assert issubclass(SettingTypeError, SdAError) and issubclass(SettingTypeError, TypeError)
 
 
-@pytest.mark.parametrize("changes, kind, message", [
-    (dict(tied="no"), TypeError, "tied must be True or False, got 'no' (str)"),
-    (dict(corruption_levels=0.1), TypeError,
-     "corruption_levels must be a list or tuple, got 0.1 (float); "
-     "pass e.g. (0.1,), one level per hidden layer"),
-    (dict(corruption_levels="0.1"), TypeError,
-     "corruption_levels must be a list or tuple, got '0.1' (str)"),
-    (dict(corruption_levels=("0.1",)), TypeError,
-     "corruption_levels[0] must be a number in [0, 1), got '0.1'"),
-    (dict(corruption_levels=(float("nan"),)), ValueError,
-     "corruption_levels[0] = nan is outside [0, 1)"),
-    (dict(corruption_levels=(0.1, 0.2)), ValueError,
-     "corruption_levels has 2 values but there are 1 hidden"),
-    (dict(hidden_layers_sizes=[True]), TypeError,
-     "hidden_layers_sizes[0] must be a whole number, got True (bool)"),
-    (dict(hidden_layers_sizes=[float("nan")]), TypeError,
-     "hidden_layers_sizes[0] must be a whole number, got nan (float); pass an int such as 3"),
-    (dict(hidden_layers_sizes=[[3, 2]]), TypeError,
-     "hidden_layers_sizes[0] must be a whole number, got [3, 2]"),
-    (dict(hidden_layers_sizes=3), TypeError, "hidden_layers_sizes must be a list or tuple, got 3 (int)"),
-    (dict(hidden_layers_sizes=(0,)), ValueError, "hidden_layers_sizes[0] must be a positive integer, got 0"),
-    (dict(hidden_layers_sizes=()), ValueError, "hidden_layers_sizes is empty"),
-    (dict(n_ins=4.0), TypeError, "n_ins must be a whole number, got 4.0 (float)"),
-    (dict(n_outs=1), ValueError, "n_outs must be at least 2, got 1"),
-    (dict(loss="hinge"), ValueError, "unknown loss 'hinge': choose one of ('cross_entropy', 'squared')"),
-])
+@pytest.mark.parametrize(
+    "changes, kind, message",
+    [
+        (dict(tied="no"), TypeError, "tied must be True or False, got 'no' (str)"),
+        (
+            dict(corruption_levels=0.1),
+            TypeError,
+            "corruption_levels must be a list or tuple, got 0.1 (float); "
+            "pass e.g. (0.1,), one level per hidden layer",
+        ),
+        (
+            dict(corruption_levels="0.1"),
+            TypeError,
+            "corruption_levels must be a list or tuple, got '0.1' (str)",
+        ),
+        (
+            dict(corruption_levels=("0.1",)),
+            TypeError,
+            "corruption_levels[0] must be a number in [0, 1), got '0.1'",
+        ),
+        (dict(corruption_levels=(float("nan"),)), ValueError, "corruption_levels[0] = nan is outside [0, 1)"),
+        (
+            dict(corruption_levels=(0.1, 0.2)),
+            ValueError,
+            "corruption_levels has 2 values but there are 1 hidden",
+        ),
+        (
+            dict(hidden_layers_sizes=[True]),
+            TypeError,
+            "hidden_layers_sizes[0] must be a whole number, got True (bool)",
+        ),
+        (
+            dict(hidden_layers_sizes=[float("nan")]),
+            TypeError,
+            "hidden_layers_sizes[0] must be a whole number, got nan (float); pass an int such as 3",
+        ),
+        (
+            dict(hidden_layers_sizes=[[3, 2]]),
+            TypeError,
+            "hidden_layers_sizes[0] must be a whole number, got [3, 2]",
+        ),
+        (dict(hidden_layers_sizes=3), TypeError, "hidden_layers_sizes must be a list or tuple, got 3 (int)"),
+        (
+            dict(hidden_layers_sizes=(0,)),
+            ValueError,
+            "hidden_layers_sizes[0] must be a positive integer, got 0",
+        ),
+        (dict(hidden_layers_sizes=()), ValueError, "hidden_layers_sizes is empty"),
+        (dict(n_ins=4.0), TypeError, "n_ins must be a whole number, got 4.0 (float)"),
+        (dict(n_outs=1), ValueError, "n_outs must be at least 2, got 1"),
+        (dict(loss="hinge"), ValueError, "unknown loss 'hinge': choose one of ('cross_entropy', 'squared')"),
+    ],
+)
 def test_sda_refuses_bad_arguments(changes, kind, message):
     with pytest.raises(kind, match=re.escape(message)) as error:
         build(**changes)
@@ -65,14 +92,25 @@ def test_sda_refuses_bad_arguments(changes, kind, message):
 
 
 def test_sda_needs_a_numpy_generator():
-    with pytest.raises(TypeError, match=re.escape("numpy_rng must be a numpy random generator, got None "
-                                                  "(NoneType); pass e.g. numpy.random.default_rng(1234)")):
+    with pytest.raises(
+        TypeError,
+        match=re.escape(
+            "numpy_rng must be a numpy random generator, got None "
+            "(NoneType); pass e.g. numpy.random.default_rng(1234)"
+        ),
+    ):
         SdA(None, n_ins=4, hidden_layers_sizes=(3,), n_outs=2, corruption_levels=(0.1,))
 
 
 def test_numpy_numbers_and_arrays_are_accepted():
-    model = SdA(np.random.default_rng(1), n_ins=np.int64(4), hidden_layers_sizes=np.array([3, 2]),
-                n_outs=np.int32(2), corruption_levels=np.array([0.1, 0.0]), tied=np.bool_(False))
+    model = SdA(
+        np.random.default_rng(1),
+        n_ins=np.int64(4),
+        hidden_layers_sizes=np.array([3, 2]),
+        n_outs=np.int32(2),
+        corruption_levels=np.array([0.1, 0.0]),
+        tied=np.bool_(False),
+    )
     assert model.n_layers == 2 and model.corruption_levels == (0.1, 0.0)
     assert [p.get_value().shape for p in model.params][:2] == [(4, 3), (3,)]
 
@@ -83,17 +121,29 @@ def test_check_architecture_can_validate_settings_without_a_model():
         check_architecture(784, [500], 10, [0.1], tied=1)
 
 
-@pytest.mark.parametrize("make, kind, message", [
-    (lambda: dA(None, n_visible=3, n_hidden=2), TypeError, "numpy_rng must be a numpy random generator"),
-    (lambda: dA(np.random.RandomState(0), n_visible=3, n_hidden=2, tied="yes"), TypeError,
-     "tied must be True or False, got 'yes'"),
-    (lambda: dA(np.random.RandomState(0), n_visible=3, n_hidden=0), ValueError,
-     "n_hidden must be a positive integer, got 0"),
-    (lambda: HiddenLayer(np.random.RandomState(0), pt.matrix(), 2.5, 3), TypeError,
-     "n_in must be a whole number, got 2.5 (float)"),
-    (lambda: HiddenLayer("seed", pt.matrix(), 2, 3), TypeError, "rng must be a numpy random generator"),
-    (lambda: LogisticRegression(pt.matrix(), 3, 1), ValueError, "n_out must be at least 2, got 1"),
-])
+@pytest.mark.parametrize(
+    "make, kind, message",
+    [
+        (lambda: dA(None, n_visible=3, n_hidden=2), TypeError, "numpy_rng must be a numpy random generator"),
+        (
+            lambda: dA(np.random.RandomState(0), n_visible=3, n_hidden=2, tied="yes"),
+            TypeError,
+            "tied must be True or False, got 'yes'",
+        ),
+        (
+            lambda: dA(np.random.RandomState(0), n_visible=3, n_hidden=0),
+            ValueError,
+            "n_hidden must be a positive integer, got 0",
+        ),
+        (
+            lambda: HiddenLayer(np.random.RandomState(0), pt.matrix(), 2.5, 3),
+            TypeError,
+            "n_in must be a whole number, got 2.5 (float)",
+        ),
+        (lambda: HiddenLayer("seed", pt.matrix(), 2, 3), TypeError, "rng must be a numpy random generator"),
+        (lambda: LogisticRegression(pt.matrix(), 3, 1), ValueError, "n_out must be at least 2, got 1"),
+    ],
+)
 def test_layers_refuse_bad_arguments(make, kind, message):
     with pytest.raises(kind, match=re.escape(message)) as error:
         make()
@@ -115,8 +165,11 @@ def test_subset_needs_whole_row_counts(digits, n):
 
 
 def test_ragged_lists_are_named_as_such():
-    with pytest.raises(DataError, match="train: x is ragged \\(its rows have different lengths\\); give "
-                                        "every example the same number of features"):
+    with pytest.raises(
+        DataError,
+        match="train: x is ragged \\(its rows have different lengths\\); give "
+        "every example the same number of features",
+    ):
         data.validate_split([[0.1, 0.2], [0.3]], [0, 1], 2, "train")
     with pytest.raises(DataError, match="train: y is ragged"):
         data.validate_split([[0.1], [0.3]], [[0], [1, 0]], 2, "train")
@@ -150,7 +203,7 @@ def damage(path, kind):
         with zipfile.ZipFile(path) as archive:
             info = archive.infolist()[0]
         start = info.header_offset + 30 + len(info.filename) + 100  # inside the array's data
-        path.write_bytes(content[:start] + bytes([content[start] ^ 0xFF]) + content[start + 1:])
+        path.write_bytes(content[:start] + bytes([content[start] ^ 0xFF]) + content[start + 1 :])
     elif kind == "pickled object":
         np.savez(path, W=np.array([{"a": 1}], dtype=object))
     elif kind == "npy":
@@ -161,20 +214,26 @@ def damage(path, kind):
         path.write_bytes(gzip.compress(content))
 
 
-@pytest.mark.parametrize("kind, reason", [
-    ("empty", "it is empty"),
-    ("garbage", "it is not an .npz \\(zip\\) archive"),
-    ("npy", "it is not an .npz \\(zip\\) archive"),
-    ("gzip", "it is not an .npz \\(zip\\) archive"),
-    ("truncated", "it is damaged \\(BadZipFile"),
-    ("flipped byte", "it is damaged \\(BadZipFile: Bad CRC-32"),
-    ("pickled object", "it is damaged \\(ValueError: Object arrays cannot be loaded"),
-])
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("empty", "it is empty"),
+        ("garbage", "it is not an .npz \\(zip\\) archive"),
+        ("npy", "it is not an .npz \\(zip\\) archive"),
+        ("gzip", "it is not an .npz \\(zip\\) archive"),
+        ("truncated", "it is damaged \\(BadZipFile"),
+        ("flipped byte", "it is damaged \\(BadZipFile: Bad CRC-32"),
+        ("pickled object", "it is damaged \\(ValueError: Object arrays cannot be loaded"),
+    ],
+)
 def test_damaged_npz_is_named_as_not_valid(tmp_path, kind, reason):
     path = saved(tmp_path, W=np.arange(100, dtype=np.float64))
     damage(path, kind)
-    with pytest.raises(DataError, match=f"^file {re.escape(str(path))} is not a valid checkpoint file: "
-                                        f"{reason}.*; replace it with a checkpoint file written by sda"):
+    with pytest.raises(
+        DataError,
+        match=f"^file {re.escape(str(path))} is not a valid checkpoint file: "
+        f"{reason}.*; replace it with a checkpoint file written by sda",
+    ):
         open_npz(path, "checkpoint")
 
 

@@ -16,8 +16,12 @@ from sda.run import build_model
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("baseline") / "out"
-    done = subprocess.run([sys.executable, "-m", "sda.experiments.baseline", "--quick",
-                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "sda.experiments.baseline", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return out, done.stdout
 
@@ -31,8 +35,13 @@ def test_writes_both_curves_the_table_and_the_plots(quick_run):
     out, stdout = quick_run
     assert "pre-train layer 1 epoch   0  cost" in stdout  # the pretrained arm shows its progress
     assert {p.name for p in out.iterdir()} == {
-        "baseline.csv", "baseline_summary.md", "baseline_loss.png", "baseline_accuracy.png",
-        "pretrained_start.npz", "random_start.npz"}
+        "baseline.csv",
+        "baseline_summary.md",
+        "baseline_loss.png",
+        "baseline_accuracy.png",
+        "pretrained_start.npz",
+        "random_start.npz",
+    }
     rows = list(csv.DictReader(open(out / "baseline.csv")))
     # --quick: 2 epochs of 120 minibatches, a point every 40 iterations, for each arm
     for arm in ("pretrained", "random"):
@@ -50,8 +59,9 @@ def test_writes_both_curves_the_table_and_the_plots(quick_run):
 def test_random_arm_starts_from_a_fresh_sdA_and_the_other_from_pretrained_weights(quick_run):
     out, _ = quick_run
     config = settings_from_args(build_parser().parse_args(["--quick"]))
-    fresh = {name: p.get_value() for name, p in
-             build_model(config, load_dataset("digits")).named_params().items()}
+    fresh = {
+        name: p.get_value() for name, p in build_model(config, load_dataset("digits")).named_params().items()
+    }
     random_start, pretrained_start = params(out / "random_start.npz"), params(out / "pretrained_start.npz")
     assert random_start.keys() == fresh.keys() == pretrained_start.keys()
     for name, value in fresh.items():  # the same seed's draws, no arithmetic: exact anywhere
@@ -63,8 +73,11 @@ def test_random_arm_starts_from_a_fresh_sdA_and_the_other_from_pretrained_weight
 
 
 def test_flags_override_the_quick_preset_and_bad_budgets_fail_clearly(tmp_path, capsys):
-    config = settings_from_args(build_parser().parse_args(
-        ["--quick", "--hidden-layers", "7", "--batch-size", "5", "--eval-every", "3"]))
+    config = settings_from_args(
+        build_parser().parse_args(
+            ["--quick", "--hidden-layers", "7", "--batch-size", "5", "--eval-every", "3"]
+        )
+    )
     assert (config.hidden_layers, config.corruption_levels, config.eval_every) == ((7,), (0.1,), 3)
     assert config.pretrain_batch_size == config.finetune_batch_size == 5
     assert main(["--quick", "--eval-every", "0"]) == 2

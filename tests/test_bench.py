@@ -34,8 +34,11 @@ def test_quick_benchmark_writes_every_figure(shared_data, tmp_path):
     out = tmp_path / "b.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.pretrain", "--quick", "--out", str(out)],
-        cwd=REPO, env={**os.environ, "SDA_DATA": str(shared_data)},
-        capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env={**os.environ, "SDA_DATA": str(shared_data)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "samples/s" in done.stdout and "uncached/cached" in done.stdout
@@ -106,10 +109,22 @@ def test_finetune_step_check_catches_a_different_step(shared_data):
 def test_quick_finetune_benchmark_writes_ratios_and_profiles(shared_data, tmp_path):
     out = tmp_path / "f.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench.finetune", "--quick", "--profile", "--batch-sizes", "20",
-         "--out", str(out)],
-        cwd=REPO, env={**os.environ, "SDA_DATA": str(shared_data)},
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "bench.finetune",
+            "--quick",
+            "--profile",
+            "--batch-sizes",
+            "20",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        env={**os.environ, "SDA_DATA": str(shared_data)},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     assert "One fine-tuning step, 784-1000-1000-1000-10" in done.stdout
@@ -131,12 +146,19 @@ def test_quick_finetune_benchmark_writes_ratios_and_profiles(shared_data, tmp_pa
 def test_an_out_that_cannot_be_written_is_refused_before_measuring(tmp_path):
     file = tmp_path / "file"
     file.write_text("kept")
-    for bench, out, message in [("bench.finetune", tmp_path, "is a folder"),
-                                ("bench.pretrain", file / "r.json", "cannot make its folder"),
-                                ("bench.floor", file / "r.json", "cannot make its folder"),
-                                ("bench.sklearn_compare", tmp_path, "is a folder")]:
-        done = subprocess.run([sys.executable, "-m", bench, "--quick", "--out", str(out)], cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+    for bench, out, message in [
+        ("bench.finetune", tmp_path, "is a folder"),
+        ("bench.pretrain", file / "r.json", "cannot make its folder"),
+        ("bench.floor", file / "r.json", "cannot make its folder"),
+        ("bench.sklearn_compare", tmp_path, "is a folder"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", bench, "--quick", "--out", str(out)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 2 and message in done.stderr.splitlines()[-1], done.stderr
         assert "samples/s" not in done.stdout and "accuracy" not in done.stdout  # nothing measured
     assert file.read_text() == "kept"
@@ -164,10 +186,25 @@ def test_quick_floor_benchmark_prints_what_its_json_holds(shared_data, tmp_path)
     out = tmp_path / "floor.json"
     # one batch size per step, each its own, so every table line is found once
     done = subprocess.run(
-        [sys.executable, "-m", "bench.floor", "--quick", "--rounds", "2", "--batch-sizes", "2",
-         "--finetune-batch-sizes", "3", "--out", str(out)],
-        cwd=REPO, env={**os.environ, "SDA_DATA": str(shared_data)},
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "bench.floor",
+            "--quick",
+            "--rounds",
+            "2",
+            "--batch-sizes",
+            "2",
+            "--finetune-batch-sizes",
+            "3",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        env={**os.environ, "SDA_DATA": str(shared_data)},
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr
     assert "libmkl_rt" in done.stdout and "the library sda's C backend links and loads" in done.stdout
@@ -177,8 +214,11 @@ def test_quick_floor_benchmark_prints_what_its_json_holds(shared_data, tmp_path)
     expected = {  # the floor's flops per step, from the network's sizes
         "pretrain": (2, 5, 5 * 2 * 2 * 784 * 1000),
         # forward, weight gradient and (but for the first layer) back through each weight matrix
-        "finetune": (3, 11, sum(3 * 2 * 3 * n_in * n_out for n_in, n_out in zip(layers, layers[1:]))
-                     - 2 * 3 * 784 * 1000),
+        "finetune": (
+            3,
+            11,
+            sum(3 * 2 * 3 * n_in * n_out for n_in, n_out in zip(layers, layers[1:])) - 2 * 3 * 784 * 1000,
+        ),
     }
     for step, (batch_size, gemm_count, flops) in expected.items():
         (row,) = results[step]["batch_sizes"]
@@ -186,7 +226,14 @@ def test_quick_floor_benchmark_prints_what_its_json_holds(shared_data, tmp_path)
         assert row["batch_size"] == batch_size and all(len(r) == 2 for r in rounds.values())
         # every backend and reference is measured or said not to be, in the table too
         assert set(rounds) | set(results[step]["skipped"]) == {
-            "sda", "numba", "jax", "floor", "numpy", "numpy+MKL", "torch"}
+            "sda",
+            "numba",
+            "jax",
+            "floor",
+            "numpy",
+            "numpy+MKL",
+            "torch",
+        }
         assert {"sda", "numba", "floor", "numpy"} <= set(rounds)
         for name, why in results[step]["skipped"].items():
             assert f"  {name:<10} not measured: {why}" in done.stdout
@@ -201,6 +248,9 @@ def test_quick_floor_benchmark_prints_what_its_json_holds(shared_data, tmp_path)
             ratios = [sda / mine for sda, mine in zip(rounds["sda"], rates)]
             if name != "floor":
                 assert row["of_floor"][name] == statistics.median(shares)
-            printed = ([f"{rate:.0f}", f"{gflops:.2f}"] + (["1"] if name == "floor" else spanned(shares))
-                       + ([] if name == "sda" else spanned(ratios)))
+            printed = (
+                [f"{rate:.0f}", f"{gflops:.2f}"]
+                + (["1"] if name == "floor" else spanned(shares))
+                + ([] if name == "sda" else spanned(ratios))
+            )
             assert floor_line(done.stdout, batch_size, name)[2:] == printed

@@ -32,7 +32,8 @@ def test_every_flag_shows_one_default(command):
 def test_help_gives_each_presets_own_value():
     helps = {a.dest: a.help for a in build_parser()._actions}
     assert helps["pretrain_lr"].endswith(
-        "(default: 0.05; --preset classic: 0.02; --preset tutorial: 0.001; --preset demo: 0.01)")
+        "(default: 0.05; --preset classic: 0.02; --preset tutorial: 0.001; --preset demo: 0.01)"
+    )
     assert helps["loss"].endswith("(default: cross_entropy)")  # no preset changes it
     assert "at least i x this" in helps["patience_increase"]
     quick = {a.dest: a.help for a in baseline.build_parser()._actions}
@@ -72,39 +73,42 @@ def test_classic_preset_states_its_own_rule():
 
 
 # --------------------------------------------------------------------- settings
-@pytest.mark.parametrize("change, message", [
-    (dict(patience_increase=0.5), "patience_increase must be 1 or more"),
-    (dict(improvement_threshold=2.0), "improvement_threshold must be in (0, 1]"),
-    (dict(improvement_threshold=0.0), "improvement_threshold must be in (0, 1]"),
-    (dict(improvement_threshold=float("nan")), "improvement_threshold must be a finite number"),
-    (dict(momentum=float("inf")), "momentum must be a finite number"),
-    (dict(corruption_levels=(-0.1, 0.2)), "corruption_levels must be in [0, 1)"),
-    (dict(corruption_levels=(1.0, 0.2)), "corruption_levels must be in [0, 1)"),
-    (dict(corruption_levels=(float("nan"), 0.2)), "corruption_levels must be a list of finite"),
-    (dict(hidden_layers=(0, 5)), "hidden_layers must be positive"),
-    (dict(hidden_layers=(), corruption_levels=()), "at least one layer"),
-    (dict(hidden_layers=(5.5, 5)), "hidden_layers must be a list of whole numbers"),
-    (dict(hidden_layers=(True, 5)), "hidden_layers must be a list of whole numbers"),
-    (dict(seed=-1), "seed must be in [0, 4294967295]"),
-    (dict(seed=2**40), "seed must be in [0, 4294967295]"),
-    (dict(pretrain_epochs="3"), "pretrain_epochs must be a whole number"),
-    (dict(tied="no"), "tied must be true or false"),
-    (dict(finetune="adam"), "finetune must be one of sgd, cg, lbfgs"),
-    (dict(mode="gpu"), "mode must be one of c, numba, jax"),
-    (dict(patience_unit="days"), "patience_unit must be one of"),
-    (dict(line_searches=0), "line_searches must be 1 or more"),
-    (dict(warmup_epochs=-1), "warmup_epochs must be 0 or more"),
-    (dict(budget_passes=0.0), "budget_passes must be a positive number"),
-    (dict(eval_every=0.0), "eval_every must be a positive number of pass-equivalents"),
-    (dict(eval_every=float("nan")), "eval_every must be a finite number"),
-    (dict(finetune_lr_decay=0.0), "finetune_lr_decay must be in (0, 1]"),
-    (dict(finetune_lr_decay=1.5), "finetune_lr_decay must be in (0, 1]"),
-    (dict(finetune_corruption=1.0), "finetune_corruption must be in [0, 1)"),
-    (dict(n_train=0), "n_train must be 1 or more"),
-    (dict(name="../.."), "not a plain folder name"),
-    (dict(name="a\nb"), "not a plain folder name"),
-    (dict(finetune="cg", warmup_epochs=100), "warmup_epochs 100 leaves none of the 100"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(patience_increase=0.5), "patience_increase must be 1 or more"),
+        (dict(improvement_threshold=2.0), "improvement_threshold must be in (0, 1]"),
+        (dict(improvement_threshold=0.0), "improvement_threshold must be in (0, 1]"),
+        (dict(improvement_threshold=float("nan")), "improvement_threshold must be a finite number"),
+        (dict(momentum=float("inf")), "momentum must be a finite number"),
+        (dict(corruption_levels=(-0.1, 0.2)), "corruption_levels must be in [0, 1)"),
+        (dict(corruption_levels=(1.0, 0.2)), "corruption_levels must be in [0, 1)"),
+        (dict(corruption_levels=(float("nan"), 0.2)), "corruption_levels must be a list of finite"),
+        (dict(hidden_layers=(0, 5)), "hidden_layers must be positive"),
+        (dict(hidden_layers=(), corruption_levels=()), "at least one layer"),
+        (dict(hidden_layers=(5.5, 5)), "hidden_layers must be a list of whole numbers"),
+        (dict(hidden_layers=(True, 5)), "hidden_layers must be a list of whole numbers"),
+        (dict(seed=-1), "seed must be in [0, 4294967295]"),
+        (dict(seed=2**40), "seed must be in [0, 4294967295]"),
+        (dict(pretrain_epochs="3"), "pretrain_epochs must be a whole number"),
+        (dict(tied="no"), "tied must be true or false"),
+        (dict(finetune="adam"), "finetune must be one of sgd, cg, lbfgs"),
+        (dict(mode="gpu"), "mode must be one of c, numba, jax"),
+        (dict(patience_unit="days"), "patience_unit must be one of"),
+        (dict(line_searches=0), "line_searches must be 1 or more"),
+        (dict(warmup_epochs=-1), "warmup_epochs must be 0 or more"),
+        (dict(budget_passes=0.0), "budget_passes must be a positive number"),
+        (dict(eval_every=0.0), "eval_every must be a positive number of pass-equivalents"),
+        (dict(eval_every=float("nan")), "eval_every must be a finite number"),
+        (dict(finetune_lr_decay=0.0), "finetune_lr_decay must be in (0, 1]"),
+        (dict(finetune_lr_decay=1.5), "finetune_lr_decay must be in (0, 1]"),
+        (dict(finetune_corruption=1.0), "finetune_corruption must be in [0, 1)"),
+        (dict(n_train=0), "n_train must be 1 or more"),
+        (dict(name="../.."), "not a plain folder name"),
+        (dict(name="a\nb"), "not a plain folder name"),
+        (dict(finetune="cg", warmup_epochs=100), "warmup_epochs 100 leaves none of the 100"),
+    ],
+)
 def test_run_settings_are_checked(change, message):
     with pytest.raises(SettingError) as caught:
         preset("demo", **change)
@@ -135,20 +139,34 @@ def test_cg_does_not_inherit_the_default_presets_sgd_settings():
     assert preset("default", finetune="cg", finetune_corruption=0.2).finetune_corruption == 0.2
 
 
-@pytest.mark.parametrize("finetune, given, ignored", [
-    ("sgd", ["budget_passes", "seed"], "budget_passes is read only by --finetune cg or lbfgs"),
-    ("sgd", ["line_searches", "eval_every"], "line_searches, eval_every are read only by"),
-    ("sgd", ["line_searches", "warmup_epochs"], "line_searches, warmup_epochs are read only by"),
-    ("cg", ["finetune_lr", "patience_unit"], "finetune_lr, patience_unit are read only by --finetune sgd"),
-    ("lbfgs", ["finetune_lr_decay", "improvement_threshold"],
-     "finetune_lr_decay, improvement_threshold are read only by --finetune sgd"),
-])
+@pytest.mark.parametrize(
+    "finetune, given, ignored",
+    [
+        ("sgd", ["budget_passes", "seed"], "budget_passes is read only by --finetune cg or lbfgs"),
+        ("sgd", ["line_searches", "eval_every"], "line_searches, eval_every are read only by"),
+        ("sgd", ["line_searches", "warmup_epochs"], "line_searches, warmup_epochs are read only by"),
+        (
+            "cg",
+            ["finetune_lr", "patience_unit"],
+            "finetune_lr, patience_unit are read only by --finetune sgd",
+        ),
+        (
+            "lbfgs",
+            ["finetune_lr_decay", "improvement_threshold"],
+            "finetune_lr_decay, improvement_threshold are read only by --finetune sgd",
+        ),
+    ],
+)
 def test_a_flag_the_optimiser_would_ignore_is_refused(finetune, given, ignored, tmp_path, capsys):
     with pytest.raises(SettingError, match=ignored):
         check_optimiser_flags(finetune, given)
     flags = [f"--{name.replace('_', '-')}" for name in given if name != "seed"]
-    values = {"--patience-unit": "epochs", "--finetune-lr": "0.5", "--finetune-lr-decay": "0.9",
-              "--improvement-threshold": "0.9"}
+    values = {
+        "--patience-unit": "epochs",
+        "--finetune-lr": "0.5",
+        "--finetune-lr-decay": "0.9",
+        "--improvement-threshold": "0.9",
+    }
     argv = ["--finetune", finetune, *[x for flag in flags for x in (flag, values.get(flag, "2"))]]
     assert main_run(["--preset", "demo", "--out", str(tmp_path), *argv]) == 2
     assert ignored in capsys.readouterr().err
@@ -186,32 +204,39 @@ def test_flags_are_laid_over_the_preset():
 
 def test_gradual_settings_are_checked_before_anything_else():
     parser = gradual.build_parser()
-    settings = settings_from_args(parser.parse_args(["--quick", "--fractions", "1", "0", "0.5", "0"]),
-                                  gradual.GradualSettings, gradual.QUICK)
+    settings = settings_from_args(
+        parser.parse_args(["--quick", "--fractions", "1", "0", "0.5", "0"]),
+        gradual.GradualSettings,
+        gradual.QUICK,
+    )
     assert settings.fractions == (0.0, 0.5, 1.0)
     assert settings.corruption_levels == (settings.corruption,) * 2
-    for flags, message in [(["--fractions", "0", "0.5"], "include both"),
-                           (["--hidden-layers", "40"], "at least two layers"),
-                           (["--corruption", "1.0"], "corruption_levels must be in [0, 1)"),
-                           (["--seed", "-3"], "seed must be in"),
-                           (["--momentum", "nan"], "momentum must be a finite number")]:
+    for flags, message in [
+        (["--fractions", "0", "0.5"], "include both"),
+        (["--hidden-layers", "40"], "at least two layers"),
+        (["--corruption", "1.0"], "corruption_levels must be in [0, 1)"),
+        (["--seed", "-3"], "seed must be in"),
+        (["--momentum", "nan"], "momentum must be a finite number"),
+    ]:
         with pytest.raises(SettingError) as caught:
-            settings_from_args(parser.parse_args(["--quick", *flags]), gradual.GradualSettings,
-                               gradual.QUICK)
+            settings_from_args(parser.parse_args(["--quick", *flags]), gradual.GradualSettings, gradual.QUICK)
         assert message in str(caught.value)
 
 
 # ------------------------------------------------------------ bad flags: no folder
-@pytest.mark.parametrize("main, args", [
-    (baseline.main, ["--quick", "--hidden-layers", "0"]),
-    (baseline.main, ["--quick", "--seed", "-1"]),
-    (baseline.main, ["--quick", "--eval-every", "100000"]),  # needs the data to know
-    (gradual.main, ["--quick", "--fractions", "0", "0.5"]),
-    (gradual.main, ["--quick", "--corruption", "nan"]),
-    # a minibatch larger than the training rows is refused, not silently cut, in every command
-    (baseline.main, ["--quick", "--batch-size", "100000"]),
-    (gradual.main, ["--quick", "--batch-size", "601"]),  # --quick trains on 600 rows
-])
+@pytest.mark.parametrize(
+    "main, args",
+    [
+        (baseline.main, ["--quick", "--hidden-layers", "0"]),
+        (baseline.main, ["--quick", "--seed", "-1"]),
+        (baseline.main, ["--quick", "--eval-every", "100000"]),  # needs the data to know
+        (gradual.main, ["--quick", "--fractions", "0", "0.5"]),
+        (gradual.main, ["--quick", "--corruption", "nan"]),
+        # a minibatch larger than the training rows is refused, not silently cut, in every command
+        (baseline.main, ["--quick", "--batch-size", "100000"]),
+        (gradual.main, ["--quick", "--batch-size", "601"]),  # --quick trains on 600 rows
+    ],
+)
 def test_experiments_with_bad_flags_make_no_folder(tmp_path, capsys, main, args):
     out = tmp_path / "out"
     assert main([*args, "--out", str(out)]) == 2
@@ -231,7 +256,8 @@ def test_errors_name_the_flag_the_user_typed(capsys):
 def test_replot_skips_curves_without_a_finite_point_and_plots_cg_by_passes(tmp_path):
     (tmp_path / "metrics.csv").write_text(
         "phase,layer,epoch,cost,valid_error,best_valid_error,test_error,seconds,passes\n"
-        "finetune,,1,2.3,0.9,0.9,0.9,0.1,0.0\nfinetune,,2,1.2,0.5,0.5,0.4,0.2,0.5\n")
+        "finetune,,1,2.3,0.9,0.9,0.9,0.1,0.0\nfinetune,,2,1.2,0.5,0.5,0.4,0.2,0.5\n"
+    )
     (tmp_path / "steps.csv").write_text("phase,layer,epoch,step,cost\nfinetune,,1,1,inf\n")
     written = replot.replot(tmp_path, tmp_path / "plots")
     # the steps' only cost is not finite: no steps figure, and no traceback from an empty curve
@@ -244,11 +270,13 @@ def test_exit_status_turns_errors_into_one_line(capsys):
     def fail(error):
         def action():
             raise error
+
         return action
 
     assert exit_status(fail(TrainingDiverged("fine-tuning", "cost", epoch=2))) == 2
-    assert capsys.readouterr().err == ("error: fine-tuning diverged at epoch 2: the cost is nan; "
-                                       "try a smaller learning rate\n")
+    assert capsys.readouterr().err == (
+        "error: fine-tuning diverged at epoch 2: the cost is nan; try a smaller learning rate\n"
+    )
     assert exit_status(fail(SdAError("two\nlines"))) == 2
     assert capsys.readouterr().err == "error: two lines\n"
     assert exit_status(fail(KeyboardInterrupt("resume it with: X"))) == 130

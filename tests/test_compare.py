@@ -17,9 +17,24 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BUDGET = 2
 N_TRAIN = 500
 SGD_BATCH = 20
-SMALL = ["--n-train", str(N_TRAIN), "--n-valid", "300", "--n-test", "300", "--hidden-layers", "40",
-         "--budget-passes", str(BUDGET), "--finetune-batch-size", "100", "--line-searches", "2",
-         "--sgd-batch-size", str(SGD_BATCH)]
+SMALL = [
+    "--n-train",
+    str(N_TRAIN),
+    "--n-valid",
+    "300",
+    "--n-test",
+    "300",
+    "--hidden-layers",
+    "40",
+    "--budget-passes",
+    str(BUDGET),
+    "--finetune-batch-size",
+    "100",
+    "--line-searches",
+    "2",
+    "--sgd-batch-size",
+    str(SGD_BATCH),
+]
 PLOTS = {f"{y}_vs_{x}.png" for y in ("valid_error", "train_loss") for x in ("passes", "seconds")}
 
 
@@ -27,10 +42,32 @@ PLOTS = {f"{y}_vs_{x}.png" for y in ("valid_error", "train_loss") for x in ("pas
 def comparison(tmp_path_factory, shared_data):
     out = tmp_path_factory.mktemp("compare") / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "sda.compare", "--data", str(shared_data), *SMALL,
-         "--pretrain-epochs", "1", "--seeds", "1", "2", "--thresholds", "60", "30",
-         "--sensitivity-m", "100", "250", "--autoencoder", "--out", str(out)],
-        cwd=out.parent, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "sda.compare",
+            "--data",
+            str(shared_data),
+            *SMALL,
+            "--pretrain-epochs",
+            "1",
+            "--seeds",
+            "1",
+            "2",
+            "--thresholds",
+            "60",
+            "30",
+            "--sensitivity-m",
+            "100",
+            "250",
+            "--autoencoder",
+            "--out",
+            str(out),
+        ],
+        cwd=out.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     return out, done.stdout, json.loads((out / "comparison.json").read_text())
@@ -40,8 +77,15 @@ def test_writes_the_tables_the_data_and_the_plots(comparison):
     out, stdout, _ = comparison
     assert "pre-train layer 0 epoch   0  cost" in stdout  # long pre-training shows progress
     assert {p.name for p in out.iterdir()} == {
-        "comparison.json", "comparison.md", "runs.csv", "summary.csv", "pretrained.npz",
-        "sensitivity.csv", "sensitivity.png", *PLOTS}
+        "comparison.json",
+        "comparison.md",
+        "runs.csv",
+        "summary.csv",
+        "pretrained.npz",
+        "sensitivity.csv",
+        "sensitivity.png",
+        *PLOTS,
+    }
     for name in [*PLOTS, "sensitivity.png"]:
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
     table = (out / "comparison.md").read_text()
@@ -54,8 +98,11 @@ def test_every_arm_and_seed_starts_at_the_same_point_and_spends_its_budget(compa
     _, _, saved = comparison
     runs = saved["runs"]
     assert [(r["arm"], r["seed"]) for r in runs] == [(arm, seed) for arm in ARMS for seed in (1, 2)]
-    starts = {(h[0]["passes"], round(h[0]["train_loss"], 5), h[0]["valid_error"])
-              for histories in saved["histories"].values() for h in histories}
+    starts = {
+        (h[0]["passes"], round(h[0]["train_loss"], 5), h[0]["valid_error"])
+        for histories in saved["histories"].values()
+        for h in histories
+    }
     assert len(starts) == 1  # the same pre-trained weights, measured the same way
     for run in runs:
         assert BUDGET <= run["passes"] < BUDGET + 5, run["arm"]  # one line search may overrun
@@ -72,8 +119,7 @@ def test_every_arm_and_seed_starts_at_the_same_point_and_spends_its_budget(compa
     sgd = [r for r in runs if r["arm"] == "sgd"]
     assert all(r["passes"] == BUDGET and r["updates"] == BUDGET * N_TRAIN / SGD_BATCH for r in sgd)
     # SGD is measured after the first minibatch at or past every half pass-equivalent
-    expected = [math.ceil(0.5 * i * N_TRAIN / SGD_BATCH) * SGD_BATCH / N_TRAIN
-                for i in range(2 * BUDGET + 1)]
+    expected = [math.ceil(0.5 * i * N_TRAIN / SGD_BATCH) * SGD_BATCH / N_TRAIN for i in range(2 * BUDGET + 1)]
     assert [r["passes"] for r in saved["histories"]["sgd"][0]] == expected
     # shuffling follows the seed: two seeds, two different runs
     assert sgd[0]["final_train_loss"] != sgd[1]["final_train_loss"]
@@ -120,8 +166,9 @@ def test_an_earlier_result_is_never_overwritten(comparison, shared_data, capsys)
 
 
 def test_flags_become_checked_settings():
-    settings = settings_from_args(build_parser().parse_args(["--hidden-layers", "40", "20"]),
-                                  CompareSettings, DEFAULTS)
+    settings = settings_from_args(
+        build_parser().parse_args(["--hidden-layers", "40", "20"]), CompareSettings, DEFAULTS
+    )
     # layers given alone take the default levels for their depth
     assert (settings.hidden_layers, settings.corruption_levels) == ((40, 20), (0.1, 0.2))
     assert (settings.arms, settings.seeds, settings.budget_passes) == (ARMS, (1, 2, 3), 20.0)
@@ -129,26 +176,31 @@ def test_flags_become_checked_settings():
     assert all(text.count("(default:") == 1 and "None" not in text for text in helps)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--budget-passes", "0"], "budget_passes must be a positive number"),
-    (["--eval-every", "-1"], "eval_every must be a positive number"),
-    (["--line-searches", "0"], "line_searches must be 1 or more"),
-    (["--sensitivity-m", "100", "0"], "sensitivity_m must be 1 or more"),
-    (["--warmup-epochs", "-1"], "warmup_epochs must be 0 or more"),
-    (["--momentum", "1"], "momentum must be in [0, 1)"),
-    (["--momentum", "0"], "momentum must be more than 0"),
-    (["--finetune-corruption", "1"], "finetune_corruption must be in [0, 1), got 1.0"),
-    (["--finetune-corruption", "0.2"],  # every arm, the full-batch ones too
-     "would give cg-full, lbfgs-full one dropout mask for the whole run"),
-    (["--arms", "sgd", "adam"], "arms must be some of"),
-    (["--seeds", "1", "1"], "give each one once"),
-    (["--seeds", "-1"], "seeds must be one or more numbers"),
-    (["--hidden-layers", "10", "10", "10", "10"], "one level per layer"),
-    (["--pretrained", "missing.npz"], "pretrained missing.npz: no such file"),
-    (["--pretrained", "."], "pretrained .: is a folder"),
-    (["--thresholds", "-5"], "thresholds are validation errors in percent, each in (0, 100]"),
-    (["--thresholds", "2", "0"], "each in (0, 100]; got 2.0 0.0"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--budget-passes", "0"], "budget_passes must be a positive number"),
+        (["--eval-every", "-1"], "eval_every must be a positive number"),
+        (["--line-searches", "0"], "line_searches must be 1 or more"),
+        (["--sensitivity-m", "100", "0"], "sensitivity_m must be 1 or more"),
+        (["--warmup-epochs", "-1"], "warmup_epochs must be 0 or more"),
+        (["--momentum", "1"], "momentum must be in [0, 1)"),
+        (["--momentum", "0"], "momentum must be more than 0"),
+        (["--finetune-corruption", "1"], "finetune_corruption must be in [0, 1), got 1.0"),
+        (
+            ["--finetune-corruption", "0.2"],  # every arm, the full-batch ones too
+            "would give cg-full, lbfgs-full one dropout mask for the whole run",
+        ),
+        (["--arms", "sgd", "adam"], "arms must be some of"),
+        (["--seeds", "1", "1"], "give each one once"),
+        (["--seeds", "-1"], "seeds must be one or more numbers"),
+        (["--hidden-layers", "10", "10", "10", "10"], "one level per layer"),
+        (["--pretrained", "missing.npz"], "pretrained missing.npz: no such file"),
+        (["--pretrained", "."], "pretrained .: is a folder"),
+        (["--thresholds", "-5"], "thresholds are validation errors in percent, each in (0, 100]"),
+        (["--thresholds", "2", "0"], "each in (0, 100]; got 2.0 0.0"),
+    ],
+)
 def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys):
     assert main([*flags, "--out", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
@@ -158,25 +210,52 @@ def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys)
 def test_comparison_json_records_the_spacing_each_arm_measured_at(tmp_path):
     # measurements come between updates: an --eval-every below one update cannot be what was used
     out = tmp_path / "out"
-    assert main(["--dataset", "digits", "--n-train", "200", "--hidden-layers", "10", "--pretrain-epochs", "0",
-                 "--arms", "sgd", "--finetune-batch-size", "100", "--seeds", "1", "--budget-passes", "0.5",
-                 "--eval-every", "1e-7",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--dataset",
+                "digits",
+                "--n-train",
+                "200",
+                "--hidden-layers",
+                "10",
+                "--pretrain-epochs",
+                "0",
+                "--arms",
+                "sgd",
+                "--finetune-batch-size",
+                "100",
+                "--seeds",
+                "1",
+                "--budget-passes",
+                "0.5",
+                "--eval-every",
+                "1e-7",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     recorded = json.loads((out / "comparison.json").read_text())["settings"]
     assert recorded["eval_every"] == 1e-7  # the setting as given, beside what it came to
     assert recorded["measured_every"] == {"sgd": pytest.approx(SGD_BATCH / 200)}  # one update
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--data", "missing-folder"], "missing-folder"),
-    (["--finetune-batch-size", "600"], "finetune_batch_size 600 is larger than the 500 training rows"),
-    (["--hidden-layers", "30"], "the layer sizes differ"),  # weights of a 40-unit layer
-    # refused, not silently cut to 500 while the table would still say 600
-    (["--sensitivity-m", "100", "600"], "sensitivity_m 600 is larger than the 500 training rows"),
-    (["--sgd-batch-size", "501"], "sgd_batch_size 501 is larger than the 500 training rows"),
-])
-def test_bad_data_or_weights_leave_no_folder(flags, message, comparison, shared_data, tmp_path,
-                                             monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--data", "missing-folder"], "missing-folder"),
+        (["--finetune-batch-size", "600"], "finetune_batch_size 600 is larger than the 500 training rows"),
+        (["--hidden-layers", "30"], "the layer sizes differ"),  # weights of a 40-unit layer
+        # refused, not silently cut to 500 while the table would still say 600
+        (["--sensitivity-m", "100", "600"], "sensitivity_m 600 is larger than the 500 training rows"),
+        (["--sgd-batch-size", "501"], "sgd_batch_size 501 is larger than the 500 training rows"),
+    ],
+)
+def test_bad_data_or_weights_leave_no_folder(
+    flags, message, comparison, shared_data, tmp_path, monkeypatch, capsys
+):
     pretrained = comparison[0] / "pretrained.npz"
     monkeypatch.chdir(tmp_path)  # without --out the folder would be made under runs/ here
     given = ["--data", str(shared_data), *SMALL, "--pretrained", str(pretrained), *flags]
@@ -190,8 +269,27 @@ def test_one_seed_claims_no_spread_and_the_backend_is_the_one_used(tmp_path, mon
     # the backend is read when the files are written, after --mode switched it
     monkeypatch.setattr(engine, "BACKEND", "the backend in use")
     out = tmp_path / "one"
-    assert main(["--dataset", "digits", "--hidden-layers", "20", "--pretrain-epochs", "1",
-                 "--arms", "sgd", "--seeds", "4", "--budget-passes", "0.5", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--dataset",
+                "digits",
+                "--hidden-layers",
+                "20",
+                "--pretrain-epochs",
+                "1",
+                "--arms",
+                "sgd",
+                "--seeds",
+                "4",
+                "--budget-passes",
+                "0.5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     saved = json.loads((out / "comparison.json").read_text())
     assert saved["settings"]["backend"] == "the backend in use"
     text = (out / "comparison.md").read_text()
@@ -205,12 +303,23 @@ def test_one_seed_claims_no_spread_and_the_backend_is_the_one_used(tmp_path, mon
 def test_the_sgd_arms_dropout_masks_follow_the_seed_alone(tmp_path):
     """With input dropout, seed 2's SGD run is the same whether seed 1 ran
     before it in the same process or not: each run reseeds the masks."""
-    common = ["--dataset", "digits", "--hidden-layers", "20", "--pretrain-epochs", "1", "--arms",
-              "sgd", "--budget-passes", "1", "--finetune-corruption", "0.3"]
+    common = [
+        "--dataset",
+        "digits",
+        "--hidden-layers",
+        "20",
+        "--pretrain-epochs",
+        "1",
+        "--arms",
+        "sgd",
+        "--budget-passes",
+        "1",
+        "--finetune-corruption",
+        "0.3",
+    ]
     assert main([*common, "--seeds", "1", "2", "--out", str(tmp_path / "both")]) == 0
     pretrained = str(tmp_path / "both" / "pretrained.npz")
-    assert main([*common, "--pretrained", pretrained, "--seeds", "2", "--out",
-                 str(tmp_path / "alone")]) == 0
+    assert main([*common, "--pretrained", pretrained, "--seeds", "2", "--out", str(tmp_path / "alone")]) == 0
     both = json.loads((tmp_path / "both" / "comparison.json").read_text())
     alone = json.loads((tmp_path / "alone" / "comparison.json").read_text())
     assert both["settings"]["finetune_corruption"] == 0.3

@@ -50,8 +50,9 @@ def mirror(tmp_path):
     """An HTTP server on 127.0.0.1 serving the folder it yields, and its base URL."""
     root = tmp_path / "www"
     root.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(QuietHandler, directory=str(root)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield root, f"http://127.0.0.1:{server.server_address[1]}/"
@@ -83,12 +84,8 @@ def write_idx(folder, n_train=10_010, n_test=4, shape=(2, 3)):
     for prefix, n in (("train", n_train), ("t10k", n_test)):
         images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
         labels = (np.arange(n) % 10).astype(np.uint8)  # the first ten training rows hold every class
-        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(
-            gzip.compress(idx_bytes(images, 2051))
-        )
-        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(
-            gzip.compress(idx_bytes(labels, 2049))
-        )
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images, 2051)))
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels, 2049)))
         arrays[prefix] = images, labels
     return arrays
 
@@ -361,8 +358,17 @@ class Call:
         return self.function, self.arguments
 
 
-@pytest.mark.parametrize("kind", ["exec", "os.system", "builtins.eval", "_codecs.encode rot13",
-                                  "_codecs.encode bytes", "bytes of a huge size"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "exec",
+        "os.system",
+        "builtins.eval",
+        "_codecs.encode rot13",
+        "_codecs.encode bytes",
+        "bytes of a huge size",
+    ],
+)
 def test_hostile_pickles_are_refused_without_running(tmp_path, kind):
     marker = tmp_path / "ran"
     payload = {
@@ -434,8 +440,11 @@ def test_npz_negative_label(tmp_path):
 
 
 def test_label_above_n_classes():
-    with pytest.raises(DataError, match="train: label 10 in row 1 is not a class number 0 to 9 "
-                                        "\\(2 such labels\\); fix or drop those rows"):
+    with pytest.raises(
+        DataError,
+        match="train: label 10 in row 1 is not a class number 0 to 9 "
+        "\\(2 such labels\\); fix or drop those rows",
+    ):
         data.validate_split(np.zeros((3, 3)), np.array([3, 10, 11]), 10, "train")
 
 
@@ -473,8 +482,11 @@ def test_npz_needs_a_file(tmp_path):
 def test_npz_not_a_zip(tmp_path):
     fake = tmp_path / "set.npz"
     fake.write_text("not a zip")
-    with pytest.raises(DataError, match=f"file {re.escape(str(fake))} is not a valid npz dataset file: "
-                                        "it is not an .npz \\(zip\\) archive"):
+    with pytest.raises(
+        DataError,
+        match=f"file {re.escape(str(fake))} is not a valid npz dataset file: "
+        "it is not an .npz \\(zip\\) archive",
+    ):
         data.load_dataset("npz", fake)
 
 
@@ -498,8 +510,10 @@ def test_one_stray_label_is_refused(tmp_path, split, row):
     with pytest.raises(DataError) as error:
         data.load_dataset("npz", path)
     message = str(error.value)
-    assert message.startswith(f"{path}: the labels run from 0 to 1000 (in {split}, row {row}), "
-                              "but no label is in classes 10 to 999, so this would be a 1001-class model")
+    assert message.startswith(
+        f"{path}: the labels run from 0 to 1000 (in {split}, row {row}), "
+        "but no label is in classes 10 to 999, so this would be a 1001-class model"
+    )
     assert "Fix the stray label" in message and "numpy.savez(..., n_classes=1001)" in message
 
 
@@ -508,8 +522,9 @@ def test_float_labels_are_named_before_any_class_counting(tmp_path):
     for what in ("train", "test"):
         arrays[f"y_{what}"] = np.array([0, 1, 3])
     arrays["y_valid"] = np.array([2.0, 1.0, 0.0])  # without it, class 2 looks like a gap
-    with pytest.raises(DataError, match="valid: y has shape \\(3,\\) and dtype float64; it must be a 1-D "
-                                        "integer array"):
+    with pytest.raises(
+        DataError, match="valid: y has shape \\(3,\\) and dtype float64; it must be a 1-D integer array"
+    ):
         data.load_dataset("npz", write_npz(tmp_path, **arrays))
 
 
@@ -517,8 +532,9 @@ def test_declared_n_classes_refuses_a_label_beyond_it(tmp_path):
     arrays = ten_class_arrays()
     arrays["y_valid"][2] = 1000
     path = write_npz(tmp_path, **arrays, n_classes=10)
-    with pytest.raises(DataError, match=f"{re.escape(str(path))} valid: label 1000 in row 2 is not a "
-                                        "class number 0 to 9"):
+    with pytest.raises(
+        DataError, match=f"{re.escape(str(path))} valid: label 1000 in row 2 is not a class number 0 to 9"
+    ):
         data.load_dataset("npz", path)
 
 
@@ -538,8 +554,11 @@ def test_class_only_in_training_is_refused(tmp_path):
     arrays = npz_arrays()  # classes 0, 1, 2 in every split
     arrays["y_train"][[1, 4]] = 3
     path = write_npz(tmp_path, **arrays)
-    with pytest.raises(DataError, match=f"{re.escape(str(path))}: train holds class 3 but neither valid "
-                                        "nor test does, so the error on it is never measured"):
+    with pytest.raises(
+        DataError,
+        match=f"{re.escape(str(path))}: train holds class 3 but neither valid "
+        "nor test does, so the error on it is never measured",
+    ):
         data.load_dataset("npz", path)
 
 
@@ -547,8 +566,11 @@ def test_class_missing_from_training_is_refused(tmp_path):
     arrays = npz_arrays()
     arrays["y_train"][arrays["y_train"] == 2] = 1
     path = write_npz(tmp_path, **arrays)
-    with pytest.raises(DataError, match="valid holds class 2 but train does not, so the model cannot "
-                                        "learn it; add such training examples, or drop those rows"):
+    with pytest.raises(
+        DataError,
+        match="valid holds class 2 but train does not, so the model cannot "
+        "learn it; add such training examples, or drop those rows",
+    ):
         data.load_dataset("npz", path)
 
 
@@ -600,18 +622,24 @@ def test_idx_bomb_behind_an_honest_header_stops_after_the_promised_bytes(tmp_pat
     assert bomb.stat().st_size < 2 << 20  # small on disk
 
     def load():
-        with pytest.raises(DataError, match=f"{re.escape(str(bomb))} holds more than the 47040016 bytes "
-                                            "its header \\(60000, 28, 28\\) needs; .* decompression bomb"):
+        with pytest.raises(
+            DataError,
+            match=f"{re.escape(str(bomb))} holds more than the 47040016 bytes "
+            "its header \\(60000, 28, 28\\) needs; .* decompression bomb",
+        ):
             data.load_dataset("mnist-idx", tmp_path)
 
     # The promised 47 MB are read, in 1 MiB chunks; inflating the whole bomb would take 1.5 GiB.
     assert peak_bytes_of(load) < 100 << 20
 
 
-@pytest.mark.parametrize("shape", [
-    (2_000_000, 28, 28),  # 1.5 GiB: above the 1 GiB cap
-    (150_000, 28, 28),  # 118 MB from a gzip about 1000 times smaller
-])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (2_000_000, 28, 28),  # 1.5 GiB: above the 1 GiB cap
+        (150_000, 28, 28),  # 118 MB from a gzip about 1000 times smaller
+    ],
+)
 def test_idx_bomb_with_a_huge_header_is_refused_before_inflating(tmp_path, shape):
     write_idx(tmp_path)
     size = int(np.prod(shape))
@@ -620,9 +648,12 @@ def test_idx_bomb_with_a_huge_header_is_refused_before_inflating(tmp_path, shape
     assert limit < size
 
     def load():
-        with pytest.raises(DataError, match=f"{re.escape(str(bomb))} has a header promising "
-                                            f"{re.escape(str(shape))}, {size} bytes, but a gzip file of "
-                                            f"images of its size holds at most {limit} bytes"):
+        with pytest.raises(
+            DataError,
+            match=f"{re.escape(str(bomb))} has a header promising "
+            f"{re.escape(str(shape))}, {size} bytes, but a gzip file of "
+            f"images of its size holds at most {limit} bytes",
+        ):
             data.load_dataset("mnist-idx", tmp_path)
 
     assert peak_bytes_of(load) < 1 << 20  # not even one chunk was inflated
@@ -652,8 +683,11 @@ def test_pickle_bomb_stops_at_the_inflate_limit(tmp_path, monkeypatch):
     limit = 100 * bomb.stat().st_size  # 150 MB for this 1.5 MB file
     monkeypatch.setattr(CountingGzip, "inflated", 0)
     monkeypatch.setattr(data.gzip, "open", lambda file, mode: CountingGzip(file, mode))
-    with pytest.raises(DataError, match=f"{re.escape(str(bomb))} keeps inflating, but a gzip file of "
-                                        f"images of its size holds at most {limit} bytes"):
+    with pytest.raises(
+        DataError,
+        match=f"{re.escape(str(bomb))} keeps inflating, but a gzip file of "
+        f"images of its size holds at most {limit} bytes",
+    ):
         data.load_dataset("mnist", bomb)
     # (Python's unpickler reserves the announced size up front, so tracemalloc cannot tell;
     # the pages it never fills cost no memory. What matters is how much was inflated.)
@@ -717,8 +751,10 @@ def test_every_mirror_failing_names_each_failure(mirror, monkeypatch):
         data.locate(name)
     message = str(error.value)
     assert f"  {url}gone/{name}: HTTP Error 404" in message
-    assert f"  {url}{name}: {url}{name} gave a file with sha256 {data.sha256_of(root / name)}, " \
-           f"expected {expected}" in message
+    assert (
+        f"  {url}{name}: {url}{name} gave a file with sha256 {data.sha256_of(root / name)}, "
+        f"expected {expected}" in message
+    )
     assert os.listdir(data.cache_dir()) == []  # nothing kept, not even a temporary file
 
 
@@ -726,8 +762,11 @@ def test_mnist_falls_back_from_the_pickle_to_idx_mirrors(mirror, monkeypatch):
     root, url = mirror
     arrays = write_idx(root / "idx")
     (root / "bad").mkdir()
-    monkeypatch.setitem(data.SOURCES, "mnist.pkl.gz",
-                        Source(data.SOURCES["mnist.pkl.gz"].sha256, (url + "gone/mnist.pkl.gz",)))
+    monkeypatch.setitem(
+        data.SOURCES,
+        "mnist.pkl.gz",
+        Source(data.SOURCES["mnist.pkl.gz"].sha256, (url + "gone/mnist.pkl.gz",)),
+    )
     for name in data.IDX_FILES:
         (root / "bad" / name).write_bytes(b"junk")
         sha256 = data.sha256_of(root / "idx" / name)
@@ -756,6 +795,9 @@ def test_mnist_found_nowhere_lists_both_formats(monkeypatch):
 
 @pytest.mark.parametrize("path", [123, 1.5, ["data"]])
 def test_a_path_of_the_wrong_type_is_one_clear_error(path):
-    with pytest.raises(SettingTypeError, match=r"path must be a file or folder name \(a str or "
-                                               rf"os.PathLike\), got {re.escape(repr(path))}"):
+    with pytest.raises(
+        SettingTypeError,
+        match=r"path must be a file or folder name \(a str or "
+        rf"os.PathLike\), got {re.escape(repr(path))}",
+    ):
         data.load_dataset("mnist", path=path)

@@ -31,8 +31,13 @@ def digits():
 
 
 def tiny_model(seed=1):
-    return SdA(np.random.RandomState(seed), n_ins=64, hidden_layers_sizes=(16, 8), n_outs=10,
-               corruption_levels=(0.1, 0.2))
+    return SdA(
+        np.random.RandomState(seed),
+        n_ins=64,
+        hidden_layers_sizes=(16, 8),
+        n_outs=10,
+        corruption_levels=(0.1, 0.2),
+    )
 
 
 def saved_checkpoint(path):
@@ -55,19 +60,32 @@ def poison(model):
 @pytest.mark.parametrize("layer", [0, 1])
 def test_pretraining_with_a_huge_rate_names_layer_epoch_and_step(digits, cached, layer):
     with pytest.raises(TrainingDiverged) as caught:
-        pretrain(tiny_model(), digits[0][0], batch_size=10, epochs=2, learning_rate=OVERFLOWING_LR,
-                 cached=cached, layers=[layer])
-    assert str(caught.value) == (f"pre-training diverged at layer {layer}, epoch 0, step 2: "
-                                 f"the cost is inf; {HINT}")
+        pretrain(
+            tiny_model(),
+            digits[0][0],
+            batch_size=10,
+            epochs=2,
+            learning_rate=OVERFLOWING_LR,
+            cached=cached,
+            layers=[layer],
+        )
+    assert str(caught.value) == (
+        f"pre-training diverged at layer {layer}, epoch 0, step 2: the cost is inf; {HINT}"
+    )
     assert (caught.value.phase, caught.value.layer, caught.value.epoch, caught.value.step) == (
-        "pre-training", layer, 0, 2)
+        "pre-training",
+        layer,
+        0,
+        2,
+    )
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_sgd_finetuning_with_a_huge_rate_names_epoch_and_step(digits, momentum):
     model = tiny_model()
-    train_fn, valid_score, test_score = model.build_finetune_functions(digits, 10, NAN_FINETUNE_LR,
-                                                                       momentum=momentum)
+    train_fn, valid_score, test_score = model.build_finetune_functions(
+        digits, 10, NAN_FINETUNE_LR, momentum=momentum
+    )
     with pytest.raises(TrainingDiverged) as caught:
         finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches=20, max_epochs=3)
     assert str(caught.value).startswith("fine-tuning diverged at epoch 1, step ")
@@ -75,13 +93,22 @@ def test_sgd_finetuning_with_a_huge_rate_names_epoch_and_step(digits, momentum):
     assert caught.value.epoch == 1 and caught.value.step <= 20
 
 
-@pytest.mark.parametrize("fraction_stacked, phase, layer", [
-    (1.0, "stacked pre-training", 0), (0.0, "gradual training", 1)])
+@pytest.mark.parametrize(
+    "fraction_stacked, phase, layer", [(1.0, "stacked pre-training", 0), (0.0, "gradual training", 1)]
+)
 def test_gradual_training_with_a_huge_rate_names_phase_layer_epoch_and_step(
-        digits, fraction_stacked, phase, layer):
+    digits, fraction_stacked, phase, layer
+):
     with pytest.raises(TrainingDiverged) as caught:
-        train_gradual(tiny_model(), digits[0][0], 2, batch_size=10, learning_rate=OVERFLOWING_LR,
-                      fraction_stacked=fraction_stacked, layers=[layer])
+        train_gradual(
+            tiny_model(),
+            digits[0][0],
+            2,
+            batch_size=10,
+            learning_rate=OVERFLOWING_LR,
+            fraction_stacked=fraction_stacked,
+            layers=[layer],
+        )
     assert str(caught.value).startswith(f"{phase} diverged at layer {layer}, epoch 0, step 2: the cost is ")
     assert str(caught.value).endswith(HINT)
 
@@ -90,11 +117,13 @@ def test_gradual_training_with_a_huge_rate_names_phase_layer_epoch_and_step(
 def snapshot_and_poison(model, poison_step, snapshots):
     """``on_step``: copy the parameters into ``snapshots[step]`` for each step it
     holds; set one weight of ``hidden0.W`` to NaN after ``poison_step``."""
+
     def on_step(record):
         if record["step"] in snapshots:
             snapshots[record["step"]] = [p.get_value() for p in model.params]
         if record["step"] == poison_step:
             poison(model)
+
     return on_step
 
 
@@ -108,16 +137,27 @@ def assert_checkpoint_holds(path, steps, model, snapshot, prefix=""):
         np.testing.assert_array_equal(saved, value)  # the same process: bit-identical
 
 
-@pytest.mark.parametrize("poison_step, what", [
-    (9, "the cost is nan"),  # step 10's cost is NaN: caught before the save due at step 10
-    (10, "the parameter hidden0.W is nan"),  # caught by the parameter check before that save
-])
+@pytest.mark.parametrize(
+    "poison_step, what",
+    [
+        (9, "the cost is nan"),  # step 10's cost is NaN: caught before the save due at step 10
+        (10, "the parameter hidden0.W is nan"),  # caught by the parameter check before that save
+    ],
+)
 def test_pretraining_keeps_the_last_good_checkpoint(digits, tmp_path, poison_step, what):
     model, snapshots = tiny_model(), {5: None}
     checkpoint = Checkpoint(tmp_path / "checkpoint.npz", model, every=5)
     with pytest.raises(TrainingDiverged, match=f"layer 0, epoch 0, step 10: {what}"):
-        pretrain(model, digits[0][0], batch_size=10, epochs=2, learning_rate=0.1, momentum=0.5,
-                 on_step=snapshot_and_poison(model, poison_step, snapshots), checkpoint=checkpoint)
+        pretrain(
+            model,
+            digits[0][0],
+            batch_size=10,
+            epochs=2,
+            learning_rate=0.1,
+            momentum=0.5,
+            on_step=snapshot_and_poison(model, poison_step, snapshots),
+            checkpoint=checkpoint,
+        )
     assert_checkpoint_holds(checkpoint.path, 5, model, snapshots[5])
 
 
@@ -126,11 +166,20 @@ def test_finetuning_keeps_the_best_model_and_the_last_good_checkpoint(digits, tm
     # saves at steps 7 and 14; validations at 5 (the first, so the best) and 10 (after the poison)
     checkpoint = Checkpoint(tmp_path / "checkpoint.npz", model, every=7)
     train_fn, valid_score, test_score = model.build_finetune_functions(digits, 10, 0.1, momentum=0.5)
-    with pytest.raises(TrainingDiverged,
-                       match="fine-tuning diverged at epoch 1, step 10: the parameter hidden0.W is nan"):
-        finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches=20, max_epochs=3,
-                     validation_frequency=5, checkpoint=checkpoint,
-                     on_step=snapshot_and_poison(model, 10, snapshots))
+    with pytest.raises(
+        TrainingDiverged, match="fine-tuning diverged at epoch 1, step 10: the parameter hidden0.W is nan"
+    ):
+        finetune_sgd(
+            model,
+            train_fn,
+            valid_score,
+            test_score,
+            n_train_batches=20,
+            max_epochs=3,
+            validation_frequency=5,
+            checkpoint=checkpoint,
+            on_step=snapshot_and_poison(model, 10, snapshots),
+        )
     for best, value in zip(checkpoint.best, snapshots[5], strict=True):
         np.testing.assert_array_equal(best, value)
     assert_checkpoint_holds(checkpoint.path, 7, model, snapshots[7])
@@ -153,15 +202,19 @@ def train_each_loop(digits, learning_rate):
     """Pre-train, fine-tune and gradually train a tiny model at ``learning_rate``."""
     pretrain(tiny_model(), digits[0][0], batch_size=10, epochs=2, learning_rate=learning_rate)
     model = tiny_model()
-    train_fn, valid_score, test_score = model.build_finetune_functions(digits, 10, learning_rate,
-                                                                       momentum=0.9)
+    train_fn, valid_score, test_score = model.build_finetune_functions(
+        digits, 10, learning_rate, momentum=0.9
+    )
     finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches=20, max_epochs=3)
     train_gradual(tiny_model(), digits[0][0], 2, batch_size=10, learning_rate=learning_rate, layers=[1])
 
 
 def divergence_warnings(caught):
-    return sorted(str(w.message).split(":")[0] for w in caught
-                  if issubclass(w.category, RuntimeWarning) and "diverging" in str(w.message))
+    return sorted(
+        str(w.message).split(":")[0]
+        for w in caught
+        if issubclass(w.category, RuntimeWarning) and "diverging" in str(w.message)
+    )
 
 
 def test_a_huge_rate_that_ends_in_garbage_warns(digits):
@@ -169,7 +222,11 @@ def test_a_huge_rate_that_ends_in_garbage_warns(digits):
         warnings.simplefilter("always")
         train_each_loop(digits, GARBAGE_LR)
     assert divergence_warnings(caught) == [
-        "fine-tuning", "gradual training layer 1", "pre-training layer 0", "pre-training layer 1"]
+        "fine-tuning",
+        "gradual training layer 1",
+        "pre-training layer 0",
+        "pre-training layer 1",
+    ]
 
 
 class ScriptedStep:
@@ -194,12 +251,24 @@ class ConstantScorer:
 def test_a_resumed_run_does_not_take_one_cheap_minibatch_as_its_start(resumed):
     # A half-trained model may cost 0.001 on one minibatch and 0.1 on average:
     # only a run from scratch, where every minibatch costs about the same, starts there.
-    progress = Progress(phase="finetune", epoch=1, batch=5, steps=25, iteration=25, patience=10**6,
-                        best_valid_error=0.5) if resumed else None
+    progress = (
+        Progress(
+            phase="finetune", epoch=1, batch=5, steps=25, iteration=25, patience=10**6, best_valid_error=0.5
+        )
+        if resumed
+        else None
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        finetune_sgd(tiny_model(), ScriptedStep(0.001, 0.1), ConstantScorer(), ConstantScorer(),
-                     n_train_batches=20, max_epochs=3, progress=progress)
+        finetune_sgd(
+            tiny_model(),
+            ScriptedStep(0.001, 0.1),
+            ConstantScorer(),
+            ConstantScorer(),
+            n_train_batches=20,
+            max_epochs=3,
+            progress=progress,
+        )
     assert divergence_warnings(caught) == ([] if resumed else ["fine-tuning"])
 
 
@@ -226,8 +295,9 @@ def test_a_diverging_run_fails_and_saves_no_model(tmp_path, capsys):
         assert all(np.all(np.isfinite(stored[name])) for name in stored.files if name != "state.json")
 
 
-@pytest.mark.parametrize("flag, phase", [("--pretrain-lr", "pre-training layer 0"),
-                                         ("--finetune-lr", "fine-tuning")])
+@pytest.mark.parametrize(
+    "flag, phase", [("--pretrain-lr", "pre-training layer 0"), ("--finetune-lr", "fine-tuning")]
+)
 def test_a_run_whose_cost_ends_in_garbage_fails_and_keeps_its_files(tmp_path, capsys, flag, phase):
     from sda.run import main
 
@@ -251,15 +321,22 @@ def test_a_run_that_never_beats_chance_fails(tmp_path, capsys):
     from sda.run import main
 
     # every image blank: the model cannot tell the classes apart, whatever it learns
-    blank = {f"{part}_{what}": np.zeros((40, 4), np.float32) if part == "x" else np.arange(40) % 2
-             for what in ("train", "valid", "test") for part in ("x", "y")}
+    blank = {
+        f"{part}_{what}": np.zeros((40, 4), np.float32) if part == "x" else np.arange(40) % 2
+        for what in ("train", "valid", "test")
+        for part in ("x", "y")
+    }
     np.savez(tmp_path / "blank.npz", **blank)
     assert main([*DEMO, "--data", str(tmp_path / "blank.npz"), "--out", str(tmp_path), "--name", "flat"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: the run never beat chance: its best validation error, 50.00 %, is not "
-                          "below the 50.00 % of always guessing the commonest class; lower --pretrain-lr "
-                          "(now 0.01) or --finetune-lr (now 0.1), or train for more epochs") \
+    assert (
+        err.startswith(
+            "error: the run never beat chance: its best validation error, 50.00 %, is not "
+            "below the 50.00 % of always guessing the commonest class; lower --pretrain-lr "
+            "(now 0.01) or --finetune-lr (now 0.1), or train for more epochs"
+        )
         and err.count("\n") == 1
+    )
     summary = json.loads((tmp_path / "flat" / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["error"].startswith("TrainingFailed: ")
 
@@ -282,12 +359,28 @@ def test_a_resumed_run_judges_its_cost_from_where_each_phase_began(tmp_path):
     from sda.rundir import RunDir
 
     run_dir = RunDir.create(tmp_path, "resumed")
-    rows = [{"phase": "pretrain", "layer": 0, "epoch": 0, "cost": 66.0},
-            {"phase": "pretrain", "layer": 0, "epoch": 1, "cost": 60.0},
-            {"phase": "finetune", "epoch": 1, "cost": 0.4, "valid_error": 0.05, "best_valid_error": 0.05,
-             "test_error": 0.05, "seconds": 1.0},
-            {"phase": "finetune", "epoch": 2, "cost": 0.04, "valid_error": 0.04, "best_valid_error": 0.04,
-             "test_error": 0.04, "seconds": 2.0}]
+    rows = [
+        {"phase": "pretrain", "layer": 0, "epoch": 0, "cost": 66.0},
+        {"phase": "pretrain", "layer": 0, "epoch": 1, "cost": 60.0},
+        {
+            "phase": "finetune",
+            "epoch": 1,
+            "cost": 0.4,
+            "valid_error": 0.05,
+            "best_valid_error": 0.05,
+            "test_error": 0.05,
+            "seconds": 1.0,
+        },
+        {
+            "phase": "finetune",
+            "epoch": 2,
+            "cost": 0.04,
+            "valid_error": 0.04,
+            "best_valid_error": 0.04,
+            "test_error": 0.04,
+            "seconds": 2.0,
+        },
+    ]
     for row in rows:
         run_dir.append_metrics(row)
     report = Reporter(run_dir, rows=len(rows))

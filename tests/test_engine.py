@@ -13,18 +13,24 @@ import pytest
 from sda import engine
 from sda.errors import SdAError
 
-SHOW_CONFIG = ("import json, pytensor, sda; c = pytensor.config; print(json.dumps({"
-               "'mode': str(c.mode), 'linker': c.linker, 'floatX': c.floatX, 'ldflags': c.blas__ldflags, "
-               "'backend': sda.BACKEND}))")
+SHOW_CONFIG = (
+    "import json, pytensor, sda; c = pytensor.config; print(json.dumps({"
+    "'mode': str(c.mode), 'linker': c.linker, 'floatX': c.floatX, 'ldflags': c.blas__ldflags, "
+    "'backend': sda.BACKEND}))"
+)
 
 
 def config_after_import(tmp_path, **env):
     """PyTensor's settings after ``import sda`` in a fresh process with ``env`` added."""
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ("PYTENSOR_FLAGS", "PYTENSORRC", engine.MODE_ENV, engine.BLAS_ENV)}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTENSOR_FLAGS", "PYTENSORRC", engine.MODE_ENV, engine.BLAS_ENV)
+    }
     clean["PYTENSORRC"] = str(tmp_path / "no-such-rc")  # neither ~/.pytensorrc nor the caller's
-    done = subprocess.run([sys.executable, "-c", SHOW_CONFIG], env={**clean, **env},
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", SHOW_CONFIG], env={**clean, **env}, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -49,7 +55,8 @@ def test_float32_and_backend_are_set_without_environment_flags():
 
 def test_settings_the_user_made_in_pytensor_flags_are_kept(tmp_path):
     config = config_after_import(
-        tmp_path, PYTENSOR_FLAGS="floatX=float64,mode=FAST_COMPILE,blas__ldflags=-lmyblas")
+        tmp_path, PYTENSOR_FLAGS="floatX=float64,mode=FAST_COMPILE,blas__ldflags=-lmyblas"
+    )
     assert (config["floatX"], config["mode"], config["ldflags"]) == ("float64", "FAST_COMPILE", "-lmyblas")
     assert config["backend"].startswith("PyTensor mode FAST_COMPILE (set by the user); float64")
     assert "kept from PYTENSOR_FLAGS/.pytensorrc: floatX=float64, blas__ldflags=-lmyblas" in config["backend"]
@@ -103,8 +110,11 @@ def test_use_mode_refuses_what_cannot_run(restore_mode, monkeypatch):
     with pytest.raises(SdAError, match="unknown mode 'gpu': choose one of c, numba, jax"):
         engine.use_mode("gpu")
     real_find_spec = engine.importlib.util.find_spec
-    monkeypatch.setattr(engine.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "jax" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        engine.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "jax" else real_find_spec(name, *a),
+    )
     with pytest.raises(SdAError, match=r"pip install 'sda-pytensor\[jax\]'"):
         engine.use_mode("jax")
     assert pytensor.config.mode == mode  # nothing changed
@@ -124,9 +134,25 @@ def test_the_library_still_trains_on_the_numba_backend(tmp_path):
     """The path a machine without BLAS takes: same code, other backend."""
     env = {**os.environ, engine.MODE_ENV: "numba"}
     done = subprocess.run(
-        [sys.executable, "-m", "sda.run", "--preset", "demo", "--pretrain-epochs", "1",
-         "--finetune-epochs", "3", "--out", str(tmp_path), "--name", "numba"],
-        env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "sda.run",
+            "--preset",
+            "demo",
+            "--pretrain-epochs",
+            "1",
+            "--finetune-epochs",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "numba",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr
     assert "sda: Numba (set by $SDA_MODE)" in done.stdout

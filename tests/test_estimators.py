@@ -33,27 +33,50 @@ TINY = dict(hidden_layer_sizes=(8,), pretrain_epochs=1, batch_size=10, random_st
 ESTIMATORS = [SdAClassifier(**TINY, max_iter=10), SdATransformer(**TINY)]
 
 # Checks that fit on data with values outside [0, 1]: fit refuses it by design.
-REFUSED_RANGE = ("the check fits on data outside [0, 1], which SdA estimators refuse (a sigmoid "
-                 "reconstructs each input); the same check passes behind MinMaxScaler(clip=True)")
+REFUSED_RANGE = (
+    "the check fits on data outside [0, 1], which SdA estimators refuse (a sigmoid "
+    "reconstructs each input); the same check passes behind MinMaxScaler(clip=True)"
+)
 OUTSIDE_UNIT_INTERVAL = [
-    "check_estimators_overwrite_params", "check_dont_overwrite_parameters",
-    "check_estimators_fit_returns_self", "check_readonly_memmap_input",
-    "check_n_features_in_after_fitting", "check_estimators_dtypes", "check_pipeline_consistency",
-    "check_estimators_pickle", "check_f_contiguous_array_estimator", "check_methods_sample_order_invariance",
-    "check_methods_subset_invariance", "check_fit2d_1sample", "check_fit2d_1feature", "check_dict_unchanged",
-    "check_fit_idempotent", "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d",
+    "check_estimators_overwrite_params",
+    "check_dont_overwrite_parameters",
+    "check_estimators_fit_returns_self",
+    "check_readonly_memmap_input",
+    "check_n_features_in_after_fitting",
+    "check_estimators_dtypes",
+    "check_pipeline_consistency",
+    "check_estimators_pickle",
+    "check_f_contiguous_array_estimator",
+    "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance",
+    "check_fit2d_1sample",
+    "check_fit2d_1feature",
+    "check_dict_unchanged",
+    "check_fit_idempotent",
+    "check_fit_check_is_fitted",
+    "check_n_features_in",
+    "check_fit2d_predict1d",
 ]
 ONLY_FOR = {
-    "SdAClassifier": ["check_classifier_data_not_an_array", "check_classifiers_classes",
-                      "check_classifiers_train", "check_non_transformer_estimators_n_iter"],
-    "SdATransformer": ["check_transformer_data_not_an_array", "check_transformer_general",
-                       "check_transformer_preserve_dtypes"],
+    "SdAClassifier": [
+        "check_classifier_data_not_an_array",
+        "check_classifiers_classes",
+        "check_classifiers_train",
+        "check_non_transformer_estimators_n_iter",
+    ],
+    "SdATransformer": [
+        "check_transformer_data_not_an_array",
+        "check_transformer_general",
+        "check_transformer_preserve_dtypes",
+    ],
 }
 # Pipeline fits its steps in place, so its `steps` parameter changes during fit: these two
 # fail for make_pipeline(MinMaxScaler(), LogisticRegression()) as well.
 PIPELINE_STEPS = "Pipeline fits its steps in place; fails for any Pipeline, e.g. with LogisticRegression"
-PIPELINE_FAILURES = {"check_estimators_overwrite_params": PIPELINE_STEPS,
-                     "check_dont_overwrite_parameters": PIPELINE_STEPS}
+PIPELINE_FAILURES = {
+    "check_estimators_overwrite_params": PIPELINE_STEPS,
+    "check_dont_overwrite_parameters": PIPELINE_STEPS,
+}
 
 
 def expected_range_failures(estimator):
@@ -104,8 +127,9 @@ def digits():
 
 
 def small_classifier(**settings):
-    return SdAClassifier(**{**dict(hidden_layer_sizes=(32,), pretrain_epochs=2, max_iter=15,
-                                   random_state=0), **settings})
+    return SdAClassifier(
+        **{**dict(hidden_layer_sizes=(32,), pretrain_epochs=2, max_iter=15, random_state=0), **settings}
+    )
 
 
 def test_pipeline_and_grid_search_on_digits():
@@ -120,8 +144,10 @@ def test_pipeline_and_grid_search_on_digits():
     # 10 classes: chance is 0.1; even 600 rows and a few epochs reach far above it
     assert search.best_score_ > 0.8
     assert search.score(X_test, y_test) > 0.8
-    assert search.best_estimator_[-1].hidden_layer_sizes == search.best_params_[
-        "sdaclassifier__hidden_layer_sizes"]
+    assert (
+        search.best_estimator_[-1].hidden_layer_sizes
+        == search.best_params_["sdaclassifier__hidden_layer_sizes"]
+    )
 
 
 @pytest.mark.parametrize("solver", ["sgd", "cg", "lbfgs"])
@@ -162,9 +188,11 @@ def test_same_random_state_same_model_other_state_other_model(digits):
     assert np.abs(first - other).max() > 1e-3
 
 
-@pytest.mark.parametrize("dump, load", [(pickle.dumps, pickle.loads),
-                                        (lambda m: _joblib_bytes(m), lambda b: joblib.load(io.BytesIO(b)))],
-                         ids=["pickle", "joblib"])
+@pytest.mark.parametrize(
+    "dump, load",
+    [(pickle.dumps, pickle.loads), (lambda m: _joblib_bytes(m), lambda b: joblib.load(io.BytesIO(b)))],
+    ids=["pickle", "joblib"],
+)
 def test_pickled_classifier_predicts_the_same(digits, dump, load):
     X_train, X_test, y_train, _ = digits
     model = small_classifier(max_iter=5).fit(X_train, y_train)
@@ -233,24 +261,36 @@ def test_new_rows_may_hold_any_finite_values_and_are_clipped(digits):
 
 def test_cross_validation_behind_an_unclipped_scaler_scores_every_fold():
     X, y = load_digits(return_X_y=True)
-    pipeline = make_pipeline(MinMaxScaler(), SdAClassifier(hidden_layer_sizes=(64,), pretrain_epochs=2,
-                                                           max_iter=10, random_state=0))
+    pipeline = make_pipeline(
+        MinMaxScaler(),
+        SdAClassifier(hidden_layer_sizes=(64,), pretrain_epochs=2, max_iter=10, random_state=0),
+    )
     scores = cross_val_score(pipeline, X, y, cv=3)
     # held-out pixels brighter than any in the other folds reach 1.07 after scaling
     assert np.all(np.isfinite(scores)) and scores.min() > 0.85  # 0.92 to 0.94 here; chance is 0.1
 
 
-@pytest.mark.parametrize("bad, kind", [(np.nan, "NaN"), (np.inf, "infinity or a value too large for float32"),
-                                       (1e39, "infinity or a value too large for float32")])
+@pytest.mark.parametrize(
+    "bad, kind",
+    [
+        (np.nan, "NaN"),
+        (np.inf, "infinity or a value too large for float32"),
+        (1e39, "infinity or a value too large for float32"),
+    ],
+)
 def test_nan_and_infinity_are_refused_in_one_line(digits, bad, kind):
     X_train, X_test, y_train, _ = digits
     broken = X_train.copy()
     broken[3, 5] = bad
-    expected = (f"Input X contains {kind} (first at row 3, column 5): {{name}} needs finite values; drop or "
-                "impute them, e.g. make_pipeline(SimpleImputer(), MinMaxScaler(), {name}(...))")
+    expected = (
+        f"Input X contains {kind} (first at row 3, column 5): {{name}} needs finite values; drop or "
+        "impute them, e.g. make_pipeline(SimpleImputer(), MinMaxScaler(), {name}(...))"
+    )
     classifier, transformer = small_classifier(max_iter=2), SdATransformer((8,), pretrain_epochs=1)
-    for model, call in [(classifier, lambda: classifier.fit(broken, y_train)),
-                        (transformer, lambda: transformer.fit(broken))]:
+    for model, call in [
+        (classifier, lambda: classifier.fit(broken, y_train)),
+        (transformer, lambda: transformer.fit(broken)),
+    ]:
         with pytest.raises(ValueError) as error:
             call()
         assert str(error.value) == expected.format(name=type(model).__name__)
@@ -262,18 +302,21 @@ def test_nan_and_infinity_are_refused_in_one_line(digits, bad, kind):
         assert str(error.value) == expected.format(name=type(method.__self__).__name__)
 
 
-@pytest.mark.parametrize("settings, message", [
-    (dict(solver="adam"), "unknown solver 'adam': choose one of"),
-    (dict(hidden_layer_sizes=(8, 8), corruption_levels=(0.1, 0.2, 0.3)), "one level per layer"),
-    (dict(corruption_levels=1.0), "corruption_levels"),
-    (dict(validation_fraction=1.0), "validation_fraction"),
-    (dict(hidden_layer_sizes=()), "hidden_layer_sizes is empty"),
-    (dict(loss="hinge"), "unknown loss 'hinge'"),
-    # NaN passes every bound check_scalar makes; it must not reach training as a diverging run
-    (dict(alpha=float("nan")), "alpha == nan, must be a finite number"),
-    (dict(learning_rate_init=float("inf")), "learning_rate_init == inf, must be a finite number"),
-    (dict(momentum=float("nan")), "momentum == nan"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(solver="adam"), "unknown solver 'adam': choose one of"),
+        (dict(hidden_layer_sizes=(8, 8), corruption_levels=(0.1, 0.2, 0.3)), "one level per layer"),
+        (dict(corruption_levels=1.0), "corruption_levels"),
+        (dict(validation_fraction=1.0), "validation_fraction"),
+        (dict(hidden_layer_sizes=()), "hidden_layer_sizes is empty"),
+        (dict(loss="hinge"), "unknown loss 'hinge'"),
+        # NaN passes every bound check_scalar makes; it must not reach training as a diverging run
+        (dict(alpha=float("nan")), "alpha == nan, must be a finite number"),
+        (dict(learning_rate_init=float("inf")), "learning_rate_init == inf, must be a finite number"),
+        (dict(momentum=float("nan")), "momentum == nan"),
+    ],
+)
 def test_bad_settings_fail_before_training(digits, settings, message):
     X_train, _, y_train, _ = digits
     with pytest.raises(ValueError, match=message):
@@ -281,9 +324,17 @@ def test_bad_settings_fail_before_training(digits, settings, message):
 
 
 @pytest.mark.parametrize("estimator", [SdAClassifier, SdATransformer])
-@pytest.mark.parametrize("setting, value", [("tied", "no"), ("tied", 0), ("loss", "hinge"),
-                                            ("loss", None), ("corruption_levels", (1.0,)),
-                                            ("hidden_layer_sizes", (2.5,))])
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("tied", "no"),
+        ("tied", 0),
+        ("loss", "hinge"),
+        ("loss", None),
+        ("corruption_levels", (1.0,)),
+        ("hidden_layer_sizes", (2.5,)),
+    ],
+)
 def test_settings_the_sda_takes_too_are_refused_in_its_words(digits, estimator, setting, value):
     """The same check as SdA's constructor: the same error type and the same message."""
     sda_name = {"hidden_layer_sizes": "hidden_layers_sizes"}.get(setting, setting)
@@ -295,11 +346,14 @@ def test_settings_the_sda_takes_too_are_refused_in_its_words(digits, estimator, 
     assert str(by_estimator.value) == str(by_sda.value).replace(sda_name, setting)
 
 
-@pytest.mark.parametrize("settings, kind, message", [
-    (dict(solver="Adam"), SettingError, "unknown solver 'Adam': choose one of ('sgd', 'cg', 'lbfgs')"),
-    (dict(verbose="no"), SettingTypeError, "verbose must be True or False, got 'no' (str)"),
-    (dict(verbose=-1), SettingError, "verbose must be at least 0, got -1"),
-])
+@pytest.mark.parametrize(
+    "settings, kind, message",
+    [
+        (dict(solver="Adam"), SettingError, "unknown solver 'Adam': choose one of ('sgd', 'cg', 'lbfgs')"),
+        (dict(verbose="no"), SettingTypeError, "verbose must be True or False, got 'no' (str)"),
+        (dict(verbose=-1), SettingError, "verbose must be at least 0, got -1"),
+    ],
+)
 def test_choice_and_flag_settings_are_refused_not_coerced(digits, settings, kind, message):
     with pytest.raises(kind) as error:
         small_classifier(**settings).fit(digits[0], digits[2])
@@ -321,23 +375,40 @@ class _Edited:
         return copyreg._reconstructor, (self.cls, object, None), self.state
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda w: w.update({"hidden0.W": w["hidden0.W"][:, :4]}),
-     "unpickled {name}: hidden0.W has shape (64, 4), the model expects (64, 8)"),
-    (lambda w: w.update({"logistic.W": w["logistic.W"].astype(np.int64)}),
-     "unpickled {name}: logistic.W holds int64 values, not usable weights"),
-    (lambda w: w["hidden0.b"].__setitem__(2, np.nan),
-     "unpickled {name}: hidden0.b holds non-finite values"),
-    (lambda w: w.update({"hidden0.b": w["hidden0.b"].tolist()}),
-     "unpickled {name}: hidden0.b is a list, not an array, not usable weights"),
-    (lambda w: w.pop("dA0.bvis"),
-     "unpickled {name} does not fit this model (missing ['dA0.bvis'], unexpected []"),
-    (lambda w: w.update({"dA0.W_prime": w["hidden0.W"].T}),
-     "unpickled {name} does not fit this model (missing [], unexpected ['dA0.W_prime']"),
-])
-@pytest.mark.parametrize("estimator", [small_classifier(max_iter=2, hidden_layer_sizes=(8,)),
-                                       SdATransformer((8,), pretrain_epochs=1)],
-                         ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda w: w.update({"hidden0.W": w["hidden0.W"][:, :4]}),
+            "unpickled {name}: hidden0.W has shape (64, 4), the model expects (64, 8)",
+        ),
+        (
+            lambda w: w.update({"logistic.W": w["logistic.W"].astype(np.int64)}),
+            "unpickled {name}: logistic.W holds int64 values, not usable weights",
+        ),
+        (
+            lambda w: w["hidden0.b"].__setitem__(2, np.nan),
+            "unpickled {name}: hidden0.b holds non-finite values",
+        ),
+        (
+            lambda w: w.update({"hidden0.b": w["hidden0.b"].tolist()}),
+            "unpickled {name}: hidden0.b is a list, not an array, not usable weights",
+        ),
+        (
+            lambda w: w.pop("dA0.bvis"),
+            "unpickled {name} does not fit this model (missing ['dA0.bvis'], unexpected []",
+        ),
+        (
+            lambda w: w.update({"dA0.W_prime": w["hidden0.W"].T}),
+            "unpickled {name} does not fit this model (missing [], unexpected ['dA0.W_prime']",
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "estimator",
+    [small_classifier(max_iter=2, hidden_layer_sizes=(8,)), SdATransformer((8,), pretrain_epochs=1)],
+    ids=lambda e: type(e).__name__,
+)
 def test_a_damaged_pickle_is_refused_when_loaded(digits, estimator, edit, message):
     X_train, X_test, y_train, _ = digits
     fitted = clone(estimator).fit(X_train, y_train)
@@ -349,8 +420,9 @@ def test_a_damaged_pickle_is_refused_when_loaded(digits, estimator, edit, messag
         pickle.loads(blob)
     assert isinstance(error.value, ValueError)
     assert str(error.value).startswith(message.format(name=type(fitted).__name__))
-    assert str(error.value).endswith(" the pickle is damaged or was not written by sda; fit the "
-                                     "estimator again")
+    assert str(error.value).endswith(
+        " the pickle is damaged or was not written by sda; fit the estimator again"
+    )
 
 
 def test_a_batch_larger_than_the_rows_is_clipped_with_a_warning():
@@ -386,9 +458,14 @@ def test_docstring_examples():
 
 def test_comparison_script_runs_every_model(tmp_path):
     out = tmp_path / "compare.json"
-    done = subprocess.run([sys.executable, "-m", "bench.sklearn_compare", "--quick", "--datasets", "digits",
-                           "--out", str(out)], cwd=Path(__file__).resolve().parents[1],
-                          env=os.environ, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.sklearn_compare", "--quick", "--datasets", "digits", "--out", str(out)],
+        cwd=Path(__file__).resolve().parents[1],
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     (digits,) = json.loads(out.read_text())["datasets"]
     assert (digits["name"], digits["n_train"], digits["n_test"]) == ("digits", 898, 899)
@@ -407,8 +484,10 @@ def squared_weights(model):
 def test_alpha_shrinks_the_weights(digits, solver):
     X_train, _, y_train, _ = digits
     # no pre-training: only fine-tuning's penalty (lbfgs) or weight decay (sgd) differs
-    free, decayed = (small_classifier(solver=solver, pretrain_epochs=0, max_iter=10, alpha=alpha)
-                     .fit(X_train, y_train) for alpha in (0.0, 0.01))
+    free, decayed = (
+        small_classifier(solver=solver, pretrain_epochs=0, max_iter=10, alpha=alpha).fit(X_train, y_train)
+        for alpha in (0.0, 0.01)
+    )
     assert squared_weights(decayed) < 0.9 * squared_weights(free)
 
 

@@ -24,13 +24,17 @@ from sda.gradual import (
 )
 from sda.train import pretrain
 
-SETTINGS = dict(batch_size=20, learning_rate=0.05, corruption=0.2, momentum=0.5,
-                weight_decay=1e-4)
+SETTINGS = dict(batch_size=20, learning_rate=0.05, corruption=0.2, momentum=0.5, weight_decay=1e-4)
 
 
 def tiny_model(sizes=(20, 10), n_ins=784, seed=3):
-    return SdA(np.random.RandomState(seed), n_ins=n_ins, hidden_layers_sizes=sizes, n_outs=10,
-               corruption_levels=[0.2] * len(sizes))
+    return SdA(
+        np.random.RandomState(seed),
+        n_ins=n_ins,
+        hidden_layers_sizes=sizes,
+        n_outs=10,
+        corruption_levels=[0.2] * len(sizes),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +62,14 @@ def test_noise_is_applied_to_the_input_only(mnist):
     train_x, _ = mnist
     model = tiny_model()
     cost, _, _ = gradual_cost(model, 2, 0.3)
-    draws = [v.owner for v in ancestors([cost])
-             if v.owner is not None and isinstance(v.owner.op, RandomVariable)]
+    draws = [
+        v.owner for v in ancestors([cost]) if v.owner is not None and isinstance(v.owner.op, RandomVariable)
+    ]
     assert len(draws) == 1
     assert model.dA_layers[0].rng in draws[0].inputs
     # Without noise the step's cost is the clean reconstruction cost of the stack.
     clean, _, _ = gradual_cost(model, 2, 0.0)
-    reference = pytensor.function([], model.unrolled_pre_activation(model.x, 2),
-                                  givens={model.x: train_x})()
+    reference = pytensor.function([], model.unrolled_pre_activation(model.x, 2), givens={model.x: train_x})()
     x = train_x.get_value()
     expected = np.mean(np.sum(np.logaddexp(0, reference) - x * reference, axis=1))
     got = pytensor.function([], clean, givens={model.x: train_x})()
@@ -92,8 +96,17 @@ def test_fraction_one_is_exactly_stacked_pretraining(mnist):
     train_x, _ = mnist
     gradual, stacked = tiny_model(), tiny_model()
     records = train_gradual(gradual, train_x, 2, fraction_stacked=1.0, **SETTINGS)
-    pretrain(stacked, train_x, SETTINGS["batch_size"], 2, SETTINGS["learning_rate"], [0.2, 0.2],
-             cached=True, momentum=SETTINGS["momentum"], weight_decay=SETTINGS["weight_decay"])
+    pretrain(
+        stacked,
+        train_x,
+        SETTINGS["batch_size"],
+        2,
+        SETTINGS["learning_rate"],
+        [0.2, 0.2],
+        cached=True,
+        momentum=SETTINGS["momentum"],
+        weight_decay=SETTINGS["weight_decay"],
+    )
     assert [r["phase"] for r in records] == ["stacked"] * 4
     # The same graphs on the same minibatches: bit-identical on one machine and thread count.
     for name, value in values(stacked).items():
@@ -111,7 +124,11 @@ def test_training_is_deterministic_and_the_budget_is_shared(mnist):
         np.testing.assert_array_equal(runs[0][name], runs[1][name], err_msg=name)
     # layer 1: 2 stacked epochs (cost 1 each) then 1 gradual epoch at depth 2 (cost 2)
     assert [(r["phase"], r["layer"], r["budget"]) for r in records] == [
-        ("stacked", 0, 1.0), ("stacked", 1, 1.0), ("stacked", 1, 2.0), ("gradual", 1, 4.0)]
+        ("stacked", 0, 1.0),
+        ("stacked", 1, 1.0),
+        ("stacked", 1, 2.0),
+        ("gradual", 1, 4.0),
+    ]
 
 
 def test_gradual_step_returns_the_velocities_of_every_layer_it_trains(mnist):
@@ -154,17 +171,20 @@ def test_relative_cross_entropy_is_positive_on_mnist(mnist):
     assert 0 < relative_cross_entropy(model, test_x) < untrained
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(fraction_stacked=-0.1), "fraction_stacked"),
-    (dict(fraction_stacked=1.5), "fraction_stacked"),
-    (dict(epochs_per_layer=0), "positive"),
-    (dict(epochs_per_layer=[1, -2]), "positive"),
-    (dict(epochs_per_layer=[1, 2, 3]), "one budget per layer"),
-    (dict(batch_size=0), "batch_size"),
-    (dict(learning_rate=-1), "learning_rate"),
-    (dict(corruption=1.0), "corruption"),
-    (dict(layers=[2]), "layers"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(fraction_stacked=-0.1), "fraction_stacked"),
+        (dict(fraction_stacked=1.5), "fraction_stacked"),
+        (dict(epochs_per_layer=0), "positive"),
+        (dict(epochs_per_layer=[1, -2]), "positive"),
+        (dict(epochs_per_layer=[1, 2, 3]), "one budget per layer"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(learning_rate=-1), "learning_rate"),
+        (dict(corruption=1.0), "corruption"),
+        (dict(layers=[2]), "layers"),
+    ],
+)
 def test_bad_settings_raise(mnist, change, message):
     settings = {**SETTINGS, "epochs_per_layer": 1, **change}
     with pytest.raises(SettingError, match=message):
@@ -172,15 +192,19 @@ def test_bad_settings_raise(mnist, change, message):
 
 
 def test_metric_refuses_a_squared_loss_model(mnist):
-    model = SdA(np.random.RandomState(0), hidden_layers_sizes=(5,), corruption_levels=(0.1,),
-                loss="squared")
+    model = SdA(np.random.RandomState(0), hidden_layers_sizes=(5,), corruption_levels=(0.1,), loss="squared")
     with pytest.raises(SettingError, match="cross_entropy"):
         relative_cross_entropy(model, mnist[1])
 
 
 def run_experiment(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "sda.experiments.gradual", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sda.experiments.gradual", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_experiment_runs_end_to_end(shared_data, tmp_path):

@@ -20,10 +20,13 @@ from sda.sgd import sgd_updates
 # Marked `jax`: the default suite deselects them; CI's JAX job runs them with -m jax.
 # Expected under JAX: it computes in float32 and int32 unless x64 is enabled (sda wants float32),
 # it skips PyTensor's runtime shape asserts, and it steps a copy of each shared generator.
-pytestmark = [pytest.mark.jax,
-              pytest.mark.filterwarnings("ignore:Explicitly requested dtype:UserWarning"),
-              pytest.mark.filterwarnings("ignore:Skipping Assert:UserWarning"),
-              pytest.mark.filterwarnings("ignore:The RandomType SharedVariables:UserWarning")]
+pytestmark = [
+    pytest.mark.jax,
+    pytest.mark.filterwarnings("ignore:Explicitly requested dtype:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Skipping Assert:UserWarning"),
+    pytest.mark.filterwarnings("ignore:The RandomType SharedVariables:UserWarning"),
+]
+
 
 @pytest.fixture(autouse=True)
 def jax_installed():
@@ -49,8 +52,13 @@ def digits():
 
 def demo_model(seed=5):
     """The demo preset's network: 64 -> 100 -> 100 -> 10."""
-    return SdA(np.random.default_rng(seed), n_ins=64, hidden_layers_sizes=(100, 100), n_outs=10,
-               corruption_levels=(0.1, 0.2))
+    return SdA(
+        np.random.default_rng(seed),
+        n_ins=64,
+        hidden_layers_sizes=(100, 100),
+        n_outs=10,
+        corruption_levels=(0.1, 0.2),
+    )
 
 
 def finetune_costs(digits, steps):
@@ -60,12 +68,14 @@ def finetune_costs(digits, steps):
     train_x, train_y = shared_dataset(digits.train)
     updates, _ = sgd_updates(model.finetune_cost, model.params, np.float32(0.1), 0.0, 0.0)
     index = pt.lscalar("index")
-    step = engine.batched_function(index, [], model.finetune_cost, {model.x: train_x, model.y: train_y},
-                                   BATCH, updates=updates)
+    step = engine.batched_function(
+        index, [], model.finetune_cost, {model.x: train_x, model.y: train_y}, BATCH, updates=updates
+    )
     costs = [float(step(i)) for i in range(steps)]
     last = float(step(len(digits.train.y) // BATCH))
-    big_batch = engine.batched_function(index, [], model.finetune_cost,
-                                        {model.x: train_x, model.y: train_y}, 300)
+    big_batch = engine.batched_function(
+        index, [], model.finetune_cost, {model.x: train_x, model.y: train_y}, 300
+    )
     return np.array(costs), last, float(big_batch(0))
 
 
@@ -91,8 +101,9 @@ def test_pretraining_on_jax_draws_fresh_noise_and_lowers_the_cost(digits, mode):
     auto_encoder = model.dA_layers[0]
     corruption, lr = pt.scalar("corruption"), pt.scalar("lr")
     cost, updates = auto_encoder.get_cost_updates(corruption, lr)
-    step = engine.batched_function(pt.lscalar("index"), [corruption, lr], cost, {model.x: train_x},
-                                   BATCH, updates=updates)
+    step = engine.batched_function(
+        pt.lscalar("index"), [corruption, lr], cost, {model.x: train_x}, BATCH, updates=updates
+    )
     # JAX draws from its own generator (seeded from the shared one), so its masks are not the C
     # backend's: check what must hold whatever the stream. With lr 0 only the mask changes.
     assert float(step(0, 0.5, 0.0)) != float(step(0, 0.5, 0.0))
@@ -105,9 +116,25 @@ def test_the_demo_run_trains_on_jax(tmp_path):
     """The command end to end: every graph sda.run compiles goes through the JAX backend."""
     env = {**os.environ, engine.MODE_ENV: "jax"}
     done = subprocess.run(
-        [sys.executable, "-m", "sda.run", "--preset", "demo", "--pretrain-epochs", "1",
-         "--finetune-epochs", "3", "--out", str(tmp_path), "--name", "jax"],
-        env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "sda.run",
+            "--preset",
+            "demo",
+            "--pretrain-epochs",
+            "1",
+            "--finetune-epochs",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "jax",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr
     assert "sda: JAX" in done.stdout

@@ -33,8 +33,9 @@ def assert_gradients_match(cost, params, givens):
         # float64 (see the fixture): central differences with eps 1e-6 err by O(eps^2) from
         # truncation plus 2.2e-16 * |f| / eps ~ 1e-10 from rounding (seen: 2e-10), hence the
         # atol; rtol 1e-5 is far below what a wrong gradient term gives (order 1).
-        np.testing.assert_allclose(g, numeric_gradient(f, param), rtol=1e-5, atol=1e-7,
-                                   err_msg=f"gradient of {param.name}")
+        np.testing.assert_allclose(
+            g, numeric_gradient(f, param), rtol=1e-5, atol=1e-7, err_msg=f"gradient of {param.name}"
+        )
 
 
 @pytest.fixture
@@ -46,8 +47,9 @@ def float64():
 
 def test_library_runs_in_float32():
     assert pytensor.config.floatX == "float32"
-    model = SdA(np.random.RandomState(0), n_ins=6, hidden_layers_sizes=(5, 4), n_outs=3,
-                corruption_levels=(0.1, 0.2))
+    model = SdA(
+        np.random.RandomState(0), n_ins=6, hidden_layers_sizes=(5, 4), n_outs=3, corruption_levels=(0.1, 0.2)
+    )
     x = pytensor.shared(np.random.default_rng(0).random((8, 6), dtype=np.float32))
     y = pytensor.shared(np.arange(8, dtype=np.int32) % 3)
     with pytensor.config.change_flags(warn_float64="raise"):
@@ -104,8 +106,9 @@ def test_dA_cost_equals_numpy_for_the_same_mask():
     x = rng.uniform(size=(9, 20)).astype("float32")
     got_cost, got_mask = pytensor.function([auto_encoder.x], [cost, mask])(x)
     assert 0 < (got_mask == 0).mean() < 1
-    expected = numpy_dA_cost(x.astype(float), got_mask, *(p.get_value().astype(float)
-                                                          for p in auto_encoder.params))
+    expected = numpy_dA_cost(
+        x.astype(float), got_mask, *(p.get_value().astype(float) for p in auto_encoder.params)
+    )
     # float32 graph vs float64 NumPy: 20- and 7-term dot products and a few elementwise ops,
     # each within a few float32 ulps (1.2e-7); reductions accumulate in float64. Seen: 7e-8.
     np.testing.assert_allclose(got_cost, expected, rtol=1e-5)
@@ -123,8 +126,7 @@ def test_dA_cost_stays_finite_when_units_saturate():
 def mask_function(auto_encoder, level, shape):
     _, mask, next_rng = auto_encoder.corrupted_cost(level)
     data = np.ones(shape, dtype="float32")
-    f = pytensor.function([], mask, givens={auto_encoder.x: data},
-                          updates={auto_encoder.rng: next_rng})
+    f = pytensor.function([], mask, givens={auto_encoder.x: data}, updates={auto_encoder.rng: next_rng})
     return f
 
 
@@ -153,8 +155,13 @@ def test_dA_updates_include_the_generator():
 
 
 def test_dA_and_hidden_layer_share_one_variable():
-    model = SdA(np.random.RandomState(10), n_ins=12, hidden_layers_sizes=(8, 6), n_outs=3,
-                corruption_levels=(0.1, 0.2))
+    model = SdA(
+        np.random.RandomState(10),
+        n_ins=12,
+        hidden_layers_sizes=(8, 6),
+        n_outs=3,
+        corruption_levels=(0.1, 0.2),
+    )
     for hidden, auto_encoder in zip(model.sigmoid_layers, model.dA_layers):
         assert auto_encoder.W is hidden.W and auto_encoder.b is hidden.b
     data = pytensor.shared(np.random.default_rng(1).random((10, 12), dtype=np.float32))
@@ -165,8 +172,9 @@ def test_dA_and_hidden_layer_share_one_variable():
 
 
 def test_corruption_levels_are_stored_and_checked():
-    model = SdA(np.random.RandomState(0), n_ins=4, hidden_layers_sizes=(3, 3), n_outs=2,
-                corruption_levels=(0.0, 0.4))
+    model = SdA(
+        np.random.RandomState(0), n_ins=4, hidden_layers_sizes=(3, 3), n_outs=2, corruption_levels=(0.0, 0.4)
+    )
     assert model.corruption_levels == (0.0, 0.4)
     with pytest.raises(ValueError, match="one level per layer"):
         check_architecture(4, (3, 3), 2, (0.1,))
@@ -182,8 +190,9 @@ def test_corruption_levels_are_stored_and_checked():
 
 def test_scorers_cover_the_short_last_batch():
     rng = np.random.default_rng(11)
-    model = SdA(np.random.RandomState(11), n_ins=5, hidden_layers_sizes=(4,), n_outs=3,
-                corruption_levels=(0.1,))
+    model = SdA(
+        np.random.RandomState(11), n_ins=5, hidden_layers_sizes=(4,), n_outs=3, corruption_levels=(0.1,)
+    )
     model.logLayer.W.set_value(rng.normal(size=(4, 3)).astype("float32"))
     x, y = rng.random((25, 5), dtype=np.float32), rng.integers(0, 3, 25).astype("int32")
     shared = (pytensor.shared(x), pytensor.shared(y))
@@ -204,8 +213,7 @@ def test_momentum_and_weight_decay_follow_their_equations():
     b = pytensor.shared(rng.normal(size=2).astype("float32"), name="b")
     x = rng.normal(size=(4, 3)).astype("float32")
     cost = pt.sum((pt.dot(x, w) + b) ** 2)
-    updates, velocities = sgd_updates(cost, [w, b], np.float32(0.01), momentum=0.9,
-                                      weight_decay=0.1)
+    updates, velocities = sgd_updates(cost, [w, b], np.float32(0.01), momentum=0.9, weight_decay=0.1)
     step = pytensor.function([], [], updates=updates)
     grads = pytensor.function([], pytensor.grad(cost, [w, b]))
     v_w, v_b = np.zeros((3, 2)), np.zeros(2)
@@ -227,8 +235,9 @@ def test_momentum_and_weight_decay_follow_their_equations():
 
 
 def test_dropped_input_zeroes_pixels_and_keeps_the_expected_value():
-    model = SdA(np.random.RandomState(3), n_ins=400, hidden_layers_sizes=(8,), n_outs=3,
-                corruption_levels=(0.1,))
+    model = SdA(
+        np.random.RandomState(3), n_ins=400, hidden_layers_sizes=(8,), n_outs=3, corruption_levels=(0.1,)
+    )
     next_rng, noisy_x = model.dropped_input(0.25)
     draw = pytensor.function([model.x], noisy_x, updates=[(model.dA_layers[0].rng, next_rng)])
     x = np.random.default_rng(3).uniform(0.5, 1.0, (50, 400)).astype("float32")
@@ -243,8 +252,9 @@ def test_dropped_input_zeroes_pixels_and_keeps_the_expected_value():
 
 def test_finetuning_input_noise_masks_the_training_pixels_only():
     rng = np.random.default_rng(12)
-    model = SdA(np.random.RandomState(12), n_ins=30, hidden_layers_sizes=(8,), n_outs=3,
-                corruption_levels=(0.1,))
+    model = SdA(
+        np.random.RandomState(12), n_ins=30, hidden_layers_sizes=(8,), n_outs=3, corruption_levels=(0.1,)
+    )
     model.logLayer.W.set_value(rng.normal(size=(8, 3)).astype("float32"))  # not blind to x
     x, y = rng.random((20, 30), dtype=np.float32), rng.integers(0, 3, 20).astype("int32")
     shared = (pytensor.shared(x), pytensor.shared(y))
@@ -254,8 +264,7 @@ def test_finetuning_input_noise_masks_the_training_pixels_only():
     np.testing.assert_array_equal(blank(0), cost(np.zeros_like(x), y))
     # at 0.5 each call draws a new mask from the first dA's generator, so the cost moves
     # though the weights do not (rate 0); the scores still see clean pixels
-    noisy, valid_score, _ = model.build_finetune_functions([shared] * 3, 20, 0.0,
-                                                           input_corruption=0.5)
+    noisy, valid_score, _ = model.build_finetune_functions([shared] * 3, 20, 0.0, input_corruption=0.5)
     before = model.dA_layers[0].rng.get_value().bit_generator.state
     costs = [float(noisy(0)) for _ in range(3)]
     assert len(set(costs)) == 3 and cost(x, y) not in costs

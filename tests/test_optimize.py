@@ -33,8 +33,13 @@ def shared_splits(dataset):
 
 
 def tiny_model(seed, n_ins=5, layers=(4, 3), n_outs=3):
-    model = SdA(np.random.RandomState(seed), n_ins=n_ins, hidden_layers_sizes=layers,
-                n_outs=n_outs, corruption_levels=(0.1,) * len(layers))
+    model = SdA(
+        np.random.RandomState(seed),
+        n_ins=n_ins,
+        hidden_layers_sizes=layers,
+        n_outs=n_outs,
+        corruption_levels=(0.1,) * len(layers),
+    )
     rng = np.random.default_rng(seed)
     for p in model.named_params().values():  # the softmax layer and biases start at zero
         p.set_value(p.get_value() + rng.normal(scale=0.3, size=p.get_value().shape).astype(p.dtype))
@@ -57,8 +62,7 @@ def test_flat_gradient_matches_finite_differences():
         x = pytensor.shared(rng.random((7, 5)))
         y = pytensor.shared(np.array([0, 1, 2, 2, 1, 0, 1], dtype="int32"))
         # Chunks of 3, 3 and 1 rows: the weighting by rows must give the plain mean.
-        objective = FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y],
-                                  chunk_rows=3)
+        objective = FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y], chunk_rows=3)
         whole = pytensor.function([], model.finetune_cost, givens={model.x: x, model.y: y})()
     vector = objective.flat.pack()
     cost, grad = objective.evaluate(vector)
@@ -85,8 +89,7 @@ def test_deep_autoencoder_is_the_unrolled_stack_and_its_gradient_is_right():
         autoencoder = DeepAutoencoder(model)
         data = rng.random((5, 6))
         x = pytensor.shared(data)
-        objective = FlatObjective(autoencoder.cost, autoencoder.params, [autoencoder.x], [x],
-                                  chunk_rows=2)
+        objective = FlatObjective(autoencoder.cost, autoencoder.params, [autoencoder.x], [x], chunk_rows=2)
     names = [p.name for p in autoencoder.params]
     assert names == ["W", "b", "W", "b", "bvis", "bvis"]  # tied: no decoder matrices
     assert autoencoder.params[-1] is model.dA_layers[0].b_prime
@@ -127,14 +130,16 @@ def test_pack_then_unpack_is_the_identity_on_the_models_own_variables():
 
 @pytest.mark.parametrize("method", ["cg", "lbfgs"])
 def test_batch_finetuning_learns_mnist(mnist_small, method):
-    model = SdA(np.random.RandomState(5), n_ins=784, hidden_layers_sizes=(64,), n_outs=10,
-                corruption_levels=(0.1,))
+    model = SdA(
+        np.random.RandomState(5), n_ins=784, hidden_layers_sizes=(64,), n_outs=10, corruption_levels=(0.1,)
+    )
     shared = shared_splits(mnist_small)
     valid_score = model.error_scorer(*shared[1], 500)
     assert valid_score.error() > 0.85  # the zero softmax layer predicts class 0 everywhere
     records = []
-    result = finetune_batch(model, shared, method, max_iterations=15, patience=15,
-                            chunk_rows=400, on_iteration=records.append)
+    result = finetune_batch(
+        model, shared, method, max_iterations=15, patience=15, chunk_rows=400, on_iteration=records.append
+    )
     costs = [r["cost"] for r in result.history]
     assert records == result.history and len(costs) == result.iterations == 15
     assert costs[-1] < 0.3 * np.log(10)  # the cost starts at log(10) = 2.30
@@ -149,33 +154,36 @@ def test_batch_finetuning_learns_mnist(mnist_small, method):
 
 def test_runs_stop_on_patience_and_on_the_pass_budget(mnist_small):
     data = mnist_small.subset(n_train=300, n_valid=1, n_test=100)
-    model = SdA(np.random.RandomState(6), n_ins=784, hidden_layers_sizes=(16,), n_outs=10,
-                corruption_levels=(0.1,))
+    model = SdA(
+        np.random.RandomState(6), n_ins=784, hidden_layers_sizes=(16,), n_outs=10, corruption_levels=(0.1,)
+    )
     # One validation row: its error is 0 or 1, so it soon stops improving.
     result = finetune_batch(model, shared_splits(data), "cg", max_iterations=100, patience=3)
     assert result.stop_reason == "patience"
     assert result.iterations == result.best_epoch + 3
-    result = finetune_batch(model, shared_splits(data), "lbfgs", max_iterations=100, max_passes=4,
-                            patience=None)
+    result = finetune_batch(
+        model, shared_splits(data), "lbfgs", max_iterations=100, max_passes=4, patience=None
+    )
     assert result.stop_reason == "max_passes" and 4 <= result.passes <= 8
 
 
 def test_batch_finetuning_with_weight_decay_minimises_the_penalised_cost(mnist_small):
     data = mnist_small.subset(n_train=200, n_valid=100, n_test=1)
-    model = SdA(np.random.RandomState(6), n_ins=784, hidden_layers_sizes=(16,), n_outs=10,
-                corruption_levels=(0.1,))
+    model = SdA(
+        np.random.RandomState(6), n_ins=784, hidden_layers_sizes=(16,), n_outs=10, corruption_levels=(0.1,)
+    )
     cost = model.finetune_cost
     shared = shared_splits(data)
-    result = finetune_batch(model, shared, "lbfgs", max_iterations=1, patience=None,
-                            weight_decay=0.5)
+    result = finetune_batch(model, shared, "lbfgs", max_iterations=1, patience=None, weight_decay=0.5)
     assert model.finetune_cost is cost  # the penalty lives in the objective, not in the model
     # The zero softmax layer predicts one class; the first step improves on it, so the
     # model holds the first iterate, whose recorded cost must include the penalty.
     assert result.best_epoch == 1
     (train_x, train_y), _, _ = shared
     mean_nll = pytensor.function([], cost, givens={model.x: train_x, model.y: train_y})()
-    penalty = 0.25 * sum(float(np.sum(p.get_value().astype(np.float64) ** 2))
-                         for p in model.params if p.ndim == 2)
+    penalty = 0.25 * sum(
+        float(np.sum(p.get_value().astype(np.float64) ** 2)) for p in model.params if p.ndim == 2
+    )
     assert penalty > 1e-3 * float(mean_nll)  # large enough for the check below to see it
     # One float32 graph over all 200 rows vs the objective's float64 sum of float32 chunks:
     # a few float32 ulps (1.2e-7) of a cost near log(10).
@@ -183,8 +191,13 @@ def test_batch_finetuning_with_weight_decay_minimises_the_penalised_cost(mnist_s
 
 
 def test_deep_autoencoder_finetuning_lowers_the_reconstruction_error(mnist_small):
-    model = SdA(np.random.RandomState(7), n_ins=784, hidden_layers_sizes=(64, 32), n_outs=10,
-                corruption_levels=(0.1, 0.2))
+    model = SdA(
+        np.random.RandomState(7),
+        n_ins=784,
+        hidden_layers_sizes=(64, 32),
+        n_outs=10,
+        corruption_levels=(0.1, 0.2),
+    )
     (train_x, _), (valid_x, _), _ = shared_splits(mnist_small)
     pretrain(model, train_x, batch_size=20, epochs=1, learning_rate=0.05)
     encoder_before = model.sigmoid_layers[0].W.get_value()
@@ -199,13 +212,16 @@ def test_deep_autoencoder_finetuning_lowers_the_reconstruction_error(mnist_small
     assert error == pytest.approx(result.valid_error_after, rel=1e-5)
 
 
-@pytest.mark.parametrize("settings, message", [
-    (dict(method="sgd"), "unknown method 'sgd'"),
-    (dict(max_iterations=0), "max_iterations must be a positive integer"),
-    (dict(max_passes=-1), "max_passes must be a positive integer, or None"),
-    (dict(patience=0), "patience must be a positive integer, or None"),
-    (dict(chunk_rows=2.5), "chunk_rows must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(method="sgd"), "unknown method 'sgd'"),
+        (dict(max_iterations=0), "max_iterations must be a positive integer"),
+        (dict(max_passes=-1), "max_passes must be a positive integer, or None"),
+        (dict(patience=0), "patience must be a positive integer, or None"),
+        (dict(chunk_rows=2.5), "chunk_rows must be a positive integer"),
+    ],
+)
 def test_bad_settings_are_refused(settings, message):
     model = tiny_model(8)
     data = [(pytensor.shared(np.zeros((4, 5), "float32")), pytensor.shared(np.zeros(4, "int32")))] * 3
@@ -226,13 +242,13 @@ def test_objective_on_some_rows_with_weight_decay_is_sgds_objective():
         model = tiny_model(10)
         x = pytensor.shared(rng.random((7, 5)))
         y = pytensor.shared(np.array([0, 1, 2, 2, 1, 0, 1], dtype="int32"))
-        objective = FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y],
-                                  chunk_rows=2, weight_decay=decay)
+        objective = FlatObjective(
+            model.finetune_cost, model.params, [model.x, model.y], [x, y], chunk_rows=2, weight_decay=decay
+        )
         objective.use_rows(rows)
         on_rows = pytensor.function([], model.finetune_cost, givens={model.x: x[rows], model.y: y[rows]})
         updates, _ = sgd_updates(model.finetune_cost, model.params, rate, weight_decay=decay)
-        sgd_step = pytensor.function([], [], updates=updates,
-                                     givens={model.x: x[rows], model.y: y[rows]})
+        sgd_step = pytensor.function([], [], updates=updates, givens={model.x: x[rows], model.y: y[rows]})
     vector = objective.flat.pack()
     cost, grad = objective.evaluate(vector)
     penalty = 0.5 * decay * sum(np.sum(p.get_value() ** 2) for p in model.params if p.ndim == 2)
@@ -257,12 +273,14 @@ def test_objective_with_input_dropout_is_the_cost_on_masked_pixels():
         model = tiny_model(14)
         x = pytensor.shared(rng.random((7, 5)))
         y = pytensor.shared(np.array([0, 1, 2, 2, 1, 0, 1], dtype="int32"))
-        objective = FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y],
-                                  chunk_rows=3, input_dropout=0.5)  # chunks of 3 and 1 rows
+        objective = FlatObjective(
+            model.finetune_cost, model.params, [model.x, model.y], [x, y], chunk_rows=3, input_dropout=0.5
+        )  # chunks of 3 and 1 rows
         mask = dropout_mask(np.random.default_rng((5, 0, 1)), (4, 5), 0.5)
         masked = x.get_value()[rows] * mask
-        on_masked = pytensor.function([], model.finetune_cost,
-                                      givens={model.x: pytensor.shared(masked), model.y: y[rows]})
+        on_masked = pytensor.function(
+            [], model.finetune_cost, givens={model.x: pytensor.shared(masked), model.y: y[rows]}
+        )
     assert set(np.unique(mask)) == {0.0, 2.0}
     objective.use_rows(rows, mask_seed=(5, 0, 1))
     vector = objective.flat.pack()
@@ -275,8 +293,7 @@ def test_objective_with_input_dropout_is_the_cost_on_masked_pixels():
     assert objective.evaluate(vector)[0] == cost
     with pytest.raises(ValueError, match="pass use_rows a mask_seed"):
         objective.use_rows(rows)
-    unmasked = FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y],
-                             input_dropout=0.5)
+    unmasked = FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y], input_dropout=0.5)
     with pytest.raises(ValueError, match=r"call use_rows\(rows, mask_seed\) before evaluating"):
         unmasked.evaluate(vector)
     with pytest.raises(SettingError, match=r"input_dropout must be in \[0, 1\), got 1.0"):
@@ -287,13 +304,15 @@ def test_objective_refuses_non_finite_points_naming_where():
     model = tiny_model(11)
     x = pytensor.shared(np.zeros((4, 5), "float32"))
     y = pytensor.shared(np.zeros(4, "int32"))
-    objective = FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y],
-                              phase="L-BFGS fine-tuning")
+    objective = FlatObjective(
+        model.finetune_cost, model.params, [model.x, model.y], [x, y], phase="L-BFGS fine-tuning"
+    )
     objective.where = {"epoch": 2, "step": 5}
     vector = objective.flat.pack()
     vector[3] = np.nan
-    with pytest.raises(TrainingDiverged, match="L-BFGS fine-tuning diverged at epoch 2, step 5: "
-                                               "the parameter vector is nan"):
+    with pytest.raises(
+        TrainingDiverged, match="L-BFGS fine-tuning diverged at epoch 2, step 5: the parameter vector is nan"
+    ):
         objective.evaluate(vector)
     assert objective.examples == 0
 
@@ -301,8 +320,9 @@ def test_objective_refuses_non_finite_points_naming_where():
 @pytest.fixture(scope="module")
 def pretrained_small(mnist_small, tmp_path_factory):
     """A 784-32-10 SdA pre-trained for one epoch on 1,000 rows, saved once."""
-    model = SdA(np.random.RandomState(12), n_ins=784, hidden_layers_sizes=(32,), n_outs=10,
-                corruption_levels=(0.1,))
+    model = SdA(
+        np.random.RandomState(12), n_ins=784, hidden_layers_sizes=(32,), n_outs=10, corruption_levels=(0.1,)
+    )
     shared = shared_splits(mnist_small)
     pretrain(model, shared[0][0], batch_size=20, epochs=1, learning_rate=0.05)
     path = tmp_path_factory.mktemp("pretrained") / "pretrained.npz"
@@ -318,8 +338,9 @@ def test_warm_up_moves_the_softmax_layer_alone(pretrained_small):
     model, shared, path = pretrained_small
     load_params(model, path)
     hidden_before = [p.get_value() for p in model.sigmoid_layers[0].params]
-    result = finetune_minibatch(model, shared, "cg", batch_size=250, line_searches=2,
-                                warmup_epochs=1, max_epochs=1)
+    result = finetune_minibatch(
+        model, shared, "cg", batch_size=250, line_searches=2, warmup_epochs=1, max_epochs=1
+    )
     assert result.stop_reason == "max_epochs" and result.epochs_run == 1
     for p, before in zip(model.sigmoid_layers[0].params, hidden_before):
         np.testing.assert_array_equal(p.get_value(), before)
@@ -334,8 +355,9 @@ def test_budget_evaluation_points_and_seeds(pretrained_small):
 
     def run(seed, method="cg"):
         load_params(model, path)
-        return finetune_minibatch(model, shared, method, batch_size=250, line_searches=3,
-                                  budget_passes=2, seed=seed, eval_every=0.5)
+        return finetune_minibatch(
+            model, shared, method, batch_size=250, line_searches=3, budget_passes=2, seed=seed, eval_every=0.5
+        )
 
     first = run(1)
     history = first.history
@@ -364,8 +386,16 @@ def test_a_killed_run_resumes_exactly(pretrained_small, tmp_path, input_dropout)
     checkpoint of the last finished batch must give the uninterrupted run
     (with input dropout, the same masks too)."""
     model, shared, path = pretrained_small
-    settings = dict(method="cg", batch_size=250, line_searches=2, warmup_epochs=1,
-                    budget_passes=8, seed=3, eval_every=0.5, input_dropout=input_dropout)
+    settings = dict(
+        method="cg",
+        batch_size=250,
+        line_searches=2,
+        warmup_epochs=1,
+        budget_passes=8,
+        seed=3,
+        eval_every=0.5,
+        input_dropout=input_dropout,
+    )
     load_params(model, path)
     whole = finetune_minibatch(model, shared, **settings)
     expected = [p.get_value() for p in model.params]
@@ -386,10 +416,12 @@ def test_a_killed_run_resumes_exactly(pretrained_small, tmp_path, input_dropout)
     load_params(model, path)
     checkpoint_path = tmp_path / "checkpoint.npz"
     with pytest.raises(Killed):
-        finetune_minibatch(model, shared, **settings, on_evaluation=kill_late,
-                           checkpoint=Checkpoint(checkpoint_path, model))
-    fresh = SdA(np.random.RandomState(99), n_ins=784, hidden_layers_sizes=(32,), n_outs=10,
-                corruption_levels=(0.1,))
+        finetune_minibatch(
+            model, shared, **settings, on_evaluation=kill_late, checkpoint=Checkpoint(checkpoint_path, model)
+        )
+    fresh = SdA(
+        np.random.RandomState(99), n_ins=784, hidden_layers_sizes=(32,), n_outs=10, corruption_levels=(0.1,)
+    )
     checkpoint = Checkpoint(checkpoint_path, fresh)
     progress = checkpoint.load()
     assert progress.phase == "finetune" and progress.epoch == 1 and progress.batch > 0
@@ -407,8 +439,16 @@ def test_input_dropout_changes_the_path_but_not_what_is_measured(pretrained_smal
 
     def run(input_dropout):
         load_params(model, path)
-        return finetune_minibatch(model, shared, "cg", batch_size=250, line_searches=3,
-                                  budget_passes=2, seed=4, input_dropout=input_dropout).history
+        return finetune_minibatch(
+            model,
+            shared,
+            "cg",
+            batch_size=250,
+            line_searches=3,
+            budget_passes=2,
+            seed=4,
+            input_dropout=input_dropout,
+        ).history
 
     clean, dropped = run(0.0), run(0.3)
     # the evaluator measures on clean pixels: both start from one measurement
@@ -428,8 +468,17 @@ def test_every_batch_of_every_epoch_draws_its_own_mask(pretrained_small, monkeyp
 
     monkeypatch.setattr(FlatObjective, "use_rows", recording)
     load_params(model, path)
-    finetune_minibatch(model, shared, "cg", batch_size=250, line_searches=1, warmup_epochs=1,
-                       max_epochs=2, seed=7, input_dropout=0.2)
+    finetune_minibatch(
+        model,
+        shared,
+        "cg",
+        batch_size=250,
+        line_searches=1,
+        warmup_epochs=1,
+        max_epochs=2,
+        seed=7,
+        input_dropout=0.2,
+    )
     # 1,000 rows in batches of 250, a warm-up epoch then one of the whole network
     assert seeds == [(7, epoch, batch) for epoch in range(2) for batch in range(4)]
 
@@ -444,16 +493,18 @@ def test_minibatch_cg_beats_full_batch_cg_at_the_same_budget(shared_data):
     against 1.04-1.06, validation error 15-18 % against 27-28 %)."""
     data = load_dataset("mnist", shared_data).subset(n_train=2000, n_valid=500, n_test=500)
     shared = shared_splits(data)
-    model = SdA(np.random.RandomState(13), n_ins=784, hidden_layers_sizes=(100,), n_outs=10,
-                corruption_levels=(0.1,))
+    model = SdA(
+        np.random.RandomState(13), n_ins=784, hidden_layers_sizes=(100,), n_outs=10, corruption_levels=(0.1,)
+    )
     pretrain(model, shared[0][0], batch_size=20, epochs=1, learning_rate=0.05)
     start = [p.get_value() for p in model.params]
     results = {}
     for name, batch_size, line_searches in [("mini-batch", 200, 3), ("full batch", 2000, 10_000)]:
         for p, value in zip(model.params, start):
             p.set_value(value)
-        results[name] = finetune_minibatch(model, shared, "cg", batch_size=batch_size,
-                                           line_searches=line_searches, budget_passes=6, seed=4)
+        results[name] = finetune_minibatch(
+            model, shared, "cg", batch_size=batch_size, line_searches=line_searches, budget_passes=6, seed=4
+        )
     mini, full = results["mini-batch"], results["full batch"]
     assert mini.updates > 3 * full.updates
     assert mini.history[-1]["train_loss"] < 0.8 * full.history[-1]["train_loss"]
@@ -478,15 +529,18 @@ def test_minibatch_autoencoder_lowers_both_reconstruction_errors(pretrained_smal
     assert squared() < before
 
 
-@pytest.mark.parametrize("settings, message", [
-    (dict(method="sgd"), "unknown method 'sgd'"),
-    (dict(batch_size=5), "batch_size 5 is larger than the 4 training rows"),
-    (dict(line_searches=0), "line_searches must be a positive integer"),
-    (dict(warmup_epochs=-1), "warmup_epochs must be 0 or a positive integer"),
-    (dict(budget_passes=0), "budget_passes must be a positive number"),
-    (dict(eval_every=0.0), "eval_every must be a positive number"),
-    (dict(weight_decay=-1.0), "weight_decay must be 0 or more"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(method="sgd"), "unknown method 'sgd'"),
+        (dict(batch_size=5), "batch_size 5 is larger than the 4 training rows"),
+        (dict(line_searches=0), "line_searches must be a positive integer"),
+        (dict(warmup_epochs=-1), "warmup_epochs must be 0 or a positive integer"),
+        (dict(budget_passes=0), "budget_passes must be a positive number"),
+        (dict(eval_every=0.0), "eval_every must be a positive number"),
+        (dict(weight_decay=-1.0), "weight_decay must be 0 or more"),
+    ],
+)
 def test_bad_minibatch_settings_are_refused(settings, message):
     model = tiny_model(14)
     data = [(pytensor.shared(np.zeros((4, 5), "float32")), pytensor.shared(np.zeros(4, "int32")))] * 3

@@ -32,8 +32,11 @@ def test_the_wheel_holds_every_module_of_the_source(tmp_path):
     shutil.copytree(ROOT / "sda", source / "sda", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
-                    str(source)], check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
+        check=True,
+        timeout=600,
+    )
     (wheel,) = tmp_path.glob("sda_pytensor-*.whl")
     assert wheel.name.startswith(f"sda_pytensor-{sda.__version__}-")  # pyproject.toml reads sda.__version__
     packed = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("sda/")}
@@ -48,7 +51,8 @@ def test_python_and_numpy_floors_are_at_least_pytensors():
     assert "pytensor" in ours
     # Every pytensor ours allows needs what the installed one needs (3.0.x share their floors).
     assert floor(Requirement(f"python{PROJECT['requires-python']}").specifier) >= floor(
-        Requirement(f"python{pytensor['Requires-Python']}").specifier)
+        Requirement(f"python{pytensor['Requires-Python']}").specifier
+    )
     theirs = [Requirement(r) for r in importlib.metadata.requires("pytensor") if "extra" not in r]
     shared = [r for r in theirs if r.name in ours]
     assert "numpy" in {r.name for r in shared}
@@ -65,9 +69,19 @@ def test_every_install_line_names_this_distribution():
     # "sda" on PyPI is an unrelated package: "sda[jax]" or "pip install -U sda" would fetch it.
     assert PROJECT["name"] == "sda-pytensor"
     unrelated = re.compile(r"(?<![\w./-])sda\[|pip install[^'\"`&;|]*?(?<![\w./-])sda(?![\w.-])")
-    texts = [ROOT / "README.md", ROOT / "pyproject.toml", ROOT / ".ci" / "run",
-             *(ROOT / "sda").rglob("*.py"), *(ROOT / "docs").glob("*.md"), *(ROOT / "tests").glob("*.py")]
-    wrong = [f"{path.relative_to(ROOT)}: {line.strip()}"
-             for path in texts if path != Path(__file__) for line in path.read_text().splitlines()
-             if unrelated.search(line)]
+    texts = [
+        ROOT / "README.md",
+        ROOT / "pyproject.toml",
+        ROOT / ".ci" / "run",
+        *(ROOT / "sda").rglob("*.py"),
+        *(ROOT / "docs").glob("*.md"),
+        *(ROOT / "tests").glob("*.py"),
+    ]
+    wrong = [
+        f"{path.relative_to(ROOT)}: {line.strip()}"
+        for path in texts
+        if path != Path(__file__)
+        for line in path.read_text().splitlines()
+        if unrelated.search(line)
+    ]
     assert wrong == []

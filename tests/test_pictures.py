@@ -25,8 +25,12 @@ def sigmoid(a):
 
 
 def small_sdA(n_ins, hidden=(30, 20), seed=3):
-    return SdA(np.random.RandomState(seed), n_ins=n_ins, hidden_layers_sizes=hidden,
-               corruption_levels=(0.3,) * len(hidden))
+    return SdA(
+        np.random.RandomState(seed),
+        n_ins=n_ins,
+        hidden_layers_sizes=hidden,
+        corruption_levels=(0.3,) * len(hidden),
+    )
 
 
 @pytest.fixture(scope="module")

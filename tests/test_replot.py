@@ -10,17 +10,41 @@ from matplotlib.image import imread
 from sda.errors import SdAError
 from sda.replot import main, replot
 
-PNGS = {"pretrain_cost.png", "finetune_cost.png", "finetune_error.png", "steps_pretrain.png",
-        "steps_finetune.png"}
+PNGS = {
+    "pretrain_cost.png",
+    "finetune_cost.png",
+    "finetune_error.png",
+    "steps_pretrain.png",
+    "steps_finetune.png",
+}
 
 
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     done = subprocess.run(
-        [sys.executable, "-m", "sda.run", "--preset", "demo", "--pretrain-epochs", "1",
-         "--finetune-epochs", "2", "--log-every", "10", "--out", str(out), "--name", "r"],
-        cwd=out, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "sda.run",
+            "--preset",
+            "demo",
+            "--pretrain-epochs",
+            "1",
+            "--finetune-epochs",
+            "2",
+            "--log-every",
+            "10",
+            "--out",
+            str(out),
+            "--name",
+            "r",
+        ],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return out / "r"
 
@@ -28,8 +52,9 @@ def run_folder(tmp_path_factory):
 def test_writes_every_plot_into_the_run_folder(run_folder, tmp_path):
     folder = shutil.copytree(run_folder, tmp_path / "r")
     before = {p.name for p in folder.iterdir()}
-    done = subprocess.run([sys.executable, "-m", "sda.replot", str(folder)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "sda.replot", str(folder)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert {p.name for p in folder.iterdir()} - before == PNGS
     for name in PNGS:
@@ -42,8 +67,7 @@ def test_out_folder_and_a_run_without_steps(run_folder, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(run_folder / "metrics.csv", bare)
-    assert {p.name for p in replot(bare)} == {"pretrain_cost.png", "finetune_cost.png",
-                                             "finetune_error.png"}
+    assert {p.name for p in replot(bare)} == {"pretrain_cost.png", "finetune_cost.png", "finetune_error.png"}
 
 
 def test_a_folder_without_metrics_is_a_clear_error(tmp_path, capsys):
@@ -53,14 +77,16 @@ def test_a_folder_without_metrics_is_a_clear_error(tmp_path, capsys):
         replot(tmp_path)
 
 
-@pytest.mark.parametrize("name, damage, message", [
-    ("metrics.csv", lambda text: text.replace(",cost,", ",kost,", 1), "columns ['cost'] are missing"),
-    ("metrics.csv", lambda text: text.replace("pretrain,0,0,", "pretrain,0,0,x"), "holds 'x"),
-    ("steps.csv", lambda text: "\0\x01\x02" + text, "it holds binary data"),
-    ("steps.csv", lambda text: text.replace(",", ";"), "columns ['phase', 'layer'"),
-])
-def test_a_damaged_csv_is_named_and_nothing_is_drawn(run_folder, tmp_path, capsys, name, damage,
-                                                      message):
+@pytest.mark.parametrize(
+    "name, damage, message",
+    [
+        ("metrics.csv", lambda text: text.replace(",cost,", ",kost,", 1), "columns ['cost'] are missing"),
+        ("metrics.csv", lambda text: text.replace("pretrain,0,0,", "pretrain,0,0,x"), "holds 'x"),
+        ("steps.csv", lambda text: "\0\x01\x02" + text, "it holds binary data"),
+        ("steps.csv", lambda text: text.replace(",", ";"), "columns ['phase', 'layer'"),
+    ],
+)
+def test_a_damaged_csv_is_named_and_nothing_is_drawn(run_folder, tmp_path, capsys, name, damage, message):
     folder = shutil.copytree(run_folder, tmp_path / "r")
     path = folder / name
     path.write_bytes(damage(path.read_bytes().decode()).encode())

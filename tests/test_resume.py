@@ -15,9 +15,25 @@ from sda.run import main
 
 # Momentum makes the SGD velocities part of the state that must survive the kill, and
 # the decaying learning rate must pick up its schedule at the epoch the run stopped in.
-ARGS = ["--preset", "demo", "--pretrain-epochs", "3", "--finetune-epochs", "20", "--momentum", "0.5",
-        "--finetune-lr-decay", "0.9", "--finetune-corruption", "0.2", "--checkpoint-every", "40",
-        "--log-every", "7", "--no-progress"]
+ARGS = [
+    "--preset",
+    "demo",
+    "--pretrain-epochs",
+    "3",
+    "--finetune-epochs",
+    "20",
+    "--momentum",
+    "0.5",
+    "--finetune-lr-decay",
+    "0.9",
+    "--finetune-corruption",
+    "0.2",
+    "--checkpoint-every",
+    "40",
+    "--log-every",
+    "7",
+    "--no-progress",
+]
 
 
 def sda_run(*args):
@@ -63,15 +79,18 @@ def wait_for_checkpoint(process, phase, checkpoint):
 
 def metric_rows(folder):
     """metrics.csv without the wall-time column, which differs between runs."""
-    return [{k: v for k, v in row.items() if k != "seconds"}
-            for row in csv.DictReader(open(folder / "metrics.csv"))]
+    return [
+        {k: v for k, v in row.items() if k != "seconds"}
+        for row in csv.DictReader(open(folder / "metrics.csv"))
+    ]
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    done = subprocess.run(sda_run(*ARGS, "--out", str(out), "--name", "full"),
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        sda_run(*ARGS, "--out", str(out), "--name", "full"), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     return out / "full"
 
@@ -82,8 +101,7 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path, uninterr
     kill_when(phase, [*ARGS, "--out", str(tmp_path), "--name", "killed"], folder / "checkpoint.npz")
     assert not (folder / "model.npz").exists()
 
-    done = subprocess.run(sda_run("--resume", str(folder)), capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(sda_run("--resume", str(folder)), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert f"resuming: {phase}" in done.stdout
     assert_same_run(folder, uninterrupted)
@@ -123,15 +141,20 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again_cleanly(tmp_path,
 def test_ctrl_c_says_where_to_resume_and_the_resumed_run_matches(tmp_path, uninterrupted):
     folder = tmp_path / "stopped"
     # a shell starts background jobs with Ctrl-C ignored: give the run the default handling
-    process = subprocess.Popen(sda_run(*ARGS, "--out", str(tmp_path), "--name", "stopped"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        sda_run(*ARGS, "--out", str(tmp_path), "--name", "stopped"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     wait_for_checkpoint(process, "finetune", folder / "checkpoint.npz")
     process.send_signal(signal.SIGINT)
     stderr = process.communicate(timeout=300)[1]
     assert process.returncode == 130, stderr
-    assert stderr.splitlines()[-1] == (f"interrupted: the run in {folder} was stopped; resume it "
-                                       f"with: python -m sda.run --resume {folder}")
+    assert stderr.splitlines()[-1] == (
+        f"interrupted: the run in {folder} was stopped; resume it with: python -m sda.run --resume {folder}"
+    )
     assert "Traceback" not in stderr
     assert json.loads((folder / "summary.json").read_text())["status"] == "interrupted"
     assert not (folder / "model.npz").exists()
@@ -140,8 +163,9 @@ def test_ctrl_c_says_where_to_resume_and_the_resumed_run_matches(tmp_path, unint
 
 
 def test_resume_takes_no_other_settings(uninterrupted):
-    done = subprocess.run(sda_run("--resume", str(uninterrupted), "--finetune-lr", "0.5"),
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        sda_run("--resume", str(uninterrupted), "--finetune-lr", "0.5"), capture_output=True, text=True
+    )
     assert done.returncode == 2 and "--resume takes no other settings" in done.stderr
 
 
@@ -172,29 +196,45 @@ def replace(folder, name, content):
         path.write_bytes(content)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda f: edit_config(f, hidden_layers=[99, 100]),
-     "checkpoint.npz does not match config.json: hidden0.W is float32 (64, 100), the model "
-     "needs float32 (64, 99)"),
-    (lambda f: edit_config(f, colour="red"), "config.json has unknown settings ['colour']"),
-    (lambda f: edit_config(f, hidden_layers="100"), "config.json: hidden_layers must be a list"),
-    (lambda f: edit_config(f, seed=-4), "config.json: seed must be in [0, 4294967295]"),
-    (lambda f: replace(f, "config.json", None), "config.json is a folder where a file should be"),
-    (lambda f: replace(f, "config.json", b"{\"seed\": "), "config.json is not valid JSON"),
-    (nan_weights, "checkpoint.npz holds non-finite values in hidden0.W"),
-    (lambda f: replace(f, "checkpoint.npz", (f / "checkpoint.npz").read_bytes()[:500]),
-     "checkpoint.npz is not a valid checkpoint"),
-    (lambda f: replace(f, "checkpoint.npz", None), "checkpoint.npz is a folder"),
-    (lambda f: replace(f, "metrics.csv", b"phase,epoch\r\nfinetune,1\r\n"),
-     "metrics.csv is damaged: columns ['layer', 'cost'"),
-    (lambda f: replace(f, "metrics.csv", (f / "metrics.csv").read_bytes().replace(b",0,", b",x,", 1)),
-     "metrics.csv is damaged: line 2: column layer holds 'x'"),
-    (lambda f: replace(f, "steps.csv", bytes(range(256))), "steps.csv is not a text file"),
-    (lambda f: replace(f, "metrics.csv", b"".join((f / "metrics.csv").read_bytes().splitlines(
-        keepends=True)[:2])), "metrics.csv holds 1 rows but the checkpoint was saved after"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda f: edit_config(f, hidden_layers=[99, 100]),
+            "checkpoint.npz does not match config.json: hidden0.W is float32 (64, 100), the model "
+            "needs float32 (64, 99)",
+        ),
+        (lambda f: edit_config(f, colour="red"), "config.json has unknown settings ['colour']"),
+        (lambda f: edit_config(f, hidden_layers="100"), "config.json: hidden_layers must be a list"),
+        (lambda f: edit_config(f, seed=-4), "config.json: seed must be in [0, 4294967295]"),
+        (lambda f: replace(f, "config.json", None), "config.json is a folder where a file should be"),
+        (lambda f: replace(f, "config.json", b'{"seed": '), "config.json is not valid JSON"),
+        (nan_weights, "checkpoint.npz holds non-finite values in hidden0.W"),
+        (
+            lambda f: replace(f, "checkpoint.npz", (f / "checkpoint.npz").read_bytes()[:500]),
+            "checkpoint.npz is not a valid checkpoint",
+        ),
+        (lambda f: replace(f, "checkpoint.npz", None), "checkpoint.npz is a folder"),
+        (
+            lambda f: replace(f, "metrics.csv", b"phase,epoch\r\nfinetune,1\r\n"),
+            "metrics.csv is damaged: columns ['layer', 'cost'",
+        ),
+        (
+            lambda f: replace(f, "metrics.csv", (f / "metrics.csv").read_bytes().replace(b",0,", b",x,", 1)),
+            "metrics.csv is damaged: line 2: column layer holds 'x'",
+        ),
+        (lambda f: replace(f, "steps.csv", bytes(range(256))), "steps.csv is not a text file"),
+        (
+            lambda f: replace(
+                f, "metrics.csv", b"".join((f / "metrics.csv").read_bytes().splitlines(keepends=True)[:2])
+            ),
+            "metrics.csv holds 1 rows but the checkpoint was saved after",
+        ),
+    ],
+)
 def test_resume_refuses_a_damaged_or_foreign_folder_and_touches_nothing(
-        tmp_path, uninterrupted, capsys, damage, message):
+    tmp_path, uninterrupted, capsys, damage, message
+):
     folder = shutil.copytree(uninterrupted, tmp_path / "copy")
     damage(folder)
     before = snapshot(folder)
@@ -206,20 +246,33 @@ def test_resume_refuses_a_damaged_or_foreign_folder_and_touches_nothing(
 
 
 # Mini-batch CG checkpoints after every batch; 150-row batches give several per epoch.
-CG_ARGS = ["--preset", "demo", "--pretrain-epochs", "2", "--finetune", "cg", "--finetune-batch-size",
-           "150", "--budget-passes", "6", "--no-progress"]
+CG_ARGS = [
+    "--preset",
+    "demo",
+    "--pretrain-epochs",
+    "2",
+    "--finetune",
+    "cg",
+    "--finetune-batch-size",
+    "150",
+    "--budget-passes",
+    "6",
+    "--no-progress",
+]
 
 
 def test_a_killed_cg_run_resumes_exactly(tmp_path):
-    done = subprocess.run(sda_run(*CG_ARGS, "--out", str(tmp_path), "--name", "full"),
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        sda_run(*CG_ARGS, "--out", str(tmp_path), "--name", "full"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "killed"
-    kill_when("finetune", [*CG_ARGS, "--out", str(tmp_path), "--name", "killed"],
-              folder / "checkpoint.npz")
+    kill_when("finetune", [*CG_ARGS, "--out", str(tmp_path), "--name", "killed"], folder / "checkpoint.npz")
     assert not (folder / "model.npz").exists()
-    done = subprocess.run(sda_run("--resume", str(folder)), capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(sda_run("--resume", str(folder)), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "resuming: finetune" in done.stdout
     assert_same_run(folder, tmp_path / "full")

@@ -18,8 +18,9 @@ from sda.rundir import load_params
 
 
 def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "sda.run", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sda.run", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,15 @@ def demo_run(tmp_path_factory):
 def test_demo_writes_every_file(demo_run):
     folder, stdout = demo_run
     assert sorted(p.name for p in folder.iterdir()) == [
-        "checkpoint.npz", "config.json", "filters.png", "metrics.csv", "model.npz",
-        "reconstructions.png", "steps.csv", "summary.json"]
+        "checkpoint.npz",
+        "config.json",
+        "filters.png",
+        "metrics.csv",
+        "model.npz",
+        "reconstructions.png",
+        "steps.csv",
+        "summary.json",
+    ]
     config = RunConfig.from_json((folder / "config.json").read_text())
     assert config == preset("demo", out=config.out, name="demo")
     assert "test error" in stdout
@@ -70,8 +78,13 @@ def test_demo_model_and_summary_agree(demo_run):
     assert set(summary["seconds"]) == {"pretrain", "finetune", "total"}
     assert 50 < summary["peak_memory_mib"] < 4000
     demo = preset("demo")
-    model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=demo.hidden_layers,
-                n_outs=10, corruption_levels=demo.corruption_levels)
+    model = SdA(
+        np.random.RandomState(0),
+        n_ins=64,
+        hidden_layers_sizes=demo.hidden_layers,
+        n_outs=10,
+        corruption_levels=demo.corruption_levels,
+    )
     load_params(model, folder / "model.npz")
     test = load_dataset("digits").test
     predict = pytensor.function([model.x], model.logLayer.y_pred)
@@ -98,30 +111,48 @@ def test_tutorial_preset_is_the_original():
 
 
 def test_flags_override_the_preset():
-    config, _ = parse(["--preset", "demo", "--hidden-layers", "30", "40", "50",
-                               "--corruption-levels", "0.1", "0.1", "0.3", "--no-cached"])
+    config, _ = parse(
+        [
+            "--preset",
+            "demo",
+            "--hidden-layers",
+            "30",
+            "40",
+            "50",
+            "--corruption-levels",
+            "0.1",
+            "0.1",
+            "0.3",
+            "--no-cached",
+        ]
+    )
     assert config.hidden_layers == (30, 40, 50) and config.cached is False
     assert config.dataset == PRESETS["demo"]["dataset"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--finetune-lr", "-1"], "finetune_lr must be a positive"),
-    (["--pretrain-batch-size", "0"], "pretrain_batch_size must be 1 or more"),
-    (["--hidden-layers", "10", "10", "10"], "one level per layer"),
-    (["--patience-increase", "0.5"], "patience_increase must be 1 or more"),
-    (["--improvement-threshold", "nan"], "improvement_threshold must be a finite number"),
-    (["--corruption-levels", "1.0", "0.1"], "corruption_levels must be in [0, 1)"),
-    (["--seed", str(2**40)], "seed must be in [0, 4294967295]"),
-    (["--name", "../.."], "not a plain folder name"),
-    (["--data", "/no/such/file.npz"], "/no/such/file.npz"),
-    # given flags that the chosen optimiser would ignore, and batches the data cannot fill
-    (["--budget-passes", "3"], "budget_passes is read only by --finetune cg or lbfgs"),
-    (["--finetune", "cg", "--patience", "5"], "patience is read only by --finetune sgd"),
-    (["--finetune-batch-size", "5000"], "finetune_batch_size 5000 is larger than the 1197 training"),
-    (["--finetune", "cg", "--n-train", "50", "--finetune-batch-size", "51"],
-     "finetune_batch_size 51 is larger than the 50 training rows"),
-    (["--name", "tab\there"], "not a plain folder name"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--finetune-lr", "-1"], "finetune_lr must be a positive"),
+        (["--pretrain-batch-size", "0"], "pretrain_batch_size must be 1 or more"),
+        (["--hidden-layers", "10", "10", "10"], "one level per layer"),
+        (["--patience-increase", "0.5"], "patience_increase must be 1 or more"),
+        (["--improvement-threshold", "nan"], "improvement_threshold must be a finite number"),
+        (["--corruption-levels", "1.0", "0.1"], "corruption_levels must be in [0, 1)"),
+        (["--seed", str(2**40)], "seed must be in [0, 4294967295]"),
+        (["--name", "../.."], "not a plain folder name"),
+        (["--data", "/no/such/file.npz"], "/no/such/file.npz"),
+        # given flags that the chosen optimiser would ignore, and batches the data cannot fill
+        (["--budget-passes", "3"], "budget_passes is read only by --finetune cg or lbfgs"),
+        (["--finetune", "cg", "--patience", "5"], "patience is read only by --finetune sgd"),
+        (["--finetune-batch-size", "5000"], "finetune_batch_size 5000 is larger than the 1197 training"),
+        (
+            ["--finetune", "cg", "--n-train", "50", "--finetune-batch-size", "51"],
+            "finetune_batch_size 51 is larger than the 50 training rows",
+        ),
+        (["--name", "tab\there"], "not a plain folder name"),
+    ],
+)
 def test_bad_settings_fail_early_with_a_clear_error(tmp_path, capsys, args, message):
     assert main(["--preset", "demo", "--out", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
@@ -137,8 +168,24 @@ def test_an_out_under_a_file_is_one_line(tmp_path, capsys):
 
 def test_a_diverged_run_says_so_and_keeps_no_nan_model(tmp_path, capsys):
     folder = tmp_path / "nan"
-    assert main(["--preset", "demo", "--pretrain-epochs", "1", "--finetune-lr", "1e30",
-                 "--out", str(tmp_path), "--name", "nan", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "--preset",
+                "demo",
+                "--pretrain-epochs",
+                "1",
+                "--finetune-lr",
+                "1e30",
+                "--out",
+                str(tmp_path),
+                "--name",
+                "nan",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "fine-tuning diverged" in err and err.count("\n") == 1
     summary = json.loads((folder / "summary.json").read_text())
@@ -170,8 +217,7 @@ def test_run_reports_each_epoch_to_on_epoch_and_stops_when_it_raises(tmp_path):
 
 
 def test_a_config_json_edited_after_the_checkpoint_is_refused(tmp_path, capsys):
-    run(preset("demo", pretrain_epochs=1, finetune_epochs=2, out=str(tmp_path), name="r",
-               progress=False))
+    run(preset("demo", pretrain_epochs=1, finetune_epochs=2, out=str(tmp_path), name="r", progress=False))
     folder = tmp_path / "r"
     config = json.loads((folder / "config.json").read_text())
     metrics = (folder / "metrics.csv").read_bytes()
@@ -189,14 +235,28 @@ def test_a_config_json_edited_after_the_checkpoint_is_refused(tmp_path, capsys):
 @pytest.mark.parametrize("method, every", [("cg", None), ("lbfgs", 2.0)])
 def test_batch_finetuning_from_the_command_line(tmp_path, method, every):
     spacing = ["--eval-every", str(every)] if every else []
-    done = run_cli("--preset", "demo", "--pretrain-epochs", "2", "--finetune", method,
-                   "--finetune-batch-size", "100", "--budget-passes", "10", *spacing,
-                   "--out", str(tmp_path), "--name", method, cwd=tmp_path)
+    done = run_cli(
+        "--preset",
+        "demo",
+        "--pretrain-epochs",
+        "2",
+        "--finetune",
+        method,
+        "--finetune-batch-size",
+        "100",
+        "--budget-passes",
+        "10",
+        *spacing,
+        "--out",
+        str(tmp_path),
+        "--name",
+        method,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / method / "summary.json").read_text())
     assert summary["status"] == "done" and summary["test_error"] < 0.15
-    rows = [r for r in csv.DictReader(open(tmp_path / method / "metrics.csv"))
-            if r["phase"] == "finetune"]
+    rows = [r for r in csv.DictReader(open(tmp_path / method / "metrics.csv")) if r["phase"] == "finetune"]
     passes = [float(r["passes"]) for r in rows]
     # one row per evaluation point, every --eval-every (default half a) pass-equivalent, until
     # the budget is spent: the first iteration past each multiple of it is measured, once
@@ -219,9 +279,26 @@ def test_unknown_choices_are_refused_by_the_parser(capsys):
 
 
 def test_decoder_loss_and_sgd_options_reach_the_model(tmp_path):
-    done = run_cli("--preset", "demo", "--pretrain-epochs", "2", "--finetune-epochs", "5",
-                   "--no-tied", "--loss", "squared", "--momentum", "0.5", "--weight-decay", "1e-4",
-                   "--out", str(tmp_path), "--name", "options", cwd=tmp_path)
+    done = run_cli(
+        "--preset",
+        "demo",
+        "--pretrain-epochs",
+        "2",
+        "--finetune-epochs",
+        "5",
+        "--no-tied",
+        "--loss",
+        "squared",
+        "--momentum",
+        "0.5",
+        "--weight-decay",
+        "1e-4",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "options",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     with np.load(tmp_path / "options" / "model.npz") as stored:
         assert {"dA0.W_prime", "dA1.W_prime"} <= set(stored.files)  # untied decoders

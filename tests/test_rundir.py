@@ -20,7 +20,10 @@ def test_default_names_never_collide(tmp_path, monkeypatch):
     monkeypatch.setattr(RunDir, "default_name", staticmethod(lambda kind: f"same-second-{kind}"))
     first, second, third = (RunDir.create(tmp_path, kind="demo") for _ in range(3))
     assert [d.path.name for d in (first, second, third)] == [
-        "same-second-demo", "same-second-demo-2", "same-second-demo-3"]
+        "same-second-demo",
+        "same-second-demo-2",
+        "same-second-demo-3",
+    ]
     for d in (first, second, third):
         d.unlock()
 
@@ -69,30 +72,41 @@ def test_a_locked_folder_is_refused_in_this_process_and_in_another(tmp_path):
     with pytest.raises(SdAError, match="in use by another sda process"):
         RunDir(folder.path).lock()
     (folder.path / "config.json").write_text("{}")
-    done = subprocess.run([sys.executable, "-m", "sda.run", "--resume", str(folder.path)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "sda.run", "--resume", str(folder.path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
-    assert done.stderr == f"error: {folder.path} is in use by another sda process: wait for it to " \
-                          "end, or stop it\n"
+    assert (
+        done.stderr == f"error: {folder.path} is in use by another sda process: wait for it to "
+        "end, or stop it\n"
+    )
     folder.unlock()
     with RunDir(folder.path):  # free again
         pass
 
 
 # ---------------------------------------------------------------------- tables
-GOOD_METRICS = ("phase,layer,epoch,cost,valid_error,best_valid_error,test_error,seconds\r\n"
-                "pretrain,0,0,25.4,,,,1.0\r\nfinetune,,1,2.0,0.5,0.5,0.4,2.0\r\n")
+GOOD_METRICS = (
+    "phase,layer,epoch,cost,valid_error,best_valid_error,test_error,seconds\r\n"
+    "pretrain,0,0,25.4,,,,1.0\r\nfinetune,,1,2.0,0.5,0.5,0.4,2.0\r\n"
+)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("phase,layer,epoch\r\npretrain,0,0\r\n", "columns ['cost', 'valid_error'"),
-    (GOOD_METRICS.replace("25.4", "abc"), "line 2: column cost holds 'abc', not a number"),
-    (GOOD_METRICS.replace("pretrain,0,0", "pretrain,,0"), "line 2: column layer is empty"),
-    (GOOD_METRICS.replace("finetune", "train"), "line 3: phase 'train' is not one of"),
-    (GOOD_METRICS.replace(",1,2.0", ",1.5,2.0"), "column epoch holds '1.5', not a whole number"),
-    ("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "it holds binary data"),
-    ("", "columns ['phase', 'layer'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("phase,layer,epoch\r\npretrain,0,0\r\n", "columns ['cost', 'valid_error'"),
+        (GOOD_METRICS.replace("25.4", "abc"), "line 2: column cost holds 'abc', not a number"),
+        (GOOD_METRICS.replace("pretrain,0,0", "pretrain,,0"), "line 2: column layer is empty"),
+        (GOOD_METRICS.replace("finetune", "train"), "line 3: phase 'train' is not one of"),
+        (GOOD_METRICS.replace(",1,2.0", ",1.5,2.0"), "column epoch holds '1.5', not a whole number"),
+        ("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "it holds binary data"),
+        ("", "columns ['phase', 'layer'"),
+    ],
+)
 def test_a_damaged_metrics_file_is_named(tmp_path, text, message):
     (tmp_path / "metrics.csv").write_bytes(text.encode("latin-1"))
     with pytest.raises(SdAError) as caught:
@@ -112,10 +126,10 @@ def test_tables_read_good_files_and_drop_a_line_cut_off_by_a_kill(tmp_path):
 
 def test_rewind_keeps_the_checkpointed_rows_and_drops_the_rest(tmp_path):
     folder = RunDir(tmp_path)
-    (tmp_path / "metrics.csv").write_text(GOOD_METRICS + "finetune,,2,1.5,0.4,0.4,0.3,3.0\r\n",
-                                          newline="")
+    (tmp_path / "metrics.csv").write_text(GOOD_METRICS + "finetune,,2,1.5,0.4,0.4,0.3,3.0\r\n", newline="")
     steps = "phase,layer,epoch,step,cost\r\n" + "".join(
-        f"pretrain,0,0,{step},1.0\r\n" for step in (10, 20, 30))
+        f"pretrain,0,0,{step},1.0\r\n" for step in (10, 20, 30)
+    )
     (tmp_path / "steps.csv").write_text(steps, newline="")
     folder.rewind(metrics_rows=2, last_step=20)
     assert [r["epoch"] for r in METRICS.read(tmp_path)] == ["0", "1"]
@@ -128,8 +142,13 @@ def test_rewind_keeps_the_checkpointed_rows_and_drops_the_rest(tmp_path):
 
 # ------------------------------------------------------------------ checkpoints
 def tiny_model(sizes=(4, 3)):
-    return SdA(np.random.RandomState(0), n_ins=6, hidden_layers_sizes=sizes, n_outs=2,
-               corruption_levels=(0.1,) * len(sizes))
+    return SdA(
+        np.random.RandomState(0),
+        n_ins=6,
+        hidden_layers_sizes=sizes,
+        n_outs=2,
+        corruption_levels=(0.1,) * len(sizes),
+    )
 
 
 @pytest.fixture
@@ -146,12 +165,14 @@ def params_of(model):
     return {name: p.get_value().copy() for name, p in model.named_params().items()}
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda w: np.where(w == w.flat[0], np.nan, w), "hidden0.W holds non-finite values"),
-    (lambda w: w.astype(np.int64), "hidden0.W holds int64 values"),
-])
-def test_saved_weights_that_are_not_finite_floats_are_refused_and_change_nothing(
-        tmp_path, damage, message):
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda w: np.where(w == w.flat[0], np.nan, w), "hidden0.W holds non-finite values"),
+        (lambda w: w.astype(np.int64), "hidden0.W holds int64 values"),
+    ],
+)
+def test_saved_weights_that_are_not_finite_floats_are_refused_and_change_nothing(tmp_path, damage, message):
     # e.g. sda.compare --pretrained: NaN weights must not be blamed on the learning rate later
     good = params_of(tiny_model())
     path = tmp_path / "pretrained.npz"
@@ -180,20 +201,31 @@ def rewrite(path, change):
         np.savez(f, **arrays)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda a: a.update({"hidden0.W": np.zeros((6, 5), "float32")}),
-     "hidden0.W is float32 (6, 5), the model needs float32 (6, 4)"),
-    (lambda a: a.update({"hidden0.W": a["hidden0.W"].astype("float64")}),
-     "hidden0.W is float64 (6, 4), the model needs float32 (6, 4)"),
-    (lambda a: a.pop("logistic.b"), "it lacks ['logistic.b']"),
-    (lambda a: a.update({"hidden9.W": a["hidden0.W"]}), "unexpected ['hidden9.W']"),
-    (lambda a: a["hidden1.b"].__setitem__(0, np.nan), "non-finite values in hidden1.b"),
-    (lambda a: a["best/0"].__setitem__(0, np.inf), "non-finite values in best/0"),
-    (lambda a: a.pop("state.json"), "holds no state.json entry"),
-    (lambda a: a.update({"state.json": np.array("{broken")}), "its state is unreadable"),
-    (lambda a: a.update({"state.json": np.array(json.dumps(
-        {**json.loads(str(a["state.json"])), "generators": {}}))}), "it saves generators []"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda a: a.update({"hidden0.W": np.zeros((6, 5), "float32")}),
+            "hidden0.W is float32 (6, 5), the model needs float32 (6, 4)",
+        ),
+        (
+            lambda a: a.update({"hidden0.W": a["hidden0.W"].astype("float64")}),
+            "hidden0.W is float64 (6, 4), the model needs float32 (6, 4)",
+        ),
+        (lambda a: a.pop("logistic.b"), "it lacks ['logistic.b']"),
+        (lambda a: a.update({"hidden9.W": a["hidden0.W"]}), "unexpected ['hidden9.W']"),
+        (lambda a: a["hidden1.b"].__setitem__(0, np.nan), "non-finite values in hidden1.b"),
+        (lambda a: a["best/0"].__setitem__(0, np.inf), "non-finite values in best/0"),
+        (lambda a: a.pop("state.json"), "holds no state.json entry"),
+        (lambda a: a.update({"state.json": np.array("{broken")}), "its state is unreadable"),
+        (
+            lambda a: a.update(
+                {"state.json": np.array(json.dumps({**json.loads(str(a["state.json"])), "generators": {}}))}
+            ),
+            "it saves generators []",
+        ),
+    ],
+)
 def test_a_foreign_or_damaged_checkpoint_is_refused_and_changes_nothing(saved, damage, message):
     rewrite(saved, damage)
     model = tiny_model()
@@ -207,27 +239,46 @@ def test_a_foreign_or_damaged_checkpoint_is_refused_and_changes_nothing(saved, d
 
 def with_optimizer_state(change):
     """A ``rewrite`` change: a mini-batch CG state (as sda.optimize saves it), then ``change`` on it."""
+
     def damage(arrays):
         state = json.loads(str(arrays["state.json"]))
-        evaluator = {"next_point": 1.0, "best_valid_error": 0.5, "best_passes": 0.5,
-                     "best_evaluation": 1, "test_error": 0.4, "since_best": 0, "seconds": 0.1,
-                     "history": []}
-        optimizer = {"examples": [100], "evaluator": evaluator, "updates": 3, "stop_reason": "",
-                     "epoch_rng": np.random.default_rng(1).bit_generator.state}
+        evaluator = {
+            "next_point": 1.0,
+            "best_valid_error": 0.5,
+            "best_passes": 0.5,
+            "best_evaluation": 1,
+            "test_error": 0.4,
+            "since_best": 0,
+            "seconds": 0.1,
+            "history": [],
+        }
+        optimizer = {
+            "examples": [100],
+            "evaluator": evaluator,
+            "updates": 3,
+            "stop_reason": "",
+            "epoch_rng": np.random.default_rng(1).bit_generator.state,
+        }
         change(optimizer)
         state["progress"]["optimizer_state"] = optimizer
         arrays["state.json"] = np.array(json.dumps(state))
+
     return damage
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda o: o.pop("examples"), "unreadable optimizer_state (examples is missing"),
-    (lambda o: o.update(updates="3"), "unreadable optimizer_state (updates is missing or of the wrong"),
-    (lambda o: o["evaluator"].pop("history"), "unreadable optimizer_state.evaluator (history"),
-    (lambda o: o.update(examples=["x"]), "examples are not numbers"),
-    (lambda o: o.update(epoch_rng={"bit_generator": "PCG64", "state": {"state": "x"}}),
-     "unusable shuffling state"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda o: o.pop("examples"), "unreadable optimizer_state (examples is missing"),
+        (lambda o: o.update(updates="3"), "unreadable optimizer_state (updates is missing or of the wrong"),
+        (lambda o: o["evaluator"].pop("history"), "unreadable optimizer_state.evaluator (history"),
+        (lambda o: o.update(examples=["x"]), "examples are not numbers"),
+        (
+            lambda o: o.update(epoch_rng={"bit_generator": "PCG64", "state": {"state": "x"}}),
+            "unusable shuffling state",
+        ),
+    ],
+)
 def test_a_damaged_cg_state_is_refused_before_use(saved, change, message):
     # without the check, sda.optimize met these mid-resume as a KeyError or TypeError traceback
     rewrite(saved, with_optimizer_state(lambda o: None))
@@ -239,17 +290,23 @@ def test_a_damaged_cg_state_is_refused_before_use(saved, change, message):
 
 
 def test_another_architecture_is_refused(saved):
-    with pytest.raises(SdAError, match="does not match config.json: hidden0.W is float32 \\(6, 4\\), "
-                                       "the model needs float32 \\(6, 5\\)"):
+    with pytest.raises(
+        SdAError,
+        match="does not match config.json: hidden0.W is float32 \\(6, 4\\), "
+        "the model needs float32 \\(6, 5\\)",
+    ):
         Checkpoint(saved, tiny_model((5, 3))).load()
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: p.write_bytes(p.read_bytes()[:100]), "is not a valid checkpoint"),
-    (lambda p: p.write_bytes(b""), "is not a valid checkpoint"),
-    (lambda p: (os.remove(p), p.mkdir()), "is a folder where the checkpoint file should be"),
-    (lambda p: np.savez(p.open("wb"), x=np.array([{}], dtype=object)), "is not a valid checkpoint"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:100]), "is not a valid checkpoint"),
+        (lambda p: p.write_bytes(b""), "is not a valid checkpoint"),
+        (lambda p: (os.remove(p), p.mkdir()), "is a folder where the checkpoint file should be"),
+        (lambda p: np.savez(p.open("wb"), x=np.array([{}], dtype=object)), "is not a valid checkpoint"),
+    ],
+)
 def test_a_truncated_empty_or_pickled_checkpoint_is_named(saved, damage, message):
     damage(saved)
     with pytest.raises(SdAError) as caught:

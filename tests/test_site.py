@@ -35,8 +35,15 @@ REPO = Path(__file__).resolve().parents[1]
 SITE = Path(os.environ.get("SDA_SITE") or REPO / "docs" / "_build" / "html")
 SHOTS = SITE.parent / "site-test"  # screenshots of a page whose header fails, beside the build
 WIDTHS = (1280, 800)  # a laptop screen, and below the theme's 960 px breakpoint where the menu folds
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 NOTEBOOK_TIMEOUT = 900  # seconds per cell: a generous bound, only there so that a hung kernel ends
 
 
@@ -54,8 +61,10 @@ def chromium() -> str:
     """The system Chromium: $SDA_CHROMIUM, else chromium (or chromium-browser) on the PATH."""
     found = os.environ.get("SDA_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
-        pytest.fail("no Chromium found: install Debian's chromium (apt-get install chromium) "
-                    "or set SDA_CHROMIUM to a Chromium or Chrome executable")
+        pytest.fail(
+            "no Chromium found: install Debian's chromium (apt-get install chromium) "
+            "or set SDA_CHROMIUM to a Chromium or Chrome executable"
+        )
     return found
 
 
@@ -68,8 +77,10 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 def site_url():
     """The built site, served on localhost from a thread."""
     if not (SITE / "index.html").is_file():
-        pytest.fail(f"no built site in {SITE}: build it first with the README's docs command "
-                    "(sphinx-build -W -b html docs docs/_build/html), or set SDA_SITE")
+        pytest.fail(
+            f"no built site in {SITE}: build it first with the README's docs command "
+            "(sphinx-build -W -b html docs docs/_build/html), or set SDA_SITE"
+        )
     handler = functools.partial(QuietHandler, directory=SITE)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -112,8 +123,9 @@ class Reader:
         # A refused request to another host (a CDN) is reported as a console error too; it is
         # the offline reading, not a fault of the site, and local failures are caught below.
         source = message.location.get("url", "")
-        if message.type == "error" and not (message.text.startswith("Failed to load resource")
-                                            and not self._internal(source)):
+        if message.type == "error" and not (
+            message.text.startswith("Failed to load resource") and not self._internal(source)
+        ):
             self.problems.append(f"console error: {message.text} ({source})")
 
     def _response(self, response):
@@ -131,8 +143,11 @@ class Reader:
 
 def site_pages() -> list[str]:
     """Every HTML page of the site; _static/ holds the theme's files, some of them raw templates."""
-    return sorted(path.relative_to(SITE).as_posix() for path in SITE.rglob("*.html")
-                  if path.relative_to(SITE).parts[0] != "_static")
+    return sorted(
+        path.relative_to(SITE).as_posix()
+        for path in SITE.rglob("*.html")
+        if path.relative_to(SITE).parts[0] != "_static"
+    )
 
 
 # Every <img> made to load now (not lazily) and decoded; the sources that did not decode.
@@ -182,8 +197,10 @@ HEADER_PIECES_JS = """() => {
 
 
 def overlap(a: dict, b: dict, slack: float = 1.0) -> bool:
-    return (min(a["right"], b["right"]) - max(a["left"], b["left"]) > slack
-            and min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > slack)
+    return (
+        min(a["right"], b["right"]) - max(a["left"], b["left"]) > slack
+        and min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > slack
+    )
 
 
 def header_problems(layout: dict) -> list[str]:
@@ -193,8 +210,11 @@ def header_problems(layout: dict) -> list[str]:
     if not any(piece["name"] == "site title" for piece in pieces):
         problems.append("the site title is not visible")
     for i, first in enumerate(pieces):
-        problems += [f"{first['name']} overlaps {second['name']}"
-                     for second in pieces[i + 1:] if overlap(first, second)]
+        problems += [
+            f"{first['name']} overlaps {second['name']}"
+            for second in pieces[i + 1 :]
+            if overlap(first, second)
+        ]
         if first["bottom"] > header["bottom"] + 1 or first["top"] < header["top"] - 1:
             problems.append(f"{first['name']} sticks out of the header")
     if article is None:
@@ -285,8 +305,9 @@ def notebook_problems(content: bytes) -> list[str]:
 
 
 @pytest.mark.parametrize("docname", learning_path())
-def test_learning_path_notebook_runs_on_its_own(browser, site_url, shared_data, docname, tmp_path,
-                                                monkeypatch):
+def test_learning_path_notebook_runs_on_its_own(
+    browser, site_url, shared_data, docname, tmp_path, monkeypatch
+):
     """The page's download link gives its notebook, which runs top to bottom in an empty folder."""
     import nbclient
     import nbformat
@@ -313,8 +334,12 @@ def test_learning_path_notebook_runs_on_its_own(browser, site_url, shared_data, 
     workdir = tmp_path / "run"
     workdir.mkdir()
     started = time.perf_counter()
-    nbclient.NotebookClient(notebook, timeout=NOTEBOOK_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(workdir)}}).execute()
+    nbclient.NotebookClient(
+        notebook,
+        timeout=NOTEBOOK_TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(workdir)}},
+    ).execute()
     print(f"{docname}.ipynb ran in {time.perf_counter() - started:.0f} s")
     ran = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert ran and all(cell.execution_count for cell in ran), "a code cell did not run"

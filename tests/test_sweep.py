@@ -53,36 +53,59 @@ def test_demo_space_reads_and_every_param_type_suggests():
     space = sweep.load_space(REPO / "sweeps" / "demo.toml")
     assert space.fixed["preset"] == "demo"
     kinds = {p.name: p.kind for p in space.params}
-    assert kinds == {"finetune_lr": "float", "momentum": "float", "pretrain_lr": "float",
-                     "finetune_batch_size": "int", "corruption_levels": "categorical"}
-    trial = optuna.trial.FixedTrial({"finetune_lr": 0.3, "momentum": 0.5, "pretrain_lr": 0.01,
-                                     "finetune_batch_size": 12, "corruption_levels": "[0.2, 0.3]"})
+    assert kinds == {
+        "finetune_lr": "float",
+        "momentum": "float",
+        "pretrain_lr": "float",
+        "finetune_batch_size": "int",
+        "corruption_levels": "categorical",
+    }
+    trial = optuna.trial.FixedTrial(
+        {
+            "finetune_lr": 0.3,
+            "momentum": 0.5,
+            "pretrain_lr": 0.01,
+            "finetune_batch_size": 12,
+            "corruption_levels": "[0.2, 0.3]",
+        }
+    )
     config = space.config(space.suggest(trial))
     # The list choice comes back as the tuple RunConfig holds; fixed fields and the preset apply.
     assert config.corruption_levels == (0.2, 0.3) and config.finetune_batch_size == 12
     assert config.dataset == "digits" and config.pretrain_epochs == 2 and config.preset == "demo"
 
 
-@pytest.mark.parametrize("search, fixed, expected", [
-    ("learning_rate = { low = 0.1, high = 1.0 }", "", "'learning_rate' is not a RunConfig field"),
-    ("finetune_lr = { low = 1.0, high = 0.1 }", "", "needs numbers low < high"),
-    ("finetune_lr = { low = 0.0, high = 1.0, log = true }", "", "a log range needs low > 0"),
-    ("finetune_lr = { low = 0.1 }", "", "needs low and high"),
-    ("finetune_batch_size = { low = 5.5, high = 40 }", "", "whole-number bounds for an int field"),
-    ("loss = { choices = [] }", "", "choices must be a non-empty list"),
-    ("loss = { choices = [1, 2] }", "", "have the wrong type"),
-    ("tied = { low = 0, high = 1 }", "", "use choices"),
-    ("momentum = { low = 0.0, high = 1.0 }", "", "momentum must be in [0, 1)"),
-    ("hidden_layers = { choices = [[50, 50, 50]] }", "", "3 hidden layers but 2 corruption levels"),
-    ("out = { choices = ['a', 'b'] }", "", "out cannot be searched"),
-    ("momentum = { low = 0.0, high = 0.5 }", "momentum = 0.9", "both fixed and searched"),
-    ("momentum = { low = 0.0, high = 0.5 }", "name = 'x'", "set by the sweep"),
-    ("momentum = { low = 0.0, high = 0.5 }", "n_train = 'many'", "wrong type"),
-    ("momentum = { low = 0.0, high = 0.5 }", "dataset = 'mnsit'", "[fixed] dataset must be one of mnist, "),
-    # a clash inside [fixed] is blamed on [fixed], not on the first [search] range tried with it
-    ("momentum = { low = 0.0, high = 0.5 }", "hidden_layers = [50, 50, 50]",
-     "[fixed] gives an invalid run, whatever [search] chooses: 3 hidden layers but 2 corruption levels"),
-])
+@pytest.mark.parametrize(
+    "search, fixed, expected",
+    [
+        ("learning_rate = { low = 0.1, high = 1.0 }", "", "'learning_rate' is not a RunConfig field"),
+        ("finetune_lr = { low = 1.0, high = 0.1 }", "", "needs numbers low < high"),
+        ("finetune_lr = { low = 0.0, high = 1.0, log = true }", "", "a log range needs low > 0"),
+        ("finetune_lr = { low = 0.1 }", "", "needs low and high"),
+        ("finetune_batch_size = { low = 5.5, high = 40 }", "", "whole-number bounds for an int field"),
+        ("loss = { choices = [] }", "", "choices must be a non-empty list"),
+        ("loss = { choices = [1, 2] }", "", "have the wrong type"),
+        ("tied = { low = 0, high = 1 }", "", "use choices"),
+        ("momentum = { low = 0.0, high = 1.0 }", "", "momentum must be in [0, 1)"),
+        ("hidden_layers = { choices = [[50, 50, 50]] }", "", "3 hidden layers but 2 corruption levels"),
+        ("out = { choices = ['a', 'b'] }", "", "out cannot be searched"),
+        ("momentum = { low = 0.0, high = 0.5 }", "momentum = 0.9", "both fixed and searched"),
+        ("momentum = { low = 0.0, high = 0.5 }", "name = 'x'", "set by the sweep"),
+        ("momentum = { low = 0.0, high = 0.5 }", "n_train = 'many'", "wrong type"),
+        (
+            "momentum = { low = 0.0, high = 0.5 }",
+            "dataset = 'mnsit'",
+            "[fixed] dataset must be one of mnist, ",
+        ),
+        # a clash inside [fixed] is blamed on [fixed], not on the first [search] range tried with it
+        (
+            "momentum = { low = 0.0, high = 0.5 }",
+            "hidden_layers = [50, 50, 50]",
+            "[fixed] gives an invalid run, whatever [search] chooses: "
+            "3 hidden layers but 2 corruption levels",
+        ),
+    ],
+)
 def test_bad_space_is_one_line_and_makes_no_folder(tmp_path, capsys, search, fixed, expected):
     space = write(tmp_path / "bad.toml", f"[fixed]\npreset = 'demo'\n{fixed}\n[search]\n{search}\n")
     out = tmp_path / "out"
@@ -92,26 +115,37 @@ def test_bad_space_is_one_line_and_makes_no_folder(tmp_path, capsys, search, fix
     assert not out.exists()
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("[sweep]\npruner = 'hyperband'\n[search]\nseed = {low = 1, high = 9}", "pruner must be one of"),
-    ("[sweep]\ntrails = 3\n[search]\nseed = {low = 1, high = 9}", "unknown [sweep] setting(s) ['trails']"),
-    ("[serach]\nseed = {low = 1, high = 9}", "unknown table(s) ['serach']"),
-    ("[fixed]\npreset = 'demo'", "[search] is empty"),
-    # a misspelt preset is blamed on itself, not on the first [search] range tried with it
-    ("[fixed]\npreset = 'dmeo'\n[search]\nseed = {low = 1, high = 9}",
-     "[fixed] preset must be one of default, classic, tutorial, demo; got 'dmeo'"),
-    ("[search\n", "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[sweep]\npruner = 'hyperband'\n[search]\nseed = {low = 1, high = 9}", "pruner must be one of"),
+        (
+            "[sweep]\ntrails = 3\n[search]\nseed = {low = 1, high = 9}",
+            "unknown [sweep] setting(s) ['trails']",
+        ),
+        ("[serach]\nseed = {low = 1, high = 9}", "unknown table(s) ['serach']"),
+        ("[fixed]\npreset = 'demo'", "[search] is empty"),
+        # a misspelt preset is blamed on itself, not on the first [search] range tried with it
+        (
+            "[fixed]\npreset = 'dmeo'\n[search]\nseed = {low = 1, high = 9}",
+            "[fixed] preset must be one of default, classic, tutorial, demo; got 'dmeo'",
+        ),
+        ("[search\n", "is not valid TOML"),
+    ],
+)
 def test_bad_sweep_settings_are_refused(tmp_path, text, expected):
     with pytest.raises(sweep.SweepError) as caught:
         sweep.load_space(write(tmp_path / "bad.toml", text))
     assert expected in str(caught.value)
 
 
-@pytest.mark.parametrize("content, expected", [
-    (None, "is missing"),
-    (b"\x00\xff\xfe", "is not a text file"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (None, "is missing"),
+        (b"\x00\xff\xfe", "is not a text file"),
+    ],
+)
 def test_a_missing_or_binary_space_file_is_one_line(tmp_path, capsys, content, expected):
     space = tmp_path / "space.toml"
     if content is not None:
@@ -131,20 +165,26 @@ def test_an_out_that_is_a_file_is_one_line(tmp_path, capsys):
 
 
 def test_a_range_beyond_the_data_is_refused_before_the_sweep_starts(tmp_path, capsys):
-    text = FAST_SPACE.replace("seed = { low = 1, high = 1000 }",
-                              "finetune_batch_size = { low = 5, high = 1000000000000 }")
+    text = FAST_SPACE.replace(
+        "seed = { low = 1, high = 1000 }", "finetune_batch_size = { low = 5, high = 1000000000000 }"
+    )
     out = tmp_path / "out"
     assert sweep.main([str(write(tmp_path / "bs.toml", text)), "--out", str(out)]) == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "[search] finetune_batch_size = 1000000000000 gives an invalid run: " \
-        "finetune_batch_size 1000000000000 is larger than the 1197 training rows" in error
+    assert (
+        error.count("\n") == 1
+        and "[search] finetune_batch_size = 1000000000000 gives an invalid run: "
+        "finetune_batch_size 1000000000000 is larger than the 1197 training rows"
+        in error
+    )
     assert not out.exists()
 
 
 def test_a_trial_failing_with_a_user_error_is_marked_failed_and_the_sweep_goes_on(tmp_path, capsys):
     # past the checks of sweep(): the second line of defence, in every trial
-    text = FAST_SPACE.replace("seed = { low = 1, high = 1000 }",
-                              "finetune_batch_size = { low = 100000, high = 1000000000000 }")
+    text = FAST_SPACE.replace(
+        "seed = { low = 1, high = 1000 }", "finetune_batch_size = { low = 100000, high = 1000000000000 }"
+    )
     space = sweep.load_space(write(tmp_path / "bs.toml", text))  # reads the file; knows no data
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     sweep.optimise(study, space, tmp_path, trials=2, shared=False)
@@ -154,8 +194,10 @@ def test_a_trial_failing_with_a_user_error_is_marked_failed_and_the_sweep_goes_o
 
 
 def test_a_diverging_trial_is_marked_failed_in_the_table_and_the_sweep_goes_on(tmp_path):
-    text = FAST_SPACE.replace("pretrain_lr = { low = 0.001, high = 0.1, log = true }",
-                              "pretrain_lr = { low = 1e5, high = 1e6, log = true }")
+    text = FAST_SPACE.replace(
+        "pretrain_lr = { low = 0.001, high = 0.1, log = true }",
+        "pretrain_lr = { low = 1e5, high = 1e6, log = true }",
+    )
     out = tmp_path / "out"
     assert sweep.main([str(write(tmp_path / "div.toml", text)), "--out", str(out), "--trials", "2"]) == 0
     rows = (out / "trials.csv").read_text().splitlines()[1:]
@@ -173,8 +215,10 @@ def test_a_damaged_journal_is_one_line(tmp_path, capsys):
     (out / "journal.log").write_bytes(bytes(range(256)) * 4)
     assert sweep.main([str(space), "--out", str(out)]) == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and f"{out / 'journal.log'} is damaged (not an Optuna journal): move " \
-        "it aside" in error
+    assert (
+        error.count("\n") == 1
+        and f"{out / 'journal.log'} is damaged (not an Optuna journal): move it aside" in error
+    )
 
 
 def test_a_journal_cut_short_by_a_killed_writer_is_repaired_and_the_sweep_continues(tmp_path):
@@ -186,8 +230,10 @@ def test_a_journal_cut_short_by_a_killed_writer_is_repaired_and_the_sweep_contin
     journal.write_bytes(cut)
     assert sweep.main([str(space), "--out", str(out), "--trials", "2"]) == 0
     assert (out / "journal.log.cut").read_bytes() == cut  # the original, kept
-    study = optuna.load_study(study_name="fast", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal))))
+    study = optuna.load_study(
+        study_name="fast",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal))),
+    )
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
 
 
@@ -214,11 +260,27 @@ def test_prune_on_epoch_reports_fine_tuning_and_raises_when_told():
     trial = study.ask()
     callback = sweep.PruneOnEpoch(trial)
     callback({"phase": "pretrain", "layer": 0, "epoch": 0, "cost": 3.0})  # not an objective: ignored
-    callback({"phase": "finetune", "epoch": 1, "cost": 1.0, "valid_error": 0.4, "best_valid_error": 0.4,
-              "test_error": 0.4})
+    callback(
+        {
+            "phase": "finetune",
+            "epoch": 1,
+            "cost": 1.0,
+            "valid_error": 0.4,
+            "best_valid_error": 0.4,
+            "test_error": 0.4,
+        }
+    )
     with pytest.raises(optuna.TrialPruned, match="epoch 2"):
-        callback({"phase": "finetune", "epoch": 2, "cost": 1.0, "valid_error": 0.7,
-                  "best_valid_error": 0.6, "test_error": 0.4})
+        callback(
+            {
+                "phase": "finetune",
+                "epoch": 2,
+                "cost": 1.0,
+                "valid_error": 0.7,
+                "best_valid_error": 0.6,
+                "test_error": 0.4,
+            }
+        )
     assert study.trials[0].intermediate_values == {1: 0.4, 2: 0.6}
 
 
@@ -231,11 +293,14 @@ def dead_pid():
 def test_recover_requeues_only_trials_of_dead_workers_on_this_machine():
     study = optuna.create_study()
     distributions = {"x": optuna.distributions.FloatDistribution(0, 1)}
-    for worker, x in [(f"{socket.gethostname()}:{dead_pid()}", 0.25),
-                      (f"{socket.gethostname()}:{os.getpid()}", 0.5),  # alive: this process
-                      ("some-other-machine:1", 0.75)]:  # left to the database's heartbeat
-        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, params={"x": x},
-                                                  distributions=distributions))
+    for worker, x in [
+        (f"{socket.gethostname()}:{dead_pid()}", 0.25),
+        (f"{socket.gethostname()}:{os.getpid()}", 0.5),  # alive: this process
+        ("some-other-machine:1", 0.75),
+    ]:  # left to the database's heartbeat
+        study.add_trial(
+            optuna.trial.create_trial(state=TrialState.WAITING, params={"x": x}, distributions=distributions)
+        )
         trial = study.ask()
         trial.set_user_attr("worker", worker)
     # until a worker recovers it, the summary does not call the dead worker's trial running
@@ -267,16 +332,28 @@ def test_ctrl_c_queues_the_stopped_trial_again(tmp_path, monkeypatch):
 def test_summary_table_best_trial_and_plots(tmp_path):
     space = sweep.load_space(write(tmp_path / "s.toml", FAST_SPACE))
     study = optuna.create_study(study_name="s")
-    distributions = {"pretrain_lr": optuna.distributions.FloatDistribution(0.001, 0.1, log=True),
-                     "seed": optuna.distributions.IntDistribution(1, 1000)}
+    distributions = {
+        "pretrain_lr": optuna.distributions.FloatDistribution(0.001, 0.1, log=True),
+        "seed": optuna.distributions.IntDistribution(1, 1000),
+    }
     values = [0.08, 0.05, 0.07, 0.06]
     for i, value in enumerate(values):
-        study.add_trial(optuna.trial.create_trial(
-            value=value, params={"pretrain_lr": 0.001 * (i + 1), "seed": 10 * i + 1},
-            distributions=distributions, user_attrs={"test_error": value + 0.01, "run_dir": "nowhere"}))
-    study.add_trial(optuna.trial.create_trial(
-        state=TrialState.PRUNED, params={"pretrain_lr": 0.02, "seed": 5}, distributions=distributions,
-        intermediate_values={1: 0.3}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=value,
+                params={"pretrain_lr": 0.001 * (i + 1), "seed": 10 * i + 1},
+                distributions=distributions,
+                user_attrs={"test_error": value + 0.01, "run_dir": "nowhere"},
+            )
+        )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.PRUNED,
+            params={"pretrain_lr": 0.02, "seed": 5},
+            distributions=distributions,
+            intermediate_values={1: 0.3},
+        )
+    )
     text = sweep.write_summary(study, space, tmp_path, "python -m sda.sweep s.toml")
     assert "## Best trial: #1" in text and "Validation error 5.00 %, test error 6.00 %" in text
     assert "4 complete, 1 pruned" in text
@@ -307,8 +384,12 @@ def test_a_trial_is_an_ordinary_run_and_is_pruned_through_on_epoch(tmp_path):
 
 # ------------------------------------------------------ killed workers, end to end
 def start_worker(space, out, log, *extra):
-    return subprocess.Popen([sys.executable, "-m", "sda.sweep", str(space), "--out", str(out), *extra],
-                            cwd=out.parent, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sda.sweep", str(space), "--out", str(out), *extra],
+        cwd=out.parent,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_for(condition, what, workers, timeout=600):
@@ -326,8 +407,12 @@ def running_with_metrics(storage, name, pid):
         trials = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.RUNNING,))
     except KeyError:  # the study does not exist yet
         return False
-    return any(t.user_attrs.get("worker") == f"{socket.gethostname()}:{pid}" and "run_dir" in t.user_attrs
-               and (Path(t.user_attrs["run_dir"]) / "metrics.csv").exists() for t in trials)
+    return any(
+        t.user_attrs.get("worker") == f"{socket.gethostname()}:{pid}"
+        and "run_dir" in t.user_attrs
+        and (Path(t.user_attrs["run_dir"]) / "metrics.csv").exists()
+        for t in trials
+    )
 
 
 def check_accounted_for(study, trials, killed, most_done):
@@ -357,7 +442,8 @@ def check_accounted_for(study, trials, killed, most_done):
 def test_journal_sweep_killed_mid_trial_resumes_with_the_same_command(tmp_path):
     space, out = write(tmp_path / "fast.toml", FAST_SPACE), tmp_path / "sweep"
     journal = lambda: optuna.storages.JournalStorage(  # noqa: E731
-        optuna.storages.journal.JournalFileBackend(str(out / "journal.log")))
+        optuna.storages.journal.JournalFileBackend(str(out / "journal.log"))
+    )
     worker = start_worker(space, out, tmp_path / "first.log", "--trials", "2")
     try:
         wait_for(lambda: (out / "runs" / "trial-0001" / "metrics.csv").exists(), "trial 1 trains", [worker])
@@ -369,7 +455,11 @@ def test_journal_sweep_killed_mid_trial_resumes_with_the_same_command(tmp_path):
 
     again = subprocess.run(
         [sys.executable, "-m", "sda.sweep", str(space), "--out", str(out), "--trials", "2"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert "re-queued trial(s) [1]" in again.stdout
     study = optuna.load_study(study_name="fast", storage=journal())
@@ -385,8 +475,10 @@ def postgres():
     """A throw-away PostgreSQL cluster on a Unix socket in a temp folder;
     yields its URL and stops the server at the end."""
     if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"no PostgreSQL server binaries in {PG_BIN}: apt-get install -y postgresql-15 "
-                    "(or point SDA_PG_BIN at the folder holding initdb and pg_ctl)")
+        pytest.fail(
+            f"no PostgreSQL server binaries in {PG_BIN}: apt-get install -y postgresql-15 "
+            "(or point SDA_PG_BIN at the folder holding initdb and pg_ctl)"
+        )
     root = Path(tempfile.mkdtemp(prefix="sda-pg-"))
     as_owner = []
     if os.geteuid() == 0:  # initdb refuses to run as root: the cluster belongs to `postgres`
@@ -398,8 +490,17 @@ def postgres():
         subprocess.run([*as_owner, str(PG_BIN / tool), *args], check=True, capture_output=True, timeout=120)
 
     pg("initdb", "-D", str(data), "--auth=trust", "--username=postgres", "--no-sync", "--encoding=UTF8")
-    pg("pg_ctl", "-D", str(data), "-l", str(root / "server.log"), "-w", "-o",
-       f"-k {root} -p {port} -c listen_addresses=''", "start")
+    pg(
+        "pg_ctl",
+        "-D",
+        str(data),
+        "-l",
+        str(root / "server.log"),
+        "-w",
+        "-o",
+        f"-k {root} -p {port} -c listen_addresses=''",
+        "start",
+    )
     try:
         pg("createdb", "-h", str(root), "-p", port, "-U", "postgres", "sweep")
         yield f"postgresql+psycopg2://postgres@/sweep?host={root}&port={port}"
@@ -427,8 +528,13 @@ def test_two_postgres_workers_one_killed_account_for_every_trial(tmp_path, postg
                 worker.kill()
                 worker.wait()
     # The same command again: a restarted worker finishes whatever is left, if anything.
-    again = subprocess.run([sys.executable, "-m", "sda.sweep", str(space), "--out", str(out), *command],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        [sys.executable, "-m", "sda.sweep", str(space), "--out", str(out), *command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stdout + again.stderr
 
     study = optuna.load_study(study_name="pg", storage=postgres)
@@ -447,11 +553,13 @@ def test_clashing_choices_fail_one_trial_with_its_reason(tmp_path):
     text = FAST_SPACE.replace("hidden_layers = [50, 50]\n", "").replace(
         "seed = { low = 1, high = 1000 }",
         "hidden_layers = { choices = [[50, 50], [50, 50, 50]] }\n"
-        "corruption_levels = { choices = [[0.1, 0.2], [0.1, 0.2, 0.3]] }")
+        "corruption_levels = { choices = [[0.1, 0.2], [0.1, 0.2, 0.3]] }",
+    )
     space = sweep.load_space(write(tmp_path / "s.toml", text))
     study = optuna.create_study()
-    study.enqueue_trial({"pretrain_lr": 0.01, "hidden_layers": "[50, 50]",
-                         "corruption_levels": "[0.1, 0.2, 0.3]"})
+    study.enqueue_trial(
+        {"pretrain_lr": 0.01, "hidden_layers": "[50, 50]", "corruption_levels": "[0.1, 0.2, 0.3]"}
+    )
     study.optimize(sweep.Objective(space, tmp_path), n_trials=1, catch=(sweep.InvalidTrial,))
     trial = study.trials[0]
     assert trial.state == TrialState.FAIL
@@ -465,7 +573,9 @@ def test_every_shipped_search_space_reads_and_its_corners_are_valid_runs(path):
     assert space.params, "a search space with nothing to search"
     # the lowest and the highest value of every range (first and last choice) make checked runs
     for corner in (0, -1):
-        values = {p.name: (p.encode(p.choices[corner]) if p.kind == "categorical" else
-                           [p.low, p.high][corner]) for p in space.params}
+        values = {
+            p.name: (p.encode(p.choices[corner]) if p.kind == "categorical" else [p.low, p.high][corner])
+            for p in space.params
+        }
         config = space.config(space.suggest(optuna.trial.FixedTrial(values)))
         assert config.preset == space.fixed["preset"]

@@ -19,8 +19,13 @@ def mnist_small(shared_data):
 
 
 def small_model(seed=1234, layers=(200, 100)):
-    return SdA(np.random.RandomState(seed), n_ins=784, hidden_layers_sizes=layers, n_outs=10,
-               corruption_levels=(0.1, 0.2, 0.3)[: len(layers)])
+    return SdA(
+        np.random.RandomState(seed),
+        n_ins=784,
+        hidden_layers_sizes=layers,
+        n_outs=10,
+        corruption_levels=(0.1, 0.2, 0.3)[: len(layers)],
+    )
 
 
 def test_pretraining_lowers_reconstruction_cost(mnist_small):
@@ -70,8 +75,7 @@ def test_finetuning_reaches_a_low_test_error(mnist_small):
     train_fn, valid_score, test_score = model.build_finetune_functions(shared, 20, 0.5, 500)
     # Before fine-tuning the zero softmax layer predicts class 0 for every row.
     assert test_score.error() > 0.85
-    result = finetune_sgd(model, train_fn, valid_score, test_score, n_batches(3000, 20),
-                          max_epochs=15)
+    result = finetune_sgd(model, train_fn, valid_score, test_score, n_batches(3000, 20), max_epochs=15)
     # About 10.5 % when working; a model whose gradients or parameter
     # sharing are broken stays far above this.
     assert result.test_error < 0.13
@@ -87,8 +91,15 @@ def test_early_stopping_stops_when_patience_runs_out(mnist_small):
     model = small_model(layers=(20,))
     shared = [shared_dataset(s) for s in (data.train, data.valid, data.test)]
     train_fn, valid_score, test_score = model.build_finetune_functions(shared, 20, 0.1)
-    result = finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches=10,
-                          max_epochs=500, stopping=EarlyStopping(patience=30, patience_increase=1.0))
+    result = finetune_sgd(
+        model,
+        train_fn,
+        valid_score,
+        test_score,
+        n_train_batches=10,
+        max_epochs=500,
+        stopping=EarlyStopping(patience=30, patience_increase=1.0),
+    )
     assert result.epochs_run == 3 and result.iterations == 30
 
 
@@ -99,8 +110,15 @@ def test_a_fixed_budget_runs_every_epoch(mnist_small):
     # at a rate of almost 0 the validation error never really improves after the first
     # validation, so any patience shorter than the budget would stop the run early
     train_fn, valid_score, test_score = model.build_finetune_functions(shared, 20, 1e-12)
-    result = finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches=10,
-                          max_epochs=6, stopping=fixed_budget(6, 10))
+    result = finetune_sgd(
+        model,
+        train_fn,
+        valid_score,
+        test_score,
+        n_train_batches=10,
+        max_epochs=6,
+        stopping=fixed_budget(6, 10),
+    )
     assert result.epochs_run == 6 and result.iterations == 60
 
 
@@ -113,9 +131,17 @@ def test_the_learning_rate_decays_every_epoch_from_its_start(mnist_small):
         model = small_model(layers=(20,))
         train_fn, valid_score, test_score = model.build_finetune_functions(shared, 20, 0.4)
         train_steps.append(train_fn)
-        finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches=10, max_epochs=4,
-                     stopping=fixed_budget(4, 10), lr_decay=lr_decay,
-                     on_epoch=lambda _: rates.append(float(train_fn.learning_rate.get_value())))
+        finetune_sgd(
+            model,
+            train_fn,
+            valid_score,
+            test_score,
+            n_train_batches=10,
+            max_epochs=4,
+            stopping=fixed_budget(4, 10),
+            lr_decay=lr_decay,
+            on_epoch=lambda _: rates.append(float(train_fn.learning_rate.get_value())),
+        )
         return [p.get_value() for p in model.params]
 
     decayed = finetune(0.5)
@@ -131,11 +157,12 @@ def test_the_learning_rate_decays_every_epoch_from_its_start(mnist_small):
 def test_a_decay_needs_a_shared_learning_rate_and_a_sensible_factor():
     model = small_model(layers=(20,))
     step = SGDStep(lambda index: 0.0)  # no shared learning rate to change
-    for lr_decay, message in [(0.9, "needs a step compiled with a shared learning rate"),
-                              (0.0, r"lr_decay must be in \(0, 1\]")]:
+    for lr_decay, message in [
+        (0.9, "needs a step compiled with a shared learning rate"),
+        (0.0, r"lr_decay must be in \(0, 1\]"),
+    ]:
         with pytest.raises(SettingError, match=message):
-            finetune_sgd(model, step, None, None, n_train_batches=1, max_epochs=1,
-                         lr_decay=lr_decay)
+            finetune_sgd(model, step, None, None, n_train_batches=1, max_epochs=1, lr_decay=lr_decay)
 
 
 def test_early_stopping_extends_patience_only_on_a_real_improvement():

@@ -28,8 +28,9 @@ def tutorial_data():
 def tutorial_model():
     # the tutorial's constructor call, on a tiny network
     numpy_rng = np.random.RandomState(89677)
-    return SdA(numpy_rng=numpy_rng, n_ins=N_INS, hidden_layers_sizes=[4, 3], n_outs=3,
-               corruption_levels=(0.1, 0.2))
+    return SdA(
+        numpy_rng=numpy_rng, n_ins=N_INS, hidden_layers_sizes=[4, 3], n_outs=3, corruption_levels=(0.1, 0.2)
+    )
 
 
 def values(model):
@@ -51,7 +52,8 @@ def test_inputs_carry_the_tutorial_names():
         # the compiled PyTensor function's own inputs have those names too
         assert [i.name for i in fn.function.function.maker.inputs[:3]] == ["index", "corruption", "lr"]
     train_fn, validate_model, _ = sda.build_finetune_functions(
-        datasets=[(train_set_x, train_set_y)] * 3, batch_size=BATCH, learning_rate=0.1)
+        datasets=[(train_set_x, train_set_y)] * 3, batch_size=BATCH, learning_rate=0.1
+    )
     assert train_fn.function.names == validate_model.batch_error.names == ("index",)
 
 
@@ -59,25 +61,27 @@ def test_pretraining_by_the_tutorials_names_matches_the_positional_call_bit_for_
     train_set_x, _ = tutorial_data()
     batch_size, pretrain_lr, pretraining_epochs = BATCH, 0.001, 2
     n_train_batches = -(-N_ROWS // batch_size)
-    corruption_levels = [.1, .2, .3]
+    corruption_levels = [0.1, 0.2, 0.3]
 
     by_position = tutorial_model()
     positional_fns = by_position.pretraining_functions(train_set_x, batch_size)
-    positional_costs = [positional_fns[i](batch_index, corruption_levels[i], pretrain_lr)
-                        for i in range(by_position.n_layers) for _epoch in range(pretraining_epochs)
-                        for batch_index in range(n_train_batches)]
+    positional_costs = [
+        positional_fns[i](batch_index, corruption_levels[i], pretrain_lr)
+        for i in range(by_position.n_layers)
+        for _epoch in range(pretraining_epochs)
+        for batch_index in range(n_train_batches)
+    ]
 
     sda = tutorial_model()
-    pretraining_fns = sda.pretraining_functions(train_set_x=train_set_x,
-                                                batch_size=batch_size)
+    pretraining_fns = sda.pretraining_functions(train_set_x=train_set_x, batch_size=batch_size)
     by_name = []
     for i in range(sda.n_layers):
         for _epoch in range(pretraining_epochs):
             c = []
             for batch_index in range(n_train_batches):
-                c.append(pretraining_fns[i](index=batch_index,
-                                            corruption=corruption_levels[i],
-                                            lr=pretrain_lr))
+                c.append(
+                    pretraining_fns[i](index=batch_index, corruption=corruption_levels[i], lr=pretrain_lr)
+                )
             by_name.extend(c)
 
     assert len(by_name) == 2 * 2 * n_train_batches
@@ -93,15 +97,19 @@ def test_finetuning_by_name_matches_the_positional_call_bit_for_bit():
     for by_name in (False, True):
         sda = tutorial_model()
         train_fn, validate_model, test_model = sda.build_finetune_functions(
-            datasets=datasets, batch_size=BATCH, learning_rate=finetune_lr)
+            datasets=datasets, batch_size=BATCH, learning_rate=finetune_lr
+        )
         costs = []
         for minibatch_index in range(n_train_batches):
             costs.append(train_fn(index=minibatch_index) if by_name else train_fn(minibatch_index))
         validation_losses = validate_model()
         this_validation_loss = np.mean(validation_losses)
         test_losses = test_model()
-        per_batch = ([validate_model.batch_error(index=i) for i in range(n_train_batches)] if by_name
-                     else [validate_model.batch_error(i) for i in range(n_train_batches)])
+        per_batch = (
+            [validate_model.batch_error(index=i) for i in range(n_train_batches)]
+            if by_name
+            else [validate_model.batch_error(i) for i in range(n_train_batches)]
+        )
         results.append((sda, costs, validation_losses, this_validation_loss, test_losses, per_batch))
     (first, *numbers), (second, *again) = results
     for a, b in zip(numbers, again):
@@ -124,15 +132,20 @@ def test_wrong_arguments_name_the_inputs_the_function_takes():
     train_fn, validate_model, _ = sda.build_finetune_functions([(train_set_x, train_set_y)] * 3, BATCH, 0.1)
     # the tutorial warns of this one: the Python variables' names are not the inputs' names
     assert message(lambda: pretraining_fns[1](index=0, corruption_level=0.1, learning_rate=0.1)) == (
-        "pretrain_layer1(index, corruption, lr): got an unexpected keyword argument 'corruption_level'")
+        "pretrain_layer1(index, corruption, lr): got an unexpected keyword argument 'corruption_level'"
+    )
     assert message(lambda: pretraining_fns[0](0, 0.1)) == (
-        "pretrain_layer0(index, corruption, lr): missing a required argument: 'lr'")
+        "pretrain_layer0(index, corruption, lr): missing a required argument: 'lr'"
+    )
     assert message(lambda: pretraining_fns[0](0, 0.1, 0.1, 4)) == (
-        "pretrain_layer0(index, corruption, lr): too many positional arguments")
+        "pretrain_layer0(index, corruption, lr): too many positional arguments"
+    )
     assert message(lambda: pretraining_fns[0](0, index=1, corruption=0.1, lr=0.1)) == (
-        "pretrain_layer0(index, corruption, lr): multiple values for argument 'index'")
+        "pretrain_layer0(index, corruption, lr): multiple values for argument 'index'"
+    )
     assert message(lambda: train_fn(minibatch_index=0)) == (
-        "train(index): got an unexpected keyword argument 'minibatch_index'")
+        "train(index): got an unexpected keyword argument 'minibatch_index'"
+    )
     assert re.fullmatch(r"valid\(index\): .*'i'", message(lambda: validate_model.batch_error(i=0)))
     assert_same_state(sda, tutorial_model())  # no refused call took a step
 
@@ -140,7 +153,8 @@ def test_wrong_arguments_name_the_inputs_the_function_takes():
 def test_the_jax_stand_in_slices_the_named_index():
     """Under JAX the batch is cut out in NumPy: a call by name feeds the same rows."""
     data = pytensor.shared(np.arange(10.0, dtype="float32").reshape(5, 2))
-    fed = BatchedFunction(lambda rows, lr: (rows.tolist(), lr), ["index", "lr"], "step",
-                          rows_from=[data], batch_size=2)
+    fed = BatchedFunction(
+        lambda rows, lr: (rows.tolist(), lr), ["index", "lr"], "step", rows_from=[data], batch_size=2
+    )
     assert fed(index=2, lr=0.5) == fed(2, 0.5) == ([[8.0, 9.0]], 0.5)
     assert fed(lr=0.5, index=1) == ([[4.0, 5.0], [6.0, 7.0]], 0.5)

@@ -22,8 +22,9 @@ from sda.trained import MODEL_FORMAT
 
 
 def command(module, *args):
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +67,14 @@ def test_model_npz_records_its_architecture(run_folder):
     config = json.loads((run_folder / "config.json").read_text())
     assert metadata["format"] == MODEL_FORMAT and metadata["sda_version"] == sda.__version__
     assert metadata["architecture"] == {
-        "n_ins": 64, "hidden_layers_sizes": config["hidden_layers"], "n_outs": 10,
-        "corruption_levels": config["corruption_levels"], "tied": config["tied"],
-        "loss": config["loss"], "activation": "sigmoid"}
+        "n_ins": 64,
+        "hidden_layers_sizes": config["hidden_layers"],
+        "n_outs": 10,
+        "corruption_levels": config["corruption_levels"],
+        "tied": config["tied"],
+        "loss": config["loss"],
+        "activation": "sigmoid",
+    }
     assert metadata["classes"] == list(range(10))
     assert metadata["input"] == {"dataset": "digits", "image_shape": [8, 8], "pixel_scale": [16, 16]}
 
@@ -111,27 +117,38 @@ def test_predict_on_pngs_gives_load_runs_labels(run_folder, trained, test_split,
     assert all(r["row"] is None and not r["inverted"] and 0 < r["probability"] <= 1 for r in results)
 
 
-def test_predict_prints_a_line_per_image_and_array_row(run_folder, trained, test_split, tmp_path,
-                                                      capsys):
+def test_predict_prints_a_line_per_image_and_array_row(run_folder, trained, test_split, tmp_path, capsys):
     Image.fromarray(grey(test_split.x[0])).save(tmp_path / "a.png")
     np.save(tmp_path / "rows.npy", test_split.x[:3])
     np.savez(tmp_path / "images.npz", images=grey(test_split.x[:2]))
-    assert predict_main([str(run_folder), str(tmp_path / "a.png"), str(tmp_path / "rows.npy"),
-                         str(tmp_path / "images.npz"), "--top", "3"]) == 0
+    assert (
+        predict_main(
+            [
+                str(run_folder),
+                str(tmp_path / "a.png"),
+                str(tmp_path / "rows.npy"),
+                str(tmp_path / "images.npz"),
+                "--top",
+                "3",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     labels = trained.predict(test_split.x[:3])
     proba = trained.predict_proba(test_split.x[:3])
     assert [line.split(": ")[0] for line in lines] == [
-        str(tmp_path / "a.png"), *(f"{tmp_path / 'rows.npy'}[{i}]" for i in range(3)),
-        *(f"{tmp_path / 'images.npz'}[{i}]" for i in range(2))]
+        str(tmp_path / "a.png"),
+        *(f"{tmp_path / 'rows.npy'}[{i}]" for i in range(3)),
+        *(f"{tmp_path / 'images.npz'}[{i}]" for i in range(2)),
+    ]
     assert lines[1] == f"{tmp_path / 'rows.npy'}[0]: " + ", ".join(
-        f"{k} ({proba[0][k]:.3f})" for k in np.argsort(-proba[0], kind="stable")[:3])
-    assert [int(line.split(": ")[1].split(" ")[0]) for line in lines] == [
-        labels[0], *labels, *labels[:2]]
+        f"{k} ({proba[0][k]:.3f})" for k in np.argsort(-proba[0], kind="stable")[:3]
+    )
+    assert [int(line.split(": ")[1].split(" ")[0]) for line in lines] == [labels[0], *labels, *labels[:2]]
 
 
-def test_a_dark_digit_on_white_is_inverted_with_a_note(run_folder, trained, test_split, tmp_path,
-                                                       capsys):
+def test_a_dark_digit_on_white_is_inverted_with_a_note(run_folder, trained, test_split, tmp_path, capsys):
     Image.fromarray(255 - grey(test_split.x[0])).save(tmp_path / "black-on-white.png")
     assert predict_main([str(run_folder), str(tmp_path / "black-on-white.png"), "--json"]) == 0
     out, err = capsys.readouterr()
@@ -165,12 +182,15 @@ def test_encode_keeps_an_existing_file_unless_told(run_folder, test_split, tmp_p
     assert np.load(out).shape == (2, 100)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--layer", "2"], "--layer 2 does not exist: this model has 2 hidden layers, numbered 0 to 1"),
-    (["--layer", "-3"], "--layer -3 does not exist"),
-    (["--out-name", "codes.txt"], "must end in .npy"),
-    (["--input", "missing.npy"], "missing.npy does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--layer", "2"], "--layer 2 does not exist: this model has 2 hidden layers, numbered 0 to 1"),
+        (["--layer", "-3"], "--layer -3 does not exist"),
+        (["--out-name", "codes.txt"], "must end in .npy"),
+        (["--input", "missing.npy"], "missing.npy does not exist"),
+    ],
+)
 def test_encode_refusals_write_nothing(run_folder, test_split, tmp_path, capsys, args, message):
     np.save(tmp_path / "rows.npy", test_split.x[:2])
     given = dict(zip(args[::2], args[1::2]))
@@ -190,18 +210,25 @@ def _mnist_sized(path):
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(path)
 
 
-@pytest.mark.parametrize("name, make, message", [
-    ("missing.png", None, "missing.png does not exist; check the path"),
-    ("text.png", _text_as_png, "is neither an image Pillow can read nor a .npy/.npz array"),
-    ("big.png", _mnist_sized, "is 28x28 pixels; this model takes 8x8 grey-scale images, like its digits"),
-    ("nan.npy", lambda p: np.save(p, np.full((2, 64), np.nan)), "holds NaN or infinite values"),
-    ("dims.npy", lambda p: np.save(p, np.zeros((3, 10))), "has shape (3, 10); this model takes rows of 64"),
-    ("cube.npy", lambda p: np.save(p, np.zeros((2, 2, 4, 8))), "has shape (2, 2, 4, 8)"),
-    ("range.npy", lambda p: np.save(p, np.full((1, 64), 16.0)), "values from 16 to 16; this model takes"),
-    ("empty.npy", lambda p: np.save(p, np.zeros((0, 64))), "holds no values (its shape is (0, 64))"),
-    ("two.npz", lambda p: np.savez(p, a=np.zeros(64), b=np.zeros(64)), "holds 2 arrays ['a', 'b']"),
-    ("pickled.npy", lambda p: np.save(p, np.array([{}]), allow_pickle=True), "is not a valid .npy array"),
-])
+@pytest.mark.parametrize(
+    "name, make, message",
+    [
+        ("missing.png", None, "missing.png does not exist; check the path"),
+        ("text.png", _text_as_png, "is neither an image Pillow can read nor a .npy/.npz array"),
+        ("big.png", _mnist_sized, "is 28x28 pixels; this model takes 8x8 grey-scale images, like its digits"),
+        ("nan.npy", lambda p: np.save(p, np.full((2, 64), np.nan)), "holds NaN or infinite values"),
+        (
+            "dims.npy",
+            lambda p: np.save(p, np.zeros((3, 10))),
+            "has shape (3, 10); this model takes rows of 64",
+        ),
+        ("cube.npy", lambda p: np.save(p, np.zeros((2, 2, 4, 8))), "has shape (2, 2, 4, 8)"),
+        ("range.npy", lambda p: np.save(p, np.full((1, 64), 16.0)), "values from 16 to 16; this model takes"),
+        ("empty.npy", lambda p: np.save(p, np.zeros((0, 64))), "holds no values (its shape is (0, 64))"),
+        ("two.npz", lambda p: np.savez(p, a=np.zeros(64), b=np.zeros(64)), "holds 2 arrays ['a', 'b']"),
+        ("pickled.npy", lambda p: np.save(p, np.array([{}]), allow_pickle=True), "is not a valid .npy array"),
+    ],
+)
 def test_bad_inputs_are_one_line_and_exit_2(run_folder, tmp_path, capsys, name, make, message):
     if make is not None:
         make(tmp_path / name)
@@ -216,8 +243,9 @@ def test_top_must_be_a_number_of_classes(run_folder, tmp_path, capsys):
     np.save(tmp_path / "good.npy", np.zeros((1, 64)))
     for top in ("0", "11"):
         assert predict_main([str(run_folder), str(tmp_path / "good.npy"), "--top", top]) == 2
-        assert f"--top {top} is not a number of labels from 1 to the model's 10 classes" in \
-            one_error_line(capsys)
+        assert f"--top {top} is not a number of labels from 1 to the model's 10 classes" in one_error_line(
+            capsys
+        )
 
 
 # ------------------------------------------------------------------ refused model files
@@ -238,27 +266,44 @@ def _metadata(**change):
         metadata = json.loads(entry.item())
         metadata.update(change)
         return np.array(json.dumps(metadata))
+
     return edit
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: p.write_bytes(p.read_bytes()[:500]), "is not a valid saved model file: it is damaged"),
-    (lambda p: p.write_bytes(b""), "is not a valid saved model file: it is empty"),
-    (lambda p: _resave(p, hidden1__b=None), "does not fit this model (missing ['hidden1.b'], unexpected "
-                                             "[]): its weights do not match the architecture it records"),
-    (lambda p: _resave(p, hidden0__W=lambda w: w.T),
-     "hidden0.W has shape (100, 64), the model expects (64, 100): its weights do not match the architecture"),
-    (lambda p: _resave(p, logistic__b=lambda b: b.astype(np.int64)), "logistic.b holds int64 values"),
-    (lambda p: _resave(p, hidden0__b=lambda b: b * np.nan), "hidden0.b holds non-finite values"),
-    (lambda p: _resave(p, metadata__json=_metadata(format=MODEL_FORMAT + 1, sda_version="9.0")),
-     f"it is a format-{MODEL_FORMAT + 1} model file written by sda 9.0, and this sda "
-     f"{sda.__version__} reads format {MODEL_FORMAT}; upgrade sda"),
-    (lambda p: _resave(p, metadata__json=np.array("{not json")), "metadata.json is not valid JSON"),
-    (lambda p: _resave(p, metadata__json=np.zeros(3)), "metadata.json holds a float64 array"),
-    (lambda p: _resave(p, metadata__json=_metadata(architecture={"n_ins": 64})),
-     "metadata.json lacks some of the architecture"),
-    (lambda p: _resave(p, metadata__json=_metadata(classes=[1, 2])), "its class labels [1, 2] are not 10"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:500]), "is not a valid saved model file: it is damaged"),
+        (lambda p: p.write_bytes(b""), "is not a valid saved model file: it is empty"),
+        (
+            lambda p: _resave(p, hidden1__b=None),
+            "does not fit this model (missing ['hidden1.b'], unexpected "
+            "[]): its weights do not match the architecture it records",
+        ),
+        (
+            lambda p: _resave(p, hidden0__W=lambda w: w.T),
+            "hidden0.W has shape (100, 64), the model expects (64, 100): "
+            "its weights do not match the architecture",
+        ),
+        (lambda p: _resave(p, logistic__b=lambda b: b.astype(np.int64)), "logistic.b holds int64 values"),
+        (lambda p: _resave(p, hidden0__b=lambda b: b * np.nan), "hidden0.b holds non-finite values"),
+        (
+            lambda p: _resave(p, metadata__json=_metadata(format=MODEL_FORMAT + 1, sda_version="9.0")),
+            f"it is a format-{MODEL_FORMAT + 1} model file written by sda 9.0, and this sda "
+            f"{sda.__version__} reads format {MODEL_FORMAT}; upgrade sda",
+        ),
+        (lambda p: _resave(p, metadata__json=np.array("{not json")), "metadata.json is not valid JSON"),
+        (lambda p: _resave(p, metadata__json=np.zeros(3)), "metadata.json holds a float64 array"),
+        (
+            lambda p: _resave(p, metadata__json=_metadata(architecture={"n_ins": 64})),
+            "metadata.json lacks some of the architecture",
+        ),
+        (
+            lambda p: _resave(p, metadata__json=_metadata(classes=[1, 2])),
+            "its class labels [1, 2] are not 10",
+        ),
+    ],
+)
 def test_a_bad_model_file_is_one_line_naming_it(run_folder, tmp_path, capsys, damage, message):
     folder = tmp_path / "run"
     shutil.copytree(run_folder, folder)
@@ -276,8 +321,11 @@ def test_a_model_of_another_architecture_is_refused(run_folder, tmp_path):
     shutil.copytree(run_folder, folder)
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "hidden_layers": [50, 50]}))
-    with pytest.raises(SdAError, match=r"model.npz does not match .*config.json: hidden_layers is "
-                                       r"\(100, 100\) in the model and \(50, 50\) in the settings"):
+    with pytest.raises(
+        SdAError,
+        match=r"model.npz does not match .*config.json: hidden_layers is "
+        r"\(100, 100\) in the model and \(50, 50\) in the settings",
+    ):
         load_run(folder)
 
 
@@ -313,10 +361,12 @@ def test_from_run_estimators_use_the_runs_model(run_folder, trained, test_split)
     classifier = SdAClassifier.from_run(run_folder)
     np.testing.assert_array_equal(classifier.predict(test_split.x), trained.predict(test_split.x))
     assert 1 - classifier.score(test_split.x, test_split.y) == pytest.approx(
-        trained.summary["test_error"], abs=1e-6)
+        trained.summary["test_error"], abs=1e-6
+    )
     np.testing.assert_allclose(classifier.predict_proba(test_split.x[:5]).sum(axis=1), 1)
     assert list(classifier.classes_) == list(range(10))
     transformer = SdATransformer.from_run(run_folder, layer=0)
-    np.testing.assert_allclose(transformer.transform(test_split.x[:10]),
-                               trained.encode(test_split.x[:10], 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        transformer.transform(test_split.x[:10]), trained.encode(test_split.x[:10], 0), rtol=1e-5, atol=1e-6
+    )
     assert transformer.score(test_split.x) < 0

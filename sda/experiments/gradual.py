@@ -50,34 +50,41 @@ ARMS = {1.0: "stacked (f=1)", 0.0: "gradual (f=0)"}  # the classifiers' starting
 class GradualSettings(CommandSettings):
     """Every setting of the experiment; the data flags come from ``CommandSettings``."""
 
-    n_train: int = setting(10_000, "unlabelled rows the auto-encoders train on",
-                                  metavar="N")
-    n_valid: int | None = setting(5000, "validation rows for the classifiers' early stopping",
-                                  default_text="all", metavar="N")
-    hidden_layers: tuple[int, ...] = setting((500, 500), "hidden layer sizes, bottom first (two "
-                                                         "or more)", metavar="SIZE")
+    n_train: int = setting(10_000, "unlabelled rows the auto-encoders train on", metavar="N")
+    n_valid: int | None = setting(
+        5000, "validation rows for the classifiers' early stopping", default_text="all", metavar="N"
+    )
+    hidden_layers: tuple[int, ...] = setting(
+        (500, 500), "hidden layer sizes, bottom first (two or more)", metavar="SIZE"
+    )
     corruption: float = setting(0.15, "masking noise on the input, in [0, 1)")
     first_epochs: float = setting(8.0, "epochs of the first layer")
-    upper_budget: float = setting(12.0, "each upper layer's budget in layer-epochs; a gradual "
-                                        "epoch at depth d costs d")
+    upper_budget: float = setting(
+        12.0, "each upper layer's budget in layer-epochs; a gradual epoch at depth d costs d"
+    )
     fractions: tuple[float, ...] = setting(
-        (0.0, 0.25, 0.5, 0.75, 1.0), "stacked-vs-gradual fractions f to sweep, in [0, 1]; include "
-                                     "0 and 1 for the classifiers", metavar="F")
+        (0.0, 0.25, 0.5, 0.75, 1.0),
+        "stacked-vs-gradual fractions f to sweep, in [0, 1]; include 0 and 1 for the classifiers",
+        metavar="F",
+    )
     lr: float = setting(0.01, "auto-encoder learning rate")
     momentum: float = setting(0.9, "auto-encoder momentum, in [0, 1)")
     weight_decay: float = setting(1e-5, "auto-encoder weight decay on weight matrices")
     batch_size: int = setting(20, "minibatch size of every phase")
-    sizes: tuple[int, ...] = setting((1000, 5000, 10_000, 50_000),
-                                     "labelled training-set sizes for the classifiers",
-                                     metavar="N")
+    sizes: tuple[int, ...] = setting(
+        (1000, 5000, 10_000, 50_000), "labelled training-set sizes for the classifiers", metavar="N"
+    )
     finetune_lr: float = setting(0.1, "classifier learning rate")
     finetune_epochs: int = setting(30, "most fine-tuning epochs per classifier")
-    finetune_examples: int = setting(100_000, "most examples seen per classifier, so large sets "
-                                              "get fewer epochs")
+    finetune_examples: int = setting(
+        100_000, "most examples seen per classifier, so large sets get fewer epochs"
+    )
     seed: int = setting(1234, f"seed of weights, noise and subsets, 0 to {MAX_SEED}")
-    out: str | None = setting(None, "output folder; refused if it already holds files, so an "
-                                    "earlier result is never overwritten",
-                              default_text="a new folder runs/DATE-TIME-gradual")
+    out: str | None = setting(
+        None,
+        "output folder; refused if it already holds files, so an earlier result is never overwritten",
+        default_text="a new folder runs/DATE-TIME-gradual",
+    )
 
     # what sda.cli.build_model reads: the same seed everywhere, so every arm
     # starts from the same weights and noise
@@ -90,41 +97,62 @@ class GradualSettings(CommandSettings):
     def check(self):
         super().check()
         if len(self.hidden_layers) < 2:
-            raise SettingError("hidden_layers needs at least two layers: gradual training starts "
-                                "at the second")
+            raise SettingError(
+                "hidden_layers needs at least two layers: gradual training starts at the second"
+            )
         check_layers(self.hidden_layers, self.corruption_levels)
         if any(not 0 <= f <= 1 for f in self.fractions):
             raise SettingError(f"fractions must lie in [0, 1], got {self.fractions}")
         self.fractions = tuple(sorted(set(map(float, self.fractions))))
         if not set(ARMS) <= set(self.fractions):
-            raise SettingError("the classifiers start from f=0 and f=1: include both in "
-                                "--fractions")
-        for name in ("first_epochs", "upper_budget", "finetune_epochs", "finetune_examples",
-                     "batch_size", "lr", "finetune_lr"):
+            raise SettingError("the classifiers start from f=0 and f=1: include both in --fractions")
+        for name in (
+            "first_epochs",
+            "upper_budget",
+            "finetune_epochs",
+            "finetune_examples",
+            "batch_size",
+            "lr",
+            "finetune_lr",
+        ):
             if not getattr(self, name) > 0:
                 raise SettingError(f"{name} must be positive, got {getattr(self, name)}")
         if any(size < 1 for size in self.sizes):
             raise SettingError(f"sizes must be positive, got {self.sizes}")
         if not 0 <= self.momentum < 1 or self.weight_decay < 0:
-            raise SettingError(f"momentum must be in [0, 1) and weight_decay 0 or more, got "
-                                f"{self.momentum} and {self.weight_decay}")
+            raise SettingError(
+                f"momentum must be in [0, 1) and weight_decay 0 or more, got "
+                f"{self.momentum} and {self.weight_decay}"
+            )
         if not 0 <= self.seed <= MAX_SEED:
             raise SettingError(f"seed must be in [0, {MAX_SEED}], got {self.seed}")
         return self
 
 
 FULL = {}  # the dataclass defaults
-QUICK = dict(hidden_layers=(40, 40), n_train=600, n_valid=300, n_test=500, first_epochs=1.0,
-             upper_budget=2.0, fractions=(0.0, 0.5, 1.0), sizes=(200, 500), finetune_epochs=2,
-             finetune_examples=1000)
+QUICK = dict(
+    hidden_layers=(40, 40),
+    n_train=600,
+    n_valid=300,
+    n_test=500,
+    first_epochs=1.0,
+    upper_budget=2.0,
+    fractions=(0.0, 0.5, 1.0),
+    sizes=(200, 500),
+    finetune_epochs=2,
+    finetune_examples=1000,
+)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m sda.experiments.gradual",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sda.experiments.gradual", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
-        "--quick", action="store_true",
-        help="a tiny end-to-end run (40 x 40 units, 600 rows, 1-2 epochs); other flags still apply")
+        "--quick",
+        action="store_true",
+        help="a tiny end-to-end run (40 x 40 units, 600 rows, 1-2 epochs); other flags still apply",
+    )
     add_settings_flags(parser, GradualSettings, {"default": FULL, "--quick": QUICK})
     return parser
 
@@ -139,9 +167,13 @@ def stratified_rows(y, size, seed):
 
 def print_epoch(prefix):
     def report(record):
-        print(f"{prefix}  {record['phase']:7s} layer {record['layer']} epoch {record['epoch']:3d}  "
-              f"cost {record['cost']:8.3f}  budget {record['budget']:5.2f}  "
-              f"{record['seconds']:7.1f}s", flush=True)
+        print(
+            f"{prefix}  {record['phase']:7s} layer {record['layer']} epoch {record['epoch']:3d}  "
+            f"cost {record['cost']:8.3f}  budget {record['budget']:5.2f}  "
+            f"{record['seconds']:7.1f}s",
+            flush=True,
+        )
+
     return report
 
 
@@ -151,29 +183,49 @@ def sweep_fractions(settings, dataset, out):
     train_x, _ = shared_dataset(Split(dataset.train.x[first_rows], dataset.train.y[first_rows]))
     test_x, _ = shared_dataset(dataset.test)
     budgets = [settings.first_epochs] + [settings.upper_budget] * (len(settings.hidden_layers) - 1)
-    common = dict(epochs_per_layer=budgets, batch_size=settings.batch_size,
-                  learning_rate=settings.lr, corruption=settings.corruption,
-                  momentum=settings.momentum, weight_decay=settings.weight_decay)
+    common = dict(
+        epochs_per_layer=budgets,
+        batch_size=settings.batch_size,
+        learning_rate=settings.lr,
+        corruption=settings.corruption,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+    )
     first = build_model(settings, dataset)  # the first layer is the same for every f: train it once
-    first_records = train_gradual(first, train_x, layers=[0], on_epoch=print_epoch("first layer"),
-                                  **common)
+    first_records = train_gradual(first, train_x, layers=[0], on_epoch=print_epoch("first layer"), **common)
     save_params(first, out / "dae_layer0.npz")
     rows = []
     for f in settings.fractions:
         model = build_model(settings, dataset)
         load_params(model, out / "dae_layer0.npz")
-        records = train_gradual(model, train_x, fraction_stacked=f,
-                                layers=range(1, len(settings.hidden_layers)),
-                                on_epoch=print_epoch(f"f={f:.2f}"), **common)
+        records = train_gradual(
+            model,
+            train_x,
+            fraction_stacked=f,
+            layers=range(1, len(settings.hidden_layers)),
+            on_epoch=print_epoch(f"f={f:.2f}"),
+            **common,
+        )
         save_params(model, out / f"dae_f{f:g}.npz")
-        epochs = {phase: sum(r["steps"] for r in records if r["phase"] == phase)
-                  / n_batches(settings.n_train, settings.batch_size) for phase in ("stacked", "gradual")}
-        rows.append(dict(fraction=f, stacked_epochs=epochs["stacked"],
-                         gradual_epochs=epochs["gradual"],
-                         test_relative_ce=relative_cross_entropy(model, test_x),
-                         seconds=first_records[-1]["seconds"] + records[-1]["seconds"]))
-        print(f"f={f:.2f}  test cross-entropy above its minimum: "
-              f"{rows[-1]['test_relative_ce']:.3f} nats per image", flush=True)
+        epochs = {
+            phase: sum(r["steps"] for r in records if r["phase"] == phase)
+            / n_batches(settings.n_train, settings.batch_size)
+            for phase in ("stacked", "gradual")
+        }
+        rows.append(
+            dict(
+                fraction=f,
+                stacked_epochs=epochs["stacked"],
+                gradual_epochs=epochs["gradual"],
+                test_relative_ce=relative_cross_entropy(model, test_x),
+                seconds=first_records[-1]["seconds"] + records[-1]["seconds"],
+            )
+        )
+        print(
+            f"f={f:.2f}  test cross-entropy above its minimum: "
+            f"{rows[-1]['test_relative_ce']:.3f} nats per image",
+            flush=True,
+        )
     return rows
 
 
@@ -191,41 +243,74 @@ def classifier_curves(settings, dataset, out):
             model = build_model(settings, dataset)
             load_params(model, out / f"dae_f{f:g}.npz")
             train_fn, valid_score, test_score = model.build_finetune_functions(
-                [train, valid, test], settings.batch_size, settings.finetune_lr, eval_batch_size=1000)
+                [train, valid, test], settings.batch_size, settings.finetune_lr, eval_batch_size=1000
+            )
             # every run gets all its epochs
-            result = finetune_sgd(model, train_fn, valid_score, test_score, count,
-                                  max_epochs=epochs, stopping=fixed_budget(epochs, count))
+            result = finetune_sgd(
+                model,
+                train_fn,
+                valid_score,
+                test_score,
+                count,
+                max_epochs=epochs,
+                stopping=fixed_budget(epochs, count),
+            )
             key = "stacked" if f == 1 else "gradual"
-            row[f"{key}_test_error"], row[f"{key}_valid_error"] = (result.test_error,
-                                                                   result.best_valid_error)
-            print(f"{size:6d} labelled  {arm:14s} {epochs:3d} epochs  best valid error "
-                  f"{100 * result.best_valid_error:5.2f}%  test error "
-                  f"{100 * result.test_error:5.2f}%", flush=True)
+            row[f"{key}_test_error"], row[f"{key}_valid_error"] = (result.test_error, result.best_valid_error)
+            print(
+                f"{size:6d} labelled  {arm:14s} {epochs:3d} epochs  best valid error "
+                f"{100 * result.best_valid_error:5.2f}%  test error "
+                f"{100 * result.test_error:5.2f}%",
+                flush=True,
+            )
         row["improvement_pct"] = 100 * (1 - row["gradual_test_error"] / row["stacked_test_error"])
         rows.append(row)
     return rows
 
 
 def markdown_table(header, lines):
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-                     + ["| " + " | ".join(line) + " |" for line in lines])
+    return "\n".join(
+        ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        + ["| " + " | ".join(line) + " |" for line in lines]
+    )
 
 
 def fraction_table(rows):
     return markdown_table(
-        ["f", "stacked epochs", "gradual epochs", "test CE above minimum (nats/image)",
-         "training time"],
-        [[f"{r['fraction']:g}", f"{r['stacked_epochs']:g}", f"{r['gradual_epochs']:g}",
-          f"{r['test_relative_ce']:.3f}", f"{r['seconds']:.0f} s"] for r in rows])
+        ["f", "stacked epochs", "gradual epochs", "test CE above minimum (nats/image)", "training time"],
+        [
+            [
+                f"{r['fraction']:g}",
+                f"{r['stacked_epochs']:g}",
+                f"{r['gradual_epochs']:g}",
+                f"{r['test_relative_ce']:.3f}",
+                f"{r['seconds']:.0f} s",
+            ]
+            for r in rows
+        ],
+    )
 
 
 def classifier_table(rows):
     return markdown_table(
-        ["labelled examples", "epochs", "stacked (f=1) test error", "gradual (f=0) test error",
-         "improvement"],
-        [[f"{r['size']}", f"{r['epochs']}", f"{100 * r['stacked_test_error']:.2f} %",
-          f"{100 * r['gradual_test_error']:.2f} %", f"{r['improvement_pct']:+.1f} %"]
-         for r in rows])
+        [
+            "labelled examples",
+            "epochs",
+            "stacked (f=1) test error",
+            "gradual (f=0) test error",
+            "improvement",
+        ],
+        [
+            [
+                f"{r['size']}",
+                f"{r['epochs']}",
+                f"{100 * r['stacked_test_error']:.2f} %",
+                f"{100 * r['gradual_test_error']:.2f} %",
+                f"{r['improvement_pct']:+.1f} %",
+            ]
+            for r in rows
+        ],
+    )
 
 
 def write_table(out, name, title, header, table, rows):
@@ -263,7 +348,8 @@ def run_gradual(settings, command):
         f"{settings.upper_budget:g} layer-epochs; seed {settings.seed}.  \n"
         f"Classifiers: SGD lr {settings.finetune_lr}, at most {settings.finetune_epochs} epochs and "
         f"{settings.finetune_examples} examples seen, best validation point kept.  \n"
-        f"Backend: {engine.BACKEND}")
+        f"Backend: {engine.BACKEND}"
+    )
     with experiment_folder(settings.out, "gradual") as out:
         print(header.replace("  \n", "\n"), f"\noutput folder: {out.path}", flush=True)
         both_parts(settings, dataset, out.path, header)
@@ -273,22 +359,50 @@ def run_gradual(settings, command):
 def both_parts(settings, dataset, out, header):
     """Part 1 (the fraction sweep) and part 2 (the classifiers), each written as it ends."""
     fraction_rows = sweep_fractions(settings, dataset, out)
-    write_table(out, "gradual_fraction", "Test reconstruction against the stacked fraction f",
-                header, fraction_table(fraction_rows), fraction_rows)
-    plot_curves({"test set": ([r["fraction"] for r in fraction_rows],
-                              [r["test_relative_ce"] for r in fraction_rows])},
-                out / "gradual_fraction.png", "f: share of the upper layers' budget spent stacked",
-                "cross-entropy above its minimum (nats per image)",
-                title="Stacked (f=1) to gradual (f=0) training, equal budgets")
+    write_table(
+        out,
+        "gradual_fraction",
+        "Test reconstruction against the stacked fraction f",
+        header,
+        fraction_table(fraction_rows),
+        fraction_rows,
+    )
+    plot_curves(
+        {
+            "test set": (
+                [r["fraction"] for r in fraction_rows],
+                [r["test_relative_ce"] for r in fraction_rows],
+            )
+        },
+        out / "gradual_fraction.png",
+        "f: share of the upper layers' budget spent stacked",
+        "cross-entropy above its minimum (nats per image)",
+        title="Stacked (f=1) to gradual (f=0) training, equal budgets",
+    )
     print(fraction_table(fraction_rows), flush=True)
     classifier_rows = classifier_curves(settings, dataset, out)
-    write_table(out, "gradual_classifier", "Classifier test error against labelled-set size",
-                header, classifier_table(classifier_rows), classifier_rows)
-    plot_curves({arm: ([r["size"] / 1000 for r in classifier_rows],
-                       [100 * r[f"{key}_test_error"] for r in classifier_rows])
-                 for key, arm in zip(("stacked", "gradual"), ARMS.values())},
-                out / "gradual_classifier.png", "labelled training examples (thousands)",
-                "test error (%)", title="Classifiers started from each auto-encoder", log_y=True)
+    write_table(
+        out,
+        "gradual_classifier",
+        "Classifier test error against labelled-set size",
+        header,
+        classifier_table(classifier_rows),
+        classifier_rows,
+    )
+    plot_curves(
+        {
+            arm: (
+                [r["size"] / 1000 for r in classifier_rows],
+                [100 * r[f"{key}_test_error"] for r in classifier_rows],
+            )
+            for key, arm in zip(("stacked", "gradual"), ARMS.values())
+        },
+        out / "gradual_classifier.png",
+        "labelled training examples (thousands)",
+        "test error (%)",
+        title="Classifiers started from each auto-encoder",
+        log_y=True,
+    )
     print(classifier_table(classifier_rows), flush=True)
 
 
@@ -298,8 +412,7 @@ def main(argv=None):
 
     command = " ".join(["python -m sda.experiments.gradual", *argv])
     preset_values = QUICK if args.quick else FULL
-    return exit_status(lambda: run_gradual(settings_from_args(args, GradualSettings, preset_values),
-                                           command))
+    return exit_status(lambda: run_gradual(settings_from_args(args, GradualSettings, preset_values), command))
 
 
 if __name__ == "__main__":
