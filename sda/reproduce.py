@@ -1,0 +1,228 @@
+"""``python -m sda.reproduce NAME``: rebuild a published figure and set it beside the original.
+
+Each reproduction writes into its own folder (``--out``) and can be stopped
+and started again: a second call with the same settings continues from the
+checkpoints where the first one stopped, and skips the parts already done.
+A folder made with other settings is refused, so one folder never mixes two
+protocols.
+
+``filters``
+    The dA tutorial's filter picture: one denoising auto-encoder with 500
+    hidden units, trained on MNIST's 50,000 training images for 15 epochs
+    at learning rate 0.1 in minibatches of 20, once without corruption and
+    once with 30 % masking noise; the first 100 filters of each are drawn
+    side by side (``filters.png``).
+"""
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from sda import engine
+from sda.checkpoint import Checkpoint, Progress
+from sda.cli import add_settings_flags, apply_mode, exit_status, load_data, settings_from_args
+from sda.config import MAX_SEED, CommandSettings, SettingError, setting
+from sda.data import shared_dataset
+from sda.pictures import tile_images
+from sda.rundir import atomic_write, read_text, usable_folder
+from sda.SdA import SdA
+from sda.train import pretrain
+
+SETTINGS_FILE = "settings.json"
+CHECKPOINT_EVERY = 5000  # minibatch steps between saves: a few per epoch of full MNIST
+
+
+@dataclass
+class FiltersSettings(CommandSettings):
+    """The dA tutorial's settings (its ``test_dA``); the data flags come from ``CommandSettings``."""
+
+    n_hidden: int = setting(500, "hidden units of the auto-encoder")
+    corruption_levels: tuple[float, ...] = setting(
+        (0.0, 0.3), "masking-noise levels to train, one auto-encoder each, in [0, 1)", metavar="LEVEL"
+    )
+    epochs: int = setting(15, "passes over the training set")
+    learning_rate: float = setting(0.1, "SGD step on the minibatch's mean cost")
+    batch_size: int = setting(20, "minibatch size")
+    seed: int = setting(123, f"seed of the initial weights and the noise, 0 to {MAX_SEED}")
+    n_filters: int = setting(100, "filters drawn per auto-encoder (a square number fills the grid)")
+    out: str = setting("runs/reproduce-filters", "folder of this reproduction; run again to continue")
+
+    def check(self):
+        super().check()
+        for name in ("n_hidden", "epochs", "batch_size", "n_filters"):
+            if getattr(self, name) < 1:
+                raise SettingError(f"{name} must be 1 or more, got {getattr(self, name)!r}")
+        if not self.learning_rate > 0:
+            raise SettingError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+        if not self.corruption_levels or not all(0 <= c < 1 for c in self.corruption_levels):
+            raise SettingError(
+                f"corruption_levels must be one or more levels in [0, 1), got {list(self.corruption_levels)}"
+            )
+        if not 0 <= self.seed <= MAX_SEED:
+            raise SettingError(f"seed must be in [0, {MAX_SEED}], got {self.seed!r}")
+        if self.n_filters > self.n_hidden:
+            raise SettingError(
+                f"n_filters {self.n_filters} is more than the {self.n_hidden} hidden units: "
+                f"draw at most {self.n_hidden}"
+            )
+        return self
+
+
+def claim_folder(path: Path, settings: CommandSettings) -> bool:
+    """Make ``path`` this reproduction's folder, or check that it already is.
+
+    Returns True when the folder was made by an earlier call with the same
+    settings (the call continues it).
+
+    Raises
+    ------
+    SettingError
+        The folder holds another reproduction's settings, or files of its own.
+    """
+    usable_folder(path)
+    saved_file = path / SETTINGS_FILE
+    values = json.loads(json.dumps(settings.to_dict()))  # as saved: tuples become lists
+    if saved_file.is_file():
+        try:
+            saved = json.loads(read_text(saved_file, "reproduction"))
+        except ValueError:
+            raise SettingError(
+                f"{saved_file} is damaged: restore it, or start again in another --out"
+            ) from None
+        if saved != values:
+            changed = sorted(k for k in set(saved) | set(values) if saved.get(k) != values.get(k))
+            raise SettingError(
+                f"{path} holds a reproduction made with other settings ({', '.join(changed)}): "
+                "give the same settings to continue it, or another --out"
+            )
+        return True
+    if path.exists() and any(path.iterdir()):
+        raise SettingError(f"{path} already holds files: give an empty or new folder as --out")
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write(saved_file, lambda f: f.write(json.dumps(values, indent=2).encode()))
+    return False
+
+
+def train_filters(settings: FiltersSettings, level: float, train_x, n_ins: int, n_outs: int, folder: Path):
+    """Train (or finish training) one auto-encoder; its first layer's weights and its report.
+
+    The state is saved to ``folder/checkpoint.npz`` every ``CHECKPOINT_EVERY``
+    steps and at the end, so a later call resumes from it exactly.
+    """
+    folder.mkdir(exist_ok=True)
+    model = SdA(
+        np.random.RandomState(settings.seed),
+        n_ins=n_ins,
+        hidden_layers_sizes=(settings.n_hidden,),
+        n_outs=n_outs,
+        corruption_levels=(level,),
+    )
+    checkpoint = Checkpoint(folder / "checkpoint.npz", model, every=CHECKPOINT_EVERY)
+    progress = checkpoint.load() if checkpoint.path.is_file() else Progress()
+    if progress.layer < model.n_layers:
+        label = f"corruption {100 * level:g} %"
+
+        def report(record):
+            print(f"{label}: training epoch {record['epoch']}, cost {record['cost']:.4f}", flush=True)
+
+        pretrain(
+            model,
+            train_x,
+            settings.batch_size,
+            settings.epochs,
+            settings.learning_rate,
+            progress=progress,
+            checkpoint=checkpoint,
+            on_epoch=report,
+        )
+    costs = progress.pretrain_history[0]
+    return model.dA_layers[0].W.get_value(), {
+        "corruption": level,
+        "epoch_costs": costs,
+        "minutes": progress.seconds["pretrain"] / 60,
+    }
+
+
+def save_filter_figure(panels: dict, image_shape: tuple, n: int, path: Path) -> None:
+    """Draw the first ``n`` filters (columns of each weight matrix) of every panel side by side."""
+    figure = Figure(figsize=(4.2 * len(panels), 4.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    for axes, (title, weights) in zip(np.atleast_1d(figure.subplots(1, len(panels))), panels.items()):
+        axes.imshow(
+            tile_images(weights[:, :n].T, image_shape), cmap="gray", vmin=0, vmax=1, interpolation="nearest"
+        )
+        axes.set_title(title)
+        axes.set_axis_off()
+    canvas = figure.canvas
+    canvas.draw()
+    # grey levels only: one byte per pixel keeps the committed picture small
+    Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("L").save(path, optimize=True)
+
+
+def reproduce_filters(settings: FiltersSettings, command: str) -> dict:
+    """The ``filters`` reproduction; returns its report (also written as ``filters.json``)."""
+    apply_mode(settings.mode)
+    dataset = load_data(settings)
+    side = int(round(dataset.n_features**0.5))
+    if side * side != dataset.n_features:
+        raise SettingError(f"the filters are drawn as square images: {settings.dataset} rows are not")
+    out = Path(settings.out)
+    resumed = claim_folder(out, settings)
+    print(
+        f"sda: {engine.BACKEND}\ndata: {dataset.name}, {len(dataset.train.y)} training rows\n"
+        f"{'continuing' if resumed else 'writing'} {out}",
+        flush=True,
+    )
+    train_x = shared_dataset(dataset.train)[0]
+    started = time.perf_counter()
+    panels, reports = {}, []
+    for level in settings.corruption_levels:
+        weights, report = train_filters(
+            settings, level, train_x, dataset.n_features, dataset.n_classes, out / f"corruption-{level:.2f}"
+        )
+        panels[f"corruption {100 * level:g} %"] = weights
+        reports.append(report)
+    save_filter_figure(panels, (side, side), settings.n_filters, out / "filters.png")
+    result = {
+        "command": command,
+        "backend": engine.BACKEND,
+        "models": reports,
+        "seconds_this_call": time.perf_counter() - started,
+    }
+    atomic_write(out / "filters.json", lambda f: f.write(json.dumps(result, indent=2).encode()))
+    print(f"filters in {out / 'filters.png'}")
+    return result
+
+
+REPRODUCTIONS = {"filters": (FiltersSettings, reproduce_filters)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sda.reproduce", description=__doc__.split("\n\n")[0])
+    names = parser.add_subparsers(dest="name", required=True, metavar="NAME")
+    for name, (settings_class, run) in REPRODUCTIONS.items():
+        sub = names.add_parser(
+            name, help=(run.__doc__ or "").split(";")[0], description=settings_class.__doc__
+        )
+        add_settings_flags(sub, settings_class, {"default": {}})
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(["python -m sda.reproduce", *argv])
+    args = build_parser().parse_args(argv)
+    settings_class, run = REPRODUCTIONS[args.name]
+    return exit_status(lambda: run(settings_from_args(args, settings_class, {}), command))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
