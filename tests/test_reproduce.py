@@ -71,3 +71,37 @@ def test_a_folder_made_with_other_settings_is_refused(tmp_path, capsys):
     assert reproduce.main(["filters", *TINY, "--out", str(tmp_path)]) == 0
     assert reproduce.main(["filters", *TINY, "--learning-rate", "0.05", "--out", str(tmp_path)]) == 2
     assert "made with other settings (learning_rate)" in capsys.readouterr().err
+
+
+TUTORIAL = ["tutorial", "--dataset", "digits", "--n-train", "60", "--n-valid", "30", "--n-test", "30"]
+
+
+def test_tutorial_stops_resumes_and_reports_beside_the_published_run(tmp_path, monkeypatch):
+    out = ["--out", str(tmp_path)]
+    real_run = sda.reproduce.run_sda
+
+    def stop_in_finetuning(config, resume_dir=None):
+        def on_epoch(record):
+            if record["phase"] == "finetune":
+                raise KeyboardInterrupt
+
+        return real_run(config, resume_dir=resume_dir, on_epoch=on_epoch)
+
+    monkeypatch.setattr(sda.reproduce, "run_sda", stop_in_finetuning)
+    assert reproduce.main([*TUTORIAL, *out]) == 130
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "interrupted"
+
+    calls = []
+    monkeypatch.setattr(sda.reproduce, "run_sda", lambda *a, **k: calls.append(k) or real_run(*a, **k))
+    assert reproduce.main([*TUTORIAL, *out]) == 0
+    assert calls[0]["resume_dir"] == tmp_path / "run"  # continued, not started again
+    report = json.loads((tmp_path / "tutorial.json").read_text())
+    assert report["published"]["test_error"] == 0.013
+    ours = report["ours"]
+    assert ours["test_error_standard_error"] == pytest.approx(
+        (ours["test_error"] * (1 - ours["test_error"]) / 30) ** 0.5
+    )
+    assert ours["finetune_epochs_run"] >= ours["best_epoch"] >= 1
+
+    assert reproduce.main([*TUTORIAL, *out]) == 0  # finished: reported again without training
+    assert len(calls) == 1
