@@ -27,6 +27,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,14 +165,13 @@ def train_filters(settings: FiltersSettings, level: float, train_x, n_ins: int, 
 def save_filter_figure(panels: dict, image_shape: tuple, n: int, path: Path) -> None:
     """Draw the first ``n`` filters (columns of each weight matrix) of every panel side by side."""
     figure = Figure(figsize=(4.2 * len(panels), 4.6), layout="constrained")
-    FigureCanvasAgg(figure)
+    canvas = FigureCanvasAgg(figure)
     for axes, (title, weights) in zip(np.atleast_1d(figure.subplots(1, len(panels))), panels.items()):
         axes.imshow(
             tile_images(weights[:, :n].T, image_shape), cmap="gray", vmin=0, vmax=1, interpolation="nearest"
         )
         axes.set_title(title)
         axes.set_axis_off()
-    canvas = figure.canvas
     canvas.draw()
     # grey levels only: one byte per pixel keeps the committed picture small
     Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("L").save(path, optimize=True)
@@ -295,7 +295,7 @@ def reproduce_tutorial(settings: TutorialSettings, command: str) -> dict:
 
 
 # name: (settings, what runs it, one line for --help)
-REPRODUCTIONS = {
+REPRODUCTIONS: dict[str, tuple[type[CommandSettings], Callable[..., dict], str]] = {
     "filters": (FiltersSettings, reproduce_filters, "the dA tutorial's filters at 0 %% and 30 %% noise"),
     "tutorial": (
         TutorialSettings,
