@@ -127,7 +127,7 @@ def check_comparable(records: list[dict], labels: list[dict]) -> None:
                     f"({record['settings'].get(name)!r} against "
                     f"{first['settings'].get(name)!r})"
                 )
-    seen = {}
+    seen: dict[tuple[str, int], str] = {}  # (arm, seed) -> the folder it came from
     for record, mine in zip(records, labels):
         for run in record["runs"]:
             key = (mine[run["arm"]], run["seed"])
@@ -195,7 +195,7 @@ def cut(history: list[dict], budget: float | None) -> list[dict]:
 def runs_histories(record: dict) -> list[list[dict]]:
     """Each run's evaluation records, in the order of ``record["runs"]``
     (``histories`` keeps them per arm, in run order)."""
-    taken = {}
+    taken: dict[str, int] = {}  # runs of each arm seen so far
     ordered = []
     for run in record["runs"]:
         i = taken[run["arm"]] = taken.get(run["arm"], -1) + 1
@@ -209,7 +209,9 @@ def combine(settings: CombineSettings, command: str) -> list[dict]:
     labels = arm_labels(records)
     check_comparable(records, labels)
     thresholds = records[0]["settings"]["thresholds"]
-    rows, histories, arms = [], {}, []
+    rows: list[dict] = []
+    histories: dict[str, list[list[dict]]] = {}  # arm -> each run's evaluation records
+    arms: list[str] = []
     for record, mine in zip(records, labels):
         try:
             for run, full in zip(record["runs"], runs_histories(record), strict=True):

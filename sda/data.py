@@ -196,12 +196,12 @@ def validate_split(x, y, n_classes: int, what: str) -> Split:
         raise DataError(f"{what}: y has shape {y.shape} and dtype {y.dtype}; it must be a 1-D integer array")
     if len(y) != len(x):
         raise DataError(f"{what}: x has {len(x)} rows but y has {len(y)} labels; they must match")
-    outside = np.flatnonzero((y < 0) | (y >= n_classes))
-    if outside.size:
-        row = outside[0]
+    bad_rows = np.flatnonzero((y < 0) | (y >= n_classes))
+    if bad_rows.size:
+        row = bad_rows[0]
         raise DataError(
             f"{what}: label {y[row]} in row {row} is not a class number 0 to {n_classes - 1} "
-            f"({outside.size} such labels); fix or drop those rows"
+            f"({bad_rows.size} such labels); fix or drop those rows"
         )
     return Split(np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int32))
 

@@ -108,7 +108,8 @@ class CostWatch:
     """
 
     def __init__(self, phase: str, factor: float = COST_RISE):
-        self.phase, self.factor, self.start, self.warned = phase, factor, None, False
+        self.phase, self.factor, self.warned = phase, factor, False
+        self.start: float | None = None  # the first cost seen
 
     def __call__(self, cost: float) -> None:
         cost = abs(float(cost))
