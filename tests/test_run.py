@@ -70,6 +70,7 @@ def test_demo_keeps_minibatch_costs(demo_run):
     assert all(float(r["cost"]) > 0 for r in rows)
 
 
+@pytest.mark.floats
 def test_demo_model_and_summary_agree(demo_run):
     folder, _ = demo_run
     summary = json.loads((folder / "summary.json").read_text())
