@@ -28,11 +28,8 @@ def command(module, *args):
 
 
 @pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    done = command("sda.run", "--preset", "demo", "--out", out, "--name", "demo", "--no-progress")
-    assert done.returncode == 0, done.stderr
-    return out / "demo"
+def run_folder(demo_run_copy):
+    return demo_run_copy
 
 
 @pytest.fixture(scope="module")
