@@ -74,6 +74,22 @@ def check_finite(value, phase: str, what: str = "cost", **where) -> None:
 
     ``where`` takes the ``layer``, ``epoch`` and ``step`` to name in the error.
 
+    Parameters
+    ----------
+    value : float or array_like
+        A cost, or parameter values.
+    phase : str
+        The training phase, for the message ("pre-training", "L-BFGS", ...).
+    what : str
+        What ``value`` is, for the message.
+    **where
+        ``layer``, ``epoch`` and ``step``, as far as they are known.
+
+    Raises
+    ------
+    TrainingDiverged
+        If an entry is NaN or infinite; the message names the first.
+
     Examples
     --------
     >>> check_finite(0.5, "pre-training", layer=0, epoch=1, step=10)
@@ -132,6 +148,22 @@ def check_cost_end(phase: str, start: float, end: float, hint: str, factor: floa
     (magnitudes, as ``CostWatch`` takes them); ``hint`` names the setting to
     lower. A cost that rose and came back down is only warned of.
 
+    Parameters
+    ----------
+    phase : str
+        The training phase, for the message.
+    start, end : float
+        The phase's first cost and its last epoch's mean cost.
+    hint : str
+        What to change, ending the message.
+    factor : float
+        How many times its start the end may reach.
+
+    Raises
+    ------
+    TrainingDiverged
+        If ``|end| > factor * |start|``.
+
     Examples
     --------
     >>> check_cost_end("fine-tuning", 2.3, 0.1, "lower --finetune-lr")
@@ -154,6 +186,16 @@ def check_cost_end(phase: str, start: float, end: float, hint: str, factor: floa
 def chance_error(labels) -> float:
     """The error rate of always guessing the commonest of ``labels``.
 
+    Parameters
+    ----------
+    labels : array_like
+        Class labels.
+
+    Returns
+    -------
+    float
+        The fraction of ``labels`` outside the commonest class.
+
     Examples
     --------
     >>> chance_error([0, 0, 1, 2])
@@ -172,6 +214,20 @@ def check_beats_chance(best_error: float, labels, hint: str) -> None:
     below it passes, however little (on a skewed validation set, beating
     chance by little can still be real learning); a validation set of one
     class cannot tell, and always passes.
+
+    Parameters
+    ----------
+    best_error : float
+        The run's best validation error rate.
+    labels : array_like
+        The validation labels.
+    hint : str
+        What to change, ending the message.
+
+    Raises
+    ------
+    TrainingFailed
+        If ``best_error`` is not below chance.
 
     Examples
     --------
@@ -198,6 +254,16 @@ def recorded_warnings(into: list):
     keeps the list in its checkpoint and writes it to ``summary.json``, so a
     run that warned of divergence but finished does not read as a clean
     success.
+
+    Parameters
+    ----------
+    into : list of str
+        Receives ``"Category: message"`` for each warning shown while the block runs.
+
+    Yields
+    ------
+    list of str
+        ``into`` itself.
 
     Examples
     --------

@@ -102,7 +102,7 @@ def returns_something(function):
     stack = list(ast.iter_child_nodes(body))
     while stack:
         node = stack.pop()
-        if isinstance(node, (ast.Yield, ast.YieldFrom)):
+        if isinstance(node, ast.YieldFrom) or (isinstance(node, ast.Yield) and node.value is not None):
             return True
         if isinstance(node, ast.Return) and node.value is not None:
             if not (isinstance(node.value, ast.Constant) and node.value.value is None):
