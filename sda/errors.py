@@ -6,7 +6,9 @@ an error raised here must say what went wrong and what to do about it.
 
 import contextlib
 import math
+import sys
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -290,3 +292,47 @@ def recorded_warnings(into: list):
 
         warnings.showwarning = record
         yield into
+
+
+# ------------------------------------------------------------- the commands' exit
+INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C (128 + SIGINT)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as one line a user reads, without the source location."""
+    print(f"warning: {message}", file=file or sys.stderr, flush=True)
+
+
+def exit_status(action: Callable[[], object]) -> int:
+    """Run ``action()``; return the process exit status (0, 2 or 130).
+
+    A user error (``SdAError``, which includes ``DataError`` and
+    ``TrainingDiverged``) or an operating-system error (a full disk, a file
+    that cannot be written) becomes one line on stderr and status 2; Ctrl-C
+    becomes one line (its message says where to resume, if a run was
+    interrupted) and status 130. Warnings (e.g. a diverging cost) print as
+    one "warning: ..." line. It lives here, beside the errors, so that a
+    command that trains nothing (``sda.replot``) need not import the
+    training stack to report them.
+
+    Parameters
+    ----------
+    action : callable
+        The command's work, called without arguments.
+
+    Returns
+    -------
+    int
+        0 when ``action`` returns, 2 after a user or operating-system error, 130 after Ctrl-C.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            action()
+    except KeyboardInterrupt as stop:
+        print(f"interrupted{': ' + str(stop) if str(stop) else ''}", file=sys.stderr)
+        return INTERRUPTED
+    except (SdAError, OSError) as error:  # anything else is a bug: its traceback stays
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
+        return 2
+    return 0

@@ -14,8 +14,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from sda.cli import exit_status
-from sda.errors import SdAError
+from sda.errors import SdAError, exit_status
 from sda.plots import plot_curves
 from sda.rundir import METRICS, STEPS, usable_folder
 
