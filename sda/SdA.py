@@ -6,9 +6,14 @@ pre-training a dA *is* initialising the MLP; only the dA's visible bias
 (and an untied decoder) belong to the dA alone.
 """
 
+from collections.abc import Sequence
+from typing import Any, cast
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pytensor.compile import Function
+from pytensor.graph.basic import Variable
 from pytensor.graph.replace import clone_replace
 
 from sda.batching import SplitScorer
@@ -23,18 +28,40 @@ from sda.checks import (
 from sda.dA import LOSSES, dA
 from sda.engine import batched_function
 from sda.errors import SettingError
+from sda.graph_types import (
+    NumpyRNG,
+    RandomGenerator,
+    RandomGeneratorSharedVariable,
+    Tensor,
+    TensorSharedVariable,
+    Update,
+)
 from sda.logistic import LogisticRegression
 from sda.mlp import HiddenLayer
 from sda.sgd import SGDStep, sgd_updates
 
 
 def check_architecture(
-    n_ins, hidden_layers_sizes, n_outs, corruption_levels, tied=True, loss="cross_entropy"
-):
+    n_ins: int,
+    hidden_layers_sizes: Sequence[int],
+    n_outs: int,
+    corruption_levels: Sequence[float],
+    tied: bool = True,
+    loss: str = "cross_entropy",
+) -> None:
     """Raise an error naming the first nonsense setting and its fix.
 
-    Wrong types raise ``SettingTypeError`` (a ``TypeError``), wrong values
-    ``SettingError`` (a ``ValueError``); both are ``SdAError`` s.
+    Parameters
+    ----------
+    n_ins, hidden_layers_sizes, n_outs, corruption_levels, tied, loss
+        As for ``SdA``.
+
+    Raises
+    ------
+    SettingTypeError
+        A setting of the wrong type (a ``TypeError``).
+    SettingError
+        A setting whose value makes no sense (a ``ValueError``); both are ``SdAError`` s.
     """
     sizes = check_sequence("hidden_layers_sizes", hidden_layers_sizes, "(1000, 1000)")
     if not sizes:
@@ -107,21 +134,23 @@ class SdA:
 
     def __init__(
         self,
-        numpy_rng,
-        n_ins=784,
-        hidden_layers_sizes=(1000, 1000, 1000),
-        n_outs=10,
-        corruption_levels=(0.1, 0.2, 0.3),
-        tied=True,
-        loss="cross_entropy",
-    ):
+        numpy_rng: NumpyRNG,
+        n_ins: int = 784,
+        hidden_layers_sizes: Sequence[int] = (1000, 1000, 1000),
+        n_outs: int = 10,
+        corruption_levels: Sequence[float] = (0.1, 0.2, 0.3),
+        tied: bool = True,
+        loss: str = "cross_entropy",
+    ) -> None:
         check_numpy_rng("numpy_rng", numpy_rng)
         check_architecture(n_ins, hidden_layers_sizes, n_outs, corruption_levels, tied, loss)
         self.n_layers = len(hidden_layers_sizes)
         self.corruption_levels = tuple(float(c) for c in corruption_levels)
         self.x = pt.matrix("x")  # rows of pixels
         self.y = pt.ivector("y")  # their labels
-        self.sigmoid_layers, self.dA_layers, self.params = [], [], []
+        self.sigmoid_layers: list[HiddenLayer] = []
+        self.dA_layers: list[dA] = []
+        self.params: list[TensorSharedVariable] = []
 
         layer_input, n_in = self.x, n_ins
         for n_out in hidden_layers_sizes:
@@ -147,18 +176,41 @@ class SdA:
         self.errors = self.logLayer.errors(self.y)
 
     # ------------------------------------------------------------ pre-training
-    def pretraining_function(self, layer, source, batch_size, cached=False, momentum=0.0, weight_decay=0.0):
+    def pretraining_function(
+        self,
+        layer: int,
+        source: TensorSharedVariable,
+        batch_size: int,
+        cached: bool = False,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+    ) -> SGDStep:
         """Compile ``fn(index, corruption, lr) -> cost``: one SGD step of dA
-        ``layer`` on minibatch ``index`` of the shared matrix ``source``. It
-        is an ``sda.sgd.SGDStep``, whose ``velocities`` are the momentum state.
+        ``layer`` on minibatch ``index`` of the shared matrix ``source``.
+
         As in the tutorial, the inputs may also be given by the names of the
         symbolic variables: ``fn(index=i, corruption=0.1, lr=0.001)``.
 
-        ``cached=False``: ``source`` holds network inputs, pushed through the
-        frozen layers below on every call (the tutorial's way).
-        ``cached=True``: ``source`` holds the layer's own input, the stored
-        output of the layers below (see ``layer_input_function``).
-        ``momentum`` and ``weight_decay`` are as in ``sda.sgd.sgd_updates``.
+        Parameters
+        ----------
+        layer : int
+            Which dA, counted from the bottom.
+        source : TensorSharedVariable
+            The training rows. With ``cached=False``, network inputs, pushed
+            through the frozen layers below on every call (the tutorial's way);
+            with ``cached=True``, the layer's own input, the stored output of
+            the layers below (see ``layer_input_function``).
+        batch_size : int
+            Rows per minibatch.
+        cached : bool
+            What ``source`` holds, as above.
+        momentum, weight_decay : float
+            As in ``sda.sgd.sgd_updates``.
+
+        Returns
+        -------
+        SGDStep
+            The compiled step; its ``velocities`` are the momentum state.
         """
         index = pt.lscalar("index")
         corruption = pt.scalar("corruption")
@@ -179,51 +231,108 @@ class SdA:
         )
         return SGDStep(step, velocities)
 
-    def pretraining_functions(self, train_set_x, batch_size):
-        """One compiled pre-training step per layer, fed from ``train_set_x``."""
+    def pretraining_functions(self, train_set_x: TensorSharedVariable, batch_size: int) -> list[SGDStep]:
+        """One compiled pre-training step per layer, fed from ``train_set_x``.
+
+        Parameters
+        ----------
+        train_set_x : TensorSharedVariable
+            The training inputs, one example per row.
+        batch_size : int
+            Rows per minibatch.
+
+        Returns
+        -------
+        list of SGDStep
+            ``fn(index, corruption, lr) -> cost`` for each layer, bottom first
+            (see ``pretraining_function``).
+        """
         return [self.pretraining_function(i, train_set_x, batch_size) for i in range(self.n_layers)]
 
-    def unrolled_pre_activation(self, input, depth=None):
-        """The pre-activation of ``input``'s reconstruction through encoders
-        ``0..depth-1`` and back down through the dAs' decoders (no noise):
-        the stack unrolled into one deep auto-encoder. Default: every layer."""
+    def unrolled_pre_activation(self, input: Tensor, depth: int | None = None) -> Tensor:
+        """The pre-activation of ``input``'s reconstruction through the stack
+        unrolled into one deep auto-encoder (no noise).
+
+        Parameters
+        ----------
+        input : TensorVariable
+            Symbolic input rows.
+        depth : int, optional
+            Encode through layers ``0..depth-1`` and decode back down through
+            their dAs' decoders; every layer by default.
+
+        Returns
+        -------
+        TensorVariable
+            The bottom decoder's pre-activation; ``sigmoid`` of it is the reconstruction.
+        """
         hidden = input
         for auto_encoder in self.dA_layers[:depth]:
             hidden = auto_encoder.get_hidden_values(hidden)
         for auto_encoder in reversed(self.dA_layers[:depth]):
-            pre_activation = auto_encoder.get_reconstruction_pre_activation(hidden)
+            pre_activation: Tensor = auto_encoder.get_reconstruction_pre_activation(hidden)
             hidden = pt.sigmoid(pre_activation)
         return pre_activation
 
-    def layer_input_function(self, layer):
-        """Compile ``f(x) -> input of dA layer``: the frozen encoders below it."""
-        return pytensor.function([self.x], self.dA_layers[layer].x, name=f"encode_to_layer{layer}")
+    def layer_input_function(self, layer: int) -> Function:
+        """Compile ``f(x) -> input of dA layer``: the frozen encoders below it.
+
+        Parameters
+        ----------
+        layer : int
+            Which dA, counted from the bottom (0 gives the identity).
+
+        Returns
+        -------
+        pytensor.compile.Function
+            Maps rows of network inputs to rows of the layer's input.
+        """
+        encode: Function = pytensor.function(
+            [self.x], self.dA_layers[layer].x, name=f"encode_to_layer{layer}"
+        )
+        return encode
 
     # ------------------------------------------------------------- fine-tuning
     def build_finetune_functions(
         self,
-        datasets,
-        batch_size,
-        learning_rate,
-        eval_batch_size=None,
-        momentum=0.0,
-        weight_decay=0.0,
-        input_corruption=0.0,
-    ):
-        """Return ``(train_fn, valid_score, test_score)``.
+        datasets: Sequence[tuple[TensorSharedVariable, Tensor]],
+        batch_size: int,
+        learning_rate: float,
+        eval_batch_size: int | None = None,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        input_corruption: float = 0.0,
+    ) -> tuple[SGDStep, SplitScorer, SplitScorer]:
+        """Compile the fine-tuning step and the validation and test scorers.
 
-        ``datasets`` is ``[(train_x, train_y), (valid_x, valid_y), (test_x,
-        test_y)]`` of shared variables. ``train_fn(index)`` (or
-        ``train_fn(index=i)``) takes one SGD step on a training minibatch and
-        returns its cost; it is an ``sda.sgd.SGDStep``, whose ``velocities``
-        are the momentum state and whose shared ``learning_rate`` starts at
-        ``learning_rate``. ``valid_score`` and ``test_score`` are
-        ``sda.batching.SplitScorer``s over evaluation batches of
-        ``eval_batch_size`` rows (default ``batch_size``): ``valid_score()``
-        lists each batch's error rate, as the tutorial's ``validate_model()``
-        does, and ``valid_score.error()`` is the split's error rate.
-        ``input_corruption`` > 0 trains on masked pixels (see
-        ``dropped_input``); the scores see clean ones.
+        Parameters
+        ----------
+        datasets : sequence of (TensorSharedVariable, TensorVariable)
+            ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]``:
+            shared inputs and their int32 labels.
+        batch_size : int
+            Rows per training minibatch.
+        learning_rate : float
+            The SGD step's starting rate (a shared variable, so a schedule can change it).
+        eval_batch_size : int, optional
+            Rows per evaluation batch; ``batch_size`` by default.
+        momentum, weight_decay : float
+            As in ``sda.sgd.sgd_updates``.
+        input_corruption : float
+            Above 0, training sees masked pixels (see ``dropped_input``); the
+            scores see clean ones.
+
+        Returns
+        -------
+        train_fn : SGDStep
+            ``train_fn(index)`` (or ``train_fn(index=i)``) takes one SGD step on
+            a training minibatch and returns its cost; its ``velocities`` are
+            the momentum state and its shared ``learning_rate`` starts at
+            ``learning_rate``.
+        valid_score, test_score : SplitScorer
+            ``valid_score()`` lists each batch's error rate, as the tutorial's
+            ``validate_model()`` does; ``valid_score.error()`` is the split's
+            error rate.
         """
         (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
         index = pt.lscalar("index")
@@ -249,33 +358,75 @@ class SdA:
         test_score = self.error_scorer(test_x, test_y, eval_batch_size, "test")
         return train_fn, valid_score, test_score
 
-    def dropout_finetune_cost(self, corruption_level):
-        """``(cost, noise_updates)``: ``finetune_cost`` on ``dropped_input``
-        pixels, and the generator update an SGD step must apply to draw a fresh
-        mask next time (``finetune_cost`` and no update at level 0)."""
+    def dropout_finetune_cost(self, corruption_level: float) -> tuple[Tensor, list[Update]]:
+        """The fine-tuning cost on ``dropped_input`` pixels.
+
+        Parameters
+        ----------
+        corruption_level : float
+            Probability of dropping each pixel; 0 drops none.
+
+        Returns
+        -------
+        cost : TensorVariable
+            ``finetune_cost`` on the dropped pixels (``finetune_cost`` itself at level 0).
+        noise_updates : list of (shared variable, new value)
+            The generator update an SGD step must apply to draw a fresh mask
+            next time (none at level 0).
+        """
         if not corruption_level:
             return self.finetune_cost, []
         next_rng, noisy_x = self.dropped_input(corruption_level)
         # the same graph with x swapped for the noisy pixels: no second network to build
-        cost = clone_replace(self.finetune_cost, {self.x: noisy_x})
+        replace: dict[Variable[Any, Any], Variable[Any, Any]] = {self.x: noisy_x}
+        # one output in, one out: PyTensor's annotation also allows the list a list gives
+        cost = cast(Tensor, clone_replace(self.finetune_cost, replace))
         return cost, [(self.dA_layers[0].rng, next_rng)]
 
-    def dropped_input(self, corruption_level):
-        """``(next_rng, noisy_x)``: ``self.x`` with each pixel zeroed with
-        probability ``corruption_level`` and the rest scaled by ``1 / (1 -
-        corruption_level)``, the mask drawn from the first dA's generator.
+    def dropped_input(self, corruption_level: float) -> tuple[RandomGenerator, Tensor]:
+        """``self.x`` with each pixel zeroed with probability ``corruption_level``
+        and the rest scaled by ``1 / (1 - corruption_level)`` (input dropout).
 
         The scaling keeps every pixel's expected value, so the clean pixels
-        that validation and test see need no correction (input dropout).
+        that validation and test see need no correction.
+
+        Parameters
+        ----------
+        corruption_level : float
+            Probability of dropping each pixel, in [0, 1).
+
+        Returns
+        -------
+        next_rng : RandomGeneratorVariable
+            The first dA's generator after drawing the mask.
+        noisy_x : TensorVariable
+            The dropped and rescaled pixels.
         """
         next_rng, mask = self.dA_layers[0].get_corruption_mask(self.x, corruption_level)
         keep = np.float32(1 - corruption_level)  # a float32 constant keeps the graph float32
         return next_rng, self.x * mask / keep
 
-    def error_scorer(self, set_x, set_y, batch_size, name="score"):
-        """A ``SplitScorer`` of the error rate over a shared split, ``batch_size``
-        rows per call; its ``batch_error(index)`` scores one batch. It is
-        compiled once; scoring copies no data."""
+    def error_scorer(
+        self, set_x: TensorSharedVariable, set_y: Tensor, batch_size: int, name: str = "score"
+    ) -> SplitScorer:
+        """The error rate over a shared split, compiled once; scoring copies no data.
+
+        Parameters
+        ----------
+        set_x : TensorSharedVariable
+            The split's inputs, one example per row.
+        set_y : TensorVariable
+            Their int32 labels.
+        batch_size : int
+            Rows per call.
+        name : str
+            The compiled function's name.
+
+        Returns
+        -------
+        SplitScorer
+            Its ``batch_error(index)`` scores one batch, ``error()`` the split.
+        """
         index = pt.lscalar("index")
         batch_error = batched_function(
             index, [], self.errors, {self.x: set_x, self.y: set_y}, batch_size, name=name
@@ -283,10 +434,23 @@ class SdA:
         return SplitScorer(batch_error, set_x.get_value(borrow=True).shape[0], batch_size)
 
     # -------------------------------------------------------------- parameters
-    def named_params(self):
-        """Every shared parameter by a stable name, e.g. ``hidden0.W``; the
-        dA's encoder is the hidden layer's, so it appears once."""
-        named = {}
+    def named_params(self) -> dict[str, TensorSharedVariable]:
+        """Every shared parameter by a stable name.
+
+        Returns
+        -------
+        dict of str to TensorSharedVariable
+            ``hidden0.W``, ``hidden0.b``, ``dA0.bvis``, ..., ``logistic.b``;
+            a dA's encoder is its hidden layer's, so it appears once.
+
+        Examples
+        --------
+        >>> model = SdA(np.random.RandomState(0), n_ins=4, hidden_layers_sizes=(3,), n_outs=2,
+        ...             corruption_levels=(0.1,))
+        >>> list(model.named_params())
+        ['hidden0.W', 'hidden0.b', 'dA0.bvis', 'logistic.W', 'logistic.b']
+        """
+        named: dict[str, TensorSharedVariable] = {}
         for i, (hidden, auto_encoder) in enumerate(zip(self.sigmoid_layers, self.dA_layers)):
             named[f"hidden{i}.W"] = hidden.W
             named[f"hidden{i}.b"] = hidden.b
@@ -296,6 +460,12 @@ class SdA:
         named["logistic.b"] = self.logLayer.b
         return named
 
-    def random_generators(self):
-        """The dAs' shared random generators, by name (for checkpoints)."""
+    def random_generators(self) -> dict[str, RandomGeneratorSharedVariable]:
+        """The dAs' shared random generators, by name (for checkpoints).
+
+        Returns
+        -------
+        dict of str to RandomGeneratorSharedVariable
+            ``{"dA0.rng": ..., "dA1.rng": ...}``.
+        """
         return {f"dA{i}.rng": a.rng for i, a in enumerate(self.dA_layers)}

@@ -37,6 +37,18 @@ def batch_slice(data, index, batch_size):
 def n_batches(n_rows: int, batch_size: int) -> int:
     """Number of minibatches that cover all rows (the last may be short).
 
+    Parameters
+    ----------
+    n_rows : int
+        Rows in the split.
+    batch_size : int
+        Rows per batch.
+
+    Returns
+    -------
+    int
+        ``ceil(n_rows / batch_size)``.
+
     Examples
     --------
     >>> n_batches(25, 10)
@@ -47,6 +59,18 @@ def n_batches(n_rows: int, batch_size: int) -> int:
 
 def batch_sizes(n_rows: int, batch_size: int) -> np.ndarray:
     """The number of rows in each batch, the short last one included.
+
+    Parameters
+    ----------
+    n_rows : int
+        Rows in the split.
+    batch_size : int
+        Rows per batch.
+
+    Returns
+    -------
+    numpy.ndarray
+        One count per batch, summing to ``n_rows``.
 
     Examples
     --------
@@ -90,5 +114,11 @@ class SplitScorer:
         return [float(self.batch_error(i)) for i in range(len(self.batch_sizes))]
 
     def error(self) -> float:
-        """The split's error rate: every row counts once."""
+        """The split's error rate: every row counts once.
+
+        Returns
+        -------
+        float
+            The batches' error rates weighted by their sizes.
+        """
         return float(np.average(self(), weights=self.batch_sizes))

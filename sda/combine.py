@@ -65,6 +65,18 @@ class CombineSettings:
     )
 
     def check(self):
+        """Check every setting; the first bad one raises.
+
+        Returns
+        -------
+        CombineSettings
+            ``self``, checked.
+
+        Raises
+        ------
+        SettingError
+            If fewer than two folders are given, or a setting is out of range.
+        """
         check_fields(self)
         if len(self.folders) < 2:
             raise SettingError("give two or more folders to combine")
@@ -73,7 +85,18 @@ class CombineSettings:
 
 
 def weights_digest(path: Path) -> str:
-    """sha256 over the arrays of a saved model (names, dtypes, shapes, values), not the file's bytes."""
+    """sha256 over the arrays of a saved model (names, dtypes, shapes, values), not the file's bytes.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A ``pretrained.npz``.
+
+    Returns
+    -------
+    str
+        The hex digest: equal for equal weights, however the file was compressed.
+    """
     digest = hashlib.sha256()
     stored = open_npz(path, "saved model")
     for name in sorted(stored):
@@ -85,7 +108,23 @@ def weights_digest(path: Path) -> str:
 
 def read_comparison(folder: Path) -> dict:
     """``comparison.json`` of one ``sda.compare`` folder, with the digest of its
-    ``pretrained.npz``; ``SdAError`` naming the folder if either is missing or unreadable."""
+    ``pretrained.npz``; ``SdAError`` naming the folder if either is missing or unreadable.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        An output folder of ``sda.compare``.
+
+    Returns
+    -------
+    dict
+        The record, with ``folder`` and the weights' ``weights`` digest added.
+
+    Raises
+    ------
+    SdAError
+        If the folder, its ``comparison.json`` or its ``pretrained.npz`` is missing or damaged.
+    """
     if not folder.is_dir():
         raise SdAError(f"{folder} is not a folder: give the output folders of sda.compare")
     path = folder / "comparison.json"
@@ -112,7 +151,21 @@ def read_comparison(folder: Path) -> dict:
 
 def check_comparable(records: list[dict], labels: list[dict]) -> None:
     """Refuse folders whose rows would not belong in one table (``labels``
-    from :func:`arm_labels`: runs of one label and seed are duplicates)."""
+    from :func:`arm_labels`: runs of one label and seed are duplicates).
+
+    Parameters
+    ----------
+    records : list of dict
+        The folders' records, from ``read_comparison``.
+    labels : list of dict
+        Each record's ``{arm: label}``.
+
+    Raises
+    ------
+    SdAError
+        If the parts start from different weights, differ in a setting every
+        arm shares, or hold the same run twice.
+    """
     first = records[0]
     for record in records[1:]:
         if record["weights"] != first["weights"]:
@@ -127,7 +180,7 @@ def check_comparable(records: list[dict], labels: list[dict]) -> None:
                     f"({record['settings'].get(name)!r} against "
                     f"{first['settings'].get(name)!r})"
                 )
-    seen = {}
+    seen: dict[tuple[str, int], str] = {}  # (arm, seed) -> the folder it came from
     for record, mine in zip(records, labels):
         for run in record["runs"]:
             key = (mine[run["arm"]], run["seed"])
@@ -143,6 +196,21 @@ def arm_labels(records: list[dict]) -> list[dict]:
     """Per record, ``{arm: label}``: the arm's name, followed by the values of the
     settings it reads (``compare.ARM_READS``) wherever the parts ran it with
     different ones, so that such runs make rows of their own.
+
+    Parameters
+    ----------
+    records : list of dict
+        The folders' records, from ``read_comparison``.
+
+    Returns
+    -------
+    list of dict
+        One ``{arm: label}`` per record.
+
+    Raises
+    ------
+    SdAError
+        If a record lacks a setting one of its arms reads.
 
     Examples
     --------
@@ -181,6 +249,18 @@ def arm_labels(records: list[dict]) -> list[dict]:
 def cut(history: list[dict], budget: float | None) -> list[dict]:
     """The evaluation records up to the first one at or past ``budget`` pass-equivalents.
 
+    Parameters
+    ----------
+    history : list of dict
+        One run's evaluation records, each with ``passes``.
+    budget : float or None
+        Pass-equivalents; None keeps every record.
+
+    Returns
+    -------
+    list of dict
+        The leading records, down to the first at or past the budget.
+
     Examples
     --------
     >>> [r["passes"] for r in cut([{"passes": p} for p in [0, 5, 10, 15]], 7)]
@@ -194,8 +274,19 @@ def cut(history: list[dict], budget: float | None) -> list[dict]:
 
 def runs_histories(record: dict) -> list[list[dict]]:
     """Each run's evaluation records, in the order of ``record["runs"]``
-    (``histories`` keeps them per arm, in run order)."""
-    taken = {}
+    (``histories`` keeps them per arm, in run order).
+
+    Parameters
+    ----------
+    record : dict
+        One folder's record, from ``read_comparison``.
+
+    Returns
+    -------
+    list of list of dict
+        One history per run.
+    """
+    taken: dict[str, int] = {}  # runs of each arm seen so far
     ordered = []
     for run in record["runs"]:
         i = taken[run["arm"]] = taken.get(run["arm"], -1) + 1
@@ -204,12 +295,32 @@ def runs_histories(record: dict) -> list[list[dict]]:
 
 
 def combine(settings: CombineSettings, command: str) -> list[dict]:
-    """Combine the folders' runs into one table and its plots; return the summary."""
+    """Combine the folders' runs into one table and its plots; return the summary.
+
+    Parameters
+    ----------
+    settings : CombineSettings
+        The folders, the budget to cut every run at, and the output folder.
+    command : str
+        The command line, recorded in the output.
+
+    Returns
+    -------
+    list of dict
+        The summary: one entry per arm, over its seeds.
+
+    Raises
+    ------
+    SdAError
+        If a folder is unreadable or the parts do not belong in one table.
+    """
     records = [read_comparison(Path(folder)) for folder in settings.folders]
     labels = arm_labels(records)
     check_comparable(records, labels)
     thresholds = records[0]["settings"]["thresholds"]
-    rows, histories, arms = [], {}, []
+    rows: list[dict] = []
+    histories: dict[str, list[list[dict]]] = {}  # arm -> each run's evaluation records
+    arms: list[str] = []
     for record, mine in zip(records, labels):
         try:
             for run, full in zip(record["runs"], runs_histories(record), strict=True):
@@ -274,12 +385,31 @@ def combine(settings: CombineSettings, command: str) -> list[dict]:
 
 
 def build_parser():
+    """The argument parser of ``python -m sda.combine``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its help lists every flag with its default.
+    """
     parser = argparse.ArgumentParser(prog="python -m sda.combine", description=__doc__.split("\n\n")[0])
     add_settings_flags(parser, CombineSettings, {"default": {}})
     return parser
 
 
 def main(argv=None):
+    """``python -m sda.combine``: parse ``argv``, run, and turn a user's error into one line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    int
+        The exit status: 0, 2 after a one-line error, 130 if interrupted.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["python -m sda.combine", *argv])
     args = build_parser().parse_args(argv)

@@ -124,6 +124,21 @@ class Dataset:
         by chance, and ``n_classes`` stays that of the whole data set, which
         :func:`load_dataset` checked.
 
+        Parameters
+        ----------
+        n_train, n_valid, n_test : int, optional
+            Rows to keep from the start of each split; None keeps them all.
+
+        Returns
+        -------
+        Dataset
+            A new data set; this one is unchanged.
+
+        Raises
+        ------
+        SdAError
+            If a count is not a positive integer, or exceeds its split's rows.
+
         Examples
         --------
         >>> digits = load_dataset("digits")
@@ -164,6 +179,27 @@ def validate_split(x, y, n_classes: int, what: str) -> Split:
     or uint8 (divided by 255). ``y`` holds class numbers 0 to ``n_classes - 1``.
     ``what`` names the split in error messages.
 
+    Parameters
+    ----------
+    x : array_like
+        The inputs.
+    y : array_like
+        Their integer labels.
+    n_classes : int
+        The number of classes.
+    what : str
+        The split's name, for messages.
+
+    Returns
+    -------
+    Split
+        ``x`` float32 ``(n, n_features)``, ``y`` int32 ``(n,)``.
+
+    Raises
+    ------
+    DataError
+        If a shape, dtype or value is wrong; the message says which and how to fix it.
+
     Examples
     --------
     >>> validate_split([[0.0, 1.0]], [7], 10, "train").y
@@ -196,12 +232,12 @@ def validate_split(x, y, n_classes: int, what: str) -> Split:
         raise DataError(f"{what}: y has shape {y.shape} and dtype {y.dtype}; it must be a 1-D integer array")
     if len(y) != len(x):
         raise DataError(f"{what}: x has {len(x)} rows but y has {len(y)} labels; they must match")
-    outside = np.flatnonzero((y < 0) | (y >= n_classes))
-    if outside.size:
-        row = outside[0]
+    bad_rows = np.flatnonzero((y < 0) | (y >= n_classes))
+    if bad_rows.size:
+        row = bad_rows[0]
         raise DataError(
             f"{what}: label {y[row]} in row {row} is not a class number 0 to {n_classes - 1} "
-            f"({outside.size} such labels); fix or drop those rows"
+            f"({bad_rows.size} such labels); fix or drop those rows"
         )
     return Split(np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int32))
 
@@ -222,6 +258,18 @@ def check_classes(dataset: Dataset, where: str) -> None:
     A class seen only in training can never be scored; one missing from
     training can never be learned. Loading a data set checks this; subsets do
     not (see :meth:`Dataset.subset`). ``where`` names the data in messages.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The data set to check.
+    where : str
+        Names it in messages.
+
+    Raises
+    ------
+    DataError
+        If a class is only in training, or in validation or test but not in training.
     """
     # the classes present, not a count per class: n_classes may be far larger than the rows
     present = {what: np.unique(split.y) for what, split in dataset._splits()}
@@ -300,7 +348,13 @@ SOURCES = {
 
 
 def cache_dir() -> pathlib.Path:
-    """The download cache: ``$XDG_CACHE_HOME/sda``, else ``~/.cache/sda``."""
+    """The download cache: ``$XDG_CACHE_HOME/sda``, else ``~/.cache/sda``.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder; it may not exist yet.
+    """
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     root = pathlib.Path(xdg) if os.path.isabs(xdg) else pathlib.Path.home() / ".cache"
     return root / "sda"
@@ -321,6 +375,27 @@ def locate(filename: str, path=None, *, download: bool = True) -> pathlib.Path:
     ``$SDA_DATA``, the cache and a distribution package's folder; then tries
     each mirror in turn. Raises ``DataNotFound`` listing every place and every
     failed mirror.
+
+    Parameters
+    ----------
+    filename : str
+        A key of ``SOURCES`` (e.g. ``"mnist.pkl.gz"``).
+    path : str or pathlib.Path, optional
+        The file, or a folder holding it, to look in first.
+    download : bool
+        Try the mirrors when no local copy is found.
+
+    Returns
+    -------
+    pathlib.Path
+        The file, its sha256 checked.
+
+    Raises
+    ------
+    DataNotFound
+        If no copy is found and no mirror gives one.
+    DataError
+        If ``filename`` is unknown, or a copy is damaged.
     """
     if filename not in SOURCES:
         raise DataError(f"unknown data file {filename!r}; known files: {', '.join(SOURCES)}")
@@ -390,7 +465,18 @@ def _download(url, target, sha256):
 
 
 def sha256_of(path) -> str:
-    """Hex sha256 of a file."""
+    """Hex sha256 of a file.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file, read in 1 MiB chunks.
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -399,7 +485,20 @@ def sha256_of(path) -> str:
 
 
 def verify_sha256(path, expected) -> None:
-    """DataError unless the file at ``path`` has sha256 ``expected``."""
+    """DataError unless the file at ``path`` has sha256 ``expected``.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file.
+    expected : str
+        The hex sha256 it should have.
+
+    Raises
+    ------
+    DataError
+        If the digests differ.
+    """
     actual = sha256_of(path)
     if actual != expected:
         raise DataError(f"{path} has sha256 {actual}, expected {expected}; replace the file")
@@ -430,6 +529,23 @@ def open_npz(path, what: str) -> dict[str, np.ndarray]:
     ``what`` names the kind of file in error messages ("checkpoint",
     "pretrained model", ...). Any problem raises ``DataError``: "file X is not
     a valid <what> file: <reason>", or a permission error named as such.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The ``.npz`` file.
+    what : str
+        The kind of file, for messages.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Every array, by name.
+
+    Raises
+    ------
+    DataError
+        If the file is missing, unreadable, not a zip of ``.npy`` arrays, or holds pickled objects.
 
     Examples
     --------
@@ -826,7 +942,18 @@ def load_dataset(name: str = "mnist", path=None, *, download: bool = True) -> Da
 
 
 def shared_dataset(split: Split) -> tuple:
-    """``(x, y)`` as PyTensor shared variables (float32 and int32), sharing memory."""
+    """``(x, y)`` as PyTensor shared variables (float32 and int32), sharing memory.
+
+    Parameters
+    ----------
+    split : Split
+        The rows and labels.
+
+    Returns
+    -------
+    (TensorSharedVariable, TensorSharedVariable)
+        ``x`` float32 and ``y`` int32, named ``"x"`` and ``"y"``.
+    """
     import pytensor
 
     x = pytensor.shared(np.asarray(split.x, dtype=np.float32), name="x", borrow=True)

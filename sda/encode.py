@@ -26,6 +26,13 @@ DESCRIPTION = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m sda.encode``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its help lists every flag with its default.
+    """
     parser = trained_model_parser(
         "python -m sda.encode",
         DESCRIPTION,
@@ -45,7 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_out(out, overwrite: bool = False) -> Path:
-    """``out`` as a ``Path`` to write, or ``SettingError`` if it is no ``.npy`` file to (over)write."""
+    """``out`` as a ``Path`` to write, or ``SettingError`` if it is no ``.npy`` file to (over)write.
+
+    Parameters
+    ----------
+    out : str or path-like
+        The ``.npy`` file to write.
+    overwrite : bool
+        Whether an existing file may be replaced.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    SettingError
+        If ``out`` does not end in ``.npy``, is a folder, or exists without ``overwrite``.
+    """
     out = Path(out)
     if out.suffix != ".npy":
         raise SettingError(f"--out {out} must end in .npy (numpy.save's format): e.g. --out codes.npy")
@@ -101,6 +126,18 @@ def encode(run_dir, inputs, layer: int, out, overwrite: bool = False) -> np.ndar
 
 
 def main(argv=None) -> int:
+    """``python -m sda.encode``: parse ``argv``, run, and turn a user's error into one line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    int
+        The exit status: 0, 2 after a one-line error, 130 if interrupted.
+    """
     args = build_parser().parse_args(argv)
 
     def action():

@@ -6,7 +6,9 @@ an error raised here must say what went wrong and what to do about it.
 
 import contextlib
 import math
+import sys
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -74,6 +76,22 @@ def check_finite(value, phase: str, what: str = "cost", **where) -> None:
 
     ``where`` takes the ``layer``, ``epoch`` and ``step`` to name in the error.
 
+    Parameters
+    ----------
+    value : float or array_like
+        A cost, or parameter values.
+    phase : str
+        The training phase, for the message ("pre-training", "L-BFGS", ...).
+    what : str
+        What ``value`` is, for the message.
+    **where
+        ``layer``, ``epoch`` and ``step``, as far as they are known.
+
+    Raises
+    ------
+    TrainingDiverged
+        If an entry is NaN or infinite; the message names the first.
+
     Examples
     --------
     >>> check_finite(0.5, "pre-training", layer=0, epoch=1, step=10)
@@ -108,7 +126,8 @@ class CostWatch:
     """
 
     def __init__(self, phase: str, factor: float = COST_RISE):
-        self.phase, self.factor, self.start, self.warned = phase, factor, None, False
+        self.phase, self.factor, self.warned = phase, factor, False
+        self.start: float | None = None  # the first cost seen
 
     def __call__(self, cost: float) -> None:
         cost = abs(float(cost))
@@ -130,6 +149,22 @@ def check_cost_end(phase: str, start: float, end: float, hint: str, factor: floa
     ``start`` is the phase's first cost and ``end`` its last epoch's mean
     (magnitudes, as ``CostWatch`` takes them); ``hint`` names the setting to
     lower. A cost that rose and came back down is only warned of.
+
+    Parameters
+    ----------
+    phase : str
+        The training phase, for the message.
+    start, end : float
+        The phase's first cost and its last epoch's mean cost.
+    hint : str
+        What to change, ending the message.
+    factor : float
+        How many times its start the end may reach.
+
+    Raises
+    ------
+    TrainingDiverged
+        If ``|end| > factor * |start|``.
 
     Examples
     --------
@@ -153,6 +188,16 @@ def check_cost_end(phase: str, start: float, end: float, hint: str, factor: floa
 def chance_error(labels) -> float:
     """The error rate of always guessing the commonest of ``labels``.
 
+    Parameters
+    ----------
+    labels : array_like
+        Class labels.
+
+    Returns
+    -------
+    float
+        The fraction of ``labels`` outside the commonest class.
+
     Examples
     --------
     >>> chance_error([0, 0, 1, 2])
@@ -171,6 +216,20 @@ def check_beats_chance(best_error: float, labels, hint: str) -> None:
     below it passes, however little (on a skewed validation set, beating
     chance by little can still be real learning); a validation set of one
     class cannot tell, and always passes.
+
+    Parameters
+    ----------
+    best_error : float
+        The run's best validation error rate.
+    labels : array_like
+        The validation labels.
+    hint : str
+        What to change, ending the message.
+
+    Raises
+    ------
+    TrainingFailed
+        If ``best_error`` is not below chance.
 
     Examples
     --------
@@ -198,6 +257,16 @@ def recorded_warnings(into: list):
     run that warned of divergence but finished does not read as a clean
     success.
 
+    Parameters
+    ----------
+    into : list of str
+        Receives ``"Category: message"`` for each warning shown while the block runs.
+
+    Yields
+    ------
+    list of str
+        ``into`` itself.
+
     Examples
     --------
     >>> seen = []
@@ -223,3 +292,47 @@ def recorded_warnings(into: list):
 
         warnings.showwarning = record
         yield into
+
+
+# ------------------------------------------------------------- the commands' exit
+INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C (128 + SIGINT)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as one line a user reads, without the source location."""
+    print(f"warning: {message}", file=file or sys.stderr, flush=True)
+
+
+def exit_status(action: Callable[[], object]) -> int:
+    """Run ``action()``; return the process exit status (0, 2 or 130).
+
+    A user error (``SdAError``, which includes ``DataError`` and
+    ``TrainingDiverged``) or an operating-system error (a full disk, a file
+    that cannot be written) becomes one line on stderr and status 2; Ctrl-C
+    becomes one line (its message says where to resume, if a run was
+    interrupted) and status 130. Warnings (e.g. a diverging cost) print as
+    one "warning: ..." line. It lives here, beside the errors, so that a
+    command that trains nothing (``sda.replot``) need not import the
+    training stack to report them.
+
+    Parameters
+    ----------
+    action : callable
+        The command's work, called without arguments.
+
+    Returns
+    -------
+    int
+        0 when ``action`` returns, 2 after a user or operating-system error, 130 after Ctrl-C.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            action()
+    except KeyboardInterrupt as stop:
+        print(f"interrupted{': ' + str(stop) if str(stop) else ''}", file=sys.stderr)
+        return INTERRUPTED
+    except (SdAError, OSError) as error:  # anything else is a bug: its traceback stays
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
+        return 2
+    return 0

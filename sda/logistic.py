@@ -5,6 +5,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from sda.checks import check_count
+from sda.graph_types import Tensor, TensorSharedVariable
 from sda.mlp import zero_bias
 
 
@@ -45,13 +46,21 @@ class LogisticRegression:
     1.3863
     """
 
-    def __init__(self, input, n_in, n_out, W=None, b=None):
+    def __init__(
+        self,
+        input: Tensor,
+        n_in: int,
+        n_out: int,
+        W: TensorSharedVariable | None = None,
+        b: TensorSharedVariable | None = None,
+    ) -> None:
         n_in, n_out = check_count("n_in", n_in), check_count("n_out", n_out, minimum=2)
         if W is None:  # zeros, as in the tutorial: each class's column gets its own gradient
             W = pytensor.shared(np.zeros((n_in, n_out), dtype=pytensor.config.floatX), name="W")
-        self.W, self.b = W, b if b is not None else zero_bias(n_out)
+        self.W: TensorSharedVariable = W
+        self.b = b if b is not None else zero_bias(n_out)
         self.input = input
-        self.linear = pt.dot(input, self.W) + self.b
+        self.linear: Tensor = pt.dot(input, self.W) + self.b
         # Work in log space so a confident wrong answer costs a large,
         # finite amount instead of log(0) = -inf.
         self.log_p_y_given_x = pt.special.log_softmax(self.linear, axis=-1)
@@ -59,15 +68,44 @@ class LogisticRegression:
         self.y_pred = pt.argmax(self.linear, axis=1)
         self.params = [self.W, self.b]
 
-    def negative_log_likelihood(self, y):
-        """Mean negative log-probability of the correct labels ``y``."""
+    def negative_log_likelihood(self, y: Tensor) -> Tensor:
+        """Mean negative log-probability of the correct labels ``y``.
+
+        Parameters
+        ----------
+        y : TensorVariable
+            Integer vector of labels, one per row of the input.
+
+        Returns
+        -------
+        TensorVariable
+            A scalar: the minibatch's mean cost.
+        """
         # int64 bounds: PyTensor's JAX backend hands the default int8 constants to
         # jnp.arange, which overflows past 127 rows. The C graph is the same.
         rows = pt.arange(np.int64(0), y.shape[0], np.int64(1))
-        return -pt.mean(self.log_p_y_given_x[rows, y])
+        cost: Tensor = -pt.mean(self.log_p_y_given_x[rows, y])
+        return cost
 
-    def errors(self, y):
-        """Fraction of the minibatch that is misclassified."""
+    def errors(self, y: Tensor) -> Tensor:
+        """Fraction of the minibatch that is misclassified.
+
+        Parameters
+        ----------
+        y : TensorVariable
+            Integer vector of labels, one per row of the input.
+
+        Returns
+        -------
+        TensorVariable
+            A floatX scalar in [0, 1].
+
+        Raises
+        ------
+        TypeError
+            If ``y`` is not a vector.
+        """
         if y.ndim != self.y_pred.ndim:
             raise TypeError(f"y must be a vector of labels, got {y.ndim} dimensions")
-        return pt.mean(pt.neq(self.y_pred, y), dtype=pytensor.config.floatX)
+        error_rate: Tensor = pt.mean(pt.neq(self.y_pred, y), dtype=pytensor.config.floatX)
+        return error_rate

@@ -13,7 +13,21 @@ def _two_and_five(value, _):
 
 
 def plot_curves(curves, path, xlabel, ylabel, title=None, log_y=False, log_x=False):
-    """Save one line per entry of ``curves`` (``{label: (xs, ys)}``) as a PNG at ``path``."""
+    """Save one line per entry of ``curves`` (``{label: (xs, ys)}``) as a PNG at ``path``.
+
+    Parameters
+    ----------
+    curves : dict of str to (sequence of float, sequence of float)
+        ``{label: (xs, ys)}``, one line each, in the legend under its label.
+    path : str or pathlib.Path
+        Where to write the PNG.
+    xlabel, ylabel : str
+        The axes' labels.
+    title : str, optional
+        The figure's title.
+    log_y, log_x : bool
+        Logarithmic axes; a log y axis labels plain numbers (2, 5, 10), not powers of ten.
+    """
     figure = Figure(figsize=(6.4, 4.4), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots()

@@ -25,6 +25,13 @@ DESCRIPTION = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m sda.predict``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its help lists every flag with its default.
+    """
     parser = trained_model_parser("python -m sda.predict", DESCRIPTION, "image or array files (see below)")
     parser.add_argument(
         "--top",
@@ -98,6 +105,18 @@ def _line(result) -> str:
 
 
 def main(argv=None) -> int:
+    """``python -m sda.predict``: parse ``argv``, run, and turn a user's error into one line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    int
+        The exit status: 0, 2 after a one-line error, 130 if interrupted.
+    """
     args = build_parser().parse_args(argv)
 
     def action():

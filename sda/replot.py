@@ -14,8 +14,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from sda.cli import exit_status
-from sda.errors import SdAError
+from sda.errors import SdAError, exit_status
 from sda.plots import plot_curves
 from sda.rundir import METRICS, STEPS, usable_folder
 
@@ -46,7 +45,25 @@ def _by_layer(rows):
 
 
 def replot(run_dir, out=None):
-    """Write the run's PNGs into ``out`` (default: the run folder); returns their paths."""
+    """Write the run's PNGs into ``out`` (default: the run folder); returns their paths.
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+        A run folder holding ``metrics.csv`` (and perhaps ``steps.csv``).
+    out : str or path-like, optional
+        The folder to write the PNGs into; ``run_dir`` by default.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The PNGs written; a curve with no finite point is left out.
+
+    Raises
+    ------
+    SdAError
+        If ``run_dir`` holds no ``metrics.csv``, a CSV file is damaged, or ``out`` is not writable.
+    """
     run_dir = Path(run_dir)
     if not (run_dir / METRICS.filename).exists():
         raise SdAError(f"{run_dir} holds no metrics.csv: give the folder of a run made by python -m sda.run")
@@ -121,6 +138,18 @@ def replot(run_dir, out=None):
 
 
 def main(argv=None):
+    """``python -m sda.replot``: parse ``argv``, run, and turn a user's error into one line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    int
+        The exit status: 0, 2 after a one-line error, 130 if interrupted.
+    """
     parser = argparse.ArgumentParser(prog="python -m sda.replot", description=DESCRIPTION)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder made by python -m sda.run")
     parser.add_argument("--out", help="write the PNGs here instead of into RUN_DIR")

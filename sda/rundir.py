@@ -32,6 +32,20 @@ def atomic_write(path, write, replace=True):
 
     With ``replace=False`` a file that appeared at ``path`` meanwhile (another
     process's) is kept: ``FileExistsError``, and the new file is dropped.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file to write; its folder must exist.
+    write : callable
+        ``write(f)`` writes the contents to the binary file object ``f``.
+    replace : bool
+        Replace a file at ``path`` (True), or keep it and raise (False).
+
+    Raises
+    ------
+    FileExistsError
+        With ``replace=False``, if ``path`` exists when the file is linked into place.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -51,7 +65,25 @@ def atomic_write(path, write, replace=True):
 
 
 def read_text(path, what="file"):
-    """The text of ``path``; an ``SdAError`` naming it if it is missing, a folder or unreadable."""
+    """The text of ``path``; an ``SdAError`` naming it if it is missing, a folder or unreadable.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file to read, as UTF-8.
+    what : str
+        What needs the file, for the message.
+
+    Returns
+    -------
+    str
+        The file's text.
+
+    Raises
+    ------
+    SdAError
+        If the file is missing, a folder, binary or unreadable.
+    """
     path = Path(path)
     try:
         return path.read_text(encoding="utf-8")
@@ -68,7 +100,22 @@ def read_text(path, what="file"):
 
 
 def folder_error(path, error, flag="--out"):
-    """One-line ``SdAError`` for an ``OSError`` raised while making the folder ``path``."""
+    """One-line ``SdAError`` for an ``OSError`` raised while making the folder ``path``.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The folder that could not be made.
+    error : OSError
+        What making it raised.
+    flag : str
+        The flag or name that gave the path, for the message.
+
+    Returns
+    -------
+    SdAError
+        The error to raise, with a fix for the permission and file-in-the-way cases.
+    """
     if isinstance(error, PermissionError):
         return SdAError(f"cannot write in {flag} {path}: permission denied; choose a folder you can write to")
     if isinstance(error, (FileExistsError, NotADirectoryError)):
@@ -84,6 +131,23 @@ def usable_folder(path, flag="--out"):
     Returns the ``Path``; raises ``SdAError`` naming ``flag`` otherwise.
     Commands that write outputs (``sda.replot``, ``sda.compare``) call this
     before any work.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The folder.
+    flag : str
+        The flag that gave the path, for the message.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder, made if it was missing.
+
+    Raises
+    ------
+    SdAError
+        If ``path`` is empty, cannot be made or is not writable.
     """
     if path == "":  # Path("") would quietly mean the current folder
         raise SdAError(f"{flag} must name a folder, got an empty string")
@@ -103,6 +167,15 @@ def save_params(model, path, metadata=None):
     ``metadata``, a JSON-serialisable dict (see ``sda.trained``), is stored
     beside them as JSON text under ``METADATA_KEY``: a plain string array,
     readable without pickle.
+
+    Parameters
+    ----------
+    model : SdA
+        The model whose ``named_params()`` are written.
+    path : str or pathlib.Path
+        The ``.npz`` file, written atomically.
+    metadata : dict, optional
+        JSON-serialisable facts about the model (architecture, data set).
     """
     values = {name: p.get_value() for name, p in model.named_params().items()}
     if metadata is not None:
@@ -111,7 +184,20 @@ def save_params(model, path, metadata=None):
 
 
 def load_params(model, path):
-    """Set ``model``'s parameters from an ``.npz`` written by ``save_params``."""
+    """Set ``model``'s parameters from an ``.npz`` written by ``save_params``.
+
+    Parameters
+    ----------
+    model : SdA
+        The model to set; its architecture must match the file's.
+    path : str or pathlib.Path
+        The ``.npz`` file.
+
+    Raises
+    ------
+    SdAError
+        ``DataError`` or ``SettingError`` if the file is damaged or does not fit the model.
+    """
     set_params(model, open_npz(path, "saved model"), path)
 
 
@@ -124,6 +210,24 @@ def set_params(model, stored, source, misfit_fix=None):
     is left to ``sda.trained``. ``source`` names where the arrays came from
     (a file, an unpickled estimator) in messages; ``misfit_fix`` replaces
     the advice given when names, shapes or values do not fit.
+
+    Parameters
+    ----------
+    model : SdA
+        The model to set.
+    stored : dict of str to numpy.ndarray
+        The arrays, by the names of ``model.named_params()``.
+    source : str
+        Where the arrays came from, for messages.
+    misfit_fix : str, optional
+        The advice to give when the arrays do not fit.
+
+    Raises
+    ------
+    DataError
+        If ``stored`` is not arrays by name, or an array is not finite floats.
+    SettingError
+        If names or shapes differ from the model's.
     """
     params = model.named_params()
     if not isinstance(stored, dict):
@@ -179,7 +283,23 @@ class Table:
         self.required_in_phase = required_in_phase or {}
 
     def read(self, folder):
-        """The rows as dicts of the original text; ``SdAError`` naming the file if damaged."""
+        """The rows as dicts of the original text; ``SdAError`` naming the file if damaged.
+
+        Parameters
+        ----------
+        folder : str or pathlib.Path
+            The run folder holding the table's file.
+
+        Returns
+        -------
+        list of dict
+            One ``{column: text}`` per complete row; a last line cut off by a kill is dropped.
+
+        Raises
+        ------
+        SdAError
+            If the file is missing, binary, not CSV, lacks a column or holds a bad row.
+        """
         path = Path(folder) / self.filename
         text = read_text(path, "run folder")
         if "\0" in text:
@@ -267,6 +387,25 @@ class RunDir:
         one the name is the date, time and ``kind``, with "-2", "-3", ...
         added when another run took it first: ``mkdir`` fails if the folder
         exists, so two runs started in the same second each get their own.
+
+        Parameters
+        ----------
+        out : str or pathlib.Path
+            The folder to make the run's folder in.
+        name : str, optional
+            The run folder's name; by default the date, time and ``kind``.
+        kind : str
+            The last part of a default name (the preset, "compare", ...).
+
+        Returns
+        -------
+        RunDir
+            The new folder, locked.
+
+        Raises
+        ------
+        SdAError
+            If ``out`` is not usable, the named folder exists, or every dated name is taken.
         """
         out = usable_folder(out)
         candidates = (
@@ -298,6 +437,23 @@ class RunDir:
 
         An ``out`` that already holds files is refused: earlier results are
         never overwritten.
+
+        Parameters
+        ----------
+        out : str or pathlib.Path or None
+            The experiment's folder; None makes a dated one under ``runs``.
+        kind : str
+            The last part of a dated name.
+
+        Returns
+        -------
+        RunDir
+            The folder, locked.
+
+        Raises
+        ------
+        SdAError
+            If ``out`` already holds files, or cannot be made or written.
         """
         if out is None:
             return cls.create("runs", kind=kind)
@@ -315,7 +471,23 @@ class RunDir:
 
     @classmethod
     def existing(cls, path):
-        """An existing run folder (for ``--resume``); ``SdAError`` if it is not a folder."""
+        """An existing run folder (for ``--resume``); ``SdAError`` if it is not a folder.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            A run folder.
+
+        Returns
+        -------
+        RunDir
+            The folder, not yet locked.
+
+        Raises
+        ------
+        SdAError
+            If ``path`` is missing or a file.
+        """
         path = Path(path)
         if not path.is_dir():
             problem = "is a file" if path.exists() else "does not exist"
@@ -326,6 +498,18 @@ class RunDir:
 
     @staticmethod
     def default_name(kind):
+        """A dated folder name: the time now, then ``kind``.
+
+        Parameters
+        ----------
+        kind : str
+            What the folder holds (the preset, "compare", ...).
+
+        Returns
+        -------
+        str
+            ``YYYYmmdd-HHMMSS-kind``, in local time.
+        """
         return time.strftime("%Y%m%d-%H%M%S") + f"-{kind}"
 
     # ---------------------------------------------------------------- locking
@@ -346,6 +530,7 @@ class RunDir:
         self._lock_fd = fd
 
     def unlock(self):
+        """Release the folder's lock, if this object holds it."""
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor releases the lock
             self._lock_fd = None
@@ -360,6 +545,15 @@ class RunDir:
 
     # ---------------------------------------------------------------- writing
     def write_json(self, filename, obj):
+        """Write ``obj`` as JSON to ``filename`` in the folder, atomically.
+
+        Parameters
+        ----------
+        filename : str
+            The file's name in the folder.
+        obj : object
+            JSON-serialisable; written indented, keys sorted.
+        """
         text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
         atomic_write(self.path / filename, lambda f: f.write(text.encode()))
 
@@ -373,11 +567,23 @@ class RunDir:
             writer.writerow(record)
 
     def append_metrics(self, record):
-        """Add one per-epoch row to ``metrics.csv`` (the header comes with the first)."""
+        """Add one per-epoch row to ``metrics.csv`` (the header comes with the first).
+
+        Parameters
+        ----------
+        record : dict
+            One epoch's values by column of ``metrics.csv``; other keys are ignored.
+        """
         self._append(METRICS, record)
 
     def append_step(self, record):
-        """Add one minibatch's cost to ``steps.csv``."""
+        """Add one minibatch's cost to ``steps.csv``.
+
+        Parameters
+        ----------
+        record : dict
+            ``phase``, ``layer``, ``step`` and ``cost``; other keys are ignored.
+        """
         self._append(STEPS, record)
 
     def rewind(self, metrics_rows, last_step):
@@ -385,6 +591,18 @@ class RunDir:
         ``metrics.csv`` past ``metrics_rows`` and of ``steps.csv`` past ``last_step``.
 
         Both files are read and checked before either is rewritten.
+
+        Parameters
+        ----------
+        metrics_rows : int
+            Rows of ``metrics.csv`` written before the checkpoint.
+        last_step : int
+            The last step of ``steps.csv`` written before it.
+
+        Raises
+        ------
+        SdAError
+            If either file is damaged, or ``metrics.csv`` holds fewer rows than the checkpoint says.
         """
         kept = {}
         for table, needed, keep in [
@@ -418,5 +636,15 @@ class RunDir:
             atomic_write(self.path / table.filename, lambda f, text=text: f.write(text.getvalue().encode()))
 
     def save_model(self, model, filename="model.npz", metadata=None):
-        """Write ``model``'s parameters, and ``metadata`` if given, to ``filename`` in the folder."""
+        """Write ``model``'s parameters, and ``metadata`` if given, to ``filename`` in the folder.
+
+        Parameters
+        ----------
+        model : SdA
+            The model whose parameters are written.
+        filename : str
+            The ``.npz`` file's name in the folder.
+        metadata : dict, optional
+            As for ``save_params``.
+        """
         save_params(model, self.path / filename, metadata)

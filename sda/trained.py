@@ -376,6 +376,26 @@ def run_in_chunks(
 
     The function is compiled on first use and kept in ``compiled`` under
     ``name``, so a model's users compile each output once.
+
+    Parameters
+    ----------
+    compiled : dict
+        Compiled functions by name, filled on first use.
+    model : SdA
+        The model whose input ``model.x`` the output depends on.
+    name : str
+        The compiled function's name and key in ``compiled``.
+    output : TensorVariable
+        What to evaluate.
+    x : numpy.ndarray
+        The rows, float32.
+    chunk_rows : int
+        Rows per call, which bounds the memory a call takes.
+
+    Returns
+    -------
+    numpy.ndarray
+        The chunks' outputs, concatenated along the rows.
     """
     if name not in compiled:
         compiled[name] = pytensor.function([model.x], output, name=name)
@@ -436,7 +456,25 @@ class TrainedModel:
         return self.model.n_layers
 
     def check_rows(self, x, source: str = "x") -> np.ndarray:
-        """``x`` as float32 rows of ``n_ins`` values in [0, 1]; ``SettingError`` naming ``source`` if not."""
+        """``x`` as float32 rows of ``n_ins`` values in [0, 1]; ``SettingError`` naming ``source`` if not.
+
+        Parameters
+        ----------
+        x : array_like
+            ``(n, n_ins)`` rows, or one ``(n_ins,)`` row.
+        source : str
+            What ``x`` is, for the message.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, n_ins)`` float32.
+
+        Raises
+        ------
+        SettingError
+            If the shape is wrong, or a value is not a finite number in [0, 1].
+        """
         x = np.asarray(x)
         n_ins = self.architecture["n_ins"]
         if x.ndim == 1:
@@ -460,6 +498,16 @@ class TrainedModel:
     def from_grey(self, grey: np.ndarray) -> np.ndarray:
         """8-bit grey levels (0 to 255) scaled as the training data was (see ``pixel_scale``).
 
+        Parameters
+        ----------
+        grey : numpy.ndarray
+            Grey levels from 0 to 255, of any shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 values in [0, 1], of ``grey``'s shape.
+
         Examples
         --------
         >>> import numpy as np
@@ -475,16 +523,56 @@ class TrainedModel:
         return run_in_chunks(self._compiled, self.model, name, output, x)
 
     def predict_proba(self, x) -> np.ndarray:
-        """The softmax output for each row of ``x``: one probability per class, in ``classes`` order."""
+        """The softmax output for each row of ``x``: one probability per class, in ``classes`` order.
+
+        Parameters
+        ----------
+        x : array_like
+            Rows of ``n_ins`` values in [0, 1] (see ``check_rows``).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, n_classes)`` float32; each row sums to 1.
+        """
         return self._run("proba", self.model.logLayer.p_y_given_x, self.check_rows(x))
 
     def predict(self, x) -> np.ndarray:
-        """The most probable class label of each row of ``x``."""
+        """The most probable class label of each row of ``x``.
+
+        Parameters
+        ----------
+        x : array_like
+            Rows of ``n_ins`` values in [0, 1] (see ``check_rows``).
+
+        Returns
+        -------
+        numpy.ndarray
+            One label of ``classes`` per row.
+        """
         return self.classes[np.argmax(self.predict_proba(x), axis=1)]
 
     def layer_index(self, layer: int, what: str = "layer") -> int:
         """``layer`` as an index from 0 (the bottom; negative counts from the top), else ``SettingError``
-        naming it ``what``."""
+        naming it ``what``.
+
+        Parameters
+        ----------
+        layer : int
+            A hidden layer, from 0 at the bottom, or from -1 at the top.
+        what : str
+            What ``layer`` is called, for the message (e.g. ``--layer``).
+
+        Returns
+        -------
+        int
+            The layer's index from the bottom.
+
+        Raises
+        ------
+        SettingError
+            If ``layer`` is not an integer naming one of the model's layers.
+        """
         n = self.n_layers
         if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -n <= layer < n:
             raise SettingError(
@@ -494,7 +582,25 @@ class TrainedModel:
         return int(layer) % n
 
     def encode(self, x, layer: int = -1) -> np.ndarray:
-        """The code of hidden layer ``layer`` (0 is the bottom; negative counts from the top) of each row."""
+        """The code of hidden layer ``layer`` (0 is the bottom; negative counts from the top) of each row.
+
+        Parameters
+        ----------
+        x : array_like
+            Rows of ``n_ins`` values in [0, 1] (see ``check_rows``).
+        layer : int
+            The hidden layer, from 0 at the bottom, or from -1 at the top.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, units of the layer)`` float32 codes in (0, 1).
+
+        Raises
+        ------
+        SettingError
+            If ``layer`` does not exist or the rows are not valid inputs.
+        """
         index = self.layer_index(layer)
         return self._run(f"code{index}", self.model.sigmoid_layers[index].output, self.check_rows(x))
 
@@ -562,6 +668,18 @@ def read_input(path, trained: TrainedModel) -> Input:
     background as in the training data. A dark digit on a light background
     (mean border pixel above ``BRIGHT_BACKGROUND``) is inverted, and the
     returned ``inverted`` says so.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The input file.
+    trained : TrainedModel
+        The model the rows are for: its input size, image shape and pixel scale.
+
+    Returns
+    -------
+    Input
+        The checked float32 rows, and whether the image was inverted.
 
     Raises
     ------

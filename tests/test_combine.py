@@ -72,6 +72,7 @@ def saved(folder):
     return json.loads((folder / "comparison.json").read_text())
 
 
+@pytest.mark.floats
 def test_a_cut_run_is_the_run_its_budget_would_have_made(parts, capsys):
     assert (
         combine(

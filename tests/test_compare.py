@@ -300,6 +300,7 @@ def test_one_seed_claims_no_spread_and_the_backend_is_the_one_used(tmp_path, mon
     assert "±" not in row and f"{100 * mean:.2f}" in row
 
 
+@pytest.mark.floats
 def test_the_sgd_arms_dropout_masks_follow_the_seed_alone(tmp_path):
     """With input dropout, seed 2's SGD run is the same whether seed 1 ran
     before it in the same process or not: each run reseeds the masks."""

@@ -150,6 +150,7 @@ def test_pipeline_and_grid_search_on_digits():
     )
 
 
+@pytest.mark.floats
 @pytest.mark.parametrize("solver", ["sgd", "cg", "lbfgs"])
 def test_each_solver_fits(digits, solver):
     X_train, X_test, y_train, y_test = digits
@@ -169,6 +170,7 @@ def test_each_solver_fits(digits, solver):
     assert_array_equal(model.predict(X_test), model.classes_[proba.argmax(axis=1)])
 
 
+@pytest.mark.floats
 def test_string_labels_give_the_same_model(digits):
     X_train, X_test, y_train, _ = digits
     names = np.array([f"digit {d}" for d in range(10)])  # sorted as the integers are
@@ -178,6 +180,7 @@ def test_string_labels_give_the_same_model(digits):
     assert_array_equal(by_name.predict(X_test), names[by_number.predict(X_test)])
 
 
+@pytest.mark.floats
 def test_same_random_state_same_model_other_state_other_model(digits):
     X_train, X_test, y_train, _ = digits
     first = small_classifier(max_iter=5).fit(X_train, y_train).predict_proba(X_test)
@@ -188,6 +191,7 @@ def test_same_random_state_same_model_other_state_other_model(digits):
     assert np.abs(first - other).max() > 1e-3
 
 
+@pytest.mark.floats
 @pytest.mark.parametrize(
     "dump, load",
     [(pickle.dumps, pickle.loads), (lambda m: _joblib_bytes(m), lambda b: joblib.load(io.BytesIO(b)))],
@@ -212,6 +216,7 @@ def _joblib_bytes(model):
     return buffer.getvalue()
 
 
+@pytest.mark.floats
 def test_transformer_codes_layers_scores_and_pickles(digits):
     X_train, X_test, *_ = digits
     untrained = SdATransformer((24, 12), pretrain_epochs=0, random_state=0).fit(X_train)
@@ -230,6 +235,7 @@ def test_transformer_codes_layers_scores_and_pickles(digits):
     assert loaded.score(X_test) == trained.score(X_test)
 
 
+@pytest.mark.floats
 def test_fit_refuses_data_outside_the_unit_interval_with_the_fix(digits):
     X_train, _, y_train, _ = digits
     with pytest.raises(ValueError, match=r"Values above 1 .*MinMaxScaler"):
@@ -245,6 +251,7 @@ def test_fit_refuses_data_outside_the_unit_interval_with_the_fix(digits):
     assert_array_equal(nudged, before)  # clipped in a copy, never in the caller's array
 
 
+@pytest.mark.floats
 def test_new_rows_may_hold_any_finite_values_and_are_clipped(digits):
     X_train, X_test, y_train, _ = digits
     model = small_classifier(max_iter=2).fit(X_train, y_train)
@@ -375,6 +382,7 @@ class _Edited:
         return copyreg._reconstructor, (self.cls, object, None), self.state
 
 
+@pytest.mark.floats
 @pytest.mark.parametrize(
     "edit, message",
     [
@@ -436,6 +444,7 @@ def test_transformer_layer_out_of_range(digits):
         SdATransformer((8, 4), layer=2).fit(digits[0])
 
 
+@pytest.mark.floats
 def test_validation_fraction_zero_watches_the_training_error(digits):
     X_train, _, y_train, _ = digits
     model = small_classifier(validation_fraction=0, max_iter=5).fit(X_train, y_train)

@@ -58,6 +58,7 @@ def test_gradual_gradient_matches_finite_differences():
         assert_gradients_match(cost, params, {model.x: x})
 
 
+@pytest.mark.floats
 def test_noise_is_applied_to_the_input_only(mnist):
     train_x, _ = mnist
     model = tiny_model()
@@ -92,6 +93,7 @@ def test_gradual_training_moves_the_lower_layer_and_stacked_does_not(mnist):
     assert not np.array_equal(trained[0.0]["hidden1.W"], trained[1.0]["hidden1.W"])
 
 
+@pytest.mark.floats
 def test_fraction_one_is_exactly_stacked_pretraining(mnist):
     train_x, _ = mnist
     gradual, stacked = tiny_model(), tiny_model()
@@ -113,6 +115,7 @@ def test_fraction_one_is_exactly_stacked_pretraining(mnist):
         np.testing.assert_array_equal(values(gradual)[name], value, err_msg=name)
 
 
+@pytest.mark.floats
 def test_training_is_deterministic_and_the_budget_is_shared(mnist):
     train_x, _ = mnist
     runs = []
@@ -148,6 +151,7 @@ def test_schedule_counts_a_gradual_step_at_depth_d_as_d_updates():
     assert schedule(2, 6, 0.5, 10) == (30, 10)
 
 
+@pytest.mark.floats
 def test_relative_cross_entropy_is_zero_for_a_perfect_reconstruction():
     x = (np.random.default_rng(1).random((50, 6)) < 0.5).astype(np.float32)
     assert data_entropy(x) == 0.0

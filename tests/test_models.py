@@ -98,6 +98,7 @@ def numpy_dA_cost(x, mask, W, bhid, bvis):
     return np.mean(-np.sum(x * np.log(z) + (1 - x) * np.log(1 - z), axis=1))
 
 
+@pytest.mark.floats
 def test_dA_cost_equals_numpy_for_the_same_mask():
     rng = np.random.RandomState(4)
     auto_encoder = dA(rng, n_visible=20, n_hidden=7)
@@ -188,6 +189,7 @@ def test_corruption_levels_are_stored_and_checked():
         dA(np.random.RandomState(0), n_visible=3, n_hidden=2, loss="hinge")
 
 
+@pytest.mark.floats
 def test_scorers_cover_the_short_last_batch():
     rng = np.random.default_rng(11)
     model = SdA(
@@ -207,6 +209,7 @@ def test_scorers_cover_the_short_last_batch():
     np.testing.assert_allclose(overall, np.mean(predictions != y), rtol=1e-6)
 
 
+@pytest.mark.floats
 def test_momentum_and_weight_decay_follow_their_equations():
     rng = np.random.default_rng(12)
     w = pytensor.shared(rng.normal(size=(3, 2)).astype("float32"), name="w")
@@ -250,6 +253,7 @@ def test_dropped_input_zeroes_pixels_and_keeps_the_expected_value():
     assert not np.array_equal(draw(x) == 0, dropped)  # a new mask every call
 
 
+@pytest.mark.floats
 def test_finetuning_input_noise_masks_the_training_pixels_only():
     rng = np.random.default_rng(12)
     model = SdA(

@@ -55,6 +55,7 @@ def central_differences(objective, vector, eps=1e-6):
     return grad
 
 
+@pytest.mark.floats
 def test_flat_gradient_matches_finite_differences():
     rng = np.random.default_rng(0)
     with pytensor.config.change_flags(floatX="float64"):
@@ -82,6 +83,7 @@ def numpy_deep_autoencoder_cost(x, W0, b0, W1, b1, c1, c0):
     return np.mean(-np.sum(x * np.log(z) + (1 - x) * np.log(1 - z), axis=1))
 
 
+@pytest.mark.floats
 def test_deep_autoencoder_is_the_unrolled_stack_and_its_gradient_is_right():
     rng = np.random.default_rng(2)
     with pytensor.config.change_flags(floatX="float64"):
@@ -128,6 +130,7 @@ def test_pack_then_unpack_is_the_identity_on_the_models_own_variables():
         flat.unpack(vector[:-1])
 
 
+@pytest.mark.floats
 @pytest.mark.parametrize("method", ["cg", "lbfgs"])
 def test_batch_finetuning_learns_mnist(mnist_small, method):
     model = SdA(
@@ -167,6 +170,7 @@ def test_runs_stop_on_patience_and_on_the_pass_budget(mnist_small):
     assert result.stop_reason == "max_passes" and 4 <= result.passes <= 8
 
 
+@pytest.mark.floats
 def test_batch_finetuning_with_weight_decay_minimises_the_penalised_cost(mnist_small):
     data = mnist_small.subset(n_train=200, n_valid=100, n_test=1)
     model = SdA(
@@ -190,6 +194,7 @@ def test_batch_finetuning_with_weight_decay_minimises_the_penalised_cost(mnist_s
     assert result.history[0]["cost"] == pytest.approx(float(mean_nll) + penalty, rel=1e-5)
 
 
+@pytest.mark.floats
 def test_deep_autoencoder_finetuning_lowers_the_reconstruction_error(mnist_small):
     model = SdA(
         np.random.RandomState(7),
@@ -232,6 +237,7 @@ def test_bad_settings_are_refused(settings, message):
 
 
 # ------------------------------------------------------ mini-batch CG and L-BFGS
+@pytest.mark.floats
 def test_objective_on_some_rows_with_weight_decay_is_sgds_objective():
     """The flat objective on chosen rows, with weight decay, has the right
     gradient, and one SGD step with the same decay moves along it."""
@@ -263,6 +269,7 @@ def test_objective_on_some_rows_with_weight_decay_is_sgds_objective():
     np.testing.assert_allclose(objective.flat.pack(), vector - rate * grad, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.floats
 def test_objective_with_input_dropout_is_the_cost_on_masked_pixels():
     """One batch's mask stays put through every evaluation, so CG's line
     searches see one function whose gradient is right; another batch's
@@ -380,6 +387,7 @@ def test_budget_evaluation_points_and_seeds(pretrained_small):
     assert lbfgs.stop_reason == "budget" and lbfgs.best_valid_error < 0.6
 
 
+@pytest.mark.floats
 @pytest.mark.parametrize("input_dropout", [0.0, 0.2])
 def test_a_killed_run_resumes_exactly(pretrained_small, tmp_path, input_dropout):
     """Stop a run mid-epoch by raising from its callback; resuming from the
@@ -511,6 +519,7 @@ def test_minibatch_cg_beats_full_batch_cg_at_the_same_budget(shared_data):
     assert mini.best_valid_error < full.best_valid_error
 
 
+@pytest.mark.floats
 def test_minibatch_autoencoder_lowers_both_reconstruction_errors(pretrained_small):
     model, shared, path = pretrained_small
     load_params(model, path)

@@ -86,6 +86,7 @@ def test_corrupted_row_zeroes_about_the_corruption_fraction(mnist):
     np.testing.assert_array_equal(again["corrupted"], rows["corrupted"])  # the seed fixes the mask
 
 
+@pytest.mark.floats
 def test_reconstruction_rows_are_the_dAs_own_reconstructions(mnist, tmp_path):
     model = small_sdA(784)
     rows = save_reconstructions(model, mnist.test.x, 0.25, tmp_path / "r.png", n=10, seed=1)

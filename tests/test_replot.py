@@ -107,3 +107,18 @@ def test_the_help_says_what_is_drawn_and_from_what(capsys):
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "Plot a run's learning curves" in text and "from its metrics.csv and steps.csv" in text
+
+
+def test_replot_imports_no_training_code():
+    # It plots CSV files: the training loops, the optimisers (scipy.optimize) and the command
+    # plumbing that builds models are not needed, so they are not loaded.
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, sda.replot; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert "sda.replot" in loaded
+    assert not loaded & {"sda.cli", "sda.train", "sda.optimize", "sda.checkpoint", "scipy.optimize"}

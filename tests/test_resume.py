@@ -95,6 +95,7 @@ def uninterrupted(tmp_path_factory):
     return out / "full"
 
 
+@pytest.mark.floats
 @pytest.mark.parametrize("phase", ["pretrain", "finetune"])
 def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path, uninterrupted, phase):
     folder = tmp_path / "killed"
@@ -126,6 +127,7 @@ def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path):
     assert main(["--resume", str(tmp_path / "nowhere")]) == 2
 
 
+@pytest.mark.floats
 def test_a_run_killed_before_its_first_checkpoint_starts_again_cleanly(tmp_path, uninterrupted):
     folder = tmp_path / "early"
     folder.mkdir()
@@ -138,6 +140,7 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again_cleanly(tmp_path,
     assert_same_run(folder, uninterrupted)
 
 
+@pytest.mark.floats
 def test_ctrl_c_says_where_to_resume_and_the_resumed_run_matches(tmp_path, uninterrupted):
     folder = tmp_path / "stopped"
     # a shell starts background jobs with Ctrl-C ignored: give the run the default handling
@@ -261,6 +264,7 @@ CG_ARGS = [
 ]
 
 
+@pytest.mark.floats
 def test_a_killed_cg_run_resumes_exactly(tmp_path):
     done = subprocess.run(
         sda_run(*CG_ARGS, "--out", str(tmp_path), "--name", "full"),

@@ -24,11 +24,8 @@ def run_cli(*args, cwd):
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    done = run_cli("--preset", "demo", "--out", str(out), "--name", "demo", cwd=out)
-    assert done.returncode == 0, done.stderr
-    return out / "demo", done.stdout
+def demo_run(demo_run_copy, demo_run_once):
+    return demo_run_copy, demo_run_once[1]
 
 
 def test_demo_writes_every_file(demo_run):
@@ -70,6 +67,7 @@ def test_demo_keeps_minibatch_costs(demo_run):
     assert all(float(r["cost"]) > 0 for r in rows)
 
 
+@pytest.mark.floats
 def test_demo_model_and_summary_agree(demo_run):
     folder, _ = demo_run
     summary = json.loads((folder / "summary.json").read_text())

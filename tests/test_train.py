@@ -52,6 +52,7 @@ def test_pretraining_zero_epochs_compiles_nothing_and_leaves_the_weights(mnist_s
         np.testing.assert_array_equal(param.get_value(), value)
 
 
+@pytest.mark.floats
 def test_cached_and_uncached_pretraining_give_the_same_parameters(mnist_small):
     train_x, _ = shared_dataset(mnist_small.subset(n_train=400).train)
     results = []
@@ -68,6 +69,7 @@ def test_cached_and_uncached_pretraining_give_the_same_parameters(mnist_small):
     assert not np.allclose(results[0][0], small_model(seed=7, layers=(60, 50, 40)).params[0].get_value())
 
 
+@pytest.mark.floats
 def test_finetuning_reaches_a_low_test_error(mnist_small):
     model = small_model()
     shared = [shared_dataset(s) for s in (mnist_small.train, mnist_small.valid, mnist_small.test)]
@@ -221,6 +223,7 @@ def test_early_stopping_rejects_nonsense():
         EarlyStopping(improvement_threshold=1.5)
 
 
+@pytest.mark.floats
 def test_cache_holds_the_frozen_layers_output(mnist_small):
     model = small_model()
     train_x, _ = shared_dataset(mnist_small.subset(n_train=700).train)

@@ -57,6 +57,7 @@ def test_inputs_carry_the_tutorial_names():
     assert train_fn.function.names == validate_model.batch_error.names == ("index",)
 
 
+@pytest.mark.floats
 def test_pretraining_by_the_tutorials_names_matches_the_positional_call_bit_for_bit():
     train_set_x, _ = tutorial_data()
     batch_size, pretrain_lr, pretraining_epochs = BATCH, 0.001, 2
@@ -90,6 +91,7 @@ def test_pretraining_by_the_tutorials_names_matches_the_positional_call_bit_for_
     assert not np.array_equal(values(sda)["hidden0.W"], values(tutorial_model())["hidden0.W"])  # it trained
 
 
+@pytest.mark.floats
 def test_finetuning_by_name_matches_the_positional_call_bit_for_bit():
     datasets = [tutorial_data()] * 3
     n_train_batches, finetune_lr = -(-N_ROWS // BATCH), 0.1

@@ -28,11 +28,8 @@ def command(module, *args):
 
 
 @pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    done = command("sda.run", "--preset", "demo", "--out", out, "--name", "demo", "--no-progress")
-    assert done.returncode == 0, done.stderr
-    return out / "demo"
+def run_folder(demo_run_copy):
+    return demo_run_copy
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +76,7 @@ def test_model_npz_records_its_architecture(run_folder):
     assert metadata["input"] == {"dataset": "digits", "image_shape": [8, 8], "pixel_scale": [16, 16]}
 
 
+@pytest.mark.floats
 def test_a_model_npz_loads_without_its_folder(run_folder, trained, tmp_path, test_split):
     alone = tmp_path / "elsewhere.npz"
     shutil.copy(run_folder / "model.npz", alone)
@@ -87,6 +85,7 @@ def test_a_model_npz_loads_without_its_folder(run_folder, trained, tmp_path, tes
     np.testing.assert_array_equal(model.predict(test_split.x), trained.predict(test_split.x))
 
 
+@pytest.mark.floats
 def test_load_run_gives_the_runs_test_error(trained, test_split):
     assert trained.settings["hidden_layers"] == [100, 100] and trained.summary["status"] == "done"
     error = np.mean(trained.predict(test_split.x) != test_split.y)
@@ -100,6 +99,7 @@ def test_load_run_gives_the_runs_test_error(trained, test_split):
 
 
 # ------------------------------------------------------------------ the commands
+@pytest.mark.floats
 def test_predict_on_pngs_gives_load_runs_labels(run_folder, trained, test_split, tmp_path):
     paths = []
     for i, row in enumerate(test_split.x):
@@ -157,6 +157,7 @@ def test_a_dark_digit_on_white_is_inverted_with_a_note(run_folder, trained, test
     assert err.startswith("note: ") and "inverted it" in err and err.count("\n") == 1
 
 
+@pytest.mark.floats
 def test_encode_writes_the_layers_code(run_folder, trained, test_split, tmp_path):
     np.save(tmp_path / "rows.npy", test_split.x[:20])
     out = tmp_path / "codes" / "layer0.npy"
@@ -340,6 +341,7 @@ def test_a_folder_without_a_model_says_why(run_folder, tmp_path):
         load_run(tmp_path / "nowhere")
 
 
+@pytest.mark.floats
 def test_an_older_model_npz_loads_through_its_config(run_folder, trained, tmp_path, test_split):
     folder = tmp_path / "run"
     shutil.copytree(run_folder, folder)
@@ -357,6 +359,7 @@ def test_an_older_model_npz_loads_through_its_config(run_folder, trained, tmp_pa
 
 
 # ------------------------------------------------------------------ scikit-learn
+@pytest.mark.floats
 def test_from_run_estimators_use_the_runs_model(run_folder, trained, test_split):
     classifier = SdAClassifier.from_run(run_folder)
     np.testing.assert_array_equal(classifier.predict(test_split.x), trained.predict(test_split.x))
