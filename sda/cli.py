@@ -17,23 +17,19 @@
 import argparse
 import contextlib
 import dataclasses
-import sys
 import types
 import typing
-import warnings
 
 import numpy as np
 
 from sda import engine
 from sda.checks import check_memory, training_memory
 from sda.data import load_dataset
-from sda.errors import SdAError, SettingError
+from sda.errors import INTERRUPTED, SdAError, SettingError, exit_status  # noqa: F401 (re-exported)
 from sda.optimize import DEFAULT_CHUNK_ROWS, METHODS
 from sda.rundir import RunDir
 from sda.SdA import SdA
 from sda.trained import INPUTS_HELP
-
-INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C (128 + SIGINT)
 
 
 # ------------------------------------------------------------------------ flags
@@ -291,32 +287,3 @@ def print_pretrain_epoch(record):
         f"cost {record['cost']:9.4f}  {record['seconds']:7.1f}s",
         flush=True,
     )
-
-
-# ----------------------------------------------------------------------- errors
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """A warning as one line a user reads, without the source location."""
-    print(f"warning: {message}", file=file or sys.stderr, flush=True)
-
-
-def exit_status(action):
-    """Run ``action()``; return the process exit status (0, 2 or 130).
-
-    A user error (``SdAError``, which includes ``DataError`` and
-    ``TrainingDiverged``) or an operating-system error (a full disk, a file
-    that cannot be written) becomes one line on stderr and status 2; Ctrl-C
-    becomes one line (its message says where to resume, if a run was
-    interrupted) and status 130. Warnings (e.g. a diverging cost) print as
-    one "warning: ..." line.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            action()
-    except KeyboardInterrupt as stop:
-        print(f"interrupted{': ' + str(stop) if str(stop) else ''}", file=sys.stderr)
-        return INTERRUPTED
-    except (SdAError, OSError) as error:  # anything else is a bug: its traceback stays
-        print("error: " + " ".join(str(error).split()), file=sys.stderr)
-        return 2
-    return 0
