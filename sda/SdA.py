@@ -17,17 +17,10 @@ from pytensor.graph.basic import Variable
 from pytensor.graph.replace import clone_replace
 
 from sda.batching import SplitScorer
-from sda.checks import (
-    check_choice,
-    check_count,
-    check_flag,
-    check_numpy_rng,
-    check_probability,
-    check_sequence,
-)
-from sda.dA import LOSSES, dA
+from sda.checks import check_numpy_rng
+from sda.constraints import check_one_level_per_layer, check_setting
+from sda.dA import dA
 from sda.engine import batched_function
-from sda.errors import SettingError
 from sda.graph_types import (
     NumpyRNG,
     RandomGenerator,
@@ -49,7 +42,7 @@ def check_architecture(
     tied: bool = True,
     loss: str = "cross_entropy",
 ) -> None:
-    """Raise an error naming the first nonsense setting and its fix.
+    """Raise an error naming the first nonsense setting and its fix (``sda.constraints``).
 
     Parameters
     ----------
@@ -63,25 +56,13 @@ def check_architecture(
     SettingError
         A setting whose value makes no sense (a ``ValueError``); both are ``SdAError`` s.
     """
-    sizes = check_sequence("hidden_layers_sizes", hidden_layers_sizes, "(1000, 1000)")
-    if not sizes:
-        raise SettingError("hidden_layers_sizes is empty: give at least one layer size, e.g. (1000,)")
-    check_count("n_ins", n_ins)
-    check_count("n_outs", n_outs, minimum=2)
-    for i, size in enumerate(sizes):
-        check_count(f"hidden_layers_sizes[{i}]", size)
-    levels = check_sequence(
-        "corruption_levels", corruption_levels, f"{tuple([0.1] * len(sizes))}, one level per hidden layer"
-    )
-    if len(levels) != len(sizes):
-        raise SettingError(
-            f"corruption_levels has {len(levels)} values but there are "
-            f"{len(sizes)} hidden layers: give one level per layer"
-        )
-    for i, level in enumerate(levels):
-        check_probability(f"corruption_levels[{i}]", level)
-    check_flag("tied", tied)
-    check_choice("loss", loss, LOSSES)
+    sizes = check_setting("hidden_layers", hidden_layers_sizes, "hidden_layers_sizes")
+    check_setting("n_ins", n_ins)
+    check_setting("n_outs", n_outs)
+    levels = check_setting("corruption_levels", corruption_levels)
+    check_one_level_per_layer(sizes, levels)
+    check_setting("tied", tied)
+    check_setting("loss", loss)
 
 
 class SdA:

@@ -1,18 +1,34 @@
-"""Argument checks for the library's constructors.
+"""Argument checks for the library's functions, and the memory a model will need.
 
-Each check raises an error that is both an ``SdAError`` (the commands print it
-as one line) and the ``TypeError`` or ``ValueError`` Python code expects, and
-its message names the argument, what it got and what to pass instead.
+The ``check_*`` functions apply the rules of ``sda.constraints`` to an
+argument of any name: each raises an error that is both an ``SdAError`` (the
+commands print it as one line) and the ``TypeError`` or ``ValueError`` Python
+code expects, in the table's words. A named setting is checked with
+``sda.constraints.check_setting``.
 """
 
-import math
 import numbers
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
+from sda.constraints import COUNT, DECAY, POSITIVE, PROBABILITY, Interval, Setting, check_setting
 from sda.errors import SettingError, SettingTypeError
+
+__all__ = [
+    "check_choice",
+    "check_count",
+    "check_decay",
+    "check_flag",
+    "check_memory",
+    "check_numpy_rng",
+    "check_passes",
+    "check_probability",
+    "check_sequence",
+    "check_setting",
+    "training_memory",
+]
 
 
 def check_count(name: str, value, minimum: int = 1) -> int:
@@ -25,44 +41,24 @@ def check_count(name: str, value, minimum: int = 1) -> int:
     >>> check_count("n_hidden", 2.5)
     Traceback (most recent call last):
     ...
-    sda.errors.SettingTypeError: n_hidden must be a whole number, got 2.5 (float); pass an int such as 3
+    sda.errors.SettingTypeError: n_hidden must be a whole number at least 1, got 2.5 (float)
     """
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
-        raise SettingTypeError(
-            f"{name} must be a whole number, got {value!r} ({type(value).__name__}); "
-            f"pass an int such as {max(minimum, 3)}"
-        )
-    if value < minimum:
-        wanted = "a positive integer" if minimum == 1 else f"at least {minimum}"
-        raise SettingError(f"{name} must be {wanted}, got {value}")
-    return int(value)
+    interval = COUNT if minimum == 1 else Interval(numbers.Integral, minimum, None, closed="left")
+    return Setting(name, int, "", interval).check(value)
 
 
-def check_sequence(name: str, value, example: str) -> list:
-    """Return ``value`` as a list, refusing scalars and strings.
-
-    ``example`` shows a valid value in the message.
-    """
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
-        raise SettingTypeError(
-            f"{name} must be a list or tuple, got {value!r} ({type(value).__name__}); pass e.g. {example}"
-        )
-    return list(value)
+def check_sequence(name: str, value, kind: type = int) -> tuple:
+    """Return ``value`` as a tuple of ``kind``, refusing scalars, strings and empty lists."""
+    return Setting(name, kind, "", many=True).check(value)
 
 
 def check_probability(name: str, value) -> float:
     """Return ``value`` as a float in [0, 1), refusing strings, bools and NaN."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise SettingTypeError(
-            f"{name} must be a number in [0, 1), got {value!r} ({type(value).__name__}); pass e.g. 0.1"
-        )
-    if not (math.isfinite(value) and 0.0 <= value < 1.0):
-        raise SettingError(f"{name} = {value!r} is outside [0, 1): it is the probability of zeroing an input")
-    return float(value)
+    return Setting(name, float, "", PROBABILITY).check(value)
 
 
 def check_decay(name: str, value) -> float:
-    """Return ``value`` as a float in (0, 1], a per-epoch factor on a learning rate.
+    """Return ``value`` as a float in (0, 1], a per-epoch factor on a learning rate (1: constant).
 
     Examples
     --------
@@ -71,15 +67,9 @@ def check_decay(name: str, value) -> float:
     >>> check_decay("finetune_lr_decay", 0)
     Traceback (most recent call last):
     ...
-    sda.errors.SettingError: finetune_lr_decay must be in (0, 1] (1 keeps the rate constant), got 0
+    sda.errors.SettingError: finetune_lr_decay must be in (0, 1], got 0
     """
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise SettingTypeError(
-            f"{name} must be a number in (0, 1], got {value!r} ({type(value).__name__}); pass e.g. 0.95"
-        )
-    if not (math.isfinite(value) and 0.0 < value <= 1.0):
-        raise SettingError(f"{name} must be in (0, 1] (1 keeps the rate constant), got {value!r}")
-    return float(value)
+    return Setting(name, float, "", DECAY).check(value)
 
 
 def check_passes(name: str, value, allow_none: bool = False) -> float | None:
@@ -95,32 +85,19 @@ def check_passes(name: str, value, allow_none: bool = False) -> float | None:
     >>> check_passes("eval_every", 0)
     Traceback (most recent call last):
     ...
-    sda.errors.SettingError: eval_every must be a positive number of pass-equivalents, got 0
+    sda.errors.SettingError: eval_every must be more than 0, got 0
     """
-    if value is None and allow_none:
-        return None
-    none = " or None" if allow_none else ""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise SettingTypeError(
-            f"{name} must be a positive number of pass-equivalents{none}, got "
-            f"{value!r} ({type(value).__name__}); pass e.g. 0.5"
-        )
-    if not (math.isfinite(value) and value > 0):
-        raise SettingError(f"{name} must be a positive number of pass-equivalents{none}, got {value!r}")
-    return float(value)
+    return Setting(name, float, "", POSITIVE).check(value, allow_none=allow_none)
 
 
 def check_flag(name: str, value) -> bool:
     """Return ``value`` if it is a bool; ``tied="no"`` must not read as True."""
-    if not isinstance(value, bool | np.bool_):
-        raise SettingTypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
-    return bool(value)
+    return Setting(name, bool, "").check(value)
 
 
-def check_choice(name: str, value, choices: tuple) -> None:
-    """Refuse ``value`` unless it is one of ``choices``."""
-    if not isinstance(value, str) or value not in choices:
-        raise SettingError(f"unknown {name} {value!r}: choose one of {choices}")
+def check_choice(name: str, value, choices: tuple) -> str:
+    """Return ``value`` if it is one of ``choices``."""
+    return Setting(name, str, "", choices=tuple(choices)).check(value)
 
 
 def check_numpy_rng(name: str, value) -> None:

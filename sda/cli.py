@@ -24,6 +24,7 @@ import numpy as np
 
 from sda import engine
 from sda.checks import check_memory, training_memory
+from sda.config import field_choices, field_help
 from sda.data import load_dataset
 from sda.errors import INTERRUPTED, SdAError, SettingError, exit_status  # noqa: F401 (re-exported)
 from sda.optimize import DEFAULT_CHUNK_ROWS, METHODS
@@ -87,7 +88,7 @@ def add_settings_flags(parser, settings_class, defaults, names=None):
     >>> add_settings_flags(parser, RunConfig, {"default": {}, "--preset demo": PRESETS["demo"]},
     ...                    ["pretrain_lr"])
     >>> parser._actions[-1].help
-    'pre-training learning rate (default: 0.02; --preset demo: 0.01)'
+    'pre-training learning rate (default: 0.05; --preset demo: 0.01)'
     >>> settings_from_args(parser.parse_args(["--pretrain-lr", "0.5"]), RunConfig, {}).pretrain_lr
     0.5
     """
@@ -97,7 +98,7 @@ def add_settings_flags(parser, settings_class, defaults, names=None):
         options = dict(
             dest=name,
             default=argparse.SUPPRESS,
-            help=f"{f.metadata['help']} {describe_default(f, defaults)}".replace("%", "%%"),
+            help=f"{field_help(f)} {describe_default(f, defaults)}".replace("%", "%%"),
         )
         annotation = f.type
         if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -108,10 +109,46 @@ def add_settings_flags(parser, settings_class, defaults, names=None):
             options.update(nargs="+", type=typing.get_args(annotation)[0])
         else:
             options["type"] = annotation
-        for key in ("choices", "metavar"):
-            if key in f.metadata:
-                options[key] = f.metadata[key]
+        if field_choices(f):
+            options["choices"] = field_choices(f)
+        if "metavar" in f.metadata:
+            options["metavar"] = f.metadata["metavar"]
         parser.add_argument(_flag(name), **options)
+
+
+def add_deprecated_alias(parser, old_flag, name):
+    """Let ``old_flag`` still set the setting ``name``, printing one deprecation line to stderr.
+
+    Examples
+    --------
+    >>> import argparse, contextlib, io
+    >>> parser = argparse.ArgumentParser()
+    >>> parser.add_argument("--cg-batch-size", dest="cg_batch_size", type=int)  # doctest: +ELLIPSIS
+    _StoreAction(...)
+    >>> add_deprecated_alias(parser, "--finetune-batch-size", "cg_batch_size")
+    >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+    ...     parser.parse_args(["--finetune-batch-size", "250"]).cg_batch_size
+    250
+    >>> err.getvalue()
+    'warning: --finetune-batch-size is deprecated: use --cg-batch-size\\n'
+    """
+    new_flag = _flag(name)
+    new = next(action for action in parser._actions if new_flag in action.option_strings)
+
+    class Deprecated(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            print(f"warning: {option_string} is deprecated: use {new_flag}", file=sys.stderr)
+            setattr(namespace, name, values)
+
+    parser.add_argument(
+        old_flag,
+        action=Deprecated,
+        dest=name,
+        default=argparse.SUPPRESS,
+        type=new.type,
+        metavar=new.metavar or name.upper(),
+        help=f"deprecated: use {new_flag}",
+    )
 
 
 def given_settings(args, settings_class):
@@ -145,6 +182,7 @@ BATCH_SETTINGS = (
     "sgd_batch_size",
     "pretrain_batch_size",
     "finetune_batch_size",
+    "cg_batch_size",
     "sensitivity_m",
 )
 

@@ -26,7 +26,6 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from sda.checks import check_passes
 from sda.cli import add_settings_flags, exit_status, experiment_folder, settings_from_args
 from sda.compare import (
     ADDED_LATER,
@@ -35,6 +34,7 @@ from sda.compare import (
     markdown_table,
     result_row,
     summarise,
+    upgrade,
     write_tables_and_plots,
 )
 from sda.config import SettingError, check_fields, setting
@@ -49,12 +49,7 @@ SHARED = ["dataset", "rows", "hidden_layers", "weight_decay", "thresholds"]
 class CombineSettings:
     """The folders to combine, the budget to cut them at, and where to write."""
 
-    folders: tuple[str, ...] = setting(
-        (),
-        "sda.compare output folders, made from the same --pretrained weights",
-        default_text="none: give two or more",
-        metavar="FOLDER",
-    )
+    folders: tuple[str, ...] = setting((), default_text="none: give two or more", metavar="FOLDER")
     budget_passes: float | None = setting(
         None, "cut every run at this many pass-equivalents", default_text="each run's own budget"
     )
@@ -80,7 +75,6 @@ class CombineSettings:
         check_fields(self)
         if len(self.folders) < 2:
             raise SettingError("give two or more folders to combine")
-        check_passes("budget_passes", self.budget_passes, allow_none=True)
         return self
 
 
@@ -142,6 +136,7 @@ def read_comparison(folder: Path) -> dict:
     # The recorded settings label the rows: check them as sda.compare checked its flags, leaving
     # out what it recorded beside them (command, backend...) and the pretrained path: the part's
     # own pretrained.npz, digested above, is what counts. from_dict refuses a non-object itself.
+    record["settings"] = upgrade(record["settings"])  # an older folder's names
     recorded, checked = record["settings"], {f.name for f in fields(CompareSettings)} - {"pretrained"}
     if isinstance(recorded, dict):
         recorded = {name: value for name, value in recorded.items() if name in checked}
@@ -215,9 +210,9 @@ def arm_labels(records: list[dict]) -> list[dict]:
     Examples
     --------
     >>> parts = [{"folder": "p", "runs": [{"arm": "cg-hs2006"}], "settings": {
-    ...     "finetune_batch_size": m, "line_searches": 3, "warmup_epochs": 1}} for m in (1000, 250)]
+    ...     "cg_batch_size": m, "line_searches": 3, "warmup_epochs": 1}} for m in (1000, 250)]
     >>> [labels["cg-hs2006"] for labels in arm_labels(parts)]
-    ['cg-hs2006 (finetune_batch_size 1000)', 'cg-hs2006 (finetune_batch_size 250)']
+    ['cg-hs2006 (cg_batch_size 1000)', 'cg-hs2006 (cg_batch_size 250)']
     """
 
     def reads(record, arm):

@@ -50,6 +50,7 @@ from matplotlib.ticker import FuncFormatter
 
 from sda import engine
 from sda.cli import (
+    add_deprecated_alias,
     add_settings_flags,
     apply_mode,
     build_model,
@@ -59,13 +60,12 @@ from sda.cli import (
     print_pretrain_epoch,
     settings_from_args,
 )
-from sda.config import MAX_SEED, PRESETS, SGD_BATCH_SIZE, RunConfig, SettingError, setting
+from sda.config import PRESETS, RunConfig, SettingError, setting
+from sda.constraints import ARMS, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_ROWS, SGD_BATCH_SIZE
 from sda.data import shared_dataset
 from sda.errors import check_finite
 from sda.gradual import data_entropy
 from sda.optimize import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CHUNK_ROWS,
     DeepAutoencoder,
     Evaluator,
     autoencoder_measure,
@@ -78,7 +78,6 @@ from sda.rundir import load_params, save_params
 from sda.sgd import sgd_updates
 from sda.train import pretrain
 
-ARMS = ("sgd", "sgd-momentum", "cg-hs2006", "cg-full", "lbfgs-minibatch", "lbfgs-full")
 # Full-batch CG and L-BFGS run on as one optimisation: iterations per "batch" beyond any budget.
 FULL_BATCH_ITERATIONS = 100_000
 
@@ -92,28 +91,17 @@ class CompareSettings(RunConfig):
     """
 
     seed: int = setting(
-        89677,
-        f"seed of the model's weights and its pre-training, 0 to {MAX_SEED} (the arms shuffle by --seeds)",
+        89677, "seed of the model's weights and its pre-training (the arms shuffle by --seeds)"
     )
-    pretrained: str | None = setting(
-        None,
-        "skip pre-training: start from these saved weights, e.g. the pretrained.npz of an "
-        "earlier comparison with the same layers",
-        default_text="pre-train",
-        metavar="PATH",
-    )
-    arms: tuple[str, ...] = setting(ARMS, "which optimisers to run", metavar="ARM")
-    seeds: tuple[int, ...] = setting(
-        (1, 2, 3), "fine-tuning seeds (shuffling); each arm runs once per seed", metavar="SEED"
-    )
+    pretrained: str | None = setting(None, default_text="pre-train", metavar="PATH")
+    arms: tuple[str, ...] = setting(ARMS, metavar="ARM")
+    seeds: tuple[int, ...] = setting((1, 2, 3), metavar="SEED")
     budget_passes: float = setting(
         20.0, "pass-equivalents each arm may spend (rows through forward+backward / training rows)"
     )
     eval_every: float = setting(0.5, "pass-equivalents between measurements")
-    thresholds: tuple[float, ...] = setting(
-        (2.0, 1.6), "validation errors (%) whose cost to reach is reported", metavar="PERCENT"
-    )
-    sgd_batch_size: int = setting(SGD_BATCH_SIZE, "minibatch size of the sgd arms")
+    thresholds: tuple[float, ...] = setting((2.0, 1.6), metavar="PERCENT")
+    sgd_batch_size: int = setting(SGD_BATCH_SIZE)
     finetune_lr: float = setting(2.0, "learning rate of the sgd arms")
     momentum: float = setting(
         0.9, "momentum of the sgd-momentum arm, in (0, 1); its learning rate is scaled by 1 - momentum"
@@ -125,27 +113,14 @@ class CompareSettings(RunConfig):
         "with this probability, the rest scaled by 1/(1 - it) (sgd: a fresh mask every step; "
         "cg/lbfgs: one mask per mini-batch, kept through its line searches)",
     )
-    finetune_batch_size: int = setting(
-        DEFAULT_BATCH_SIZE, "rows per batch m of the mini-batch CG and L-BFGS arms"
-    )
+    cg_batch_size: int = setting(DEFAULT_BATCH_SIZE)
     line_searches: int = setting(3, "line searches (iterations) k per batch of the mini-batch arms")
     warmup_epochs: int = setting(1, "cg-hs2006: first epochs that train the softmax layer alone")
-    sensitivity_m: tuple[int, ...] | None = setting(
-        None,
-        "also run mini-batch CG (first seed) for each of these batch sizes ...",
-        default_text="no sensitivity runs",
-        metavar="M",
-    )
-    sensitivity_k: tuple[int, ...] | None = setting(
-        None, "... and each of these line-search counts", default_text="--line-searches", metavar="K"
-    )
-    autoencoder: bool = setting(
-        False, "also fine-tune the unrolled deep auto-encoder by SGD and by mini-batch CG"
-    )
-    ae_lr: float = setting(0.01, "learning rate of the auto-encoder's SGD arm")
-    chunk_rows: int = setting(
-        DEFAULT_CHUNK_ROWS, "rows per compiled call of CG/L-BFGS and the evaluator (speed and memory only)"
-    )
+    sensitivity_m: tuple[int, ...] | None = setting(None, default_text="no sensitivity runs", metavar="M")
+    sensitivity_k: tuple[int, ...] | None = setting(None, default_text="--line-searches", metavar="K")
+    autoencoder: bool = setting(False)
+    ae_lr: float = setting(0.01)
+    chunk_rows: int = setting(DEFAULT_CHUNK_ROWS)
     out: str | None = setting(
         None,
         "output folder; refused if it already holds files, so an earlier result is never overwritten",
@@ -154,19 +129,11 @@ class CompareSettings(RunConfig):
 
     def check(self):
         super().check()
-        if not self.ae_lr > 0:
-            raise SettingError(f"ae_lr must be a positive number, got {self.ae_lr!r}")
-        for name in ["sgd_batch_size", "chunk_rows", "sensitivity_m", "sensitivity_k"]:
-            value = getattr(self, name)
-            if value is not None and min(value if isinstance(value, tuple) else [value]) < 1:
-                raise SettingError(f"{name} must be 1 or more, got {value!r}")
         if not self.momentum > 0:
             raise SettingError(
                 f"momentum must be more than 0 for the sgd-momentum arm, got "
                 f"{self.momentum!r}; the sgd arm is the one without"
             )
-        if not self.arms or not set(self.arms) <= set(ARMS):
-            raise SettingError(f"arms must be some of {', '.join(ARMS)}; got {list(self.arms)}")
         full_batch = [arm for arm in self.arms if arm.endswith("-full")]
         if self.finetune_corruption and full_batch:
             # one batch per epoch and one epoch per run: a single mask, i.e. one fixed noisy copy
@@ -175,19 +142,10 @@ class CompareSettings(RunConfig):
                 "dropout mask for the whole run, not dropout: leave the full-batch "
                 "arms out of --arms, or run them without it"
             )
-        if not self.seeds or not all(0 <= seed <= MAX_SEED for seed in self.seeds):
-            raise SettingError(
-                f"seeds must be one or more numbers from 0 to {MAX_SEED}, got {list(self.seeds)}"
-            )
         for name in ["arms", "seeds"]:
             values = getattr(self, name)
             if len(set(values)) != len(values):
                 raise SettingError(f"{name} {' '.join(map(str, values))}: give each one once")
-        if not all(0 < threshold <= 100 for threshold in self.thresholds):
-            raise SettingError(
-                f"thresholds are validation errors in percent, each in (0, 100]; got "
-                f"{' '.join(map(str, self.thresholds))}"
-            )
         if self.pretrained is not None and not Path(self.pretrained).is_file():
             problem = "is a folder" if Path(self.pretrained).is_dir() else "no such file"
             raise SettingError(
@@ -195,6 +153,37 @@ class CompareSettings(RunConfig):
                 "of an earlier comparison, or leave --pretrained out to pre-train"
             )
         return self
+
+    def finetune_rows(self) -> int:
+        """Rows of the largest fine-tuning batch: the sgd arms' or the mini-batch arms'."""
+        return max(self.sgd_batch_size, self.cg_batch_size)
+
+    @classmethod
+    def from_dict(cls, values, source="the settings"):
+        """As ``RunConfig.from_dict``; a folder written before ``cg_batch_size`` had its name
+        records it as ``finetune_batch_size`` (``upgrade``)."""
+        return super().from_dict(upgrade(values), source)
+
+
+# settings a comparison.json may record under an older name
+RENAMED = {"finetune_batch_size": "cg_batch_size"}
+
+
+def upgrade(recorded):
+    """``comparison.json``'s settings with the names of this version (``RENAMED``).
+
+    Examples
+    --------
+    >>> upgrade({"finetune_batch_size": 250, "line_searches": 3})
+    {'line_searches': 3, 'cg_batch_size': 250}
+    """
+    if not isinstance(recorded, dict):
+        return recorded
+    upgraded = dict(recorded)
+    for old, new in RENAMED.items():
+        if old in upgraded and new not in upgraded:
+            upgraded[new] = upgraded.pop(old)
+    return upgraded
 
 
 # the values behind the flags' defaults: the classic preset (the network and pre-training that
@@ -223,7 +212,7 @@ FLAGS = [
     "momentum",
     "weight_decay",
     "finetune_corruption",
-    "finetune_batch_size",
+    "cg_batch_size",
     "line_searches",
     "warmup_epochs",
     "sensitivity_m",
@@ -249,6 +238,7 @@ MODEL_SETTINGS = [
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m sda.compare", description=__doc__.split("\n\n")[0])
     add_settings_flags(parser, CompareSettings, {"default": DEFAULTS}, FLAGS)
+    add_deprecated_alias(parser, "--finetune-batch-size", "cg_batch_size")
     return parser
 
 
@@ -328,9 +318,9 @@ def sgd_run(
 ARM_READS = {
     "sgd": ("sgd_batch_size", "finetune_lr", "finetune_corruption"),
     "sgd-momentum": ("sgd_batch_size", "finetune_lr", "momentum", "finetune_corruption"),
-    "cg-hs2006": ("finetune_batch_size", "line_searches", "warmup_epochs", "finetune_corruption"),
+    "cg-hs2006": ("cg_batch_size", "line_searches", "warmup_epochs", "finetune_corruption"),
     "cg-full": (),  # no --finetune-corruption: see CompareSettings.check
-    "lbfgs-minibatch": ("finetune_batch_size", "line_searches", "finetune_corruption"),
+    "lbfgs-minibatch": ("cg_batch_size", "line_searches", "finetune_corruption"),
     "lbfgs-full": (),
 }
 # settings added after comparison parts were first written, with the value those parts ran at
@@ -339,7 +329,7 @@ ADDED_LATER = {"finetune_corruption": 0.0}
 
 def arm_settings(arm, settings, n_train):
     """``finetune_minibatch`` keywords of a CG / L-BFGS arm."""
-    minibatch = dict(batch_size=settings.finetune_batch_size, line_searches=settings.line_searches)
+    minibatch = dict(batch_size=settings.cg_batch_size, line_searches=settings.line_searches)
     full = dict(batch_size=n_train, line_searches=FULL_BATCH_ITERATIONS)
     return {
         "cg-hs2006": dict(method="cg", warmup_epochs=settings.warmup_epochs, **minibatch),
@@ -583,7 +573,7 @@ def run_autoencoder(model, shared, pretrained, settings):
                 train_x,
                 valid_x,
                 "cg",
-                settings.finetune_batch_size,
+                settings.cg_batch_size,
                 settings.line_searches,
                 settings.budget_passes,
                 seed=seed,
@@ -686,7 +676,7 @@ def _compare(settings, command, dataset, model, out):
 
     sensitivity = []
     grid = settings.sensitivity_m or settings.sensitivity_k
-    for m in (settings.sensitivity_m or [settings.finetune_batch_size]) if grid else []:
+    for m in (settings.sensitivity_m or [settings.cg_batch_size]) if grid else []:
         for k in settings.sensitivity_k or [settings.line_searches]:
             load_params(model, pretrained)
             result = finetune_minibatch(

@@ -17,11 +17,10 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from sda.checks import check_choice, check_count, check_flag, check_numpy_rng
+from sda.checks import check_numpy_rng
+from sda.constraints import LOSSES, check_setting
 from sda.mlp import uniform_weights, zero_bias
 from sda.sgd import sgd_updates
-
-LOSSES = ("cross_entropy", "squared")
 
 
 def draw_seed(numpy_rng):
@@ -100,9 +99,9 @@ class dA:
         loss="cross_entropy",
     ):
         check_numpy_rng("numpy_rng", numpy_rng)
-        n_visible, n_hidden = check_count("n_visible", n_visible), check_count("n_hidden", n_hidden)
-        check_flag("tied", tied)
-        check_choice("loss", loss, LOSSES)
+        n_visible, n_hidden = check_setting("n_visible", n_visible), check_setting("n_hidden", n_hidden)
+        check_setting("tied", tied)
+        check_setting("loss", loss)
         self.n_visible, self.n_hidden = n_visible, n_hidden
         self.loss = loss
         self.W = W if W is not None else uniform_weights(numpy_rng, n_visible, n_hidden)

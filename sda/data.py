@@ -42,12 +42,12 @@ from typing import ClassVar
 import numpy as np
 
 from sda.checks import check_count
+from sda.constraints import DATASETS
 from sda.errors import SdAError, SettingTypeError
 
 log = logging.getLogger(__name__)
 
 DATA_ENV = "SDA_DATA"
-DATASETS = ("mnist", "mnist-idx", "fashion-mnist", "digits", "npz")
 DOWNLOAD_TIMEOUT = 60  # seconds without data before a download attempt fails
 IDX_VALID_SIZE = 10_000  # the last rows of an IDX training file form the validation split
 # A gzip file may inflate to at most GZIP_MAX_RATIO times its size, or to

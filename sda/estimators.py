@@ -21,8 +21,6 @@ was trained on, as ``MinMaxScaler(clip=True)`` would clip them. NaN and
 infinity are refused everywhere.
 """
 
-import math
-import numbers
 import warnings
 
 import numpy as np
@@ -31,22 +29,22 @@ from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state, check_scalar
+from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sda.batching import n_batches
-from sda.checks import check_choice, check_count, check_flag, check_memory, check_probability, training_memory
-from sda.dA import LOSSES, reconstruction_loss
+from sda.checks import check_flag, check_memory, training_memory
+from sda.constraints import DEFAULT_CHUNK_ROWS, FINETUNERS, check_one_level_per_layer, check_setting
+from sda.dA import reconstruction_loss
 from sda.data import Split, shared_dataset
-from sda.errors import SettingError
-from sda.optimize import DEFAULT_CHUNK_ROWS, finetune_batch
+from sda.optimize import finetune_batch
 from sda.rundir import set_params
 from sda.SdA import SdA
 from sda.train import EarlyStopping, finetune_sgd, pretrain
 from sda.trained import load_run, run_in_chunks
 
-SOLVERS = ("sgd", "cg", "lbfgs")
+SOLVERS = FINETUNERS
 # MinMaxScaler's float rounding can land a few float32 ulps outside [0, 1];
 # in fit such values are clipped, anything further out is refused.
 RANGE_SLACK = 1e-6
@@ -107,12 +105,19 @@ class _Network:
 
 
 # ------------------------------------------------------------------ the shared base
-def _check_real(value, name, **bounds):
-    """``check_scalar`` for a real-valued setting, refusing NaN and infinity too
-    (every comparison with NaN is false, so NaN passes any bound)."""
-    check_scalar(value, name, (float, int), **bounds)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} == {value}, must be a finite number")
+# each estimator parameter -> the setting of sda.constraints it is (messages name the parameter)
+AS_SETTING = {
+    "pretrain_epochs": "pretrain_epochs",
+    "pretrain_learning_rate": "pretrain_lr",
+    "batch_size": "batch_size",
+    "momentum": "momentum",
+    "alpha": "weight_decay",
+    "solver": "finetune",
+    "learning_rate_init": "finetune_lr",
+    "max_iter": "finetune_epochs",
+    "n_iter_no_change": "patience",
+    "validation_fraction": "validation_fraction",
+}
 
 
 class _SdAEstimator(BaseEstimator):
@@ -121,36 +126,25 @@ class _SdAEstimator(BaseEstimator):
     def _check_settings(self):
         """Raise ``ValueError`` or ``TypeError`` naming the first setting that makes no sense.
 
-        The settings ``SdA`` takes too (layer sizes, corruption levels, ``tied``,
-        ``loss``) go through the same checks as its constructor (``sda.checks``).
+        Every setting goes through its rule in ``sda.constraints``, the one
+        ``SdA`` and the run configurations use, so a bad value gets the same
+        error and words (the parameters named as here, e.g. ``alpha``).
         """
         sizes = self.hidden_layer_sizes
-        sizes = [sizes] if np.isscalar(sizes) else list(sizes)
-        if not sizes:
-            raise SettingError("hidden_layer_sizes is empty: give at least one layer size, e.g. (100,)")
-        sizes = [check_count(f"hidden_layer_sizes[{i}]", size) for i, size in enumerate(sizes)]
+        sizes = check_setting("hidden_layers", [sizes] if np.isscalar(sizes) else sizes, "hidden_layer_sizes")
         levels = self.corruption_levels
-        levels = [levels] * len(sizes) if np.isscalar(levels) else list(levels)
-        if len(levels) != len(sizes):
-            raise SettingError(
-                f"corruption_levels has {len(levels)} values for {len(sizes)} hidden "
-                "layers: give one level per layer, or one number for all"
-            )
-        levels = [check_probability(f"corruption_levels[{i}]", level) for i, level in enumerate(levels)]
-        check_flag("tied", self.tied)
-        check_choice("loss", self.loss, LOSSES)
-        if isinstance(self.verbose, numbers.Integral) and not isinstance(self.verbose, bool):
-            check_count("verbose", self.verbose, minimum=0)  # scikit-learn's levels 0, 1, 2 ...
-        else:
+        levels = check_setting("corruption_levels", [levels] * len(sizes) if np.isscalar(levels) else levels)
+        check_one_level_per_layer(sizes, levels)
+        check_setting("tied", self.tied)
+        check_setting("loss", self.loss)
+        if isinstance(self.verbose, bool | np.bool_):
             check_flag("verbose", self.verbose)
-        check_scalar(self.pretrain_epochs, "pretrain_epochs", (int, np.integer), min_val=0)
-        _check_real(
-            self.pretrain_learning_rate, "pretrain_learning_rate", min_val=0, include_boundaries="neither"
-        )
-        check_scalar(self.batch_size, "batch_size", (int, np.integer), min_val=1)
-        _check_real(self.momentum, "momentum", min_val=0, max_val=1, include_boundaries="left")
-        _check_real(self.alpha, "alpha", min_val=0)
-        return sizes, levels
+        else:
+            check_setting("verbose", self.verbose)  # scikit-learn's levels 0, 1, 2 ...
+        for name in self._get_param_names():
+            if name in AS_SETTING:
+                check_setting(AS_SETTING[name], getattr(self, name), name)
+        return list(sizes), list(levels)
 
     def _validate_X(self, X, reset):
         """``X`` as float32, checked by scikit-learn's helpers: for ``fit``
@@ -635,17 +629,6 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         self.loss = loss
         self.random_state = random_state
         self.verbose = verbose
-
-    def _check_settings(self):
-        checked = super()._check_settings()
-        check_choice("solver", self.solver, SOLVERS)
-        _check_real(self.learning_rate_init, "learning_rate_init", min_val=0, include_boundaries="neither")
-        check_scalar(self.max_iter, "max_iter", (int, np.integer), min_val=1)
-        check_scalar(self.n_iter_no_change, "n_iter_no_change", (int, np.integer), min_val=1)
-        _check_real(
-            self.validation_fraction, "validation_fraction", min_val=0, max_val=1, include_boundaries="left"
-        )
-        return checked
 
     def fit(self, X, y):
         """Pre-train the stack on ``X``, then fine-tune it on the labels ``y``.

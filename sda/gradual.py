@@ -26,7 +26,7 @@ import pytensor.tensor as pt
 from scipy.special import entr
 
 from sda.batching import n_batches
-from sda.checks import check_count
+from sda.constraints import SGD_BATCH_SIZE, check_setting
 from sda.dA import reconstruction_loss
 from sda.engine import batched_function
 from sda.errors import SettingError, check_finite
@@ -96,16 +96,16 @@ def relative_cross_entropy(model, data_x):
 def _budgets(model, epochs_per_layer):
     if isinstance(epochs_per_layer, Real):
         epochs_per_layer = [epochs_per_layer] * model.n_layers
-    budgets = [float(b) for b in epochs_per_layer]
+    budgets = list(epochs_per_layer)
     if len(budgets) != model.n_layers:
         raise SettingError(
             f"epochs_per_layer has {len(budgets)} values for {model.n_layers} "
             "layers: give one budget per layer, or a single number"
         )
-    for layer, budget in enumerate(budgets):
-        if not budget > 0:
-            raise SettingError(f"epochs_per_layer[{layer}] = {budget!r}: budgets must be positive")
-    return budgets
+    return [
+        check_setting("first_epochs", budget, f"epochs_per_layer[{layer}]")
+        for layer, budget in enumerate(budgets)
+    ]
 
 
 def schedule(layer, budget, fraction_stacked, steps_per_epoch):
@@ -123,7 +123,7 @@ def train_gradual(
     model,
     train_x,
     epochs_per_layer,
-    batch_size=20,
+    batch_size=SGD_BATCH_SIZE,
     learning_rate=0.01,
     corruption=None,
     momentum=0.0,
@@ -155,15 +155,11 @@ def train_gradual(
     step when a cost or parameter is not finite; warns when a phase's cost
     climbs far above its first minibatch's.
     """
-    if not 0.0 <= fraction_stacked <= 1.0:
-        raise SettingError(f"fraction_stacked must be in [0, 1], got {fraction_stacked!r}")
+    check_setting("fraction_stacked", fraction_stacked)
     budgets = _budgets(model, epochs_per_layer)
-    check_count("batch_size", batch_size)
-    if not learning_rate > 0:
-        raise SettingError(f"learning_rate must be positive, got {learning_rate!r}")
-    level = model.corruption_levels[0] if corruption is None else corruption
-    if not 0.0 <= level < 1.0:
-        raise SettingError(f"corruption must be in [0, 1), got {level!r}")
+    check_setting("batch_size", batch_size)
+    check_setting("lr", learning_rate, "learning_rate")
+    level = model.corruption_levels[0] if corruption is None else check_setting("corruption", corruption)
     layers = list(range(model.n_layers)) if layers is None else list(layers)
     if not layers or any(layer not in range(model.n_layers) for layer in layers):
         raise SettingError(f"layers must name some of the layers 0..{model.n_layers - 1}, got {layers}")

@@ -36,7 +36,8 @@ from threadpoolctl import ThreadpoolController
 
 from sda.batching import batch_sizes
 from sda.checkpoint import Checkpoint, Progress
-from sda.checks import check_passes
+from sda.checks import check_count, check_passes, check_probability
+from sda.constraints import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_ROWS, check_setting
 from sda.dA import reconstruction_loss
 from sda.engine import batched_function
 from sda.errors import SettingError, check_finite
@@ -44,10 +45,6 @@ from sda.train import FinetuneResult, noop
 
 METHODS = ("cg", "lbfgs")
 PHASES = {"cg": "CG fine-tuning", "lbfgs": "L-BFGS fine-tuning"}  # names in divergence errors
-DEFAULT_CHUNK_ROWS = 10_000  # rows per compiled call: large enough for BLAS, small for memory
-# Hinton & Salakhutdinov's batches. It applies when CG/L-BFGS is picked without a batch size:
-# the run presets' finetune_batch_size of 20 is SGD's and far too small for a line search.
-DEFAULT_BATCH_SIZE = 1000
 _CG_STATUS = {  # fmin_cg's warnflag; 1, its iteration limit, is never reported: _Tracker stops first
     0: "converged",
     2: "line search failed (precision loss)",
@@ -176,10 +173,8 @@ class FlatObjective:
         input_dropout=0.0,
     ):
         _check_positive("chunk_rows", chunk_rows)
-        if not (math.isfinite(weight_decay) and weight_decay >= 0):
-            raise SettingError(f"weight_decay must be 0 or more, got {weight_decay!r}")
-        if not (math.isfinite(input_dropout) and 0 <= input_dropout < 1):
-            raise SettingError(f"input_dropout must be in [0, 1), got {input_dropout!r}")
+        check_setting("weight_decay", weight_decay)
+        check_probability("input_dropout", input_dropout)
         self.flat = FlatParams(params)
         grads = pytensor.grad(cost, self.flat.params)
         flat_grad = pt.concatenate([g.flatten() for g in grads])
@@ -281,11 +276,7 @@ class FlatObjective:
 
 
 def _check_positive(name, value, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        fix = "a positive integer" + (", or None for no limit" if allow_none else "")
-        raise SettingError(f"{name} must be {fix}; got {value!r}")
+    return value if value is None and allow_none else check_count(name, value)
 
 
 def _check_method(method):
@@ -716,12 +707,7 @@ def _check_minibatch_settings(
     _check_positive("line_searches", line_searches)
     _check_positive("max_epochs", max_epochs)
     _check_positive("patience", patience, allow_none=True)
-    if (
-        isinstance(warmup_epochs, bool)
-        or not isinstance(warmup_epochs, (int, np.integer))
-        or warmup_epochs < 0
-    ):
-        raise SettingError(f"warmup_epochs must be 0 or a positive integer; got {warmup_epochs!r}")
+    check_setting("warmup_epochs", warmup_epochs)
     check_passes("budget_passes", budget_passes, allow_none=True)
     if batch_size > n_rows:
         raise SettingError(

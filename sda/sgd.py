@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytensor
 
-from sda.errors import SettingError
+from sda.constraints import check_setting
 
 
 def sgd_updates(cost, params, learning_rate, momentum=0.0, weight_decay=0.0):
@@ -18,10 +18,7 @@ def sgd_updates(cost, params, learning_rate, momentum=0.0, weight_decay=0.0):
     Returns ``(updates, velocities)``; the velocities are training state and
     belong in a checkpoint.
     """
-    if not 0.0 <= momentum < 1.0:
-        raise SettingError(f"momentum must be in [0, 1), got {momentum!r}")
-    if weight_decay < 0.0:
-        raise SettingError(f"weight_decay must be 0 or more, got {weight_decay!r}")
+    momentum, weight_decay = check_setting("momentum", momentum), check_setting("weight_decay", weight_decay)
     updates, velocities = [], []
     for p, g in zip(params, pytensor.grad(cost, params)):
         if weight_decay and p.ndim == 2:

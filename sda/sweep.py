@@ -50,8 +50,9 @@ from optuna.trial import TrialState
 
 import sda.run
 from sda.cli import check_batch_sizes, check_model_memory, exit_status, load_data
-from sda.config import RunConfig, SettingError, check_field, preset
-from sda.errors import SdAError
+from sda.config import RunConfig, check_field, preset
+from sda.constraints import check_range, check_setting
+from sda.errors import SdAError, SettingError, SettingTypeError
 from sda.rundir import atomic_write, read_text, usable_folder
 
 SWEEP_SETTINGS = {
@@ -62,7 +63,6 @@ SWEEP_SETTINGS = {
     "startup_trials": 3,
     "prune_after_epochs": 2,
 }
-SAMPLERS, PRUNERS = ("tpe", "random"), ("median", "none")
 # The sweep owns these: each trial's folder is OUT/runs/trial-NNNN, with no progress bars.
 SWEEP_OWNED = ("out", "name", "progress")
 NOT_SEARCHABLE = SWEEP_OWNED + ("preset", "data")
@@ -72,7 +72,7 @@ MAX_COMBINATIONS = 1000  # of choices, tried when the file is read
 HEARTBEAT_SECONDS, GRACE_SECONDS = 10, 60
 
 
-class SweepError(SdAError, ValueError):
+class SweepError(SettingError):
     """A search space or storage that cannot be used; raised before any trial runs."""
 
 
@@ -220,13 +220,11 @@ def check_settings(settings, refuse):
     unknown = set(settings) - set(SWEEP_SETTINGS)
     if unknown:
         refuse(f"unknown [sweep] setting(s) {sorted(unknown)}: known are {sorted(SWEEP_SETTINGS)}")
-    for name in ("trials", "seed", "startup_trials", "prune_after_epochs"):
-        if not isinstance(settings[name], int) or isinstance(settings[name], bool) or settings[name] < 0:
-            refuse(f"[sweep] {name} must be a whole number >= 0, got {settings[name]!r}")
-    if settings["sampler"] not in SAMPLERS:
-        refuse(f"[sweep] sampler must be one of {SAMPLERS}, got {settings['sampler']!r}")
-    if settings["pruner"] not in PRUNERS:
-        refuse(f"[sweep] pruner must be one of {PRUNERS}, got {settings['pruner']!r}")
+    for name, value in settings.items():
+        try:
+            check_setting(name, value)
+        except (SettingError, SettingTypeError) as error:  # a wrong type too: the file is what is wrong
+            refuse(f"[sweep] {error}")
 
 
 def unknown_field(name, kinds, refuse):
@@ -257,7 +255,7 @@ def check_fixed(name, value, kinds, refuse):
     value = tuple(value) if isinstance(value, list) else value
     try:  # e.g. a misspelt preset, blamed here rather than on the first [search] range tried with it
         check_field(RUN_FIELDS[name], value)
-    except SettingError as error:
+    except (SettingError, SettingTypeError) as error:
         refuse(f"[fixed] {error}")
     return value
 
@@ -309,6 +307,10 @@ def check_param(name, spec, kinds, refuse):
         refuse(f"[search] {name}: a log range needs low > 0, got {low!r}")
     if step is not None and (log or not isinstance(step, int | float) or step <= 0):
         refuse(f"[search] {name}: step must be a positive number, and cannot go with log = true")
+    try:
+        check_range(name, low, high)
+    except (SettingError, SettingTypeError) as error:
+        refuse(f"[search] {name} = {{low = {low!r}, high = {high!r}}} leaves the allowed values: {error}")
     return Param(name, kind, low=low, high=high, log=log, step=step)
 
 

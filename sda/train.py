@@ -23,6 +23,7 @@ from tqdm import tqdm  # plain text bars: a notebook (the docs) needs no widgets
 from sda.batching import n_batches
 from sda.checkpoint import Checkpoint, Progress
 from sda.checks import check_decay
+from sda.constraints import SGD_BATCH_SIZE, check_setting
 from sda.errors import CostWatch, SettingError, check_finite
 
 PRETRAINING, FINETUNING = "pre-training", "fine-tuning"  # phase names in error messages
@@ -121,7 +122,7 @@ class LayerSource:
 def pretrain(
     model,
     train_x,
-    batch_size=20,
+    batch_size=SGD_BATCH_SIZE,
     epochs=15,
     learning_rate=0.02,
     corruption_levels=None,
@@ -267,11 +268,8 @@ class EarlyStopping:
     improvement_threshold: float = 0.995
 
     def __post_init__(self):
-        if self.patience < 1 or self.patience_increase < 1 or not 0 < self.improvement_threshold <= 1:
-            raise SettingError(
-                "early stopping needs patience >= 1, patience_increase >= 1 and "
-                f"0 < improvement_threshold <= 1; got {self}"
-            )
+        for name in ("patience", "patience_increase", "improvement_threshold"):
+            check_setting(name, getattr(self, name))
 
     def update(self, progress, valid_error):
         """Record one validation error in ``progress``; return whether it is the best yet.

@@ -34,6 +34,7 @@ from sda.cli import (
     print_pretrain_epoch,
 )
 from sda.config import PRESETS, RunConfig, SettingError, setting
+from sda.constraints import SGD_BATCH_SIZE, check_setting
 from sda.data import shared_dataset
 from sda.plots import plot_curves
 from sda.rundir import save_params
@@ -48,8 +49,8 @@ class BaselineConfig(RunConfig):
     """A run's settings plus the experiment's own; ``batch_size`` sets both phases' minibatches."""
 
     finetune_epochs: int = setting(1000, "fine-tuning epochs, the same for both arms (early stopping is off)")
-    batch_size: int = setting(20, "minibatch size of both phases")
-    eval_every: int = setting(500, "fine-tuning iterations between two points of the curves")
+    batch_size: int = setting(SGD_BATCH_SIZE)
+    eval_every_iterations: int = setting(500)
     out: str | None = setting(
         None,
         "output folder; refused if it already holds files, so an earlier result is never overwritten",
@@ -60,23 +61,20 @@ class BaselineConfig(RunConfig):
         self.pretrain_batch_size = self.finetune_batch_size = self.batch_size
 
     def check(self):
-        if isinstance(self.batch_size, int) and self.batch_size < 1:  # named as the user typed it
-            raise SettingError(f"batch_size must be 1 or more, got {self.batch_size}")
+        check_setting("batch_size", self.batch_size)  # named as the user typed it, not as the phases' copies
         super().check()
-        if self.eval_every < 1:
-            raise SettingError(f"eval_every must be a positive number of iterations, got {self.eval_every}")
         return self
 
 
 # the preset behind the flags' defaults, for a full run (the classic preset, which
 # docs/baseline.md measured) and for --quick
-FULL = {**PRESETS["classic"], "preset": "classic", "finetune_epochs": 10, "eval_every": 500}
+FULL = {**PRESETS["classic"], "preset": "classic", "finetune_epochs": 10, "eval_every_iterations": 500}
 QUICK = {
     **PRESETS["demo"],
     "preset": "demo",
     "pretrain_epochs": 1,
     "finetune_epochs": 2,
-    "eval_every": 40,
+    "eval_every_iterations": 40,
     "batch_size": 10,
 }
 FLAGS = [
@@ -93,7 +91,7 @@ FLAGS = [
     "finetune_epochs",
     "finetune_lr",
     "batch_size",
-    "eval_every",
+    "eval_every_iterations",
     "seed",
     "out",
 ]
@@ -144,7 +142,7 @@ def finetune_arm(model, shared, config, arm):
 
     def on_step(record):
         window.append(record["cost"])
-        if record["iteration"] % config.eval_every == 0:
+        if record["iteration"] % config.eval_every_iterations == 0:
             point = {
                 "arm": arm,
                 "iteration": record["iteration"],
@@ -226,9 +224,9 @@ def run_baseline(config, command):
     apply_mode(config.mode)
     dataset = load_data(config)
     total = config.finetune_epochs * n_batches(len(dataset.train.y), config.finetune_batch_size)
-    if config.eval_every > total:
+    if config.eval_every_iterations > total:
         raise SettingError(
-            f"--eval-every {config.eval_every} is more than the {total} "
+            f"--eval-every-iterations {config.eval_every_iterations} is more than the {total} "
             "fine-tuning iterations: the curves would be empty"
         )
     shared = [shared_dataset(s) for s in (dataset.train, dataset.valid, dataset.test)]
@@ -240,7 +238,7 @@ def run_baseline(config, command):
         f"{config.finetune_batch_size}; pre-training: {config.pretrain_epochs} epoch(s) per "
         f"layer at lr {config.pretrain_lr}; fine-tuning: {config.finetune_epochs} epoch(s) "
         f"({total} iterations) at lr {config.finetune_lr}, a point every "
-        f"{config.eval_every}; seed {config.seed}.  \nBackend: {engine.BACKEND}"
+        f"{config.eval_every_iterations} iterations; seed {config.seed}.  \nBackend: {engine.BACKEND}"
     )
     with experiment_folder(config.out, "baseline") as out:
         print(header.replace("  \n", "\n"), f"\noutput folder: {out.path}", flush=True)

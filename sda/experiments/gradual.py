@@ -36,7 +36,8 @@ from sda.cli import (
     load_data,
     settings_from_args,
 )
-from sda.config import MAX_SEED, CommandSettings, SettingError, check_layers, setting
+from sda.config import CommandSettings, SettingError, setting
+from sda.constraints import MAX_SEED
 from sda.data import Split, shared_dataset
 from sda.gradual import data_entropy, relative_cross_entropy, train_gradual
 from sda.plots import plot_curves
@@ -57,28 +58,18 @@ class GradualSettings(CommandSettings):
     hidden_layers: tuple[int, ...] = setting(
         (500, 500), "hidden layer sizes, bottom first (two or more)", metavar="SIZE"
     )
-    corruption: float = setting(0.15, "masking noise on the input, in [0, 1)")
-    first_epochs: float = setting(8.0, "epochs of the first layer")
-    upper_budget: float = setting(
-        12.0, "each upper layer's budget in layer-epochs; a gradual epoch at depth d costs d"
-    )
-    fractions: tuple[float, ...] = setting(
-        (0.0, 0.25, 0.5, 0.75, 1.0),
-        "stacked-vs-gradual fractions f to sweep, in [0, 1]; include 0 and 1 for the classifiers",
-        metavar="F",
-    )
-    lr: float = setting(0.01, "auto-encoder learning rate")
+    corruption: float = setting(0.15)
+    first_epochs: float = setting(8.0)
+    upper_budget: float = setting(12.0)
+    fractions: tuple[float, ...] = setting((0.0, 0.25, 0.5, 0.75, 1.0), metavar="F")
+    lr: float = setting(0.01)
     momentum: float = setting(0.9, "auto-encoder momentum, in [0, 1)")
     weight_decay: float = setting(1e-5, "auto-encoder weight decay on weight matrices")
     batch_size: int = setting(20, "minibatch size of every phase")
-    sizes: tuple[int, ...] = setting(
-        (1000, 5000, 10_000, 50_000), "labelled training-set sizes for the classifiers", metavar="N"
-    )
+    sizes: tuple[int, ...] = setting((1000, 5000, 10_000, 50_000), metavar="N")
     finetune_lr: float = setting(0.1, "classifier learning rate")
     finetune_epochs: int = setting(30, "most fine-tuning epochs per classifier")
-    finetune_examples: int = setting(
-        100_000, "most examples seen per classifier, so large sets get fewer epochs"
-    )
+    finetune_examples: int = setting(100_000)
     seed: int = setting(1234, f"seed of weights, noise and subsets, 0 to {MAX_SEED}")
     out: str | None = setting(
         None,
@@ -100,36 +91,13 @@ class GradualSettings(CommandSettings):
             raise SettingError(
                 "hidden_layers needs at least two layers: gradual training starts at the second"
             )
-        check_layers(self.hidden_layers, self.corruption_levels)
-        if any(not 0 <= f <= 1 for f in self.fractions):
-            raise SettingError(f"fractions must lie in [0, 1], got {self.fractions}")
         self.fractions = tuple(sorted(set(map(float, self.fractions))))
         if not set(ARMS) <= set(self.fractions):
             raise SettingError("the classifiers start from f=0 and f=1: include both in --fractions")
-        for name in (
-            "first_epochs",
-            "upper_budget",
-            "finetune_epochs",
-            "finetune_examples",
-            "batch_size",
-            "lr",
-            "finetune_lr",
-        ):
-            if not getattr(self, name) > 0:
-                raise SettingError(f"{name} must be positive, got {getattr(self, name)}")
-        if any(size < 1 for size in self.sizes):
-            raise SettingError(f"sizes must be positive, got {self.sizes}")
-        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
-            raise SettingError(
-                f"momentum must be in [0, 1) and weight_decay 0 or more, got "
-                f"{self.momentum} and {self.weight_decay}"
-            )
-        if not 0 <= self.seed <= MAX_SEED:
-            raise SettingError(f"seed must be in [0, {MAX_SEED}], got {self.seed}")
         return self
 
 
-FULL = {}  # the dataclass defaults
+FULL: dict = {}  # the dataclass defaults
 QUICK = dict(
     hidden_layers=(40, 40),
     n_train=600,
