@@ -158,19 +158,19 @@ class Setting:
         if value is None and allow_none:
             return None
         if not self.many:
-            return self._check_one(value, name, " or None" if allow_none else "")
+            return self._check_one(value, name)
         if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
             raise SettingTypeError(
                 f"{name} must be a list, each item {self.describe()}, got {value!r} ({type(value).__name__})"
             )
         if len(value) < self.min_items:
             raise SettingError(f"{name} must hold at least {self.min_items} value, got {list(value)}")
-        return tuple(self._check_one(item, f"{name}[{i}]", "") for i, item in enumerate(value))
+        return tuple(self._check_one(item, f"{name}[{i}]") for i, item in enumerate(value))
 
-    def _check_one(self, value, name: str, or_none: str):
+    def _check_one(self, value, name: str):
         if not self._has_type(value):
             raise SettingTypeError(
-                f"{name} must be {self.describe()}{or_none}, got {value!r} ({type(value).__name__})"
+                f"{name} must be {self.describe()}, got {value!r} ({type(value).__name__})"
             )
         if self.choices is not None and value not in self.choices:
             raise SettingError(f"{name} must be {self.describe()}, got {value!r}")
@@ -481,4 +481,4 @@ def check_range(name: str, low, high) -> None:
     """
     entry = SETTINGS[name]
     for bound in (low, high):
-        entry._check_one(bound, name, "")
+        entry._check_one(bound, name)

@@ -75,14 +75,14 @@ def test_random_arm_starts_from_a_fresh_sdA_and_the_other_from_pretrained_weight
 def test_flags_override_the_quick_preset_and_bad_budgets_fail_clearly(tmp_path, capsys):
     config = settings_from_args(
         build_parser().parse_args(
-            ["--quick", "--hidden-layers", "7", "--batch-size", "5", "--eval-every", "3"]
+            ["--quick", "--hidden-layers", "7", "--batch-size", "5", "--eval-every-iterations", "3"]
         )
     )
-    assert (config.hidden_layers, config.corruption_levels, config.eval_every) == ((7,), (0.1,), 3)
+    assert (config.hidden_layers, config.corruption_levels, config.eval_every_iterations) == ((7,), (0.1,), 3)
     assert config.pretrain_batch_size == config.finetune_batch_size == 5
-    assert main(["--quick", "--eval-every", "0"]) == 2
-    assert "eval_every must be a positive number" in capsys.readouterr().err
-    assert main(["--quick", "--eval-every", "1000", "--out", str(tmp_path / "o")]) == 2
+    assert main(["--quick", "--eval-every-iterations", "0"]) == 2
+    assert "eval_every_iterations must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["--quick", "--eval-every-iterations", "1000", "--out", str(tmp_path / "o")]) == 2
     assert "curves would be empty" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 

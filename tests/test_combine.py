@@ -14,7 +14,7 @@ SMALL = [
     "20",
     "--eval-every",
     "0.5",
-    "--finetune-batch-size",
+    "--cg-batch-size",
     "200",
     "--line-searches",
     "2",
@@ -115,7 +115,7 @@ def test_an_arm_run_with_other_settings_gets_rows_of_its_own(parts, capsys):
         compare(
             [
                 *SMALL,
-                "--finetune-batch-size",
+                "--cg-batch-size",
                 "100",  # the last value given wins
                 "--pretrained",
                 str(parts / "a" / "pretrained.npz"),
@@ -147,12 +147,12 @@ def test_an_arm_run_with_other_settings_gets_rows_of_its_own(parts, capsys):
     combined = saved(parts / "mixed")
     assert [(r["arm"], r["seed"]) for r in combined["runs"]] == [
         ("sgd", 1),
-        ("cg-hs2006 (finetune_batch_size 200)", 1),
-        ("cg-hs2006 (finetune_batch_size 200)", 2),
-        ("cg-hs2006 (finetune_batch_size 100)", 2),
+        ("cg-hs2006 (cg_batch_size 200)", 1),
+        ("cg-hs2006 (cg_batch_size 200)", 2),
+        ("cg-hs2006 (cg_batch_size 100)", 2),
     ]
     assert [entry["seeds"] for entry in combined["summary"]] == [1, 2, 1]
-    assert "| cg-hs2006 (finetune_batch_size 100) |" in capsys.readouterr().out
+    assert "| cg-hs2006 (cg_batch_size 100) |" in capsys.readouterr().out
 
 
 def test_parts_with_and_without_input_dropout_are_rows_of_their_own(parts, tmp_path, capsys):
@@ -251,7 +251,7 @@ def test_other_weights_or_a_damaged_record_are_refused(parts, tmp_path, capsys):
     record["settings"]["line_searches"] = "three"  # would label a row "line_searches three"
     (damaged / "comparison.json").write_text(json.dumps(record))
     assert combine(["--folders", str(parts / "a"), str(damaged), "--out", str(tmp_path / "w")]) == 2
-    assert "comparison.json: line_searches must be a whole number, got 'three'" in (capsys.readouterr().err)
+    assert "comparison.json: line_searches must be a whole number at least 1, got 'three' (str)" in (capsys.readouterr().err)
     assert not (tmp_path / "w").exists()
     assert not (tmp_path / "z").exists()
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -28,7 +28,7 @@ SMALL = [
     "40",
     "--budget-passes",
     str(BUDGET),
-    "--finetune-batch-size",
+    "--cg-batch-size",
     "100",
     "--line-searches",
     "2",
@@ -179,26 +179,26 @@ def test_flags_become_checked_settings():
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--budget-passes", "0"], "budget_passes must be a positive number"),
-        (["--eval-every", "-1"], "eval_every must be a positive number"),
-        (["--line-searches", "0"], "line_searches must be 1 or more"),
-        (["--sensitivity-m", "100", "0"], "sensitivity_m must be 1 or more"),
-        (["--warmup-epochs", "-1"], "warmup_epochs must be 0 or more"),
-        (["--momentum", "1"], "momentum must be in [0, 1)"),
+        (["--budget-passes", "0"], "budget_passes must be more than 0, got 0.0"),
+        (["--eval-every", "-1"], "eval_every must be more than 0, got -1.0"),
+        (["--line-searches", "0"], "line_searches must be at least 1, got 0"),
+        (["--sensitivity-m", "100", "0"], "sensitivity_m[1] must be at least 1, got 0"),
+        (["--warmup-epochs", "-1"], "warmup_epochs must be at least 0, got -1"),
+        (["--momentum", "1"], "momentum must be in [0, 1), got 1.0"),
         (["--momentum", "0"], "momentum must be more than 0"),
         (["--finetune-corruption", "1"], "finetune_corruption must be in [0, 1), got 1.0"),
         (
             ["--finetune-corruption", "0.2"],  # every arm, the full-batch ones too
             "would give cg-full, lbfgs-full one dropout mask for the whole run",
         ),
-        (["--arms", "sgd", "adam"], "arms must be some of"),
+        (["--arms", "sgd", "adam"], "arms[1] must be one of 'sgd', 'sgd-momentum'"),
         (["--seeds", "1", "1"], "give each one once"),
-        (["--seeds", "-1"], "seeds must be one or more numbers"),
+        (["--seeds", "-1"], "seeds[0] must be in [0, 4294967295], got -1"),
         (["--hidden-layers", "10", "10", "10", "10"], "one level per layer"),
         (["--pretrained", "missing.npz"], "pretrained missing.npz: no such file"),
         (["--pretrained", "."], "pretrained .: is a folder"),
-        (["--thresholds", "-5"], "thresholds are validation errors in percent, each in (0, 100]"),
-        (["--thresholds", "2", "0"], "each in (0, 100]; got 2.0 0.0"),
+        (["--thresholds", "-5"], "thresholds[0] must be in (0, 100], got -5.0"),
+        (["--thresholds", "2", "0"], "thresholds[1] must be in (0, 100], got 0.0"),
     ],
 )
 def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys):
@@ -223,7 +223,7 @@ def test_comparison_json_records_the_spacing_each_arm_measured_at(tmp_path):
                 "0",
                 "--arms",
                 "sgd",
-                "--finetune-batch-size",
+                "--cg-batch-size",
                 "100",
                 "--seeds",
                 "1",
@@ -246,7 +246,7 @@ def test_comparison_json_records_the_spacing_each_arm_measured_at(tmp_path):
     "flags, message",
     [
         (["--data", "missing-folder"], "missing-folder"),
-        (["--finetune-batch-size", "600"], "finetune_batch_size 600 is larger than the 500 training rows"),
+        (["--cg-batch-size", "600"], "cg_batch_size 600 is larger than the 500 training rows"),
         (["--hidden-layers", "30"], "the layer sizes differ"),  # weights of a 40-unit layer
         # refused, not silently cut to 500 while the table would still say 600
         (["--sensitivity-m", "100", "600"], "sensitivity_m 600 is larger than the 500 training rows"),

@@ -1,5 +1,7 @@
 """Graph tests: costs, gradients, noise and parameter sharing on tiny shapes."""
 
+import re
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -179,11 +181,11 @@ def test_corruption_levels_are_stored_and_checked():
     assert model.corruption_levels == (0.0, 0.4)
     with pytest.raises(ValueError, match="one level per layer"):
         check_architecture(4, (3, 3), 2, (0.1,))
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(ValueError, match=re.escape("corruption_levels[0] must be in [0, 1), got 1.5")):
         check_architecture(4, (3,), 2, (1.5,))
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match=re.escape("hidden_layers_sizes[0] must be at least 1, got 0")):
         check_architecture(4, (0,), 2, (0.1,))
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="hidden_layers_sizes must hold at least 1 value"):
         check_architecture(4, (), 2, ())
     with pytest.raises(ValueError, match="unknown loss"):
         dA(np.random.RandomState(0), n_visible=3, n_hidden=2, loss="hinge")
