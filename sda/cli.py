@@ -147,7 +147,7 @@ def add_deprecated_alias(parser, old_flag, name):
         default=argparse.SUPPRESS,
         type=new.type,
         metavar=new.metavar or name.upper(),
-        help=f"deprecated: use {new_flag}",
+        help=f"deprecated: use {new_flag}, the same setting: {new.help}",
     )
 
 

@@ -51,7 +51,11 @@ def test_error_classes_are_user_errors_of_the_usual_kinds():
             TypeError,
             "corruption_levels[0] must be a number in [0, 1), got '0.1'",
         ),
-        (dict(corruption_levels=(float("nan"),)), ValueError, "corruption_levels[0] must be in [0, 1), got nan"),
+        (
+            dict(corruption_levels=(float("nan"),)),
+            ValueError,
+            "corruption_levels[0] must be in [0, 1), got nan",
+        ),
         (
             dict(corruption_levels=(0.1, 0.2)),
             ValueError,
@@ -72,7 +76,11 @@ def test_error_classes_are_user_errors_of_the_usual_kinds():
             TypeError,
             "hidden_layers_sizes[0] must be a whole number at least 1, got [3, 2] (list)",
         ),
-        (dict(hidden_layers_sizes=3), TypeError, "hidden_layers_sizes must be a list, each item a whole number at least 1, got 3 (int)"),
+        (
+            dict(hidden_layers_sizes=3),
+            TypeError,
+            "hidden_layers_sizes must be a list, each item a whole number at least 1, got 3 (int)",
+        ),
         (
             dict(hidden_layers_sizes=(0,)),
             ValueError,
@@ -159,7 +167,9 @@ def digits():
 
 @pytest.mark.parametrize("n", [2.5, True, "10"])
 def test_subset_needs_whole_row_counts(digits, n):
-    with pytest.raises(SettingTypeError, match=f"n_train must be a whole number at least 1, got {re.escape(repr(n))}"):
+    with pytest.raises(
+        SettingTypeError, match=f"n_train must be a whole number at least 1, got {re.escape(repr(n))}"
+    ):
         digits.subset(n_train=n)
 
 

@@ -251,7 +251,9 @@ def test_other_weights_or_a_damaged_record_are_refused(parts, tmp_path, capsys):
     record["settings"]["line_searches"] = "three"  # would label a row "line_searches three"
     (damaged / "comparison.json").write_text(json.dumps(record))
     assert combine(["--folders", str(parts / "a"), str(damaged), "--out", str(tmp_path / "w")]) == 2
-    assert "comparison.json: line_searches must be a whole number at least 1, got 'three' (str)" in (capsys.readouterr().err)
+    assert "comparison.json: line_searches must be a whole number at least 1, got 'three' (str)" in (
+        capsys.readouterr().err
+    )
     assert not (tmp_path / "w").exists()
     assert not (tmp_path / "z").exists()
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -10,9 +10,9 @@ import pytest
 from sda import replot
 from sda.cli import add_settings_flags, apply_mode, exit_status, experiment_folder, settings_from_args
 from sda.config import PRESETS, RunConfig, SettingError, check_name, check_optimiser_flags, field_help, preset
+from sda.constraints import DEFAULT_BATCH_SIZE
 from sda.errors import SdAError, SettingTypeError, TrainingDiverged
 from sda.experiments import baseline, gradual
-from sda.constraints import DEFAULT_BATCH_SIZE
 from sda.run import build_parser, early_stopping, parse
 from sda.run import main as main_run
 
@@ -87,7 +87,10 @@ def test_classic_preset_states_its_own_rule():
         (dict(hidden_layers=(0, 5)), "hidden_layers[0] must be at least 1, got 0"),
         (dict(hidden_layers=(), corruption_levels=()), "hidden_layers must hold at least 1 value"),
         (dict(hidden_layers=(5.5, 5)), "hidden_layers[0] must be a whole number at least 1, got 5.5 (float)"),
-        (dict(hidden_layers=(True, 5)), "hidden_layers[0] must be a whole number at least 1, got True (bool)"),
+        (
+            dict(hidden_layers=(True, 5)),
+            "hidden_layers[0] must be a whole number at least 1, got True (bool)",
+        ),
         (dict(seed=-1), "seed must be in [0, 4294967295]"),
         (dict(seed=2**40), "seed must be in [0, 4294967295]"),
         (dict(pretrain_epochs="3"), "pretrain_epochs must be a whole number at least 0, got '3' (str)"),

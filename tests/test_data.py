@@ -198,7 +198,7 @@ def test_subset(tmp_path):
     assert small.n_classes == dataset.n_classes
     with pytest.raises(DataError, match="cannot take 7 train examples: choose 1 to 6"):
         dataset.subset(n_train=7)
-    with pytest.raises(ValueError, match="n_train must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="n_train must be at least 1, got 0"):
         dataset.subset(n_train=0)
     assert len(dataset.subset(n_valid=np.int64(2)).valid.y) == 2  # numpy integers are counts too
 

@@ -187,7 +187,7 @@ def test_corruption_levels_are_stored_and_checked():
         check_architecture(4, (0,), 2, (0.1,))
     with pytest.raises(ValueError, match="hidden_layers_sizes must hold at least 1 value"):
         check_architecture(4, (), 2, ())
-    with pytest.raises(ValueError, match="unknown loss"):
+    with pytest.raises(ValueError, match="loss must be one of 'cross_entropy', 'squared', got 'hinge'"):
         dA(np.random.RandomState(0), n_visible=3, n_hidden=2, loss="hinge")
 
 

@@ -1,5 +1,7 @@
 """Batch fine-tuning: the flat vector, its gradient, and CG / L-BFGS on real MNIST rows."""
 
+import re
+
 import numpy as np
 import pytensor
 import pytest
@@ -7,7 +9,7 @@ import pytest
 from sda import SdA
 from sda.checkpoint import Checkpoint
 from sda.data import load_dataset, shared_dataset
-from sda.errors import SettingError, TrainingDiverged
+from sda.errors import SettingError, SettingTypeError, TrainingDiverged
 from sda.optimize import (
     DeepAutoencoder,
     FlatObjective,
@@ -221,16 +223,16 @@ def test_deep_autoencoder_finetuning_lowers_the_reconstruction_error(mnist_small
     "settings, message",
     [
         (dict(method="sgd"), "unknown method 'sgd'"),
-        (dict(max_iterations=0), "max_iterations must be a positive integer"),
-        (dict(max_passes=-1), "max_passes must be a positive integer, or None"),
-        (dict(patience=0), "patience must be a positive integer, or None"),
-        (dict(chunk_rows=2.5), "chunk_rows must be a positive integer"),
+        (dict(max_iterations=0), "max_iterations must be at least 1, got 0"),
+        (dict(max_passes=-1), "max_passes must be at least 1, got -1"),
+        (dict(patience=0), "patience must be at least 1, got 0"),
+        (dict(chunk_rows=2.5), "chunk_rows must be a whole number at least 1, got 2.5 (float)"),
     ],
 )
 def test_bad_settings_are_refused(settings, message):
     model = tiny_model(8)
     data = [(pytensor.shared(np.zeros((4, 5), "float32")), pytensor.shared(np.zeros(4, "int32")))] * 3
-    with pytest.raises(SettingError, match=message):
+    with pytest.raises((SettingError, SettingTypeError), match=re.escape(message)):
         finetune_batch(model, data, **settings)
     with pytest.raises(ValueError, match="no parameters"):
         FlatParams([])
@@ -543,11 +545,11 @@ def test_minibatch_autoencoder_lowers_both_reconstruction_errors(pretrained_smal
     [
         (dict(method="sgd"), "unknown method 'sgd'"),
         (dict(batch_size=5), "batch_size 5 is larger than the 4 training rows"),
-        (dict(line_searches=0), "line_searches must be a positive integer"),
-        (dict(warmup_epochs=-1), "warmup_epochs must be 0 or a positive integer"),
-        (dict(budget_passes=0), "budget_passes must be a positive number"),
-        (dict(eval_every=0.0), "eval_every must be a positive number"),
-        (dict(weight_decay=-1.0), "weight_decay must be 0 or more"),
+        (dict(line_searches=0), "line_searches must be at least 1, got 0"),
+        (dict(warmup_epochs=-1), "warmup_epochs must be at least 0, got -1"),
+        (dict(budget_passes=0), "budget_passes must be more than 0, got 0"),
+        (dict(eval_every=0.0), "eval_every must be more than 0, got 0.0"),
+        (dict(weight_decay=-1.0), "weight_decay must be at least 0, got -1.0"),
     ],
 )
 def test_bad_minibatch_settings_are_refused(settings, message):

@@ -131,12 +131,12 @@ def test_flags_override_the_preset():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--finetune-lr", "-1"], "finetune_lr must be a positive"),
-        (["--pretrain-batch-size", "0"], "pretrain_batch_size must be 1 or more"),
+        (["--finetune-lr", "-1"], "finetune_lr must be more than 0, got -1.0"),
+        (["--pretrain-batch-size", "0"], "pretrain_batch_size must be at least 1, got 0"),
         (["--hidden-layers", "10", "10", "10"], "one level per layer"),
-        (["--patience-increase", "0.5"], "patience_increase must be 1 or more"),
-        (["--improvement-threshold", "nan"], "improvement_threshold must be a finite number"),
-        (["--corruption-levels", "1.0", "0.1"], "corruption_levels must be in [0, 1)"),
+        (["--patience-increase", "0.5"], "patience_increase must be at least 1, got 0.5"),
+        (["--improvement-threshold", "nan"], "improvement_threshold must be in (0, 1], got nan"),
+        (["--corruption-levels", "1.0", "0.1"], "corruption_levels[0] must be in [0, 1), got 1.0"),
         (["--seed", str(2**40)], "seed must be in [0, 4294967295]"),
         (["--name", "../.."], "not a plain folder name"),
         (["--data", "/no/such/file.npz"], "/no/such/file.npz"),

@@ -86,7 +86,7 @@ def test_demo_space_reads_and_every_param_type_suggests():
         ("loss = { choices = [] }", "", "choices must be a non-empty list"),
         ("loss = { choices = [1, 2] }", "", "have the wrong type"),
         ("tied = { low = 0, high = 1 }", "", "use choices"),
-        ("momentum = { low = 0.0, high = 1.0 }", "", "momentum must be in [0, 1)"),
+        ("momentum = { low = 0.0, high = 1.0 }", "", "momentum must be in [0, 1), got 1.0"),
         ("hidden_layers = { choices = [[50, 50, 50]] }", "", "3 hidden layers but 2 corruption levels"),
         ("out = { choices = ['a', 'b'] }", "", "out cannot be searched"),
         ("momentum = { low = 0.0, high = 0.5 }", "momentum = 0.9", "both fixed and searched"),
@@ -95,7 +95,7 @@ def test_demo_space_reads_and_every_param_type_suggests():
         (
             "momentum = { low = 0.0, high = 0.5 }",
             "dataset = 'mnsit'",
-            "[fixed] dataset must be one of mnist, ",
+            "[fixed] dataset must be one of 'mnist', ",
         ),
         # a clash inside [fixed] is blamed on [fixed], not on the first [search] range tried with it
         (
@@ -118,7 +118,10 @@ def test_bad_space_is_one_line_and_makes_no_folder(tmp_path, capsys, search, fix
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("[sweep]\npruner = 'hyperband'\n[search]\nseed = {low = 1, high = 9}", "pruner must be one of"),
+        (
+            "[sweep]\npruner = 'hyperband'\n[search]\nseed = {low = 1, high = 9}",
+            "[sweep] pruner must be one of 'median', 'none', got 'hyperband'",
+        ),
         (
             "[sweep]\ntrails = 3\n[search]\nseed = {low = 1, high = 9}",
             "unknown [sweep] setting(s) ['trails']",
@@ -128,7 +131,7 @@ def test_bad_space_is_one_line_and_makes_no_folder(tmp_path, capsys, search, fix
         # a misspelt preset is blamed on itself, not on the first [search] range tried with it
         (
             "[fixed]\npreset = 'dmeo'\n[search]\nseed = {low = 1, high = 9}",
-            "[fixed] preset must be one of default, classic, tutorial, demo; got 'dmeo'",
+            "[fixed] preset must be one of 'default', 'classic', 'tutorial', 'demo', got 'dmeo'",
         ),
         ("[search\n", "is not valid TOML"),
     ],
