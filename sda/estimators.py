@@ -21,6 +21,7 @@ was trained on, as ``MinMaxScaler(clip=True)`` would clip them. NaN and
 infinity are refused everywhere.
 """
 
+import numbers
 import warnings
 
 import numpy as np
@@ -137,10 +138,10 @@ class _SdAEstimator(BaseEstimator):
         check_one_level_per_layer(sizes, levels)
         check_setting("tied", self.tied)
         check_setting("loss", self.loss)
-        if isinstance(self.verbose, bool | np.bool_):
-            check_flag("verbose", self.verbose)
-        else:
+        if isinstance(self.verbose, numbers.Integral) and not isinstance(self.verbose, bool | np.bool_):
             check_setting("verbose", self.verbose)  # scikit-learn's levels 0, 1, 2 ...
+        else:
+            check_flag("verbose", self.verbose)
         for name in self._get_param_names():
             if name in AS_SETTING:
                 check_setting(AS_SETTING[name], getattr(self, name), name)

@@ -194,6 +194,20 @@ def test_parts_with_and_without_input_dropout_are_rows_of_their_own(parts, tmp_p
     assert "| cg-hs2006 (finetune_corruption 0.2) |" in capsys.readouterr().out
 
 
+def test_a_part_written_before_cg_batch_size_had_its_name_still_combines(parts, tmp_path, capsys):
+    """Its comparison.json names CG's m finetune_batch_size: read as cg_batch_size, its runs
+    share the rows of the parts that ran the same m."""
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "pretrained.npz").write_bytes((parts / "c" / "pretrained.npz").read_bytes())
+    record = saved(parts / "c")
+    record["settings"]["finetune_batch_size"] = record["settings"].pop("cg_batch_size")
+    (older / "comparison.json").write_text(json.dumps(record))
+    assert combine(["--folders", str(parts / "a"), str(older), "--out", str(tmp_path / "both")]) == 0
+    runs = saved(tmp_path / "both")["runs"]
+    assert sorted((r["arm"], r["seed"]) for r in runs) == [("cg-hs2006", 1), ("cg-hs2006", 2), ("sgd", 1)]
+
+
 @pytest.mark.parametrize(
     "folders, message",
     [

@@ -87,7 +87,11 @@ def test_demo_space_reads_and_every_param_type_suggests():
         ("loss = { choices = [1, 2] }", "", "have the wrong type"),
         ("tied = { low = 0, high = 1 }", "", "use choices"),
         ("momentum = { low = 0.0, high = 1.0 }", "", "momentum must be in [0, 1), got 1.0"),
-        ("hidden_layers = { choices = [[50, 50, 50]] }", "", "3 hidden layers but 2 corruption levels"),
+        (
+            "hidden_layers = { choices = [[50, 50, 50]] }",
+            "",
+            "corruption_levels has 2 values but there are 3 hidden layers",
+        ),
         ("out = { choices = ['a', 'b'] }", "", "out cannot be searched"),
         ("momentum = { low = 0.0, high = 0.5 }", "momentum = 0.9", "both fixed and searched"),
         ("momentum = { low = 0.0, high = 0.5 }", "name = 'x'", "set by the sweep"),
@@ -102,7 +106,7 @@ def test_demo_space_reads_and_every_param_type_suggests():
             "momentum = { low = 0.0, high = 0.5 }",
             "hidden_layers = [50, 50, 50]",
             "[fixed] gives an invalid run, whatever [search] chooses: "
-            "3 hidden layers but 2 corruption levels",
+            "corruption_levels has 2 values but there are 3 hidden layers",
         ),
     ],
 )
@@ -566,7 +570,7 @@ def test_clashing_choices_fail_one_trial_with_its_reason(tmp_path):
     study.optimize(sweep.Objective(space, tmp_path), n_trials=1, catch=(sweep.InvalidTrial,))
     trial = study.trials[0]
     assert trial.state == TrialState.FAIL
-    assert "2 hidden layers but 3 corruption levels" in trial.user_attrs["error"]
+    assert "corruption_levels has 3 values but there are 2 hidden layers" in trial.user_attrs["error"]
     assert sweep.counts_as_done(trial)  # a result of the search, not a trial to run again
 
 
