@@ -1,6 +1,7 @@
 """Gradual training: its graph, its schedule, its metric and the experiment command."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -180,8 +181,8 @@ def test_relative_cross_entropy_is_positive_on_mnist(mnist):
     [
         (dict(fraction_stacked=-0.1), "fraction_stacked"),
         (dict(fraction_stacked=1.5), "fraction_stacked"),
-        (dict(epochs_per_layer=0), "positive"),
-        (dict(epochs_per_layer=[1, -2]), "positive"),
+        (dict(epochs_per_layer=0), re.escape("epochs_per_layer[0] must be more than 0, got 0")),
+        (dict(epochs_per_layer=[1, -2]), re.escape("epochs_per_layer[1] must be more than 0, got -2")),
         (dict(epochs_per_layer=[1, 2, 3]), "one budget per layer"),
         (dict(batch_size=0), "batch_size"),
         (dict(learning_rate=-1), "learning_rate"),
