@@ -17,6 +17,7 @@
 import argparse
 import contextlib
 import dataclasses
+import sys
 import types
 import typing
 

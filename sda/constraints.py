@@ -411,6 +411,10 @@ _TABLE = [
     Setting(
         "finetune_examples", int, "most examples seen per classifier, so large sets get fewer epochs", COUNT
     ),
+    # ------------------------------------------------- sda.reproduce filters' own
+    Setting("epochs", int, "passes over the training set", COUNT),
+    Setting("learning_rate", float, "SGD step on the minibatch's mean cost", POSITIVE),
+    Setting("n_filters", int, "filters drawn per auto-encoder (a square number fills the grid)", COUNT),
     # ------------------------------------------------------- the estimators' own
     Setting(
         "validation_fraction",

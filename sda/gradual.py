@@ -158,7 +158,7 @@ def train_gradual(
     check_setting("fraction_stacked", fraction_stacked)
     budgets = _budgets(model, epochs_per_layer)
     check_setting("batch_size", batch_size)
-    check_setting("lr", learning_rate, "learning_rate")
+    check_setting("learning_rate", learning_rate)
     level = model.corruption_levels[0] if corruption is None else check_setting("corruption", corruption)
     layers = list(range(model.n_layers)) if layers is None else list(layers)
     if not layers or any(layer not in range(model.n_layers) for layer in layers):

@@ -39,7 +39,8 @@ from PIL import Image
 from sda import engine
 from sda.checkpoint import Checkpoint, Progress
 from sda.cli import add_settings_flags, apply_mode, exit_status, load_data, settings_from_args
-from sda.config import MAX_SEED, PRESETS, CommandSettings, RunConfig, SettingError, setting
+from sda.config import PRESETS, CommandSettings, RunConfig, SettingError, setting
+from sda.constraints import MAX_SEED
 from sda.data import shared_dataset
 from sda.pictures import tile_images
 from sda.run import run as run_sda
@@ -59,26 +60,15 @@ class FiltersSettings(CommandSettings):
     corruption_levels: tuple[float, ...] = setting(
         (0.0, 0.3), "masking-noise levels to train, one auto-encoder each, in [0, 1)", metavar="LEVEL"
     )
-    epochs: int = setting(15, "passes over the training set")
-    learning_rate: float = setting(0.1, "SGD step on the minibatch's mean cost")
+    epochs: int = setting(15)
+    learning_rate: float = setting(0.1)
     batch_size: int = setting(20, "minibatch size")
     seed: int = setting(123, f"seed of the initial weights and the noise, 0 to {MAX_SEED}")
-    n_filters: int = setting(100, "filters drawn per auto-encoder (a square number fills the grid)")
+    n_filters: int = setting(100)
     out: str = setting("runs/reproduce-filters", "folder of this reproduction; run again to continue")
 
     def check(self):
-        super().check()
-        for name in ("n_hidden", "epochs", "batch_size", "n_filters"):
-            if getattr(self, name) < 1:
-                raise SettingError(f"{name} must be 1 or more, got {getattr(self, name)!r}")
-        if not self.learning_rate > 0:
-            raise SettingError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
-        if not self.corruption_levels or not all(0 <= c < 1 for c in self.corruption_levels):
-            raise SettingError(
-                f"corruption_levels must be one or more levels in [0, 1), got {list(self.corruption_levels)}"
-            )
-        if not 0 <= self.seed <= MAX_SEED:
-            raise SettingError(f"seed must be in [0, {MAX_SEED}], got {self.seed!r}")
+        super().check()  # each field against sda.constraints
         if self.n_filters > self.n_hidden:
             raise SettingError(
                 f"n_filters {self.n_filters} is more than the {self.n_hidden} hidden units: "

@@ -19,10 +19,19 @@ from sda.estimators import AS_SETTING
 from sda.experiments.baseline import BaselineConfig
 from sda.experiments.gradual import GradualSettings
 from sda.gradual import train_gradual
+from sda.reproduce import FiltersSettings, TutorialSettings
 from sda.sgd import sgd_updates
 from sda.sweep import SWEEP_SETTINGS, load_space
 
-SETTINGS_CLASSES = (RunConfig, CompareSettings, BaselineConfig, GradualSettings, CombineSettings)
+SETTINGS_CLASSES = (
+    RunConfig,
+    CompareSettings,
+    BaselineConfig,
+    GradualSettings,
+    CombineSettings,
+    FiltersSettings,
+    TutorialSettings,
+)
 # SdA's and dA's arguments that are table settings, under the tutorial's names
 SDA_ARGUMENTS = {
     "hidden_layers": "hidden_layers_sizes",

@@ -54,9 +54,9 @@ def test_an_interrupted_reproduction_resumes_to_the_same_bits(tmp_path, monkeypa
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--corruption-levels", "0.3", "1.0"], "corruption_levels must be one or more levels in [0, 1)"),
+        (["--corruption-levels", "0.3", "1.0"], "corruption_levels[1] must be in [0, 1), got 1.0"),
         (["--n-filters", "17"], "n_filters 17 is more than the 16 hidden units"),
-        (["--learning-rate", "0"], "learning_rate must be a positive number"),
+        (["--learning-rate", "0"], "learning_rate must be more than 0, got 0.0"),
         (["--batch-size", "5000"], "batch_size 5000 is larger than the 1197 training rows"),
     ],
 )
