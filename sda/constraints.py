@@ -117,7 +117,13 @@ class Setting:
     min_items: int = 1
 
     def describe(self) -> str:
-        """The values allowed, as a message says them, e.g. "a number in [0, 1)"."""
+        """The values allowed, as a message says them.
+
+        Returns
+        -------
+        str
+            E.g. "a number in [0, 1)" or "one of 'sgd', 'cg', 'lbfgs'".
+        """
         if self.choices is not None:
             return "one of " + ", ".join(map(repr, self.choices))
         noun = {int: "a whole number", float: "a number", bool: "True or False", str: "a string"}[self.kind]
@@ -135,6 +141,11 @@ class Setting:
             e.g. ``hidden_layers_sizes`` for ``hidden_layers``); default: ``self.name``.
         allow_none : bool
             Whether None is a valid value (returned as is).
+
+        Returns
+        -------
+        int, float, bool, str, tuple or None
+            ``value`` as the setting's type (a tuple of them for a list setting).
 
         Raises
         ------
@@ -437,8 +448,27 @@ assert len(SETTINGS) == len(_TABLE), "a setting is listed twice"
 def check_setting(name: str, value, as_name: str | None = None, allow_none: bool = False):
     """Check ``value`` against the table's setting ``name``; return it as its plain type.
 
-    ``as_name`` is the caller's name for the setting in messages (e.g.
-    ``SdAClassifier``'s ``alpha`` for ``weight_decay``).
+    Parameters
+    ----------
+    name : str
+        A setting of ``SETTINGS``.
+    value
+        The value given.
+    as_name : str, optional
+        The caller's name for the setting in messages (e.g. ``SdAClassifier``'s
+        ``alpha`` for ``weight_decay``).
+    allow_none : bool
+        Whether None is a valid value.
+
+    Returns
+    -------
+    int, float, bool, str, tuple or None
+        ``value`` as the setting's type.
+
+    Raises
+    ------
+    SettingTypeError, SettingError
+        As ``Setting.check``.
 
     Examples
     --------
@@ -454,6 +484,13 @@ def check_setting(name: str, value, as_name: str | None = None, allow_none: bool
 
 def check_one_level_per_layer(sizes, levels) -> None:
     """Refuse corruption ``levels`` that are not one per hidden layer of ``sizes``.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Hidden layer sizes.
+    levels : sequence of float
+        Their corruption levels.
 
     Examples
     --------
@@ -475,6 +512,18 @@ def check_range(name: str, low, high) -> None:
 
     Both ends must be allowed values (an interval holds everything between
     two of its points).
+
+    Parameters
+    ----------
+    name : str
+        A setting of ``SETTINGS`` with an interval.
+    low, high : number
+        The range's ends.
+
+    Raises
+    ------
+    SettingTypeError, SettingError
+        An end of the wrong type, or outside the setting's allowed values.
 
     Examples
     --------
