@@ -67,7 +67,19 @@ class FiltersSettings(CommandSettings):
     n_filters: int = setting(100)
     out: str = setting("runs/reproduce-filters", "folder of this reproduction; run again to continue")
 
-    def check(self):
+    def check(self) -> "FiltersSettings":
+        """Check every setting, and that the filters drawn are at most the hidden units.
+
+        Returns
+        -------
+        FiltersSettings
+            ``self``, so a caller may chain it.
+
+        Raises
+        ------
+        SettingError
+            Naming the first setting that makes no sense.
+        """
         super().check()  # each field against sda.constraints
         if self.n_filters > self.n_hidden:
             raise SettingError(
@@ -80,8 +92,18 @@ class FiltersSettings(CommandSettings):
 def claim_folder(path: Path, settings: CommandSettings) -> bool:
     """Make ``path`` this reproduction's folder, or check that it already is.
 
-    Returns True when the folder was made by an earlier call with the same
-    settings (the call continues it).
+    Parameters
+    ----------
+    path : Path
+        The ``--out`` folder.
+    settings : CommandSettings
+        The reproduction's settings, saved in the folder the first time.
+
+    Returns
+    -------
+    bool
+        True when the folder was made by an earlier call with the same
+        settings (the call continues it).
 
     Raises
     ------
@@ -112,11 +134,33 @@ def claim_folder(path: Path, settings: CommandSettings) -> bool:
     return False
 
 
-def train_filters(settings: FiltersSettings, level: float, train_x, n_ins: int, n_outs: int, folder: Path):
-    """Train (or finish training) one auto-encoder; its first layer's weights and its report.
+def train_filters(
+    settings: FiltersSettings, level: float, train_x, n_ins: int, n_outs: int, folder: Path
+) -> tuple[np.ndarray, dict]:
+    """Train (or finish training) one auto-encoder.
 
     The state is saved to ``folder/checkpoint.npz`` every ``CHECKPOINT_EVERY``
     steps and at the end, so a later call resumes from it exactly.
+
+    Parameters
+    ----------
+    settings : FiltersSettings
+        Its size, epochs, learning rate, minibatch and seed.
+    level : float
+        The masking-noise level.
+    train_x : shared variable
+        The training images, one per row.
+    n_ins, n_outs : int
+        Pixels per image and classes (the unused softmax layer's size).
+    folder : Path
+        Where its checkpoint lives.
+
+    Returns
+    -------
+    weights : numpy.ndarray
+        The encoder's ``W``, one filter per column.
+    report : dict
+        ``corruption``, each epoch's mean cost and the training minutes.
     """
     folder.mkdir(exist_ok=True)
     model = SdA(
@@ -153,7 +197,19 @@ def train_filters(settings: FiltersSettings, level: float, train_x, n_ins: int, 
 
 
 def save_filter_figure(panels: dict, image_shape: tuple, n: int, path: Path) -> None:
-    """Draw the first ``n`` filters (columns of each weight matrix) of every panel side by side."""
+    """Draw the first ``n`` filters (columns of each weight matrix) of every panel side by side.
+
+    Parameters
+    ----------
+    panels : dict
+        Title -> weight matrix (one filter per column).
+    image_shape : tuple
+        ``(height, width)`` of a filter drawn as an image.
+    n : int
+        Filters drawn per panel.
+    path : Path
+        The grey-level PNG written.
+    """
     figure = Figure(figsize=(4.2 * len(panels), 4.6), layout="constrained")
     canvas = FigureCanvasAgg(figure)
     for axes, (title, weights) in zip(np.atleast_1d(figure.subplots(1, len(panels))), panels.items()):
@@ -168,7 +224,21 @@ def save_filter_figure(panels: dict, image_shape: tuple, n: int, path: Path) -> 
 
 
 def reproduce_filters(settings: FiltersSettings, command: str) -> dict:
-    """The ``filters`` reproduction; returns its report (also written as ``filters.json``)."""
+    """The ``filters`` reproduction.
+
+    Parameters
+    ----------
+    settings : FiltersSettings
+        Checked settings.
+    command : str
+        The command line, recorded in the report.
+
+    Returns
+    -------
+    dict
+        The report also written as ``filters.json``: each model's epoch
+        costs and minutes.
+    """
     apply_mode(settings.mode)
     dataset = load_data(settings)
     side = int(round(dataset.n_features**0.5))
@@ -222,6 +292,18 @@ class TutorialSettings(CommandSettings):
 def binomial_standard_error(error: float, n: int) -> float:
     """The standard error of an error rate measured on ``n`` independent examples.
 
+    Parameters
+    ----------
+    error : float
+        The measured error rate, in [0, 1].
+    n : int
+        How many examples it was measured on.
+
+    Returns
+    -------
+    float
+        ``sqrt(error (1 - error) / n)``.
+
     Examples
     --------
     >>> round(binomial_standard_error(0.013, 10_000), 5)
@@ -231,7 +313,21 @@ def binomial_standard_error(error: float, n: int) -> float:
 
 
 def reproduce_tutorial(settings: TutorialSettings, command: str) -> dict:
-    """The ``tutorial`` reproduction; returns the comparison (also in ``tutorial.json``)."""
+    """The ``tutorial`` reproduction: the run, started, continued or only reported.
+
+    Parameters
+    ----------
+    settings : TutorialSettings
+        Checked settings.
+    command : str
+        The command line, recorded in the report.
+
+    Returns
+    -------
+    dict
+        The published figures beside ours, also written as ``tutorial.json``
+        (and as a table in ``tutorial.md``).
+    """
     out = Path(settings.out)
     data = {
         name: getattr(settings, name) for name in ("dataset", "data", "n_train", "n_valid", "n_test", "mode")
@@ -296,6 +392,12 @@ REPRODUCTIONS: dict[str, tuple[type[CommandSettings], Callable[..., dict], str]]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command's parser: one sub-command per reproduction, its flags from its settings.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     parser = argparse.ArgumentParser(prog="python -m sda.reproduce", description=__doc__.split("\n\n")[0])
     names = parser.add_subparsers(dest="name", required=True, metavar="NAME")
     for name, (settings_class, _, summary) in REPRODUCTIONS.items():
@@ -304,7 +406,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m sda.reproduce`` on ``argv`` (default: the command line).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the command's name.
+
+    Returns
+    -------
+    int
+        The exit status: 0, 2 for a user error, 130 when interrupted.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["python -m sda.reproduce", *argv])
     args = build_parser().parse_args(argv)
