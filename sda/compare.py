@@ -60,24 +60,21 @@ from sda.cli import (
 from sda.config import MAX_SEED, PRESETS, SGD_BATCH_SIZE, RunConfig, SettingError, setting
 from sda.data import shared_dataset
 from sda.finetune import (
-    BatchLineSearch,
     FinetuneResult,
     MinibatchSGD,
-    Monitor,
     PassBudget,
+    autoencoder_line_search,
+    autoencoder_monitor,
+    classifier_line_search,
+    classifier_monitor,
     compile_rows_step,
     finetune,
-    flat_objectives,
 )
 from sda.gradual import data_entropy
 from sda.optimize import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CHUNK_ROWS,
-    PHASES,
     DeepAutoencoder,
-    FlatObjective,
-    autoencoder_measures,
-    classifier_measures,
 )
 from sda.plots import _two_and_five
 from sda.rundir import load_params, save_params
@@ -270,43 +267,37 @@ def print_record(label, percent=True):
 
 
 # --------------------------------------------------------------- fine-tuning
-def budget_monitor(settings, params, valid_error, train_loss, test_error=None):
+def budget(settings):
     """The one measure every arm gets: every ``eval_every`` pass-equivalents, up to the budget."""
-    policy = PassBudget(settings.eval_every, settings.budget_passes)
-    return Monitor(policy, params, valid_error, test_error, train_loss)
+    return PassBudget(settings.eval_every, settings.budget_passes)
 
 
-def shuffled_sgd(train_fn, n_rows, settings, seed, monitor, report, phase="SGD fine-tuning"):
+def arm_monitor(model, shared, settings):
+    """The classifier arms' monitor: validation and test errors, and the training objective."""
+    return classifier_monitor(model, shared, budget(settings), settings.chunk_rows, settings.weight_decay)
+
+
+def shuffled_sgd(model, train_fn, n_rows, settings, seed, monitor, report, phase="SGD fine-tuning"):
     """SGD on minibatches of ``--sgd-batch-size`` rows reshuffled every epoch by ``seed``."""
     step = MinibatchSGD(train_fn, n_rows, settings.sgd_batch_size, shuffle_seed=seed, phase=phase)
-    return finetune(step, monitor, on_record=report)
+    return finetune(model, step, monitor, on_record=report)
 
 
 def batch_finetune(model, shared, settings, seed, report, method, batch_size, line_searches, warmup_epochs=0):
     """CG or L-BFGS on batches of ``batch_size`` rows, ``line_searches`` per batch."""
-    objectives = flat_objectives(
+    step = classifier_line_search(
         model,
         shared[0],
         method,
+        batch_size,
+        line_searches,
         warmup_epochs,
         settings.weight_decay,
         settings.finetune_corruption,
+        seed,
         settings.chunk_rows,
     )
-    step = BatchLineSearch(
-        **objectives,
-        method=method,
-        batch_size=batch_size,
-        line_searches=line_searches,
-        warmup_epochs=warmup_epochs,
-        seed=seed,
-    )
-    train_loss, valid_error, test_error = classifier_measures(
-        model, shared, settings.chunk_rows, settings.weight_decay
-    )
-    return finetune(
-        step, budget_monitor(settings, model.params, valid_error, train_loss, test_error), on_record=report
-    )
+    return finetune(model, step, arm_monitor(model, shared, settings), on_record=report)
 
 
 # ----------------------------------------------------------------------- arms
@@ -342,9 +333,7 @@ def run_arm(arm, seed, model, shared, settings, label):
     report = print_record(label)
     n_train = shared[0][1].get_value(borrow=True).shape[0]
     if arm.startswith("sgd"):
-        train_loss, valid_error, test_error = classifier_measures(
-            model, shared, settings.chunk_rows, settings.weight_decay
-        )
+        monitor = arm_monitor(model, shared, settings)
         momentum = settings.momentum if arm == "sgd-momentum" else 0.0
         # the dropout masks follow the fine-tuning seed, whatever ran before
         model.dA_layers[0].rng.set_value(np.random.default_rng(seed))
@@ -359,8 +348,7 @@ def run_arm(arm, seed, model, shared, settings, label):
             settings.weight_decay,
             noise,
         )
-        monitor = budget_monitor(settings, model.params, valid_error, train_loss, test_error)
-        result = shuffled_sgd(train_fn, n_train, settings, seed, monitor, report)
+        result = shuffled_sgd(model, train_fn, n_train, settings, seed, monitor, report)
     else:
         result = batch_finetune(model, shared, settings, seed, report, **arm_settings(arm, settings, n_train))
     history = [record.row() for record in result.history]
@@ -530,29 +518,28 @@ def run_autoencoder(model, shared, pretrained, settings):
     results = {"data_entropy": entropy, "pretrained": reconstruction()}
     seed = settings.seeds[0]
     n_train = train_x.get_value(borrow=True).shape[0]
-    train_loss, valid_loss = autoencoder_measures(autoencoder, train_x, valid_x, settings.chunk_rows)
     for arm in ("sgd", "cg"):
         load_params(model, pretrained)
         report = print_record(f"auto-encoder {arm}", percent=False)
-        monitor = budget_monitor(settings, autoencoder.params, valid_loss, train_loss)
+        monitor = autoencoder_monitor(autoencoder, train_x, valid_x, budget(settings), settings.chunk_rows)
         if arm == "sgd":
             train_fn = compile_rows_step(
                 autoencoder.cost, autoencoder.params, [autoencoder.x], [train_x], settings.ae_lr
             )
-            result = shuffled_sgd(train_fn, n_train, settings, seed, monitor, report, "auto-encoder SGD")
+            result = shuffled_sgd(
+                model, train_fn, n_train, settings, seed, monitor, report, "auto-encoder SGD"
+            )
         else:
-            objective = FlatObjective(
-                autoencoder.cost,
-                autoencoder.params,
-                [autoencoder.x],
-                [train_x],
+            step = autoencoder_line_search(
+                autoencoder,
+                train_x,
+                "cg",
+                settings.finetune_batch_size,
+                settings.line_searches,
+                seed,
                 settings.chunk_rows,
-                phase=f"deep auto-encoder {PHASES['cg']}",
             )
-            step = BatchLineSearch(
-                objective, "cg", settings.finetune_batch_size, settings.line_searches, seed=seed
-            )
-            result = finetune(step, monitor, on_record=report)
+            result = finetune(model, step, monitor, on_record=report)
         results[arm] = {**reconstruction(), "passes": result.passes, "seconds": result.seconds}
     return results
 

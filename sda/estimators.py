@@ -40,15 +40,15 @@ from sda.dA import LOSSES, reconstruction_loss
 from sda.data import Split, shared_dataset
 from sda.errors import SettingError
 from sda.finetune import (
-    BatchLineSearch,
     MinibatchSGD,
     Monitor,
     PassBudget,
     PatienceRule,
+    classifier_line_search,
+    classifier_monitor,
     finetune,
-    flat_objectives,
 )
-from sda.optimize import DEFAULT_CHUNK_ROWS, classifier_measures
+from sda.optimize import DEFAULT_CHUNK_ROWS
 from sda.rundir import set_params
 from sda.SdA import SdA
 from sda.train import pretrain
@@ -737,25 +737,23 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
             rule = PatienceRule(self.n_iter_no_change * step.n_batches, validation_frequency=step.n_batches)
             # valid_score twice: a new best is not scored a second time as the "test" error
             monitor = Monitor(rule, model.params, valid_score.error, valid_score.error)
-            result = finetune(step, monitor, max_epochs=self.max_iter, on_record=keep)
+            result = finetune(model, step, monitor, max_epochs=self.max_iter, on_record=keep)
             self.n_iter_ = int(result.epochs_run)
         else:
             # full batch: one run of max_iter iterations over every row, measured after each
             # (each costs at least one pass), stopped after n_iter_no_change without improvement
-            step = BatchLineSearch(
-                **flat_objectives(model, shared[0], self.solver, weight_decay=self.alpha),
-                method=self.solver,
-                batch_size=len(train.y),
-                line_searches=self.max_iter,
+            step = classifier_line_search(
+                model, shared[0], self.solver, len(train.y), self.max_iter, weight_decay=self.alpha
             )
-            train_loss, valid_error, _ = classifier_measures(model, shared, weight_decay=self.alpha)
             policy = PassBudget(eval_every=1.0, no_change=self.n_iter_no_change)
-            monitor = Monitor(policy, model.params, valid_error, valid_error, train_loss)
-            result = finetune(step, monitor, max_epochs=1, on_record=keep)
-            # one record per iteration: not the starting point, nor a last one at the same iterate
-            records = [
-                r for r, before in zip(records, [0, *(r.updates for r in records)]) if r.updates > before
-            ]
+            monitor = classifier_monitor(model, shared, policy, weight_decay=self.alpha)
+
+            def keep_iterates(record):
+                """One record per iteration: not the starting point, nor a last one at the same iterate."""
+                if record.updates > (records[-1].updates if records else 0):
+                    keep(record)
+
+            result = finetune(model, step, monitor, max_epochs=1, on_record=keep_iterates)
             self.n_iter_ = int(result.iterations)
         self.loss_curve_ = [float(r.cost) for r in records]
         self.validation_scores_ = [1.0 - float(r.valid_error) for r in records]

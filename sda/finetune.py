@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -47,10 +47,15 @@ from sda.checkpoint import Checkpoint, Progress
 from sda.checks import check_choice, check_count, check_decay, check_passes
 from sda.errors import SettingError, check_finite
 from sda.optimize import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CHUNK_ROWS,
     METHODS,
     PHASES,
+    DeepAutoencoder,
     FlatObjective,
     StopSearch,
+    autoencoder_measures,
+    classifier_measures,
     run_line_searches,
     single_thread_scipy,
 )
@@ -292,7 +297,7 @@ class Monitor:
         self, progress: Progress, checkpoint: Checkpoint, fresh: bool, on_record: Callable, model: Any
     ) -> None:
         """Start (``fresh``) or resume measuring with the state in ``progress`` and ``checkpoint``;
-        ``model``'s parameters (if given) are checked to be finite before each validation."""
+        ``model``'s parameters are checked to be finite before each validation."""
         self.checkpoint, self.on_record, self.model = checkpoint, on_record, model
         if not self.by_passes:
             if fresh:
@@ -342,8 +347,7 @@ class Monitor:
     def validate(self, progress: Progress) -> None:
         """The :class:`PatienceRule`'s validation: keep the parameters and test error of a new best.
         Non-finite parameters stop the run first: they must never become the best."""
-        if self.model is not None:
-            check_params(self.model, FINETUNING, epoch=progress.epoch + 1, step=progress.steps)
+        check_params(self.model, FINETUNING, epoch=progress.epoch + 1, step=progress.steps)
         if self.policy.update(progress, self.valid_error()):
             self.checkpoint.best = [param.get_value() for param in self.params]
             if self.test_error is not None:
@@ -444,6 +448,7 @@ class Step(Protocol):
 
     n_batches: int
     phase: str
+    saves_every_batch: bool  # else at the checkpoint's interval
 
     @property
     def passes(self) -> float: ...
@@ -468,7 +473,7 @@ class Step(Protocol):
 
 
 class MinibatchSGD:
-    """One SGD update per minibatch.
+    """One SGD update per minibatch; saved at the checkpoint's interval.
 
     Parameters
     ----------
@@ -504,6 +509,7 @@ class MinibatchSGD:
         phase: str = FINETUNING,
     ):
         self.train_fn, self.phase = train_fn, phase
+        self.saves_every_batch = False
         self.on_step: Callable[[StepRecord], None] = noop
         self.n_rows, self.batch_size = check_count("n_rows", n_rows), check_count("batch_size", batch_size)
         self.n_batches = n_batches(n_rows, batch_size)
@@ -618,7 +624,7 @@ class BatchLineSearch:
         self,
         objective: FlatObjective,
         method: str = "cg",
-        batch_size: int = 1000,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         line_searches: int = 3,
         warmup_epochs: int = 0,
         warmup: FlatObjective | None = None,
@@ -640,6 +646,7 @@ class BatchLineSearch:
         self.method, self.batch_size, self.line_searches = method, batch_size, line_searches
         self.warmup_epochs, self.seed = warmup_epochs, seed
         self.phase = objective.phase
+        self.saves_every_batch = True  # a batch costs far more than a save
         self.n_batches = n_batches(self.n_rows, batch_size)
         self.rng = np.random.default_rng(seed)
         self.order: np.ndarray = np.arange(self.n_rows)
@@ -705,11 +712,11 @@ class BatchLineSearch:
 
 # --------------------------------------------------------------------- loop
 def finetune(
+    model: Any,
     step: MinibatchSGD | BatchLineSearch,
     monitor: Monitor,
     *,
     max_epochs: int = 1000,
-    model: Any = None,
     on_record: Callable[[Record], None] = noop,
     on_step: Callable[[StepRecord], None] = noop,
     show_progress: bool = False,
@@ -722,15 +729,16 @@ def finetune(
 
     Parameters
     ----------
+    model : SdA
+        Whose parameters (``named_params()``) are checked to be finite before
+        every validation, every checkpoint and at the end, and saved in the
+        checkpoint; the step and monitor work on its shared variables.
     step : MinibatchSGD or BatchLineSearch
         What one batch does to the parameters.
     monitor : Monitor
         Measures, keeps the best, and decides when to stop.
     max_epochs : int
         Stop after this many epochs over the data.
-    model : SdA, optional
-        Checked to be finite before every checkpoint and at the end
-        (``named_params()``); a checkpoint needs it anyway.
     on_record : callable
         Gets each :class:`EpochRecord` (patience rule) or :class:`Evaluation` (pass budget).
     on_step : callable
@@ -765,7 +773,8 @@ def finetune(
     >>> train_fn, valid_score, test_score = model.build_finetune_functions(
     ...     datasets, batch_size=20, learning_rate=0.1)
     >>> monitor = Monitor(PatienceRule(), model.params, valid_score.error, test_score.error)
-    >>> result = finetune(MinibatchSGD(train_fn, n_rows=200, batch_size=20), monitor, max_epochs=3)
+    >>> result = finetune(model, MinibatchSGD(train_fn, n_rows=200, batch_size=20), monitor,
+    ...                   max_epochs=3)
     >>> result.epochs_run, result.iterations, 0.0 <= result.best_valid_error <= 1.0
     (3, 30, True)
     """
@@ -800,13 +809,12 @@ def finetune(
             monitor.evaluate(p, step, clock)  # the common starting point
         while not stop and p.epoch < max_epochs:
             step.begin_epoch(p)
-            for _ in _batches(p, step, show_progress):
+            for _ in progress_bar(p.batch, step.n_batches, f"fine-tune epoch {p.epoch + 1}", show_progress):
                 stop = step.run_batch(p, after_update, stop_reason)
                 p.seconds["finetune"] = clock()
-                # a batch step saves after every batch it finished, SGD at the checkpoint's interval
-                if (not stop) if isinstance(step, BatchLineSearch) else checkpoint.due(p):
-                    if model is not None:
-                        check_params(model, step.phase, epoch=p.epoch + 1, step=p.steps)
+                due = (not stop) if step.saves_every_batch else checkpoint.due(p)
+                if due and checkpoint.path is not None:
+                    check_params(model, step.phase, epoch=p.epoch + 1, step=p.steps)
                     save()
                 if stop:
                     break
@@ -819,15 +827,10 @@ def finetune(
         monitor.finish(p, step, clock)
     seconds = clock() - monitor.eval_seconds
     step.finish()
-    if model is not None:
-        check_params(model, step.phase, epoch=p.epoch, step=p.steps)
+    check_params(model, step.phase, epoch=p.epoch, step=p.steps)
     p.phase = "done"
     save()
     return monitor.result(p, step, seconds, stop)
-
-
-def _batches(progress: Progress, step: MinibatchSGD | BatchLineSearch, show: bool) -> Iterator[int]:
-    return iter(progress_bar(progress.batch, step.n_batches, f"fine-tune epoch {progress.epoch + 1}", show))
 
 
 # ----------------------------------------------------- compiling the steps
@@ -867,34 +870,118 @@ def compile_rows_step(
     return CompiledStep(function, velocities)
 
 
-def flat_objectives(
+def classifier_line_search(
     model: Any,
     train: Sequence[Any],
     method: str = "cg",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    line_searches: int = 3,
     warmup_epochs: int = 0,
     weight_decay: float = 0.0,
     input_dropout: float = 0.0,
-    chunk_rows: int | None = None,
-) -> dict[str, FlatObjective | None]:
-    """The supervised SdA's training objective over every parameter, and (with
-    ``warmup_epochs``) over the softmax layer's alone: :class:`BatchLineSearch`'s
-    ``objective`` and ``warmup`` keywords. ``train`` is ``(train_x, train_y)``."""
+    seed: int = 0,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> BatchLineSearch:
+    """A :class:`BatchLineSearch` on a supervised SdA's training cost.
+
+    ``train`` is ``(train_x, train_y)`` (shared variables). The objective
+    runs over every parameter and, with ``warmup_epochs``, the warm-up one
+    over the softmax layer's alone; ``weight_decay`` adds ``weight_decay / 2
+    * sum(W ** 2)`` over the weight matrices, ``input_dropout`` zeroes that
+    share of the training pixels (one mask per batch). Other parameters as in
+    :class:`BatchLineSearch`.
+
+    Returns
+    -------
+    BatchLineSearch
+
+    Raises
+    ------
+    SettingError
+        An unknown method or a bad setting (see :class:`BatchLineSearch`).
+
+    Examples
+    --------
+    Full-batch L-BFGS, five iterations, each one measured (it costs a pass at least):
+
+    >>> import numpy as np
+    >>> from sda import SdA
+    >>> from sda.data import load_dataset, shared_dataset
+    >>> digits = load_dataset("digits").subset(200, 50, 50)
+    >>> datasets = [shared_dataset(s) for s in (digits.train, digits.valid, digits.test)]
+    >>> model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=(32,),
+    ...             corruption_levels=(0.1,))
+    >>> step = classifier_line_search(model, datasets[0], "lbfgs", batch_size=200, line_searches=5)
+    >>> monitor = classifier_monitor(model, datasets, PassBudget(eval_every=1.0))
+    >>> result = finetune(model, step, monitor, max_epochs=1)
+    >>> result.iterations, [record.updates for record in result.history]
+    (5, [0, 1, 2, 3, 4, 5])
+    """
     check_choice("method", method, METHODS)
 
     def objective(params: Sequence[Any]) -> FlatObjective:
-        extra = {} if chunk_rows is None else {"chunk_rows": chunk_rows}
         return FlatObjective(
             model.finetune_cost,
             params,
             [model.x, model.y],
             list(train),
-            weight_decay=weight_decay,
-            phase=PHASES[method],
-            input_dropout=input_dropout,
-            **extra,
+            chunk_rows,
+            weight_decay,
+            PHASES[method],
+            input_dropout,
         )
 
-    return {
-        "objective": objective(model.params),
-        "warmup": objective(model.logLayer.params) if warmup_epochs else None,
-    }
+    warmup = objective(model.logLayer.params) if warmup_epochs else None
+    return BatchLineSearch(
+        objective(model.params), method, batch_size, line_searches, warmup_epochs, warmup, seed
+    )
+
+
+def classifier_monitor(
+    model: Any,
+    datasets: Sequence[Any],
+    policy: PatienceRule | PassBudget,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    weight_decay: float = 0.0,
+) -> Monitor:
+    """A :class:`Monitor` of a supervised SdA on ``[(train_x, train_y), (valid_x, valid_y),
+    (test_x, test_y)]``: the validation and test errors, and the training objective
+    (mean cost over every training row plus the weight penalty)."""
+    train_loss, valid_error, test_error = classifier_measures(model, datasets, chunk_rows, weight_decay)
+    return Monitor(policy, model.params, valid_error, test_error, train_loss)
+
+
+def autoencoder_line_search(
+    autoencoder: DeepAutoencoder,
+    train_x: Any,
+    method: str = "cg",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    line_searches: int = 3,
+    seed: int = 0,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> BatchLineSearch:
+    """A :class:`BatchLineSearch` on the unrolled :class:`~sda.optimize.DeepAutoencoder`'s
+    reconstruction cost of the rows of ``train_x`` (Hinton & Salakhutdinov's ``backprop.m``)."""
+    check_choice("method", method, METHODS)
+    objective = FlatObjective(
+        autoencoder.cost,
+        autoencoder.params,
+        [autoencoder.x],
+        [train_x],
+        chunk_rows,
+        phase=f"deep auto-encoder {PHASES[method]}",
+    )
+    return BatchLineSearch(objective, method, batch_size, line_searches, seed=seed)
+
+
+def autoencoder_monitor(
+    autoencoder: DeepAutoencoder,
+    train_x: Any,
+    valid_x: Any,
+    policy: PatienceRule | PassBudget,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Monitor:
+    """A :class:`Monitor` of a :class:`~sda.optimize.DeepAutoencoder`: its mean reconstruction
+    loss per validation row (the records' ``valid_error``) and per training row; no test error."""
+    train_loss, valid_loss = autoencoder_measures(autoencoder, train_x, valid_x, chunk_rows)
+    return Monitor(policy, autoencoder.params, valid_loss, train_loss=train_loss)

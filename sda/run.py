@@ -44,9 +44,15 @@ from sda.errors import (
     check_cost_end,
     recorded_warnings,
 )
-from sda.finetune import BatchLineSearch, MinibatchSGD, Monitor, PassBudget, PatienceRule, flat_objectives
+from sda.finetune import (
+    MinibatchSGD,
+    Monitor,
+    PassBudget,
+    PatienceRule,
+    classifier_line_search,
+    classifier_monitor,
+)
 from sda.finetune import finetune as finetune_loop
-from sda.optimize import classifier_measures
 from sda.pictures import save_run_pictures
 from sda.rundir import METRICS, RunDir, read_text
 from sda.train import pretrain
@@ -195,28 +201,19 @@ def finetune(model, shared, config, report, progress, checkpoint):
     tutorial's patience rule, or CG / L-BFGS on batches under a pass budget."""
     n_train = len(shared[0][1].get_value(borrow=True))
     if config.finetune != "sgd":
-        batch_size = min(config.finetune_rows(), n_train)
-        objectives = flat_objectives(
+        step = classifier_line_search(
             model,
             shared[0],
             config.finetune,
+            min(config.finetune_rows(), n_train),
+            config.line_searches,
             config.warmup_epochs,
             config.weight_decay,
             config.finetune_corruption,
-        )
-        step = BatchLineSearch(
-            **objectives,
-            method=config.finetune,
-            batch_size=batch_size,
-            line_searches=config.line_searches,
-            warmup_epochs=config.warmup_epochs,
-            seed=config.seed,
-        )
-        train_loss, valid_error, test_error = classifier_measures(
-            model, shared, weight_decay=config.weight_decay
+            config.seed,
         )
         policy = PassBudget(config.eval_every, config.budget_passes, config.batch_patience)
-        monitor = Monitor(policy, model.params, valid_error, test_error, train_loss)
+        monitor = classifier_monitor(model, shared, policy, weight_decay=config.weight_decay)
     else:
         train_fn, valid_score, test_score = model.build_finetune_functions(
             shared,
@@ -231,10 +228,10 @@ def finetune(model, shared, config, report, progress, checkpoint):
         rule = early_stopping(config, step.n_batches)
         monitor = Monitor(rule, model.params, valid_score.error, test_score.error)
     return finetune_loop(
+        model,
         step,
         monitor,
         max_epochs=config.finetune_epochs,
-        model=model,
         on_record=report,
         on_step=report.step,
         show_progress=config.progress,

@@ -75,7 +75,7 @@ def finetune_sgd(
     """The tutorial's loop: minibatches of 20 rows in data order, under the patience rule."""
     step = MinibatchSGD(train_fn, n_rows, batch_size=20, lr_decay=lr_decay)
     monitor = Monitor(rule or PatienceRule(), model.params, valid_score.error, test_score.error)
-    return finetune(step, monitor, max_epochs=max_epochs, **kwargs)
+    return finetune(model, step, monitor, max_epochs=max_epochs, **kwargs)
 
 
 def test_finetuning_reaches_a_low_test_error(mnist_small):

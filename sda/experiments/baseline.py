@@ -169,7 +169,7 @@ def finetune_arm(model, shared, config, arm):
     monitor = Monitor(
         PatienceRule(config.finetune_epochs * count), model.params, valid_score.error, test_score.error
     )
-    result = finetune(step, monitor, max_epochs=config.finetune_epochs, on_step=on_step)
+    result = finetune(model, step, monitor, max_epochs=config.finetune_epochs, on_step=on_step)
     return points, result, time.perf_counter() - started
 
 

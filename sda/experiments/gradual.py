@@ -248,7 +248,7 @@ def classifier_curves(settings, dataset, out):
             # every run gets all its epochs
             step = MinibatchSGD(train_fn, size, settings.batch_size)
             monitor = Monitor(PatienceRule(epochs * count), model.params, valid_score.error, test_score.error)
-            result = finetune(step, monitor, max_epochs=epochs)
+            result = finetune(model, step, monitor, max_epochs=epochs)
             key = "stacked" if f == 1 else "gradual"
             row[f"{key}_test_error"], row[f"{key}_valid_error"] = (result.test_error, result.best_valid_error)
             print(
