@@ -286,7 +286,6 @@ class Monitor:
             raise SettingError("a PassBudget monitor measures the training loss: pass train_loss")
         self.policy, self.params, self.model = policy, list(params), None
         self.valid_error, self.test_error, self.train_loss = valid_error, test_error, train_loss
-        self.by_passes = isinstance(policy, PassBudget)
         self.on_record: Callable[[Any], None] = noop
         self.checkpoint = Checkpoint()
         self.state: dict[str, Any] = {}  # PassBudget: the evaluator's state, saved in Progress
@@ -299,9 +298,10 @@ class Monitor:
         """Start (``fresh``) or resume measuring with the state in ``progress`` and ``checkpoint``;
         ``model``'s parameters are checked to be finite before each validation."""
         self.checkpoint, self.on_record, self.model = checkpoint, on_record, model
-        if not self.by_passes:
+        policy = self.policy
+        if isinstance(policy, PatienceRule):
             if fresh:
-                progress.patience = self.policy.patience
+                progress.patience = policy.patience
             return
         saved = progress.optimizer_state.get("evaluator")
         if saved is None:
@@ -321,14 +321,27 @@ class Monitor:
 
     @property
     def eval_seconds(self) -> float:
-        return self.state["seconds"] if self.by_passes else 0.0
+        """Time spent measuring at :class:`PassBudget` points (0 under the patience rule)."""
+        return self.state["seconds"] if isinstance(self.policy, PassBudget) else 0.0
+
+    @property
+    def reports_epochs(self) -> bool:
+        """Whether it reports every epoch, a cut last one included (the patience rule)."""
+        return isinstance(self.policy, PatienceRule)
+
+    def start(self, progress: Progress, step: Step, clock: Callable[[], float]) -> None:
+        """Measure the starting point when a :class:`PassBudget` point is due there."""
+        policy = self.policy
+        if isinstance(policy, PassBudget) and step.passes >= self.state["next_point"]:
+            self._evaluate(progress, step, clock, policy)
 
     # -- during the run
     def stop_reason(self, progress: Progress, passes: float) -> str:
         """Why the run must stop now (``""``: it goes on)."""
-        if not self.by_passes:
+        policy = self.policy
+        if isinstance(policy, PatienceRule):
             return "patience" if progress.iteration >= progress.patience else ""
-        budget, no_change = self.policy.budget_passes, self.policy.no_change
+        budget, no_change = policy.budget_passes, policy.no_change
         if budget is not None and passes >= budget - BUDGET_TOLERANCE:
             return "budget"
         if no_change is not None and self.state["since_best"] >= no_change:
@@ -337,28 +350,31 @@ class Monitor:
 
     def after_update(self, progress: Progress, step: Step, clock: Callable[[], float]) -> str:
         """Measure if a point is due after an update; return the stop reason."""
-        if self.by_passes:
-            if step.passes >= self.state["next_point"]:
-                self.evaluate(progress, step, clock)
-        elif progress.iteration % self.policy.frequency(step.n_batches) == 0:
-            self.validate(progress)
+        policy = self.policy
+        if isinstance(policy, PatienceRule):
+            if progress.iteration % policy.frequency(step.n_batches) == 0:
+                self._validate(progress, policy)
+        elif step.passes >= self.state["next_point"]:
+            self._evaluate(progress, step, clock, policy)
         return self.stop_reason(progress, step.passes)
 
-    def validate(self, progress: Progress) -> None:
+    def _validate(self, progress: Progress, rule: PatienceRule) -> None:
         """The :class:`PatienceRule`'s validation: keep the parameters and test error of a new best.
         Non-finite parameters stop the run first: they must never become the best."""
         check_params(self.model, FINETUNING, epoch=progress.epoch + 1, step=progress.steps)
-        if self.policy.update(progress, self.valid_error()):
+        if rule.update(progress, self.valid_error()):
             self.checkpoint.best = [param.get_value() for param in self.params]
             if self.test_error is not None:
                 progress.test_error = self.test_error()
 
-    def evaluate(self, progress: Progress, step: Step, clock: Callable[[], float]) -> Evaluation:
+    def _evaluate(
+        self, progress: Progress, step: Step, clock: Callable[[], float], budget: PassBudget
+    ) -> Evaluation:
         """Measure now (a :class:`PassBudget` point); report and return the record."""
         started = time.perf_counter()
         state, passes = self.state, step.passes
         seconds = clock() - state["seconds"]
-        train_loss = self.train_loss()
+        train_loss = self.train_loss() if self.train_loss is not None else math.nan
         valid_error = self.valid_error()
         if valid_error < state["best_valid_error"]:
             state.update(
@@ -372,9 +388,7 @@ class Monitor:
                 state["test_error"] = self.test_error()
         else:
             state["since_best"] += 1
-        state["next_point"] = (
-            math.floor(passes / self.policy.eval_every + 1e-9) + 1
-        ) * self.policy.eval_every
+        state["next_point"] = (math.floor(passes / budget.eval_every + 1e-9) + 1) * budget.eval_every
         record = Evaluation(
             epoch=len(self.history),
             passes=passes,
@@ -395,7 +409,7 @@ class Monitor:
 
     def end_epoch(self, progress: Progress, cost: float) -> None:
         """Under the :class:`PatienceRule`, report the epoch just finished."""
-        if self.by_passes:
+        if not self.reports_epochs:
             return
         record = EpochRecord(
             epoch=progress.epoch,
@@ -410,20 +424,23 @@ class Monitor:
 
     def finish(self, progress: Progress, step: Step, clock: Callable[[], float]) -> None:
         """Measure where the run ended (if not yet), then put the best parameters back."""
-        if self.by_passes and (not self.history or self.history[-1].passes != step.passes):
-            self.evaluate(progress, step, clock)
+        policy, last = self.policy, self.history[-1] if self.history else None
+        if isinstance(policy, PassBudget) and not (
+            isinstance(last, Evaluation) and last.passes == step.passes
+        ):
+            self._evaluate(progress, step, clock, policy)
         if self.checkpoint.best is not None:
             for param, value in zip(self.params, self.checkpoint.best):
                 param.set_value(value)
 
     def store(self, progress: Progress) -> None:
         """Bring the best point into ``progress`` before a checkpoint is saved."""
-        if self.by_passes:
+        if isinstance(self.policy, PassBudget):
             progress.best_valid_error = self.state["best_valid_error"]
             progress.test_error = self.state["test_error"]
 
     def result(self, progress: Progress, step: Step, seconds: float, stop_reason: str) -> FinetuneResult:
-        if self.by_passes:
+        if isinstance(self.policy, PassBudget):
             best = (self.state["best_valid_error"], self.state["test_error"], self.state["best_evaluation"])
             best_passes = self.state["best_passes"]
         else:
@@ -520,7 +537,8 @@ class MinibatchSGD:
                 "lr_decay needs a step compiled with a shared learning rate "
                 "(SdA.build_finetune_functions makes one)"
             )
-        self.start_rate = None if self.lr_decay == 1.0 else float(train_fn.learning_rate.get_value())
+        self.rate = train_fn.learning_rate  # a shared variable, when it has one
+        self.start_rate = None if self.rate is None or self.lr_decay == 1.0 else float(self.rate.get_value())
         self.examples = 0
         self.order: np.ndarray | None = None
         self.rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
@@ -542,8 +560,8 @@ class MinibatchSGD:
         return contextlib.nullcontext()
 
     def begin_epoch(self, progress: Progress) -> None:
-        if self.start_rate is not None:
-            self.train_fn.learning_rate.set_value(np.float32(self.start_rate * self.lr_decay**progress.epoch))
+        if self.rate is not None and self.start_rate is not None:
+            self.rate.set_value(np.float32(self.start_rate * self.lr_decay**progress.epoch))
         if self.rng is not None:
             progress.optimizer_state["epoch_rng"] = self.rng.bit_generator.state  # resume redraws the order
             self.order = self.rng.permutation(self.n_rows)
@@ -574,8 +592,8 @@ class MinibatchSGD:
         self.watch.epoch(cost)
 
     def finish(self) -> None:
-        if self.start_rate is not None:  # back at the starting rate: a later run starts its schedule there
-            self.train_fn.learning_rate.set_value(np.float32(self.start_rate))
+        if self.rate is not None and self.start_rate is not None:
+            self.rate.set_value(np.float32(self.start_rate))  # a later run starts its schedule there
 
     def store(self, progress: Progress) -> None:
         if self.rng is not None:
@@ -805,8 +823,7 @@ def finetune(
 
     with step.running():
         stop = stop_reason()  # a run saved as it stopped has nothing left to do
-        if monitor.by_passes and step.passes >= monitor.state["next_point"]:
-            monitor.evaluate(p, step, clock)  # the common starting point
+        monitor.start(p, step, clock)  # the common starting point of a pass budget
         while not stop and p.epoch < max_epochs:
             step.begin_epoch(p)
             for _ in progress_bar(p.batch, step.n_batches, f"fine-tune epoch {p.epoch + 1}", show_progress):
@@ -818,7 +835,7 @@ def finetune(
                     save()
                 if stop:
                     break
-            if stop and monitor.by_passes:
+            if stop and not monitor.reports_epochs:
                 break  # a cut epoch is not finished; the tutorial's rule still reports it
             cost = p.finish_epoch()
             step.end_epoch(cost)
