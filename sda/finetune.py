@@ -266,12 +266,7 @@ class Monitor:
         Called at each new best; NaN in the records without it.
     train_loss : callable, optional
         ``train_loss() -> float``, measured at each :class:`Evaluation`
-        (a :class:`PassBudget` needs it).
-
-    Raises
-    ------
-    SettingError
-        A :class:`PassBudget` without ``train_loss``.
+        (NaN in the records without it).
     """
 
     def __init__(
@@ -282,8 +277,6 @@ class Monitor:
         test_error: Callable[[], float] | None = None,
         train_loss: Callable[[], float] | None = None,
     ):
-        if isinstance(policy, PassBudget) and train_loss is None:
-            raise SettingError("a PassBudget monitor measures the training loss: pass train_loss")
         self.policy, self.params, self.model = policy, list(params), None
         self.valid_error, self.test_error, self.train_loss = valid_error, test_error, train_loss
         self.on_record: Callable[[Any], None] = noop
