@@ -724,7 +724,7 @@ class BatchLineSearch:
 # --------------------------------------------------------------------- loop
 def finetune(
     model: Any,
-    step: MinibatchSGD | BatchLineSearch,
+    step: Step,
     monitor: Monitor,
     *,
     max_epochs: int = 1000,
@@ -745,7 +745,7 @@ def finetune(
         every validation, every checkpoint and at the end, and saved in the
         checkpoint; the step and monitor work on its shared variables.
     step : MinibatchSGD or BatchLineSearch
-        What one batch does to the parameters.
+        What one batch does to the parameters (any :class:`Step`).
     monitor : Monitor
         Measures, keeps the best, and decides when to stop.
     max_epochs : int
