@@ -60,7 +60,6 @@ from sda.cli import (
 from sda.config import MAX_SEED, PRESETS, SGD_BATCH_SIZE, RunConfig, SettingError, setting
 from sda.data import shared_dataset
 from sda.finetune import (
-    FinetuneResult,
     MinibatchSGD,
     PassBudget,
     autoencoder_line_search,
@@ -352,10 +351,11 @@ def run_arm(arm, seed, model, shared, settings, label):
     else:
         result = batch_finetune(model, shared, settings, seed, report, **arm_settings(arm, settings, n_train))
     history = [record.row() for record in result.history]
-    return result_row(arm, seed, history, settings.thresholds, result), history
+    counts = (result.passes, result.iterations, result.seconds, result.stop_reason)
+    return result_row(arm, seed, history, settings.thresholds, *counts), history
 
 
-def result_row(arm, seed, history, thresholds, result: FinetuneResult):
+def result_row(arm, seed, history, thresholds, passes, updates, seconds, stop_reason):
     """A ``runs.csv`` row from a run's evaluation records: its best point (the
     last record's best validation error and the test error there), its costs,
     and the cost of reaching each validation-error threshold (percent)."""
@@ -366,10 +366,10 @@ def result_row(arm, seed, history, thresholds, result: FinetuneResult):
         best_valid_error=last["best_valid_error"],
         test_error=last["test_error"],
         final_train_loss=last["train_loss"],
-        passes=result.passes,
-        updates=result.iterations,
-        seconds=result.seconds,
-        stop_reason=result.stop_reason,
+        passes=passes,
+        updates=updates,
+        seconds=seconds,
+        stop_reason=stop_reason,
     )
     for threshold in thresholds:
         reached = next((r for r in history if 100 * r["valid_error"] <= threshold), None)

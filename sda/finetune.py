@@ -525,12 +525,12 @@ class MinibatchSGD:
         self.n_batches = n_batches(n_rows, batch_size)
         self.shuffle_seed = shuffle_seed
         self.lr_decay = check_decay("lr_decay", lr_decay)
-        if self.lr_decay != 1.0 and train_fn.learning_rate is None:
+        self.rate = getattr(train_fn, "learning_rate", None)  # a shared variable, when it has one
+        if self.lr_decay != 1.0 and self.rate is None:
             raise SettingError(
                 "lr_decay needs a step compiled with a shared learning rate "
                 "(SdA.build_finetune_functions makes one)"
             )
-        self.rate = train_fn.learning_rate  # a shared variable, when it has one
         self.start_rate = None if self.rate is None or self.lr_decay == 1.0 else float(self.rate.get_value())
         self.examples = 0
         self.order: np.ndarray | None = None
