@@ -668,6 +668,9 @@ class BatchLineSearch:
 
     def begin(self, progress: Progress, checkpoint: Checkpoint, on_step: Callable) -> None:
         state = progress.optimizer_state
+        if "updates" in state:  # saved before progress.iteration counted the updates
+            progress.iteration = state.pop("updates")
+            state.pop("stop_reason", None)
         if "examples" in state:  # resuming: counters, and the generator as the epoch began
             for objective, examples in zip(self.objectives, state["examples"]):
                 objective.examples = examples

@@ -16,6 +16,7 @@ from sda.finetune import (
     PassBudget,
     PatienceRule,
     StepRecord,
+    classifier_line_search,
     classifier_monitor,
     compile_rows_step,
     finetune,
@@ -134,3 +135,35 @@ def test_a_killed_shuffled_sgd_run_resumes_exactly(digits, tmp_path):
         whole.iterations,
         whole.best_passes,
     )
+
+
+def test_a_cg_checkpoint_saved_before_the_one_loop_resumes_its_update_count(digits, tmp_path):
+    """Such checkpoints kept the updates in optimizer_state["updates"]; now Progress.iteration does."""
+
+    def run(model, **loop):
+        step = classifier_line_search(model, digits[0], "cg", batch_size=50, line_searches=2, seed=2)
+        return finetune(model, step, classifier_monitor(model, digits, PassBudget(budget_passes=8)), **loop)
+
+    whole = run(tiny_model())
+    path = tmp_path / "checkpoint.npz"
+
+    class Killed(Exception):
+        pass
+
+    def kill(record):
+        if record.data_epoch == 2:
+            raise Killed
+
+    model = tiny_model()
+    with pytest.raises(Killed):
+        run(model, on_record=kill, checkpoint=Checkpoint(path, model))
+    progress = Checkpoint(path, model).load()
+    # as the older loop saved it
+    progress.optimizer_state.update(updates=progress.iteration, stop_reason="")
+    progress.iteration = 0
+    fresh = tiny_model(seed=9)
+    checkpoint = Checkpoint(path, fresh)
+    checkpoint.load()
+    resumed = run(fresh, progress=progress, checkpoint=checkpoint)
+    assert [r.updates for r in resumed.history] == [r.updates for r in whole.history]
+    assert resumed.iterations == whole.iterations
