@@ -23,8 +23,9 @@ BEST_PREFIX = "best/"
 VELOCITY_PREFIX = "velocity/"
 PHASES = ("pretrain", "finetune", "done")
 NUMBER = (int, float)
-# what sda.optimize keeps in Progress.optimizer_state (mini-batch CG / L-BFGS), and its types
-OPTIMIZER_STATE = {"examples": list, "evaluator": dict, "epoch_rng": dict, "updates": int, "stop_reason": str}
+# what sda.finetune keeps in Progress.optimizer_state, and its types: a shuffling step's rows
+# trained on and its generator as the epoch began; a pass-budget monitor's evaluator
+SHUFFLE_STATE = {"examples": list, "epoch_rng": dict}
 EVALUATOR_STATE = {
     "next_point": NUMBER,
     "best_valid_error": NUMBER,
@@ -48,7 +49,7 @@ class Progress:
     epoch_cost_sum: float = 0.0  # over the minibatches finished in this epoch
     steps: int = 0  # minibatch steps over the whole run (checkpoint clock)
     pretrain_history: list = field(default_factory=list)  # per layer, per epoch mean costs
-    # fine-tuning's early stopping
+    # fine-tuning: parameter updates, and the patience rule's state
     iteration: int = 0
     patience: int = 0
     valid_error: float = math.nan
@@ -57,7 +58,7 @@ class Progress:
     test_error: float = math.nan
     seconds: dict = field(default_factory=lambda: {"pretrain": 0.0, "finetune": 0.0})
     metrics_rows: int = 0  # rows of metrics.csv written when this was saved
-    # mini-batch CG / L-BFGS (sda.optimize): shuffling state, cost counters, the evaluator's record
+    # sda.finetune with shuffled batches or a pass budget: shuffling state, cost counters, the evaluator
     optimizer_state: dict = field(default_factory=dict)
     # the run's settings when this was saved (sda.run), so that a config.json edited later is caught
     settings: dict = field(default_factory=dict)
@@ -110,10 +111,6 @@ class Checkpoint:
     def due(self, progress):
         """True when ``progress`` is at a save point (every ``every`` steps)."""
         return bool(self.every) and progress.steps % self.every == 0
-
-    def maybe_save(self, progress):
-        if self.due(progress):
-            self.save(progress)
 
     def save(self, progress):
         if self.path is None:  # a loop run without checkpoints
@@ -247,14 +244,18 @@ class Checkpoint:
         return progress
 
     def _check_optimizer_state(self, state):
-        """The mini-batch CG / L-BFGS state must have every entry, of its type, before it is used."""
-        for where, saved, expected in [
-            ("optimizer_state", state, OPTIMIZER_STATE),
-            ("optimizer_state.evaluator", state.get("evaluator"), EVALUATOR_STATE),
-        ]:
+        """The fine-tuning loop's state must have every entry, of its type, before it is used:
+        the shuffling state (if any) and the evaluator's (if any)."""
+        shuffled = bool(SHUFFLE_STATE.keys() & state.keys())
+        parts = [("optimizer_state", state, SHUFFLE_STATE)] if shuffled else []
+        if "evaluator" in state or not shuffled:
+            parts.append(("optimizer_state.evaluator", state.get("evaluator"), EVALUATOR_STATE))
+        for where, saved, expected in parts:
             for key, kinds in expected.items():
                 if not isinstance(saved, dict) or not isinstance(saved.get(key), kinds):
                     raise self._refuse(f"holds an unreadable {where} ({key} is missing or of the wrong type)")
+        if not shuffled:
+            return
         if not all(isinstance(n, NUMBER) for n in state["examples"]):
             raise self._refuse("holds an unreadable optimizer_state (examples are not numbers)")
         try:  # on a throw-away generator, so nothing changes if the state is bad

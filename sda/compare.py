@@ -42,8 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytensor
-import pytensor.tensor as pt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
@@ -63,19 +61,22 @@ from sda.cli import (
 from sda.config import PRESETS, RunConfig, SettingError, setting
 from sda.constraints import ARMS, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_ROWS, SGD_BATCH_SIZE
 from sda.data import shared_dataset
-from sda.errors import check_finite
+from sda.finetune import (
+    MinibatchSGD,
+    PassBudget,
+    autoencoder_line_search,
+    autoencoder_monitor,
+    classifier_line_search,
+    classifier_monitor,
+    compile_rows_step,
+    finetune,
+)
 from sda.gradual import data_entropy
 from sda.optimize import (
     DeepAutoencoder,
-    Evaluator,
-    autoencoder_measure,
-    classifier_measures,
-    finetune_autoencoder_minibatch,
-    finetune_minibatch,
 )
 from sda.plots import _two_and_five
 from sda.rundir import load_params, save_params
-from sda.sgd import sgd_updates
 from sda.train import pretrain
 
 # Full-batch CG and L-BFGS run on as one optimisation: iterations per "batch" beyond any budget.
@@ -244,71 +245,48 @@ def build_parser():
 
 def print_record(label, percent=True):
     def report(record):
-        valid = record["valid_error"]
-        valid = f"{100 * valid:6.2f}%" if percent else f"{valid:8.3f}"
+        valid = f"{100 * record.valid_error:6.2f}%" if percent else f"{record.valid_error:8.3f}"
         print(
-            f"{label:24s} passes {record['passes']:6.2f}  updates {record['updates']:7d}  "
-            f"train loss {record['train_loss']:.4f}  valid {valid}  {record['seconds']:7.1f}s",
+            f"{label:24s} passes {record.passes:6.2f}  updates {record.updates:7d}  "
+            f"train loss {record.train_loss:.4f}  valid {valid}  {record.seconds:7.1f}s",
             flush=True,
         )
 
     return report
 
 
-# ------------------------------------------------------------------------ SGD
-def sgd_run(
-    cost,
-    params,
-    inputs,
-    data,
-    evaluator,
-    batch_size,
-    learning_rate,
-    budget_passes,
-    seed,
-    momentum=0.0,
-    weight_decay=0.0,
-    phase="SGD fine-tuning",
-    noise_updates=(),
-):
-    """SGD on minibatches of rows shuffled every epoch by ``seed``, until
-    ``budget_passes`` pass-equivalents; ``evaluator`` measures it at its points.
-    ``noise_updates`` advance the generators of a noisy ``cost`` every step.
-    Returns ``(passes, updates, seconds)``; the best parameters are left in the model."""
-    rows = pt.lvector("rows")
-    updates, _ = sgd_updates(cost, params, np.float32(learning_rate), momentum, weight_decay)
-    step = pytensor.function(
-        [rows],
-        cost,
-        updates=updates + list(noise_updates),
-        name="sgd_step",
-        givens={v: d[rows] for v, d in zip(inputs, data)},
+# --------------------------------------------------------------- fine-tuning
+def budget(settings):
+    """The one measure every arm gets: every ``eval_every`` pass-equivalents, up to the budget."""
+    return PassBudget(settings.eval_every, settings.budget_passes)
+
+
+def arm_monitor(model, shared, settings):
+    """The classifier arms' monitor: validation and test errors, and the training objective."""
+    return classifier_monitor(model, shared, budget(settings), settings.chunk_rows, settings.weight_decay)
+
+
+def shuffled_sgd(model, train_fn, n_rows, settings, seed, monitor, report, phase="SGD fine-tuning"):
+    """SGD on minibatches of ``--sgd-batch-size`` rows reshuffled every epoch by ``seed``."""
+    step = MinibatchSGD(train_fn, n_rows, settings.sgd_batch_size, shuffle_seed=seed, phase=phase)
+    return finetune(model, step, monitor, on_record=report)
+
+
+def batch_finetune(model, shared, settings, seed, report, method, batch_size, line_searches, warmup_epochs=0):
+    """CG or L-BFGS on batches of ``batch_size`` rows, ``line_searches`` per batch."""
+    step = classifier_line_search(
+        model,
+        shared[0],
+        method,
+        batch_size,
+        line_searches,
+        warmup_epochs,
+        settings.weight_decay,
+        settings.finetune_corruption,
+        seed,
+        settings.chunk_rows,
     )
-    n_rows = data[0].get_value(borrow=True).shape[0]
-    rng = np.random.default_rng(seed)
-    examples = count = epoch = 0
-    started = time.perf_counter()
-
-    def measure():
-        seconds = time.perf_counter() - started - evaluator.state["seconds"]
-        evaluator(examples / n_rows, data_epoch=epoch, updates=count, seconds=seconds)
-
-    measure()
-    while examples < budget_passes * n_rows:
-        order, epoch = rng.permutation(n_rows), epoch + 1
-        for start in range(0, n_rows, batch_size):
-            batch = order[start : start + batch_size]
-            check_finite(step(batch), phase, epoch=epoch, step=count + 1)
-            examples, count = examples + batch.size, count + 1
-            if evaluator.due(examples / n_rows):
-                measure()
-            if examples >= budget_passes * n_rows:
-                break
-    if evaluator.state["history"][-1]["passes"] != examples / n_rows:
-        measure()
-    seconds = time.perf_counter() - started - evaluator.state["seconds"]
-    evaluator.restore_best()
-    return examples / n_rows, count, seconds
+    return finetune(model, step, arm_monitor(model, shared, settings), on_record=report)
 
 
 # ----------------------------------------------------------------------- arms
@@ -328,7 +306,7 @@ ADDED_LATER = {"finetune_corruption": 0.0}
 
 
 def arm_settings(arm, settings, n_train):
-    """``finetune_minibatch`` keywords of a CG / L-BFGS arm."""
+    """``batch_finetune`` keywords of a CG / L-BFGS arm."""
     minibatch = dict(batch_size=settings.cg_batch_size, line_searches=settings.line_searches)
     full = dict(batch_size=n_train, line_searches=FULL_BATCH_ITERATIONS)
     return {
@@ -342,45 +320,29 @@ def arm_settings(arm, settings, n_train):
 def run_arm(arm, seed, model, shared, settings, label):
     """One arm from the model's current (pre-trained) weights; a result row and the records."""
     report = print_record(label)
+    n_train = shared[0][1].get_value(borrow=True).shape[0]
     if arm.startswith("sgd"):
-        measure, test = classifier_measures(model, shared, settings.chunk_rows, settings.weight_decay)
+        monitor = arm_monitor(model, shared, settings)
         momentum = settings.momentum if arm == "sgd-momentum" else 0.0
-        evaluator = Evaluator(measure, model.params, settings.eval_every, test, report)
         # the dropout masks follow the fine-tuning seed, whatever ran before
         model.dA_layers[0].rng.set_value(np.random.default_rng(seed))
         cost, noise = model.dropout_finetune_cost(settings.finetune_corruption)
-        passes, updates, seconds = sgd_run(
+        train_fn = compile_rows_step(
             cost,
             model.params,
             [model.x, model.y],
             list(shared[0]),
-            evaluator,
-            settings.sgd_batch_size,
             settings.finetune_lr * (1 - momentum),
-            settings.budget_passes,
-            seed,
             momentum,
             settings.weight_decay,
-            noise_updates=noise,
+            noise,
         )
-        history, stop = evaluator.state["history"], "budget"
+        result = shuffled_sgd(model, train_fn, n_train, settings, seed, monitor, report)
     else:
-        n_train = shared[0][1].get_value(borrow=True).shape[0]
-        result = finetune_minibatch(
-            model,
-            shared,
-            **arm_settings(arm, settings, n_train),
-            budget_passes=settings.budget_passes,
-            weight_decay=settings.weight_decay,
-            input_dropout=settings.finetune_corruption,
-            seed=seed,
-            eval_every=settings.eval_every,
-            chunk_rows=settings.chunk_rows,
-            on_evaluation=report,
-        )
-        passes, updates, seconds, stop = (result.passes, result.updates, result.seconds, result.stop_reason)
-        history = result.history
-    return result_row(arm, seed, history, settings.thresholds, passes, updates, seconds, stop), history
+        result = batch_finetune(model, shared, settings, seed, report, **arm_settings(arm, settings, n_train))
+    history = [record.row() for record in result.history]
+    counts = (result.passes, result.iterations, result.seconds, result.stop_reason)
+    return result_row(arm, seed, history, settings.thresholds, *counts), history
 
 
 def result_row(arm, seed, history, thresholds, passes, updates, seconds, stop_reason):
@@ -545,44 +507,30 @@ def run_autoencoder(model, shared, pretrained, settings):
 
     results = {"data_entropy": entropy, "pretrained": reconstruction()}
     seed = settings.seeds[0]
+    n_train = train_x.get_value(borrow=True).shape[0]
     for arm in ("sgd", "cg"):
         load_params(model, pretrained)
         report = print_record(f"auto-encoder {arm}", percent=False)
+        monitor = autoencoder_monitor(autoencoder, train_x, valid_x, budget(settings), settings.chunk_rows)
         if arm == "sgd":
-            evaluator = Evaluator(
-                autoencoder_measure(autoencoder, train_x, valid_x, settings.chunk_rows),
-                autoencoder.params,
-                settings.eval_every,
-                on_record=report,
+            train_fn = compile_rows_step(
+                autoencoder.cost, autoencoder.params, [autoencoder.x], [train_x], settings.ae_lr
             )
-            passes, _, seconds = sgd_run(
-                autoencoder.cost,
-                autoencoder.params,
-                [autoencoder.x],
-                [train_x],
-                evaluator,
-                settings.sgd_batch_size,
-                settings.ae_lr,
-                settings.budget_passes,
-                seed,
-                phase="auto-encoder SGD",
+            result = shuffled_sgd(
+                model, train_fn, n_train, settings, seed, monitor, report, "auto-encoder SGD"
             )
         else:
-            result = finetune_autoencoder_minibatch(
-                model,
+            step = autoencoder_line_search(
+                autoencoder,
                 train_x,
-                valid_x,
                 "cg",
                 settings.cg_batch_size,
                 settings.line_searches,
-                settings.budget_passes,
-                seed=seed,
-                eval_every=settings.eval_every,
-                chunk_rows=settings.chunk_rows,
-                on_evaluation=report,
+                seed,
+                settings.chunk_rows,
             )
-            passes, seconds = result.passes, result.seconds
-        results[arm] = {**reconstruction(), "passes": passes, "seconds": seconds}
+            result = finetune(model, step, monitor, on_record=report)
+        results[arm] = {**reconstruction(), "passes": result.passes, "seconds": result.seconds}
     return results
 
 
@@ -679,19 +627,8 @@ def _compare(settings, command, dataset, model, out):
     for m in (settings.sensitivity_m or [settings.cg_batch_size]) if grid else []:
         for k in settings.sensitivity_k or [settings.line_searches]:
             load_params(model, pretrained)
-            result = finetune_minibatch(
-                model,
-                shared,
-                "cg",
-                batch_size=m,
-                line_searches=k,
-                budget_passes=settings.budget_passes,
-                weight_decay=settings.weight_decay,
-                input_dropout=settings.finetune_corruption,
-                seed=settings.seeds[0],
-                eval_every=settings.eval_every,
-                chunk_rows=settings.chunk_rows,
-                on_evaluation=print_record(f"cg m={m} k={k}"),
+            result = batch_finetune(
+                model, shared, settings, settings.seeds[0], print_record(f"cg m={m} k={k}"), "cg", m, k
             )
             sensitivity.append(
                 dict(
@@ -699,9 +636,9 @@ def _compare(settings, command, dataset, model, out):
                     k=k,
                     best_valid_error=result.best_valid_error,
                     test_error=result.test_error,
-                    final_train_loss=result.history[-1]["train_loss"],
+                    final_train_loss=result.history[-1].train_loss,
                     passes=result.passes,
-                    updates=result.updates,
+                    updates=result.iterations,
                     seconds=result.seconds,
                 )
             )

@@ -7,9 +7,9 @@ fine-tunes it with a softmax on top. Both follow scikit-learn's contract
 checked with scikit-learn's own helpers), so they work in ``Pipeline``,
 ``GridSearchCV`` and ``cross_val_score``, and pickle.
 
-Training runs the library's own loops: :func:`sda.train.pretrain`,
-:func:`sda.train.finetune_sgd` with :class:`sda.train.EarlyStopping`, and
-:func:`sda.optimize.finetune_batch` for CG and L-BFGS.
+Training runs the library's own loops: :func:`sda.train.pretrain`, and
+:func:`sda.finetune.finetune` (SGD under the tutorial's
+:class:`sda.finetune.PatienceRule`, or full-batch CG and L-BFGS).
 
 Training rows must lie in [0, 1], because every layer reconstructs its
 input through a sigmoid and scores it by cross-entropy: ``fit`` refuses other
@@ -34,15 +34,22 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from sda.batching import n_batches
 from sda.checks import check_flag, check_memory, training_memory
 from sda.constraints import DEFAULT_CHUNK_ROWS, FINETUNERS, check_one_level_per_layer, check_setting
 from sda.dA import reconstruction_loss
 from sda.data import Split, shared_dataset
-from sda.optimize import finetune_batch
+from sda.finetune import (
+    MinibatchSGD,
+    Monitor,
+    PassBudget,
+    PatienceRule,
+    classifier_line_search,
+    classifier_monitor,
+    finetune,
+)
 from sda.rundir import set_params
 from sda.SdA import SdA
-from sda.train import EarlyStopping, finetune_sgd, pretrain
+from sda.train import pretrain
 from sda.trained import load_run, run_in_chunks
 
 SOLVERS = FINETUNERS
@@ -499,8 +506,8 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
     ``fit`` pre-trains a stack of denoising auto-encoders greedily on ``X``
     (:func:`sda.train.pretrain`), puts a softmax layer on top and fine-tunes
     the whole network on the labels: by minibatch SGD with the tutorial's
-    early stopping (:func:`sda.train.finetune_sgd`), or by conjugate gradient
-    or L-BFGS over all the rows (:func:`sda.optimize.finetune_batch`). A
+    early stopping, or by conjugate gradient or L-BFGS over all the rows
+    (:func:`sda.finetune.finetune`). A
     stratified share ``validation_fraction`` of the training rows is held out
     to pick the best iterate.
 
@@ -697,7 +704,7 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
 
         def keep(record):
             records.append(record)
-            self._report(record)
+            self._report(record.row())
 
         if self.solver == "sgd":
             train_fn, valid_score, _ = model.build_finetune_functions(
@@ -708,33 +715,32 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
                 self.momentum,
                 self.alpha,
             )
-            count = n_batches(len(train.y), self.batch_size)
+            step = MinibatchSGD(train_fn, len(train.y), self.batch_size)
+            # patience in epochs, validated once an epoch
+            rule = PatienceRule(self.n_iter_no_change * step.n_batches, validation_frequency=step.n_batches)
             # valid_score twice: a new best is not scored a second time as the "test" error
-            result = finetune_sgd(
-                model,
-                train_fn,
-                valid_score,
-                valid_score,
-                count,
-                self.max_iter,
-                EarlyStopping(patience=self.n_iter_no_change * count),
-                validation_frequency=count,
-                on_epoch=keep,
-            )
+            monitor = Monitor(rule, model.params, valid_score.error, valid_score.error)
+            result = finetune(model, step, monitor, max_epochs=self.max_iter, on_record=keep)
+            self.n_iter_ = int(result.epochs_run)
         else:
-            result = finetune_batch(
-                model,
-                shared,
-                self.solver,
-                self.max_iter,
-                patience=self.n_iter_no_change,
-                weight_decay=self.alpha,
-                on_iteration=keep,
+            # full batch: one run of max_iter iterations over every row, measured after each
+            # (each costs at least one pass), stopped after n_iter_no_change without improvement
+            step = classifier_line_search(
+                model, shared[0], self.solver, len(train.y), self.max_iter, weight_decay=self.alpha
             )
-        self.loss_curve_ = [float(r["cost"]) for r in records]
-        self.validation_scores_ = [1.0 - float(r["valid_error"]) for r in records]
+            policy = PassBudget(eval_every=1.0, no_change=self.n_iter_no_change)
+            monitor = classifier_monitor(model, shared, policy, weight_decay=self.alpha)
+
+            def keep_iterates(record):
+                """One record per iteration: not the starting point, nor a last one at the same iterate."""
+                if record.updates > (records[-1].updates if records else 0):
+                    keep(record)
+
+            result = finetune(model, step, monitor, max_epochs=1, on_record=keep_iterates)
+            self.n_iter_ = int(result.iterations)
+        self.loss_curve_ = [float(r.cost) for r in records]
+        self.validation_scores_ = [1.0 - float(r.valid_error) for r in records]
         self.best_validation_score_ = 1.0 - float(result.best_valid_error)
-        self.n_iter_ = int(result.epochs_run)
 
     def predict_log_proba(self, X):
         """Log of the class probabilities of each row of ``X``.

@@ -32,7 +32,8 @@ from sda.engine import batched_function
 from sda.errors import SettingError, check_finite
 from sda.optimize import DeepAutoencoder
 from sda.sgd import SGDStep, sgd_updates
-from sda.train import EpochCostWatch, LayerSource, check_params, noop
+from sda.train import LayerSource
+from sda.watch import EpochCostWatch, check_params, noop
 
 PHASE_NAMES = {"stacked": "stacked pre-training", "gradual": "gradual training"}  # in error messages
 

@@ -1,32 +1,20 @@
-"""Batch fine-tuning: conjugate gradient and L-BFGS over one flat parameter vector.
+"""The pieces of batch fine-tuning: one flat parameter vector, a deterministic
+objective over it, and the line searches of conjugate gradient and L-BFGS.
 
-SGD (``sda.train``) steps after every minibatch with a hand-set learning rate.
-Here fine-tuning is posed as the minimisation of a deterministic function:
+SGD steps after every minibatch with a hand-set learning rate. Here
+fine-tuning is posed as the minimisation of a deterministic function:
 scipy's optimisers see every parameter of the network as a single float64
-vector, get a mean cost and its gradient at that vector, and pick their own
-step lengths by line search.
-
-Two ways to use them:
-
-- :func:`finetune_minibatch`, as Hinton & Salakhutdinov (2006) fine-tuned
-  their networks: the training set is reshuffled every epoch and cut into
-  batches of ``m`` rows (1,000 by default); on each batch CG (or L-BFGS) runs
-  ``k`` line searches (iterations), restarted from scratch on the next batch.
-  The first ``warmup_epochs`` epochs may train the softmax layer alone. Full
-  batch is ``m`` = the training-set size. Cost is counted in
-  *pass-equivalents*: every row pushed through forward and backward, line
-  search trial points included, divided by the training-set size. An
-  :class:`Evaluator` measures the model at the same pass-equivalents for
-  every optimiser (SGD too, see ``sda.compare``).
-- :func:`finetune_batch` and :func:`finetune_autoencoder`: the older
-  full-batch runs, one record per optimiser iteration.
-
-All keep the parameters with the best validation error in the model.
+vector (:class:`FlatParams`), get a mean cost and its gradient at that vector
+(:class:`FlatObjective`), and pick their own step lengths by line search
+(:func:`run_line_searches`). Cost is counted in *pass-equivalents*: every row
+pushed through forward and backward, line-search trial points included,
+divided by the training-set size. The loop that runs them batch by batch is
+``sda.finetune`` (its ``BatchStep``); the measures it watches are here too
+(:func:`classifier_measures`, :func:`autoencoder_measures`, and the unrolled
+:class:`DeepAutoencoder`).
 """
 
-import math
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 import pytensor
@@ -35,21 +23,14 @@ from scipy.optimize import fmin_cg, minimize
 from threadpoolctl import ThreadpoolController
 
 from sda.batching import batch_sizes
-from sda.checkpoint import Checkpoint, Progress
-from sda.checks import check_count, check_passes, check_probability
-from sda.constraints import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_ROWS, check_setting
+from sda.checks import check_count, check_probability
+from sda.constraints import DEFAULT_CHUNK_ROWS, check_setting
 from sda.dA import reconstruction_loss
 from sda.engine import batched_function
-from sda.errors import SettingError, check_finite
-from sda.train import FinetuneResult, noop
+from sda.errors import check_finite
 
 METHODS = ("cg", "lbfgs")
 PHASES = {"cg": "CG fine-tuning", "lbfgs": "L-BFGS fine-tuning"}  # names in divergence errors
-_CG_STATUS = {  # fmin_cg's warnflag; 1, its iteration limit, is never reported: _Tracker stops first
-    0: "converged",
-    2: "line search failed (precision loss)",
-    3: "NaN in the cost or gradient",
-}
 
 
 class FlatParams:
@@ -172,7 +153,7 @@ class FlatObjective:
         phase="CG fine-tuning",
         input_dropout=0.0,
     ):
-        _check_positive("chunk_rows", chunk_rows)
+        check_count("chunk_rows", chunk_rows)
         check_setting("weight_decay", weight_decay)
         check_probability("input_dropout", input_dropout)
         self.flat = FlatParams(params)
@@ -275,228 +256,11 @@ class FlatObjective:
         return self.evaluate(vector)
 
 
-def _check_positive(name, value, allow_none=False):
-    return value if value is None and allow_none else check_count(name, value)
-
-
-def _check_method(method):
-    if method not in METHODS:
-        raise SettingError(
-            f"unknown method {method!r}: choose 'cg' (conjugate gradient) or 'lbfgs' (L-BFGS-B)"
-        )
-
-
-def _check_settings(method, max_iterations, max_passes, patience, chunk_rows):
-    _check_method(method)
-    _check_positive("max_iterations", max_iterations)
-    _check_positive("max_passes", max_passes, allow_none=True)
-    _check_positive("patience", patience, allow_none=True)
-    _check_positive("chunk_rows", chunk_rows)
-
-
-def _single_thread_scipy():
+def single_thread_scipy():
     """The optimisers' vector algebra runs on the OpenBLAS bundled with numpy and
     scipy. It is memory-bound, so extra threads only add latency: on busy cores
     they made CG and L-BFGS twice as slow. PyTensor's BLAS keeps its threads."""
     return ThreadpoolController().select(prefix="libscipy_openblas").limit(limits=1)
-
-
-class _Tracker:
-    """The per-iteration callback: scores each iterate on the validation set,
-    keeps the best, reports a record and stops the run when a limit is hit."""
-
-    def __init__(self, objective, method, validate, test, max_iterations, max_passes, patience, on_iteration):
-        self.objective, self.method = objective, method
-        self.validate, self.test = validate, test
-        self.max_iterations, self.max_passes, self.patience = max_iterations, max_passes, patience
-        self.on_iteration = on_iteration
-        self.history, self.iteration = [], 0
-        self.best_vector = objective.flat.pack()
-        self.initial_error = self.best_error = validate()
-        self.best_iteration = 0
-        self.test_error = test() if test else None
-        self.start = time.perf_counter()
-
-    def __call__(self, vector):
-        self.iteration += 1
-        cost, _ = self.objective.evaluate(vector)  # free: the optimiser just evaluated it
-        error = self.validate()
-        if error < self.best_error:
-            self.best_error, self.best_iteration = error, self.iteration
-            self.best_vector = np.array(vector, dtype=np.float64)
-            if self.test:
-                self.test_error = self.test()
-        record = {
-            "phase": "finetune",
-            "method": self.method,
-            "iteration": self.iteration,
-            "epoch": self.iteration,
-            "seconds": time.perf_counter() - self.start,
-            "passes": self.objective.passes,
-            "fun_evals": self.objective.fun_evals,
-            "grad_evals": self.objective.grad_evals,
-            "cost": cost,
-            "valid_error": error,
-            "best_valid_error": self.best_error,
-        }
-        if self.test:
-            record["test_error"] = self.test_error
-        self.history.append(record)
-        self.on_iteration(record)
-        if self.iteration >= self.max_iterations:
-            raise _Stop("max_iterations")
-        if self.max_passes and self.objective.passes >= self.max_passes:
-            raise _Stop("max_passes")
-        if self.patience and self.iteration - self.best_iteration >= self.patience:
-            raise _Stop("patience")
-
-
-def _minimize(objective, method, tracker):
-    """Run the optimiser from the model's current parameters; return why it
-    stopped. The best vector is left in the model."""
-    with _single_thread_scipy():
-        try:
-            reason = _optimise(objective, method, tracker.max_iterations, tracker)
-        except _Stop as stop:
-            reason = str(stop)
-    objective.flat.unpack(tracker.best_vector)
-    return reason
-
-
-@dataclass(kw_only=True)
-class BatchStats:
-    """What a batch optimiser run cost and how it went."""
-
-    method: str
-    passes: float  # pass-equivalents over the training set; validation is not counted
-    fun_evals: int  # cost values the optimiser asked for
-    grad_evals: int  # gradients the optimiser asked for
-    seconds: float  # wall time of the optimiser, validation included, compilation not
-    stop_reason: str
-    history: list  # one record (dict) per iteration
-
-
-@dataclass
-class BatchFinetuneResult(FinetuneResult, BatchStats):
-    """A ``FinetuneResult`` in which an "epoch" is one optimiser iteration."""
-
-
-@dataclass
-class AutoencoderResult(BatchStats):
-    """Validation reconstruction error (mean loss per example) before and after."""
-
-    valid_error_before: float
-    valid_error_after: float
-    best_iteration: int
-    iterations: int
-
-
-def _stats(method, objective, tracker, reason):
-    return dict(
-        method=method,
-        passes=objective.passes,
-        fun_evals=objective.fun_evals,
-        grad_evals=objective.grad_evals,
-        seconds=time.perf_counter() - tracker.start,
-        stop_reason=reason,
-        history=tracker.history,
-    )
-
-
-def finetune_batch(
-    model,
-    datasets,
-    method="cg",
-    max_iterations=200,
-    max_passes=None,
-    patience=20,
-    chunk_rows=DEFAULT_CHUNK_ROWS,
-    weight_decay=0.0,
-    on_iteration=noop,
-):
-    """Supervised fine-tuning of an SdA with CG (``fmin_cg``) or L-BFGS-B.
-
-    ``datasets`` is ``[(train_x, train_y), (valid_x, valid_y), (test_x,
-    test_y)]`` of shared variables. The run stops after ``max_iterations``
-    iterations, once ``max_passes`` passes over the training set are used
-    (the iteration under way completes), after ``patience`` iterations
-    without a lower validation error, or when scipy stops. The parameters
-    with the best validation error are left in the model. ``on_iteration``
-    gets each iteration's record, with the keys ``sda.train`` reports use.
-
-    Parameters
-    ----------
-    model : SdA
-        The network; all of ``model.params`` become one flat vector.
-    datasets : list
-        ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]`` of shared variables.
-    method : {"cg", "lbfgs"}
-        ``scipy.optimize.fmin_cg`` or ``minimize(method="L-BFGS-B")``.
-    max_iterations : int
-        Optimiser iterations at most.
-    max_passes : int, optional
-        Stop once this many evaluations over the whole training set are used.
-    patience : int, optional
-        Stop after this many iterations without a lower validation error.
-    chunk_rows : int
-        Rows per compiled call (speed and memory only).
-    weight_decay : float
-        As SGD's: the objective gains ``weight_decay / 2 * sum(W ** 2)`` over weight matrices.
-    on_iteration : callable
-        Gets each iteration's record (``iteration``, ``passes``, ``cost``,
-        ``valid_error``, ``best_valid_error``, ``test_error``, ``seconds``, ...).
-
-    Returns
-    -------
-    BatchFinetuneResult
-        A ``FinetuneResult`` (its epochs are iterations) plus ``passes``,
-        ``fun_evals``, ``grad_evals``, ``seconds``, ``stop_reason`` and ``history``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sda import SdA
-    >>> from sda.data import load_dataset, shared_dataset
-    >>> digits = load_dataset("digits").subset(200, 50, 50)
-    >>> datasets = [shared_dataset(s) for s in (digits.train, digits.valid, digits.test)]
-    >>> model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=(32,),
-    ...             corruption_levels=(0.1,))
-    >>> result = finetune_batch(model, datasets, method="lbfgs", max_iterations=5)
-    >>> result.iterations <= 5, result.passes >= result.iterations
-    (True, True)
-    """
-    _check_settings(method, max_iterations, max_passes, patience, chunk_rows)
-    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
-    objective = FlatObjective(
-        model.finetune_cost,
-        model.params,
-        [model.x, model.y],
-        [train_x, train_y],
-        chunk_rows,
-        weight_decay,
-        PHASES[method],
-    )
-    valid_score = model.error_scorer(valid_x, valid_y, chunk_rows, "valid")
-    test_score = model.error_scorer(test_x, test_y, chunk_rows, "test")
-    tracker = _Tracker(
-        objective,
-        method,
-        valid_score.error,
-        test_score.error,
-        max_iterations,
-        max_passes,
-        patience,
-        on_iteration,
-    )
-    reason = _minimize(objective, method, tracker)
-    return BatchFinetuneResult(
-        tracker.best_error,
-        tracker.test_error,
-        tracker.best_iteration,
-        tracker.iteration,
-        tracker.iteration,
-        **_stats(method, objective, tracker, reason),
-    )
 
 
 class DeepAutoencoder:
@@ -531,141 +295,13 @@ class DeepAutoencoder:
         return lambda: float(sum(w * fn(i) for i, w in enumerate(weights)))
 
 
-def finetune_autoencoder(
-    model,
-    train_x,
-    valid_x,
-    method="cg",
-    max_iterations=100,
-    max_passes=None,
-    patience=None,
-    chunk_rows=DEFAULT_CHUNK_ROWS,
-    on_iteration=noop,
-):
-    """Fine-tune the SdA unrolled as a :class:`DeepAutoencoder` to reconstruct
-    ``train_x``; the settings work as in :func:`finetune_batch`. The
-    parameters with the lowest validation reconstruction error are left in
-    the model."""
-    _check_settings(method, max_iterations, max_passes, patience, chunk_rows)
-    autoencoder = DeepAutoencoder(model)
-    objective = FlatObjective(
-        autoencoder.cost,
-        autoencoder.params,
-        [autoencoder.x],
-        [train_x],
-        chunk_rows,
-        phase=f"deep auto-encoder {PHASES[method]}",
-    )
-    tracker = _Tracker(
-        objective,
-        method,
-        autoencoder.error_function(valid_x, chunk_rows),
-        None,
-        max_iterations,
-        max_passes,
-        patience,
-        on_iteration,
-    )
-    reason = _minimize(objective, method, tracker)
-    return AutoencoderResult(
-        valid_error_before=tracker.initial_error,
-        valid_error_after=tracker.best_error,
-        best_iteration=tracker.best_iteration,
-        iterations=tracker.iteration,
-        **_stats(method, objective, tracker, reason),
-    )
-
-
-# ------------------------------------------------------ mini-batch CG and L-BFGS
-class Evaluator:
-    """Measures a model at fixed pass-equivalent points, the same for every optimiser.
-
-    Call :meth:`due` with the pass-equivalents spent so far and, when it says
-    so, call the evaluator: it measures the model as it is, keeps the best
-    parameters (by ``valid_error``) and the test error there, and hands a
-    record to ``on_record``. Points fall every ``every`` pass-equivalents,
-    starting at 0 (the pre-trained start); an optimiser whose steps are
-    coarser than ``every`` is measured at the first accepted step past each
-    point, and the record says where (``passes``). Measuring is not counted
-    in the pass-equivalents, and its time is kept apart (``state["seconds"]``).
-
-    Parameters
-    ----------
-    measure : callable
-        ``measure() -> dict`` with at least ``"train_loss"`` and ``"valid_error"``.
-    params : list of shared variables
-        What to keep at the best point.
-    every : float
-        Pass-equivalents between measurements.
-    test : callable, optional
-        ``test() -> float``, called at each new best validation error.
-    on_record : callable
-        Gets each record (a dict).
-    """
-
-    def __init__(self, measure, params, every=0.5, test=None, on_record=noop):
-        self.every = check_passes("eval_every", every)
-        self.measure, self.params, self.test = measure, list(params), test
-        self.on_record = on_record
-        self.best = None  # parameter values at the best validation error
-        self.state = {
-            "next_point": 0.0,
-            "best_valid_error": math.inf,
-            "best_passes": 0.0,
-            "best_evaluation": 0,
-            "test_error": math.nan,
-            "since_best": 0,
-            "seconds": 0.0,
-            "history": [],
-        }
-
-    def due(self, passes):
-        return passes >= self.state["next_point"]
-
-    def __call__(self, passes, **counters):
-        """Measure now; ``counters`` (e.g. ``updates``, ``seconds``) go into the record."""
-        started = time.perf_counter()
-        state = self.state
-        values = self.measure()
-        if values["valid_error"] < state["best_valid_error"]:
-            state.update(
-                best_valid_error=values["valid_error"],
-                best_passes=passes,
-                since_best=0,
-                best_evaluation=len(state["history"]),
-            )
-            self.best = [p.get_value() for p in self.params]
-            if self.test:
-                state["test_error"] = self.test()
-        else:
-            state["since_best"] += 1
-        state["next_point"] = (math.floor(passes / self.every + 1e-9) + 1) * self.every
-        record = {
-            "phase": "finetune",
-            "epoch": len(state["history"]),
-            "passes": passes,
-            **counters,
-            "cost": values["train_loss"],
-            **values,
-            "best_valid_error": state["best_valid_error"],
-            "test_error": state["test_error"],
-        }
-        state["history"].append(record)
-        state["seconds"] += time.perf_counter() - started
-        self.on_record(record)
-        return record
-
-    def restore_best(self):
-        """Put the best parameters measured back into the model."""
-        if self.best is not None:
-            for p, value in zip(self.params, self.best):
-                p.set_value(value)
-
-
-def classifier_measures(model, datasets, chunk_rows=DEFAULT_CHUNK_ROWS, weight_decay=0.0):
-    """``(measure, test)`` for an :class:`Evaluator` of a supervised SdA: the
-    mean training cost over every training row (plus the weight penalty: the
-    objective all optimisers minimise) and the validation error; the test error."""
+# ------------------------------------------------------------- measures
+def classifier_measures(
+    model, datasets, chunk_rows=DEFAULT_CHUNK_ROWS, weight_decay=0.0
+) -> tuple[Callable[[], float], Callable[[], float], Callable[[], float]]:
+    """``(train_loss, valid_error, test_error)`` of a supervised SdA, for ``sda.finetune.Monitor``:
+    the mean training cost over every training row plus the weight penalty (the
+    objective every optimiser minimises), and the validation and test errors."""
     (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
     loss, weights = _chunked(
         model.finetune_cost, [model.x, model.y], [train_x, train_y], chunk_rows, "train_loss"
@@ -673,60 +309,32 @@ def classifier_measures(model, datasets, chunk_rows=DEFAULT_CHUNK_ROWS, weight_d
     valid_score = model.error_scorer(valid_x, valid_y, chunk_rows, "valid")
     test_score = model.error_scorer(test_x, test_y, chunk_rows, "test")
 
-    def measure():
-        train_loss = sum(w * float(loss(i)) for i, w in enumerate(weights))
-        return {
-            "train_loss": train_loss + weight_penalty(model.params, weight_decay),
-            "valid_error": valid_score.error(),
-        }
+    def train_loss() -> float:
+        loss_sum = sum(w * float(loss(i)) for i, w in enumerate(weights))
+        return loss_sum + weight_penalty(model.params, weight_decay)
 
-    return measure, test_score.error
+    return train_loss, valid_score.error, test_score.error
 
 
-@dataclass
-class MinibatchResult(FinetuneResult):
-    """A ``FinetuneResult`` (``best_epoch``: the evaluation number of the best
-    point; ``epochs_run``: data epochs begun; ``iterations``: parameter updates)
-    and what the run cost."""
-
-    method: str = ""
-    passes: float = 0.0  # pass-equivalents, line-search trial points included
-    best_passes: float = 0.0  # pass-equivalents at the best validation error
-    updates: int = 0  # accepted optimiser iterations (each one line search for CG)
-    seconds: float = 0.0  # optimiser wall time; the evaluator's is apart
-    eval_seconds: float = 0.0
-    stop_reason: str = ""
-    history: list = None  # the evaluator's records
+def autoencoder_measures(
+    autoencoder, train_x, valid_x, chunk_rows=DEFAULT_CHUNK_ROWS
+) -> tuple[Callable[[], float], Callable[[], float]]:
+    """``(train_loss, valid_loss)`` of a :class:`DeepAutoencoder`, for ``sda.finetune.Monitor``:
+    the mean reconstruction loss per training and per validation row."""
+    return autoencoder.error_function(train_x, chunk_rows), autoencoder.error_function(valid_x, chunk_rows)
 
 
-def _check_minibatch_settings(
-    method, batch_size, line_searches, warmup_epochs, budget_passes, max_epochs, patience, n_rows
-):
-    _check_method(method)
-    _check_positive("batch_size", batch_size)
-    _check_positive("line_searches", line_searches)
-    _check_positive("max_epochs", max_epochs)
-    _check_positive("patience", patience, allow_none=True)
-    check_setting("warmup_epochs", warmup_epochs)
-    check_passes("budget_passes", budget_passes, allow_none=True)
-    if batch_size > n_rows:
-        raise SettingError(
-            f"batch_size {batch_size} is larger than the {n_rows} training rows: "
-            f"use at most {n_rows} (that is full-batch {method})"
-        )
-
-
-class _Stop(Exception):
-    """Ends an optimiser run from its callback (fmin_cg has no other stop hook)."""
+class StopSearch(Exception):
+    """Ends the line searches of :func:`run_line_searches` from their callback
+    (``fmin_cg`` has no other stop hook)."""
 
 
 def _optimise(objective, method, iterations, callback):
     """``iterations`` iterations of ``method`` from the model's parameters, on the
-    objective's current rows; ``callback(vector)`` sees each accepted iterate.
-    Returns scipy's reason for stopping."""
+    objective's current rows; ``callback(vector)`` sees each accepted iterate."""
     x0 = objective.flat.pack()
     if method == "cg":
-        *_, warnflag = fmin_cg(
+        fmin_cg(
             objective.value,
             x0,
             fprime=objective.gradient,
@@ -735,22 +343,27 @@ def _optimise(objective, method, iterations, callback):
             full_output=True,
             disp=False,
         )
-        return _CG_STATUS.get(warnflag, f"fmin_cg warnflag {warnflag}")
-    return minimize(
-        objective.value_and_gradient,
-        x0,
-        jac=True,
-        method="L-BFGS-B",
-        callback=callback,
-        options={"maxiter": iterations},
-    ).message
+    else:
+        minimize(
+            objective.value_and_gradient,
+            x0,
+            jac=True,
+            method="L-BFGS-B",
+            callback=callback,
+            options={"maxiter": iterations},
+        )
 
 
-def _run_batch(objective, method, iterations, after_update):
-    """``iterations`` iterations of ``method`` on the objective's current rows,
-    from the model's parameters; ``after_update()`` runs at each accepted
-    iterate and may end the batch by raising ``_Stop``. The model is left at
-    the last accepted iterate (where it began if none was)."""
+def run_line_searches(
+    objective: FlatObjective, method: str, iterations: int, after_update: Callable[[], None]
+) -> None:
+    """``iterations`` iterations of ``method`` (``"cg"`` or ``"lbfgs"``) on the
+    objective's current rows, from the model's parameters.
+
+    ``after_update()`` runs at each accepted iterate and may end the search
+    by raising :class:`StopSearch`. The model is left at the last accepted
+    iterate (where it began if none was).
+    """
     accepted = None
 
     def callback(vector):
@@ -761,306 +374,7 @@ def _run_batch(objective, method, iterations, after_update):
 
     try:
         _optimise(objective, method, iterations, callback)
-    except _Stop:
+    except StopSearch:
         pass
     if accepted is not None:
         objective.move_to(accepted)
-
-
-def finetune_minibatch(
-    model,
-    datasets,
-    method="cg",
-    batch_size=DEFAULT_BATCH_SIZE,
-    line_searches=3,
-    warmup_epochs=0,
-    budget_passes=None,
-    max_epochs=1000,
-    patience=None,
-    weight_decay=0.0,
-    input_dropout=0.0,
-    seed=0,
-    eval_every=0.5,
-    chunk_rows=DEFAULT_CHUNK_ROWS,
-    on_evaluation=noop,
-    progress=None,
-    checkpoint=None,
-):
-    """Mini-batch CG or L-BFGS fine-tuning of a supervised SdA (Hinton & Salakhutdinov, 2006).
-
-    Every epoch the training rows are shuffled by a generator seeded with
-    ``seed`` and cut into batches of ``batch_size`` (the last may be short).
-    On each batch, ``line_searches`` iterations of ``method`` minimise the
-    batch's mean cost plus the weight penalty, starting afresh (no conjugate
-    direction or L-BFGS memory is carried over). In the first
-    ``warmup_epochs`` epochs only the softmax layer's parameters move, as in
-    their ``backpropclassify.m``; those evaluations still push each row
-    through the whole network and are counted as full pass-equivalents.
-    With ``input_dropout``, each batch draws one pixel mask from ``(seed,
-    epoch, batch)`` and keeps it through its line searches (a full batch
-    keeps one mask per epoch); the warm-up epochs see masked pixels too, so
-    every epoch minimises the same objective. The evaluator measures on
-    clean pixels.
-
-    Parameters
-    ----------
-    model : SdA
-    datasets : list
-        ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]`` of shared variables.
-    method : {"cg", "lbfgs"}
-        ``scipy.optimize.fmin_cg`` or ``minimize(method="L-BFGS-B")``.
-    batch_size : int
-        Rows per batch, ``m``; the number of training rows makes it full-batch.
-    line_searches : int
-        Iterations per batch, ``k`` (for CG each is one line search).
-    warmup_epochs : int
-        First epochs that train the softmax layer alone.
-    budget_passes : float, optional
-        Stop once this many pass-equivalents are spent (checked after each
-        iteration, so the last line search may overrun it a little).
-    max_epochs : int
-        Stop after this many epochs.
-    patience : int, optional
-        Stop after this many evaluations without a lower validation error.
-    weight_decay : float
-        As SGD's: the objective gains ``weight_decay / 2 * sum(W ** 2)`` over weight matrices.
-    input_dropout : float
-        In [0, 1): the share of training pixels zeroed (the rest scaled by
-        ``1 / (1 - input_dropout)``), one mask per batch.
-    seed : int
-        Seeds the shuffling and the dropout masks.
-    eval_every : float
-        Pass-equivalents between the :class:`Evaluator`'s measurements.
-    chunk_rows : int
-        Rows per compiled call (speed and memory only).
-    on_evaluation : callable
-        Gets each evaluation record: ``phase``, ``epoch`` (the evaluation
-        number), ``data_epoch``, ``passes``, ``updates``, ``seconds``,
-        ``cost``/``train_loss``, ``valid_error``, ``best_valid_error``, ``test_error``.
-    progress, checkpoint : Progress, Checkpoint, optional
-        With a ``Checkpoint`` that has a path, the state is saved after every
-        batch; given the ``Progress`` it loaded, the run continues exactly.
-
-    Returns
-    -------
-    MinibatchResult
-        The best-validation parameters are left in the model.
-
-    Examples
-    --------
-    >>> result = finetune_minibatch(model, datasets, "cg", batch_size=1000,
-    ...                             line_searches=3, warmup_epochs=1, budget_passes=20)  # doctest: +SKIP
-    """
-    (train_x, train_y) = datasets[0]
-    n_rows = train_x.get_value(borrow=True).shape[0]
-    _check_minibatch_settings(
-        method, batch_size, line_searches, warmup_epochs, budget_passes, max_epochs, patience, n_rows
-    )
-    phase = PHASES[method]
-
-    def objective(params):
-        return FlatObjective(
-            model.finetune_cost,
-            params,
-            [model.x, model.y],
-            [train_x, train_y],
-            chunk_rows,
-            weight_decay,
-            phase,
-            input_dropout,
-        )
-
-    objectives = [objective(model.params)]
-    if warmup_epochs:  # Hinton & Salakhutdinov's warm-up: the softmax layer alone
-        objectives.append(objective(model.logLayer.params))
-    measure, test = classifier_measures(model, datasets, chunk_rows, weight_decay)
-    evaluator = Evaluator(measure, model.params, eval_every, test, on_evaluation)
-    return _minibatch_run(
-        objectives,
-        evaluator,
-        method,
-        batch_size,
-        line_searches,
-        warmup_epochs,
-        budget_passes,
-        max_epochs,
-        patience,
-        seed,
-        progress,
-        checkpoint,
-    )
-
-
-def finetune_autoencoder_minibatch(
-    model,
-    train_x,
-    valid_x,
-    method="cg",
-    batch_size=DEFAULT_BATCH_SIZE,
-    line_searches=3,
-    budget_passes=None,
-    max_epochs=1000,
-    patience=None,
-    seed=0,
-    eval_every=0.5,
-    chunk_rows=DEFAULT_CHUNK_ROWS,
-    on_evaluation=noop,
-):
-    """Mini-batch CG or L-BFGS on the SdA unrolled as a :class:`DeepAutoencoder`
-    (their ``backprop.m``); settings as in :func:`finetune_minibatch`. The
-    records' ``train_loss`` and ``valid_error`` are mean reconstruction losses
-    per row; the parameters with the lowest validation loss are left in the model."""
-    n_rows = train_x.get_value(borrow=True).shape[0]
-    _check_minibatch_settings(
-        method, batch_size, line_searches, 0, budget_passes, max_epochs, patience, n_rows
-    )
-    autoencoder = DeepAutoencoder(model)
-    objective = FlatObjective(
-        autoencoder.cost,
-        autoencoder.params,
-        [autoencoder.x],
-        [train_x],
-        chunk_rows,
-        phase=f"deep auto-encoder {PHASES[method]}",
-    )
-    evaluator = Evaluator(
-        autoencoder_measure(autoencoder, train_x, valid_x, chunk_rows),
-        autoencoder.params,
-        eval_every,
-        on_record=on_evaluation,
-    )
-    return _minibatch_run(
-        [objective],
-        evaluator,
-        method,
-        batch_size,
-        line_searches,
-        0,
-        budget_passes,
-        max_epochs,
-        patience,
-        seed,
-        None,
-        None,
-    )
-
-
-def autoencoder_measure(autoencoder, train_x, valid_x, chunk_rows=DEFAULT_CHUNK_ROWS):
-    """``measure()`` for an :class:`Evaluator` of a :class:`DeepAutoencoder`: mean
-    reconstruction loss per training and per validation row."""
-    train_loss = autoencoder.error_function(train_x, chunk_rows)
-    valid_loss = autoencoder.error_function(valid_x, chunk_rows)
-    return lambda: {"train_loss": train_loss(), "valid_error": valid_loss()}
-
-
-def _minibatch_run(
-    objectives,
-    evaluator,
-    method,
-    batch_size,
-    line_searches,
-    warmup_epochs,
-    budget_passes,
-    max_epochs,
-    patience,
-    seed,
-    progress,
-    checkpoint,
-):
-    """The loop of :func:`finetune_minibatch`: ``objectives`` are the one over
-    every parameter and, with warm-up epochs, the warm-up one (same rows)."""
-    n_rows = objectives[0].n_rows
-    checkpoint = checkpoint or Checkpoint()
-    p = progress or Progress()
-    if p.phase == "pretrain":
-        p.start_phase("finetune")
-    state = p.optimizer_state
-    rng = np.random.default_rng(seed)
-    if state:  # resuming: counters, the evaluator's record, the generator as the epoch began
-        for objective, examples in zip(objectives, state["examples"]):
-            objective.examples = examples
-        evaluator.state = state["evaluator"]
-        evaluator.best = checkpoint.best
-        rng.bit_generator.state = state["epoch_rng"]
-    else:
-        state.update(updates=0, stop_reason="")
-    started = time.perf_counter() - p.seconds["finetune"]
-
-    def spent():
-        return sum(objective.examples for objective in objectives) / n_rows
-
-    def seconds():
-        return time.perf_counter() - started - evaluator.state["seconds"]
-
-    def evaluate_if_due():
-        if evaluator.due(spent()):
-            evaluator(spent(), data_epoch=p.epoch + 1, updates=state["updates"], seconds=seconds())
-
-    def stop_reason():
-        if budget_passes is not None and spent() >= budget_passes - 1e-9:
-            return "budget"
-        if patience is not None and evaluator.state["since_best"] >= patience:
-            return "patience"
-        return ""
-
-    def after_update():
-        state["updates"] += 1
-        evaluate_if_due()
-        state["stop_reason"] = stop_reason()
-        if state["stop_reason"]:
-            raise _Stop
-
-    with _single_thread_scipy():
-        evaluate_if_due()  # the common starting point
-        while not state["stop_reason"] and p.epoch < max_epochs:
-            state["epoch_rng"] = rng.bit_generator.state  # before drawing: resume redraws the order
-            order = rng.permutation(n_rows)
-            objective = objectives[-1 if p.epoch < warmup_epochs else 0]
-            batches = range(0, n_rows, batch_size)
-            for start in batches[p.batch :]:
-                # the mask comes from where the batch is, so a resumed run redraws it
-                objective.use_rows(order[start : start + batch_size], mask_seed=(seed, p.epoch, p.batch))
-                objective.where = {"epoch": p.epoch + 1, "step": p.steps + 1}
-                _run_batch(objective, method, line_searches, after_update)
-                state["stop_reason"] = state["stop_reason"] or stop_reason()  # failed searches cost too
-                if state["stop_reason"]:
-                    break
-                p.batch += 1
-                p.steps += 1
-                _save(p, checkpoint, evaluator, objectives, started)
-            else:
-                p.epoch += 1
-                p.batch = 0
-        state["stop_reason"] = state["stop_reason"] or "max_epochs"
-        if evaluator.state["history"][-1]["passes"] != spent():  # measure where it ended
-            evaluator(spent(), data_epoch=p.epoch + 1, updates=state["updates"], seconds=seconds())
-    final_seconds = seconds()
-    evaluator.restore_best()
-    p.phase = "done"
-    _save(p, checkpoint, evaluator, objectives, started)
-    history = evaluator.state["history"]
-    return MinibatchResult(
-        evaluator.state["best_valid_error"],
-        evaluator.state["test_error"],
-        evaluator.state["best_evaluation"],
-        p.epoch + (p.batch > 0),
-        state["updates"],
-        method=method,
-        passes=spent(),
-        best_passes=evaluator.state["best_passes"],
-        updates=state["updates"],
-        seconds=final_seconds,
-        eval_seconds=evaluator.state["seconds"],
-        stop_reason=state["stop_reason"],
-        history=history,
-    )
-
-
-def _save(progress, checkpoint, evaluator, objectives, started):
-    """Bring the saved state up to date and write the checkpoint (if it has a path)."""
-    progress.optimizer_state.update(examples=[o.examples for o in objectives], evaluator=evaluator.state)
-    progress.seconds["finetune"] = time.perf_counter() - started
-    progress.best_valid_error = evaluator.state["best_valid_error"]
-    progress.test_error = evaluator.state["test_error"]
-    checkpoint.best = evaluator.best
-    checkpoint.save(progress)

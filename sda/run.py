@@ -24,7 +24,6 @@ import resource
 import sys
 
 from sda import engine
-from sda.batching import n_batches
 from sda.checkpoint import Checkpoint, Progress
 from sda.cli import (
     add_settings_flags,
@@ -45,11 +44,20 @@ from sda.errors import (
     check_cost_end,
     recorded_warnings,
 )
-from sda.optimize import finetune_minibatch
+from sda.finetune import (
+    MinibatchSGD,
+    Monitor,
+    PassBudget,
+    PatienceRule,
+    classifier_line_search,
+    classifier_monitor,
+)
+from sda.finetune import finetune as finetune_loop
 from sda.pictures import save_run_pictures
 from sda.rundir import METRICS, RunDir, read_text
-from sda.train import EarlyStopping, check_params, finetune_sgd, pretrain
+from sda.train import pretrain
 from sda.trained import model_metadata
+from sda.watch import FINETUNING, check_params
 
 __all__ = ["build_model", "build_parser", "main", "parse", "run"]
 
@@ -138,30 +146,34 @@ class Reporter:
 
     def step(self, record):
         """Keep every ``step_every``-th minibatch cost in ``steps.csv``."""
+        record = _row(record)
         self.costs.setdefault((record["phase"], record.get("layer")), [record["cost"]] * 2)
         if self.step_every and record["step"] % self.step_every == 0:
             self.run_dir.append_step(record)
 
     def __call__(self, record):
-        self._cost(record)
-        self.run_dir.append_metrics(record)
+        """Take a pre-training record (a dict) or a fine-tuning one (``sda.finetune``'s)."""
+        row = _row(record)
+        self._cost(row)
+        self.run_dir.append_metrics(row)
         self.rows += 1
-        if record["phase"] == "pretrain":
+        if isinstance(record, dict):
             print_pretrain_epoch(record)
-        else:
-            # cg/lbfgs records come at evaluation points, counted in pass-equivalents
-            where = (
-                f"epoch {record['epoch']:4d}" if "passes" not in record else f"{record['passes']:7.2f} passes"
-            )
+        else:  # SGD reports epochs; cg/lbfgs evaluation points, in pass-equivalents
             print(
-                f"fine-tune {where}  cost {record['cost']:.4f}  "
-                f"valid {100 * record['valid_error']:5.2f}%  "
-                f"best {100 * record['best_valid_error']:5.2f}%  "
-                f"test@best {100 * record['test_error']:5.2f}%  {record['seconds']:7.1f}s",
+                f"fine-tune {record.where()}  cost {record.cost:.4f}  "
+                f"valid {100 * record.valid_error:5.2f}%  "
+                f"best {100 * record.best_valid_error:5.2f}%  "
+                f"test@best {100 * record.test_error:5.2f}%  {record.seconds:7.1f}s",
                 flush=True,
             )
         if self.on_epoch is not None:
-            self.on_epoch(record)
+            self.on_epoch(row)
+
+
+def _row(record):
+    """A record as the dict the run folder's tables take (pre-training's already is one)."""
+    return record if isinstance(record, dict) else record.row()
 
 
 def peak_memory_mib():
@@ -171,61 +183,56 @@ def peak_memory_mib():
 
 
 def early_stopping(config, n_train_batches):
-    """``(EarlyStopping, validation_frequency)`` for ``n_train_batches`` per epoch.
+    """The run's ``PatienceRule`` for ``n_train_batches`` per epoch.
 
     Patience in epochs becomes iterations here; validation comes every
     ``min(n_train_batches, patience // 2)`` iterations, as in the tutorial.
     """
-    stopping = EarlyStopping(
-        config.patience_iterations(n_train_batches), config.patience_increase, config.improvement_threshold
+    return PatienceRule(
+        config.patience_iterations(n_train_batches),
+        config.patience_increase,
+        config.improvement_threshold,
+        config.validation_frequency(n_train_batches),
     )
-    return stopping, config.validation_frequency(n_train_batches)
 
 
 def finetune(model, shared, config, report, progress, checkpoint):
-    """Fine-tune with the optimiser ``config.finetune`` names."""
+    """Fine-tune with the optimiser ``config.finetune`` names: SGD under the
+    tutorial's patience rule, or CG / L-BFGS on batches under a pass budget."""
+    n_train = len(shared[0][1].get_value(borrow=True))
     if config.finetune != "sgd":
-        n_train = len(shared[0][1].get_value(borrow=True))
-        return finetune_minibatch(
+        step = classifier_line_search(
             model,
-            shared,
+            shared[0],
             config.finetune,
-            batch_size=min(config.finetune_rows(), n_train),
-            line_searches=config.line_searches,
-            warmup_epochs=config.warmup_epochs,
-            budget_passes=config.budget_passes,
-            max_epochs=config.finetune_epochs,
-            patience=config.batch_patience,
-            weight_decay=config.weight_decay,
-            input_dropout=config.finetune_corruption,
-            seed=config.seed,
-            eval_every=config.eval_every,
-            on_evaluation=report,
-            progress=progress,
-            checkpoint=checkpoint,
+            min(config.finetune_rows(), n_train),
+            config.line_searches,
+            config.warmup_epochs,
+            config.weight_decay,
+            config.finetune_corruption,
+            config.seed,
         )
-    train_fn, valid_score, test_score = model.build_finetune_functions(
-        shared,
-        config.finetune_rows(),
-        config.finetune_lr,
-        config.eval_batch_size,
-        config.momentum,
-        config.weight_decay,
-        config.finetune_corruption,
-    )
-    count = n_batches(len(shared[0][1].get_value(borrow=True)), config.finetune_rows())
-    stopping, validation_frequency = early_stopping(config, count)
-    return finetune_sgd(
+        policy = PassBudget(config.eval_every, config.budget_passes, config.batch_patience)
+        monitor = classifier_monitor(model, shared, policy, weight_decay=config.weight_decay)
+    else:
+        train_fn, valid_score, test_score = model.build_finetune_functions(
+            shared,
+            config.finetune_rows(),
+            config.finetune_lr,
+            config.eval_batch_size,
+            config.momentum,
+            config.weight_decay,
+            config.finetune_corruption,
+        )
+        step = MinibatchSGD(train_fn, n_train, config.finetune_rows(), lr_decay=config.finetune_lr_decay)
+        rule = early_stopping(config, step.n_batches)
+        monitor = Monitor(rule, model.params, valid_score.error, test_score.error)
+    return finetune_loop(
         model,
-        train_fn,
-        valid_score,
-        test_score,
-        count,
-        config.finetune_epochs,
-        stopping,
-        validation_frequency=validation_frequency,
-        lr_decay=config.finetune_lr_decay,
-        on_epoch=report,
+        step,
+        monitor,
+        max_epochs=config.finetune_epochs,
+        on_record=report,
         on_step=report.step,
         show_progress=config.progress,
         progress=progress,
@@ -386,7 +393,7 @@ def _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch, resu
         summary.update(
             passes=result.passes,
             best_passes=result.best_passes,
-            updates=result.updates,
+            updates=result.iterations,
             stop_reason=result.stop_reason,
         )
         where = f"at {result.best_passes:.2f} of {result.passes:.2f} passes; stopped by {result.stop_reason}"
@@ -426,7 +433,7 @@ def _pretrain_and_finetune(config, model, shared, report, progress, checkpoint):
         checkpoint=checkpoint,
     )
     result = finetune(model, shared, config, report, progress, checkpoint)
-    check_params(model, "fine-tuning")  # never save a model that is not finite
+    check_params(model, FINETUNING)  # never save a model that is not finite
     return history, result
 
 

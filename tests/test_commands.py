@@ -49,27 +49,27 @@ def test_every_setting_has_help_on_its_field():
 # ------------------------------------------------------------------ the presets
 def test_tutorial_preset_is_the_tutorials_early_stopping():
     config, _ = parse(["--preset", "tutorial"])
-    stopping, frequency = early_stopping(config, n_train_batches=50_000)  # MNIST at batch 1
+    stopping = early_stopping(config, n_train_batches=50_000)  # MNIST at batch 1
     assert stopping.patience == 10 * 50_000  # ten epochs
     assert (stopping.patience_increase, stopping.improvement_threshold) == (2.0, 0.995)
-    assert frequency == 50_000  # once per epoch
+    assert stopping.frequency(50_000) == 50_000  # once per epoch
 
 
 def test_default_preset_fine_tunes_every_epoch_and_validates_each():
     config = preset("default")
-    stopping, frequency = early_stopping(config, n_train_batches=2500)  # MNIST at batch 20
+    stopping = early_stopping(config, n_train_batches=2500)  # MNIST at batch 20
     # patience never ends the run, even with a longer budget; the best epoch's weights are kept
-    assert stopping.patience >= 10 * config.finetune_epochs * 2500 and frequency == 2500
+    assert stopping.patience >= 10 * config.finetune_epochs * 2500 and stopping.frequency(2500) == 2500
     assert config.finetune_corruption > 0 and config.finetune_lr_decay < 1
 
 
 def test_classic_preset_states_its_own_rule():
     config = preset("classic")
     assert (config.patience, config.patience_unit) == (10_000, "iterations")
-    stopping, frequency = early_stopping(config, n_train_batches=2500)  # MNIST at batch 20
-    assert (stopping.patience, frequency) == (10_000, 2500)
+    stopping = early_stopping(config, n_train_batches=2500)  # MNIST at batch 20
+    assert (stopping.patience, stopping.frequency(2500)) == (10_000, 2500)
     # a small training set: patience // 2 caps the validation interval
-    assert early_stopping(config, n_train_batches=30_000)[1] == 5000
+    assert early_stopping(config, n_train_batches=30_000).frequency(30_000) == 5000
 
 
 # --------------------------------------------------------------------- settings

@@ -11,8 +11,9 @@ from sda import SdA
 from sda.checkpoint import Checkpoint, Progress
 from sda.data import load_dataset, shared_dataset
 from sda.errors import TrainingDiverged
+from sda.finetune import MinibatchSGD, Monitor, PatienceRule, finetune
 from sda.gradual import train_gradual
-from sda.train import finetune_sgd, pretrain
+from sda.train import pretrain
 
 # Learning rates that blow up on these tiny models (measured): 1e38 overflows the
 # float32 pre-training cost to inf at the second step; 1e30 makes the softmax NaN at
@@ -28,6 +29,16 @@ def digits():
     """200/100/100 rows of scikit-learn's 8x8 digits as shared variables."""
     data = load_dataset("digits").subset(n_train=200, n_valid=100, n_test=100)
     return [shared_dataset(s) for s in (data.train, data.valid, data.test)]
+
+
+def finetune_sgd(
+    model, train_fn, valid_score, test_score, max_epochs=1000, validation_frequency=None, **loop
+):
+    """The tutorial's loop on the 200 training rows, in minibatches of 10."""
+    step = MinibatchSGD(train_fn, n_rows=200, batch_size=10)
+    rule = PatienceRule(validation_frequency=validation_frequency)
+    monitor = Monitor(rule, model.params, valid_score.error, test_score.error)
+    return finetune(model, step, monitor, max_epochs=max_epochs, **loop)
 
 
 def tiny_model(seed=1):
@@ -87,7 +98,7 @@ def test_sgd_finetuning_with_a_huge_rate_names_epoch_and_step(digits, momentum):
         digits, 10, NAN_FINETUNE_LR, momentum=momentum
     )
     with pytest.raises(TrainingDiverged) as caught:
-        finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches=20, max_epochs=3)
+        finetune_sgd(model, train_fn, valid_score, test_score, max_epochs=3)
     assert str(caught.value).startswith("fine-tuning diverged at epoch 1, step ")
     assert str(caught.value).endswith(f": the cost is nan; {HINT}")
     assert caught.value.epoch == 1 and caught.value.step <= 20
@@ -119,9 +130,10 @@ def snapshot_and_poison(model, poison_step, snapshots):
     holds; set one weight of ``hidden0.W`` to NaN after ``poison_step``."""
 
     def on_step(record):
-        if record["step"] in snapshots:
-            snapshots[record["step"]] = [p.get_value() for p in model.params]
-        if record["step"] == poison_step:
+        step = record["step"] if isinstance(record, dict) else record.step  # pre-training's is a dict
+        if step in snapshots:
+            snapshots[step] = [p.get_value() for p in model.params]
+        if step == poison_step:
             poison(model)
 
     return on_step
@@ -174,7 +186,6 @@ def test_finetuning_keeps_the_best_model_and_the_last_good_checkpoint(digits, tm
             train_fn,
             valid_score,
             test_score,
-            n_train_batches=20,
             max_epochs=3,
             validation_frequency=5,
             checkpoint=checkpoint,
@@ -194,7 +205,7 @@ def test_a_model_with_nan_weights_stops_at_the_first_step(digits):
         pretrain(model, digits[0][0], batch_size=10, epochs=1)
     train_fn, valid_score, test_score = model.build_finetune_functions(digits, 10, 0.1)
     with pytest.raises(TrainingDiverged, match="fine-tuning diverged at epoch 1, step 1: the cost is nan"):
-        finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches=20)
+        finetune_sgd(model, train_fn, valid_score, test_score)
 
 
 # ------------------------------------------------------------------ warnings
@@ -205,7 +216,7 @@ def train_each_loop(digits, learning_rate):
     train_fn, valid_score, test_score = model.build_finetune_functions(
         digits, 10, learning_rate, momentum=0.9
     )
-    finetune_sgd(model, train_fn, valid_score, test_score, n_train_batches=20, max_epochs=3)
+    finetune_sgd(model, train_fn, valid_score, test_score, max_epochs=3)
     train_gradual(tiny_model(), digits[0][0], 2, batch_size=10, learning_rate=learning_rate, layers=[1])
 
 
@@ -265,7 +276,6 @@ def test_a_resumed_run_does_not_take_one_cheap_minibatch_as_its_start(resumed):
             ScriptedStep(0.001, 0.1),
             ConstantScorer(),
             ConstantScorer(),
-            n_train_batches=20,
             max_epochs=3,
             progress=progress,
         )

@@ -20,8 +20,9 @@ PUBLIC_API = [
     ("sda.logistic", "LogisticRegression"),
     ("sda.data", "load_dataset"),
     ("sda.train", "pretrain"),
-    ("sda.train", "finetune_sgd"),
-    ("sda.optimize", "finetune_batch"),
+    ("sda.finetune", "finetune"),
+    ("sda.finetune", "classifier_line_search"),
+    ("sda.finetune", "compile_rows_step"),
     ("sda.trained", "load_run"),
     ("sda.trained", "model_metadata"),
 ]

@@ -1,5 +1,6 @@
 """Batch fine-tuning: the flat vector, its gradient, and CG / L-BFGS on real MNIST rows."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -10,16 +11,15 @@ from sda import SdA
 from sda.checkpoint import Checkpoint
 from sda.data import load_dataset, shared_dataset
 from sda.errors import SettingError, SettingTypeError, TrainingDiverged
-from sda.optimize import (
-    DeepAutoencoder,
-    FlatObjective,
-    FlatParams,
-    dropout_mask,
-    finetune_autoencoder,
-    finetune_autoencoder_minibatch,
-    finetune_batch,
-    finetune_minibatch,
+from sda.finetune import (
+    PassBudget,
+    autoencoder_line_search,
+    autoencoder_monitor,
+    classifier_line_search,
+    classifier_monitor,
+    finetune,
 )
+from sda.optimize import DeepAutoencoder, FlatObjective, FlatParams, dropout_mask
 from sda.rundir import load_params, save_params
 from sda.sgd import sgd_updates
 from sda.train import pretrain
@@ -32,6 +32,57 @@ def mnist_small(shared_data):
 
 def shared_splits(dataset):
     return [shared_dataset(s) for s in (dataset.train, dataset.valid, dataset.test)]
+
+
+def line_search(
+    model,
+    shared,
+    method="cg",
+    batch_size=1000,
+    line_searches=3,
+    warmup_epochs=0,
+    budget_passes=None,
+    max_epochs=1000,
+    patience=None,
+    weight_decay=0.0,
+    input_dropout=0.0,
+    seed=0,
+    eval_every=0.5,
+    chunk_rows=10_000,
+    **loop,
+):
+    """CG or L-BFGS on shuffled batches through the fine-tuning loop, measured in pass-equivalents."""
+    step = classifier_line_search(
+        model,
+        shared[0],
+        method,
+        batch_size,
+        line_searches,
+        warmup_epochs,
+        weight_decay,
+        input_dropout,
+        seed,
+        chunk_rows,
+    )
+    policy = PassBudget(eval_every, budget_passes, patience)
+    monitor = classifier_monitor(model, shared, policy, chunk_rows, weight_decay)
+    return finetune(model, step, monitor, max_epochs=max_epochs, **loop)
+
+
+def full_batch(model, shared, method, max_iterations, **settings):
+    """The loop's full-batch mode: one run of ``max_iterations`` over every row, each iterate
+    measured (one costs a pass at least)."""
+    n_rows = shared[0][1].get_value(borrow=True).shape[0]
+    return line_search(
+        model, shared, method, n_rows, max_iterations, max_epochs=1, eval_every=1.0, **settings
+    )
+
+
+def autoencoder_run(model, train_x, valid_x, batch_size, line_searches=3, budget_passes=None, **loop):
+    autoencoder = DeepAutoencoder(model)
+    step = autoencoder_line_search(autoencoder, train_x, "cg", batch_size, line_searches, chunk_rows=400)
+    monitor = autoencoder_monitor(autoencoder, train_x, valid_x, PassBudget(0.5, budget_passes), 400)
+    return finetune(model, step, monitor, **loop)
 
 
 def tiny_model(seed, n_ins=5, layers=(4, 3), n_outs=3):
@@ -142,19 +193,18 @@ def test_batch_finetuning_learns_mnist(mnist_small, method):
     valid_score = model.error_scorer(*shared[1], 500)
     assert valid_score.error() > 0.85  # the zero softmax layer predicts class 0 everywhere
     records = []
-    result = finetune_batch(
-        model, shared, method, max_iterations=15, patience=15, chunk_rows=400, on_iteration=records.append
-    )
-    costs = [r["cost"] for r in result.history]
-    assert records == result.history and len(costs) == result.iterations == 15
+    result = full_batch(model, shared, method, 15, patience=15, chunk_rows=400, on_record=records.append)
+    costs = [r.cost for r in result.history]
+    assert records == result.history and result.iterations == 15
+    assert [r.updates for r in records[:16]] == list(range(16))  # the start, then every iterate
     assert costs[-1] < 0.3 * np.log(10)  # the cost starts at log(10) = 2.30
     assert result.best_valid_error < 0.25 and result.test_error < 0.3  # ~17 % when working
     # The best parameters are the ones left in the model. Same scorer, same parameters:
     # identical on one machine; one row moves the error by far more than 1e-6.
     assert valid_score.error() == pytest.approx(result.best_valid_error, abs=1e-6)
-    assert result.passes >= result.iterations and result.fun_evals >= result.iterations
-    assert result.stop_reason == "max_iterations" and result.seconds > 0
-    assert [r["passes"] for r in records] == sorted(r["passes"] for r in records)
+    assert result.passes >= result.iterations
+    assert result.stop_reason == "max_epochs" and result.seconds > 0
+    assert [r.passes for r in records] == sorted(r.passes for r in records)
 
 
 def test_runs_stop_on_patience_and_on_the_pass_budget(mnist_small):
@@ -163,13 +213,11 @@ def test_runs_stop_on_patience_and_on_the_pass_budget(mnist_small):
         np.random.RandomState(6), n_ins=784, hidden_layers_sizes=(16,), n_outs=10, corruption_levels=(0.1,)
     )
     # One validation row: its error is 0 or 1, so it soon stops improving.
-    result = finetune_batch(model, shared_splits(data), "cg", max_iterations=100, patience=3)
+    result = full_batch(model, shared_splits(data), "cg", 100, patience=3)
     assert result.stop_reason == "patience"
     assert result.iterations == result.best_epoch + 3
-    result = finetune_batch(
-        model, shared_splits(data), "lbfgs", max_iterations=100, max_passes=4, patience=None
-    )
-    assert result.stop_reason == "max_passes" and 4 <= result.passes <= 8
+    result = full_batch(model, shared_splits(data), "lbfgs", 100, budget_passes=4)
+    assert result.stop_reason == "budget" and 4 <= result.passes <= 8
 
 
 @pytest.mark.floats
@@ -180,10 +228,10 @@ def test_batch_finetuning_with_weight_decay_minimises_the_penalised_cost(mnist_s
     )
     cost = model.finetune_cost
     shared = shared_splits(data)
-    result = finetune_batch(model, shared, "lbfgs", max_iterations=1, patience=None, weight_decay=0.5)
+    result = full_batch(model, shared, "lbfgs", 1, weight_decay=0.5)
     assert model.finetune_cost is cost  # the penalty lives in the objective, not in the model
     # The zero softmax layer predicts one class; the first step improves on it, so the
-    # model holds the first iterate, whose recorded cost must include the penalty.
+    # model holds the first iterate (evaluation 1), whose recorded cost must include the penalty.
     assert result.best_epoch == 1
     (train_x, train_y), _, _ = shared
     mean_nll = pytensor.function([], cost, givens={model.x: train_x, model.y: train_y})()
@@ -191,9 +239,9 @@ def test_batch_finetuning_with_weight_decay_minimises_the_penalised_cost(mnist_s
         float(np.sum(p.get_value().astype(np.float64) ** 2)) for p in model.params if p.ndim == 2
     )
     assert penalty > 1e-3 * float(mean_nll)  # large enough for the check below to see it
-    # One float32 graph over all 200 rows vs the objective's float64 sum of float32 chunks:
+    # One float32 graph over all 200 rows vs the monitor's float64 sum of float32 chunks:
     # a few float32 ulps (1.2e-7) of a cost near log(10).
-    assert result.history[0]["cost"] == pytest.approx(float(mean_nll) + penalty, rel=1e-5)
+    assert result.history[1].cost == pytest.approx(float(mean_nll) + penalty, rel=1e-5)
 
 
 @pytest.mark.floats
@@ -208,23 +256,24 @@ def test_deep_autoencoder_finetuning_lowers_the_reconstruction_error(mnist_small
     (train_x, _), (valid_x, _), _ = shared_splits(mnist_small)
     pretrain(model, train_x, batch_size=20, epochs=1, learning_rate=0.05)
     encoder_before = model.sigmoid_layers[0].W.get_value()
-    result = finetune_autoencoder(model, train_x, valid_x, max_iterations=10, chunk_rows=400)
-    assert result.valid_error_after < 0.9 * result.valid_error_before
+    n_rows = train_x.get_value(borrow=True).shape[0]
+    result = autoencoder_run(model, train_x, valid_x, n_rows, line_searches=10, max_epochs=1)
+    assert result.best_valid_error < 0.9 * result.history[0].valid_error
     assert result.iterations == 10 and result.passes >= 10
     # The unrolled network shares the SdA's encoders, which now hold the best iterate.
     assert not np.allclose(model.sigmoid_layers[0].W.get_value(), encoder_before)
     error = DeepAutoencoder(model).error_function(valid_x)()
     # Another compilation and chunking of the same float32 graph: other GEMM blockings round
     # each row's sum of non-negative terms differently, by a few ulps (1e-6 relative).
-    assert error == pytest.approx(result.valid_error_after, rel=1e-5)
+    assert error == pytest.approx(result.best_valid_error, rel=1e-5)
 
 
 @pytest.mark.parametrize(
     "settings, message",
     [
         (dict(method="sgd"), "unknown method 'sgd'"),
-        (dict(max_iterations=0), "max_iterations must be at least 1, got 0"),
-        (dict(max_passes=-1), "max_passes must be at least 1, got -1"),
+        (dict(max_iterations=0), "line_searches must be at least 1, got 0"),
+        (dict(budget_passes=-1), "budget_passes must be more than 0, got -1"),
         (dict(patience=0), "patience must be at least 1, got 0"),
         (dict(chunk_rows=2.5), "chunk_rows must be a whole number at least 1, got 2.5 (float)"),
     ],
@@ -232,8 +281,9 @@ def test_deep_autoencoder_finetuning_lowers_the_reconstruction_error(mnist_small
 def test_bad_settings_are_refused(settings, message):
     model = tiny_model(8)
     data = [(pytensor.shared(np.zeros((4, 5), "float32")), pytensor.shared(np.zeros(4, "int32")))] * 3
+    settings = {"method": "cg", "max_iterations": 5, **settings}
     with pytest.raises((SettingError, SettingTypeError), match=re.escape(message)):
-        finetune_batch(model, data, **settings)
+        full_batch(model, data, settings.pop("method"), settings.pop("max_iterations"), **settings)
     with pytest.raises(ValueError, match="no parameters"):
         FlatParams([])
 
@@ -305,7 +355,7 @@ def test_objective_with_input_dropout_is_the_cost_on_masked_pixels():
     unmasked = FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y], input_dropout=0.5)
     with pytest.raises(ValueError, match=r"call use_rows\(rows, mask_seed\) before evaluating"):
         unmasked.evaluate(vector)
-    with pytest.raises(SettingError, match=r"input_dropout must be in \[0, 1\), got 1.0"):
+    with pytest.raises(SettingError, match=r"input_dropout = 1.0 is outside \[0, 1\)"):
         FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y], input_dropout=1.0)
 
 
@@ -340,23 +390,21 @@ def pretrained_small(mnist_small, tmp_path_factory):
 
 
 def without_seconds(history):
-    return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
+    return [dataclasses.replace(record, seconds=0.0) for record in history]
 
 
 def test_warm_up_moves_the_softmax_layer_alone(pretrained_small):
     model, shared, path = pretrained_small
     load_params(model, path)
     hidden_before = [p.get_value() for p in model.sigmoid_layers[0].params]
-    result = finetune_minibatch(
-        model, shared, "cg", batch_size=250, line_searches=2, warmup_epochs=1, max_epochs=1
-    )
+    result = line_search(model, shared, "cg", batch_size=250, line_searches=2, warmup_epochs=1, max_epochs=1)
     assert result.stop_reason == "max_epochs" and result.epochs_run == 1
     for p, before in zip(model.sigmoid_layers[0].params, hidden_before):
         np.testing.assert_array_equal(p.get_value(), before)
     assert np.abs(model.logLayer.W.get_value()).max() > 0  # it started at zero
     assert result.best_valid_error < 0.5
     # four batches of 250 rows, each at least one evaluation per accepted line search
-    assert 0 < result.updates <= 8 and result.passes >= result.updates / 4
+    assert 0 < result.iterations <= 8 and result.passes >= result.iterations / 4
 
 
 def test_budget_evaluation_points_and_seeds(pretrained_small):
@@ -364,7 +412,7 @@ def test_budget_evaluation_points_and_seeds(pretrained_small):
 
     def run(seed, method="cg"):
         load_params(model, path)
-        return finetune_minibatch(
+        return line_search(
             model, shared, method, batch_size=250, line_searches=3, budget_passes=2, seed=seed, eval_every=0.5
         )
 
@@ -373,18 +421,18 @@ def test_budget_evaluation_points_and_seeds(pretrained_small):
     assert first.stop_reason == "budget"
     # A zero softmax layer gives exactly log(10) per row, up to the float32 rounding of
     # log-softmax (a few ulps, 1.2e-7 each); rows are averaged in float64.
-    assert history[0]["passes"] == 0 and history[0]["cost"] == pytest.approx(np.log(10), rel=1e-6)
-    assert history[-1]["passes"] == first.passes
+    assert history[0].passes == 0 and history[0].cost == pytest.approx(np.log(10), rel=1e-6)
+    assert history[-1].passes == first.passes
     # The budget is checked after each iteration: at most one line search too many,
     # and a line search here takes few evaluations of 250 rows (a quarter pass each).
     assert 2 <= first.passes <= 2 + 20 * 0.25
-    passes = [r["passes"] for r in history]
+    passes = [r.passes for r in history]
     assert passes == sorted(set(passes))
     for point in (0.5, 1.0, 1.5, 2.0):  # each point is measured at the first update past it
         assert any(point <= p < point + 0.25 * 20 for p in passes)
-    assert [r["updates"] for r in history] == sorted(r["updates"] for r in history)
+    assert [r.updates for r in history] == sorted(r.updates for r in history)
     assert without_seconds(run(1).history) == without_seconds(history)  # same seed, same numbers
-    assert [r["valid_error"] for r in run(2).history] != [r["valid_error"] for r in history]
+    assert [r.valid_error for r in run(2).history] != [r.valid_error for r in history]
     lbfgs = run(1, "lbfgs")
     assert lbfgs.stop_reason == "budget" and lbfgs.best_valid_error < 0.6
 
@@ -407,7 +455,7 @@ def test_a_killed_run_resumes_exactly(pretrained_small, tmp_path, input_dropout)
         input_dropout=input_dropout,
     )
     load_params(model, path)
-    whole = finetune_minibatch(model, shared, **settings)
+    whole = line_search(model, shared, **settings)
     expected = [p.get_value() for p in model.params]
 
     class Killed(Exception):
@@ -418,16 +466,16 @@ def test_a_killed_run_resumes_exactly(pretrained_small, tmp_path, input_dropout)
     def kill_late(record):
         """Kill in the second epoch (past the warm-up) once a batch of it is done:
         a batch has at most 2 updates."""
-        if record["data_epoch"] == 2:
-            seen.append(record["updates"])
-            if record["updates"] > seen[0] + 2:
+        if record.data_epoch == 2:
+            seen.append(record.updates)
+            if record.updates > seen[0] + 2:
                 raise Killed
 
     load_params(model, path)
     checkpoint_path = tmp_path / "checkpoint.npz"
     with pytest.raises(Killed):
-        finetune_minibatch(
-            model, shared, **settings, on_evaluation=kill_late, checkpoint=Checkpoint(checkpoint_path, model)
+        line_search(
+            model, shared, **settings, on_record=kill_late, checkpoint=Checkpoint(checkpoint_path, model)
         )
     fresh = SdA(
         np.random.RandomState(99), n_ins=784, hidden_layers_sizes=(32,), n_outs=10, corruption_levels=(0.1,)
@@ -435,12 +483,12 @@ def test_a_killed_run_resumes_exactly(pretrained_small, tmp_path, input_dropout)
     checkpoint = Checkpoint(checkpoint_path, fresh)
     progress = checkpoint.load()
     assert progress.phase == "finetune" and progress.epoch == 1 and progress.batch > 0
-    resumed = finetune_minibatch(fresh, shared, **settings, progress=progress, checkpoint=checkpoint)
+    resumed = line_search(fresh, shared, **settings, progress=progress, checkpoint=checkpoint)
     # Same compiled graphs, same inputs, one machine: bit for bit.
     for p, value in zip(fresh.params, expected):
         np.testing.assert_array_equal(p.get_value(), value)
     assert without_seconds(resumed.history) == without_seconds(whole.history)
-    assert (resumed.passes, resumed.updates) == (whole.passes, whole.updates)
+    assert (resumed.passes, resumed.iterations) == (whole.passes, whole.iterations)
     assert Checkpoint(checkpoint_path, fresh).load().phase == "done"
 
 
@@ -449,7 +497,7 @@ def test_input_dropout_changes_the_path_but_not_what_is_measured(pretrained_smal
 
     def run(input_dropout):
         load_params(model, path)
-        return finetune_minibatch(
+        return line_search(
             model,
             shared,
             "cg",
@@ -463,7 +511,7 @@ def test_input_dropout_changes_the_path_but_not_what_is_measured(pretrained_smal
     clean, dropped = run(0.0), run(0.3)
     # the evaluator measures on clean pixels: both start from one measurement
     assert without_seconds(dropped[:1]) == without_seconds(clean[:1])
-    assert dropped[-1]["train_loss"] != clean[-1]["train_loss"]
+    assert dropped[-1].train_loss != clean[-1].train_loss
     assert without_seconds(run(0.3)) == without_seconds(dropped)  # same seed, same masks
 
 
@@ -478,7 +526,7 @@ def test_every_batch_of_every_epoch_draws_its_own_mask(pretrained_small, monkeyp
 
     monkeypatch.setattr(FlatObjective, "use_rows", recording)
     load_params(model, path)
-    finetune_minibatch(
+    line_search(
         model,
         shared,
         "cg",
@@ -512,12 +560,12 @@ def test_minibatch_cg_beats_full_batch_cg_at_the_same_budget(shared_data):
     for name, batch_size, line_searches in [("mini-batch", 200, 3), ("full batch", 2000, 10_000)]:
         for p, value in zip(model.params, start):
             p.set_value(value)
-        results[name] = finetune_minibatch(
+        results[name] = line_search(
             model, shared, "cg", batch_size=batch_size, line_searches=line_searches, budget_passes=6, seed=4
         )
     mini, full = results["mini-batch"], results["full batch"]
-    assert mini.updates > 3 * full.updates
-    assert mini.history[-1]["train_loss"] < 0.8 * full.history[-1]["train_loss"]
+    assert mini.iterations > 3 * full.iterations
+    assert mini.history[-1].train_loss < 0.8 * full.history[-1].train_loss
     assert mini.best_valid_error < full.best_valid_error
 
 
@@ -535,8 +583,8 @@ def test_minibatch_autoencoder_lowers_both_reconstruction_errors(pretrained_smal
     # GEMM blockings): 1e-6-relative differences in z, squared errors of non-negative terms.
     # 1e-4 is generous yet far below what a wrong reconstruction would give.
     assert before == pytest.approx(np.mean(np.sum((data - reconstruction) ** 2, axis=1)), rel=1e-4)
-    result = finetune_autoencoder_minibatch(model, train_x, valid_x, batch_size=250, budget_passes=2)
-    assert result.best_valid_error < 0.95 * result.history[0]["valid_error"]
+    result = autoencoder_run(model, train_x, valid_x, batch_size=250, budget_passes=2)
+    assert result.best_valid_error < 0.95 * result.history[0].valid_error
     assert squared() < before
 
 
@@ -556,4 +604,4 @@ def test_bad_minibatch_settings_are_refused(settings, message):
     model = tiny_model(14)
     data = [(pytensor.shared(np.zeros((4, 5), "float32")), pytensor.shared(np.zeros(4, "int32")))] * 3
     with pytest.raises(SettingError, match=message):
-        finetune_minibatch(model, data, **{"batch_size": 2, **settings})
+        line_search(model, data, **{"batch_size": 2, **settings})

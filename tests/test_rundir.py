@@ -238,7 +238,7 @@ def test_a_foreign_or_damaged_checkpoint_is_refused_and_changes_nothing(saved, d
 
 
 def with_optimizer_state(change):
-    """A ``rewrite`` change: a mini-batch CG state (as sda.optimize saves it), then ``change`` on it."""
+    """A ``rewrite`` change: a mini-batch CG state (as sda.finetune saves it), then ``change`` on it."""
 
     def damage(arrays):
         state = json.loads(str(arrays["state.json"]))
@@ -255,8 +255,6 @@ def with_optimizer_state(change):
         optimizer = {
             "examples": [100],
             "evaluator": evaluator,
-            "updates": 3,
-            "stop_reason": "",
             "epoch_rng": np.random.default_rng(1).bit_generator.state,
         }
         change(optimizer)
@@ -270,7 +268,7 @@ def with_optimizer_state(change):
     "change, message",
     [
         (lambda o: o.pop("examples"), "unreadable optimizer_state (examples is missing"),
-        (lambda o: o.update(updates="3"), "unreadable optimizer_state (updates is missing or of the wrong"),
+        (lambda o: o.pop("epoch_rng"), "unreadable optimizer_state (epoch_rng is missing or of the wrong"),
         (lambda o: o["evaluator"].pop("history"), "unreadable optimizer_state.evaluator (history"),
         (lambda o: o.update(examples=["x"]), "examples are not numbers"),
         (
@@ -280,9 +278,9 @@ def with_optimizer_state(change):
     ],
 )
 def test_a_damaged_cg_state_is_refused_before_use(saved, change, message):
-    # without the check, sda.optimize met these mid-resume as a KeyError or TypeError traceback
+    # without the check, sda.finetune met these mid-resume as a KeyError or TypeError traceback
     rewrite(saved, with_optimizer_state(lambda o: None))
-    assert Checkpoint(saved, tiny_model()).load().optimizer_state["updates"] == 3  # a good one loads
+    assert Checkpoint(saved, tiny_model()).load().optimizer_state["examples"] == [100]  # a good one loads
     rewrite(saved, with_optimizer_state(change))
     with pytest.raises(SdAError) as caught:
         Checkpoint(saved, tiny_model()).load()

@@ -5,12 +5,13 @@ import pytensor
 import pytest
 
 from sda import SdA
-from sda.batching import SplitScorer, n_batches
+from sda.batching import SplitScorer
 from sda.checkpoint import Progress
 from sda.data import load_dataset, shared_dataset
 from sda.errors import SettingError
+from sda.finetune import MinibatchSGD, Monitor, PatienceRule, finetune
 from sda.sgd import SGDStep
-from sda.train import EarlyStopping, cache_layer_input, finetune_sgd, fixed_budget, pretrain
+from sda.train import cache_layer_input, pretrain
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,15 @@ def test_cached_and_uncached_pretraining_give_the_same_parameters(mnist_small):
     assert not np.allclose(results[0][0], small_model(seed=7, layers=(60, 50, 40)).params[0].get_value())
 
 
+def finetune_sgd(
+    model, train_fn, valid_score, test_score, n_rows=200, max_epochs=1000, rule=None, lr_decay=1.0, **kwargs
+):
+    """The tutorial's loop: minibatches of 20 rows in data order, under the patience rule."""
+    step = MinibatchSGD(train_fn, n_rows, batch_size=20, lr_decay=lr_decay)
+    monitor = Monitor(rule or PatienceRule(), model.params, valid_score.error, test_score.error)
+    return finetune(model, step, monitor, max_epochs=max_epochs, **kwargs)
+
+
 @pytest.mark.floats
 def test_finetuning_reaches_a_low_test_error(mnist_small):
     model = small_model()
@@ -77,7 +87,7 @@ def test_finetuning_reaches_a_low_test_error(mnist_small):
     train_fn, valid_score, test_score = model.build_finetune_functions(shared, 20, 0.5, 500)
     # Before fine-tuning the zero softmax layer predicts class 0 for every row.
     assert test_score.error() > 0.85
-    result = finetune_sgd(model, train_fn, valid_score, test_score, n_batches(3000, 20), max_epochs=15)
+    result = finetune_sgd(model, train_fn, valid_score, test_score, n_rows=3000, max_epochs=15)
     # About 10.5 % when working; a model whose gradients or parameter
     # sharing are broken stays far above this.
     assert result.test_error < 0.13
@@ -94,13 +104,7 @@ def test_early_stopping_stops_when_patience_runs_out(mnist_small):
     shared = [shared_dataset(s) for s in (data.train, data.valid, data.test)]
     train_fn, valid_score, test_score = model.build_finetune_functions(shared, 20, 0.1)
     result = finetune_sgd(
-        model,
-        train_fn,
-        valid_score,
-        test_score,
-        n_train_batches=10,
-        max_epochs=500,
-        stopping=EarlyStopping(patience=30, patience_increase=1.0),
+        model, train_fn, valid_score, test_score, max_epochs=500, rule=PatienceRule(30, patience_increase=1.0)
     )
     assert result.epochs_run == 3 and result.iterations == 30
 
@@ -112,15 +116,8 @@ def test_a_fixed_budget_runs_every_epoch(mnist_small):
     # at a rate of almost 0 the validation error never really improves after the first
     # validation, so any patience shorter than the budget would stop the run early
     train_fn, valid_score, test_score = model.build_finetune_functions(shared, 20, 1e-12)
-    result = finetune_sgd(
-        model,
-        train_fn,
-        valid_score,
-        test_score,
-        n_train_batches=10,
-        max_epochs=6,
-        stopping=fixed_budget(6, 10),
-    )
+    # a patience of the whole budget (6 epochs of 10 minibatches)
+    result = finetune_sgd(model, train_fn, valid_score, test_score, max_epochs=6, rule=PatienceRule(60))
     assert result.epochs_run == 6 and result.iterations == 60
 
 
@@ -138,11 +135,10 @@ def test_the_learning_rate_decays_every_epoch_from_its_start(mnist_small):
             train_fn,
             valid_score,
             test_score,
-            n_train_batches=10,
             max_epochs=4,
-            stopping=fixed_budget(4, 10),
+            rule=PatienceRule(40),
             lr_decay=lr_decay,
-            on_epoch=lambda _: rates.append(float(train_fn.learning_rate.get_value())),
+            on_record=lambda _: rates.append(float(train_fn.learning_rate.get_value())),
         )
         return [p.get_value() for p in model.params]
 
@@ -157,18 +153,17 @@ def test_the_learning_rate_decays_every_epoch_from_its_start(mnist_small):
 
 
 def test_a_decay_needs_a_shared_learning_rate_and_a_sensible_factor():
-    model = small_model(layers=(20,))
     step = SGDStep(lambda index: 0.0)  # no shared learning rate to change
     for lr_decay, message in [
         (0.9, "needs a step compiled with a shared learning rate"),
         (0.0, r"lr_decay must be in \(0, 1\]"),
     ]:
         with pytest.raises(SettingError, match=message):
-            finetune_sgd(model, step, None, None, n_train_batches=1, max_epochs=1, lr_decay=lr_decay)
+            MinibatchSGD(step, n_rows=20, batch_size=20, lr_decay=lr_decay)
 
 
 def test_early_stopping_extends_patience_only_on_a_real_improvement():
-    stopping = EarlyStopping(patience=100, patience_increase=2.0, improvement_threshold=0.9)
+    stopping = PatienceRule(patience=100, patience_increase=2.0, improvement_threshold=0.9)
     p = Progress(phase="finetune", epoch=4, iteration=80, patience=100)
     # The first validation always counts as a real improvement over an infinite best.
     assert stopping.update(p, 0.5) is True
@@ -218,9 +213,9 @@ def test_sgd_steps_return_their_velocities_and_leave_the_model_alone(mnist_small
 
 def test_early_stopping_rejects_nonsense():
     with pytest.raises(SettingError, match="patience"):
-        EarlyStopping(patience=0)
+        PatienceRule(patience=0)
     with pytest.raises(SettingError, match="improvement_threshold"):
-        EarlyStopping(improvement_threshold=1.5)
+        PatienceRule(improvement_threshold=1.5)
 
 
 @pytest.mark.floats

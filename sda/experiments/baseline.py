@@ -36,9 +36,10 @@ from sda.cli import (
 from sda.config import PRESETS, RunConfig, SettingError, setting
 from sda.constraints import SGD_BATCH_SIZE, check_setting
 from sda.data import shared_dataset
+from sda.finetune import MinibatchSGD, Monitor, PatienceRule, finetune
 from sda.plots import plot_curves
 from sda.rundir import save_params
-from sda.train import finetune_sgd, fixed_budget, pretrain
+from sda.train import pretrain
 
 ARMS = {"pretrained": "pre-trained", "random": "random init"}
 COLUMNS = ["arm", "iteration", "epoch", "train_loss", "test_accuracy", "seconds"]
@@ -141,12 +142,12 @@ def finetune_arm(model, shared, config, arm):
     started = time.perf_counter()
 
     def on_step(record):
-        window.append(record["cost"])
-        if record["iteration"] % config.eval_every_iterations == 0:
+        window.append(record.cost)
+        if record.iteration % config.eval_every_iterations == 0:
             point = {
                 "arm": arm,
-                "iteration": record["iteration"],
-                "epoch": record["iteration"] / count,
+                "iteration": record.iteration,
+                "epoch": record.iteration / count,
                 "train_loss": float(np.mean(window)),
                 "test_accuracy": 1 - test_score.error(),
                 "seconds": time.perf_counter() - started,
@@ -161,16 +162,12 @@ def finetune_arm(model, shared, config, arm):
             )
 
     # early stopping must not end one arm sooner
-    result = finetune_sgd(
-        model,
-        train_fn,
-        valid_score,
-        test_score,
-        count,
-        max_epochs=config.finetune_epochs,
-        stopping=fixed_budget(config.finetune_epochs, count),
-        on_step=on_step,
+    step = MinibatchSGD(train_fn, shared[0][1].get_value(borrow=True).shape[0], config.finetune_batch_size)
+    # a patience of every iteration never stops early
+    monitor = Monitor(
+        PatienceRule(config.finetune_epochs * count), model.params, valid_score.error, test_score.error
     )
+    result = finetune(model, step, monitor, max_epochs=config.finetune_epochs, on_step=on_step)
     return points, result, time.perf_counter() - started
 
 

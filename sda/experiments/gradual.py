@@ -39,10 +39,10 @@ from sda.cli import (
 from sda.config import CommandSettings, SettingError, setting
 from sda.constraints import MAX_SEED
 from sda.data import Split, shared_dataset
+from sda.finetune import MinibatchSGD, Monitor, PatienceRule, finetune
 from sda.gradual import data_entropy, relative_cross_entropy, train_gradual
 from sda.plots import plot_curves
 from sda.rundir import atomic_write, load_params, save_params
-from sda.train import finetune_sgd, fixed_budget
 
 ARMS = {1.0: "stacked (f=1)", 0.0: "gradual (f=0)"}  # the classifiers' starting points
 
@@ -214,15 +214,9 @@ def classifier_curves(settings, dataset, out):
                 [train, valid, test], settings.batch_size, settings.finetune_lr, eval_batch_size=1000
             )
             # every run gets all its epochs
-            result = finetune_sgd(
-                model,
-                train_fn,
-                valid_score,
-                test_score,
-                count,
-                max_epochs=epochs,
-                stopping=fixed_budget(epochs, count),
-            )
+            step = MinibatchSGD(train_fn, size, settings.batch_size)
+            monitor = Monitor(PatienceRule(epochs * count), model.params, valid_score.error, test_score.error)
+            result = finetune(model, step, monitor, max_epochs=epochs)
             key = "stacked" if f == 1 else "gradual"
             row[f"{key}_test_error"], row[f"{key}_valid_error"] = (result.test_error, result.best_valid_error)
             print(

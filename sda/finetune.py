@@ -1,0 +1,995 @@
+"""One fine-tuning loop: an interchangeable optimiser step, one monitor, one result.
+
+:func:`finetune` walks the training data epoch by epoch and batch by batch.
+What happens on a batch is the **step**'s business:
+
+- :class:`MinibatchSGD` takes one SGD update per minibatch, with the minibatches
+  in data order (the tutorial's loop, ``sda.run``) or reshuffled every epoch
+  by a seed (``sda.compare``). Momentum, weight decay and input dropout are
+  in the compiled function it is given (``SdA.build_finetune_functions`` or
+  :func:`compile_rows_step`); it decays the learning rate per epoch.
+- :class:`BatchLineSearch` runs ``k`` iterations (line searches) of conjugate
+  gradient or L-BFGS on batches of ``m`` rows reshuffled every epoch, as
+  Hinton & Salakhutdinov (2006) did, optionally training the top layer
+  alone in the first epochs; ``m`` = every row is full-batch.
+
+The :class:`Monitor` measures the model (the validation error, or a
+:class:`~sda.optimize.DeepAutoencoder`'s validation loss; the training loss
+when asked), keeps the best parameters and the test error there, and applies
+a stopping **policy**: :class:`PatienceRule` (the tutorial's rule, in
+iterations, measured every ``validation_frequency`` iterations, one
+:class:`EpochRecord` per epoch) or :class:`PassBudget` (measured every
+``eval_every`` pass-equivalents, one :class:`Evaluation` each, stopping at a
+budget or after ``no_change`` evaluations without improvement). ``max_epochs``
+always applies. The loop's whole state is in ``Progress``/``Checkpoint``
+(``sda.checkpoint``), so a loaded ``Progress`` continues exactly.
+
+Every cost, gradient and checked parameter must be finite: otherwise the run
+stops with ``sda.errors.TrainingDiverged`` before the value can reach a
+checkpoint or the best parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+
+from sda.batching import n_batches
+from sda.checkpoint import Checkpoint, Progress
+from sda.checks import check_choice, check_count, check_decay, check_passes
+from sda.constraints import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_ROWS, check_setting
+from sda.errors import SettingError, check_finite
+from sda.optimize import (
+    METHODS,
+    PHASES,
+    DeepAutoencoder,
+    FlatObjective,
+    StopSearch,
+    autoencoder_measures,
+    classifier_measures,
+    run_line_searches,
+    single_thread_scipy,
+)
+from sda.sgd import SGDStep as CompiledStep
+from sda.sgd import sgd_updates
+from sda.watch import FINETUNING, EpochCostWatch, check_params, noop, progress_bar
+
+BUDGET_TOLERANCE = 1e-9  # pass-equivalents: a budget reached up to rounding is reached
+
+
+# ------------------------------------------------------------------ records
+@dataclass(kw_only=True)
+class EpochRecord:
+    """One fine-tuning epoch under the :class:`PatienceRule` (a row of ``metrics.csv``).
+
+    ``cost`` is the epoch's mean minibatch cost; ``valid_error`` the last
+    validation error measured; ``test_error`` the test error at the best
+    validation point; ``seconds`` the fine-tuning time so far.
+    """
+
+    phase: str = "finetune"
+    epoch: int  # counted from 1
+    cost: float
+    valid_error: float
+    best_valid_error: float
+    test_error: float
+    seconds: float
+
+    def where(self) -> str:
+        """Where in training this record was taken, as the run prints it."""
+        return f"epoch {self.epoch:4d}"
+
+    def row(self) -> dict[str, Any]:
+        """The record as a dict: the columns of ``metrics.csv`` and ``comparison.json``."""
+        return asdict(self)
+
+
+@dataclass(kw_only=True)
+class Evaluation:
+    """One measurement under a :class:`PassBudget`.
+
+    ``epoch`` numbers the evaluations from 0 (the starting point);
+    ``passes`` is the pass-equivalents spent when it was taken, ``data_epoch``
+    the epoch over the data under way, ``updates`` the parameter updates so
+    far and ``seconds`` the optimiser's time (measuring excluded). ``cost``
+    and ``train_loss`` are the training objective over every row (plus the
+    weight penalty), ``valid_error`` the validation error (an auto-encoder's:
+    its mean validation loss per row).
+    """
+
+    phase: str = "finetune"
+    epoch: int
+    passes: float
+    data_epoch: int
+    updates: int
+    seconds: float
+    cost: float
+    train_loss: float
+    valid_error: float
+    best_valid_error: float
+    test_error: float
+
+    def where(self) -> str:
+        """Where in training this record was taken, as the run prints it."""
+        return f"{self.passes:7.2f} passes"
+
+    def row(self) -> dict[str, Any]:
+        """The record as a dict: the columns of ``metrics.csv`` and ``comparison.json``."""
+        return asdict(self)
+
+
+@dataclass(kw_only=True)
+class StepRecord:
+    """One SGD minibatch (a row of ``steps.csv``); ``step`` counts over the whole run."""
+
+    phase: str = "finetune"
+    epoch: int  # epochs finished before this step, from 0
+    step: int
+    iteration: int
+    cost: float
+
+    def row(self) -> dict[str, Any]:
+        """The record as a dict: the columns of ``steps.csv``."""
+        return asdict(self)
+
+
+Record = EpochRecord | Evaluation
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tuning run reached and cost; the best parameters are left in the model.
+
+    ``best_epoch`` is the epoch of the best validation error under the
+    :class:`PatienceRule` and the number of the best :class:`Evaluation`
+    under a :class:`PassBudget`; ``epochs_run`` counts the data epochs begun;
+    ``iterations`` the parameter updates (for CG, one per line search).
+    ``passes`` counts rows pushed through forward and backward over the
+    training-set size (line-search trial points included); ``best_passes``
+    where the best point was measured (NaN under the patience rule).
+    ``seconds`` is the optimiser's time, ``eval_seconds`` the measuring time.
+    ``stop_reason`` is ``"patience"``, ``"budget"`` or ``"max_epochs"``.
+    """
+
+    best_valid_error: float
+    test_error: float
+    best_epoch: int
+    epochs_run: int
+    iterations: int
+    passes: float
+    best_passes: float
+    seconds: float
+    eval_seconds: float
+    stop_reason: str
+    history: list[Record] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------- policies
+@dataclass
+class PatienceRule:
+    """The tutorial's patience rule, counted in minibatch iterations.
+
+    The run lasts ``patience`` iterations at least; a validation error below
+    ``improvement_threshold`` times the best so far raises it to
+    ``patience_increase`` times the iterations done. Validation comes every
+    ``validation_frequency`` iterations (by default ``min(batches per epoch,
+    patience // 2)``, as in the tutorial). A ``patience`` of the whole budget
+    (``epochs * batches``) never stops early.
+    """
+
+    patience: int = 10_000
+    patience_increase: float = 2.0
+    improvement_threshold: float = 0.995
+    validation_frequency: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("patience", "patience_increase", "improvement_threshold"):
+            check_setting(name, getattr(self, name))
+        if self.validation_frequency is not None:
+            check_count("validation_frequency", self.validation_frequency)
+
+    def frequency(self, n_batches: int) -> int:
+        """Iterations between validations for ``n_batches`` minibatches per epoch."""
+        return self.validation_frequency or min(n_batches, max(1, self.patience // 2))
+
+    def update(self, progress: Progress, valid_error: float) -> bool:
+        """Record one validation error in ``progress``; return whether it is the best yet.
+
+        A real improvement (below ``improvement_threshold`` times the best so
+        far) raises the patience to at least ``patience_increase`` times the
+        iterations done, as in the tutorial; a smaller one only becomes the
+        new best.
+
+        Examples
+        --------
+        >>> progress = Progress(iteration=300, patience=500, best_valid_error=0.1)
+        >>> PatienceRule(patience_increase=2.0).update(progress, 0.05), progress.patience
+        (True, 600)
+        """
+        progress.valid_error = valid_error
+        if not valid_error < progress.best_valid_error:
+            return False
+        if valid_error < progress.best_valid_error * self.improvement_threshold:
+            progress.patience = max(progress.patience, int(progress.iteration * self.patience_increase))
+        progress.best_valid_error, progress.best_epoch = valid_error, progress.epoch + 1
+        return True
+
+
+@dataclass
+class PassBudget:
+    """Measure every ``eval_every`` pass-equivalents; stop at a budget or without improvement.
+
+    Points fall every ``eval_every`` pass-equivalents from 0 (the starting
+    point); a step coarser than that is measured at the first update past
+    each point. The run stops once ``budget_passes`` are spent (checked after
+    every update, so the last line search may overrun it a little) or after
+    ``no_change`` evaluations without a lower validation error.
+    """
+
+    eval_every: float = 0.5
+    budget_passes: float | None = None
+    no_change: int | None = None
+
+    def __post_init__(self) -> None:
+        check_passes("eval_every", self.eval_every)
+        check_passes("budget_passes", self.budget_passes, allow_none=True)
+        if self.no_change is not None:
+            check_count("patience", self.no_change)
+
+
+# ------------------------------------------------------------------ monitor
+class Monitor:
+    """Measures the model, keeps its best parameters and applies the stopping policy.
+
+    Parameters
+    ----------
+    policy : PatienceRule or PassBudget
+        When to measure and when to stop.
+    params : sequence of shared variables
+        What to keep at the best point (the model's, or an auto-encoder's).
+    valid_error : callable
+        ``valid_error() -> float``: lower is better.
+    test_error : callable, optional
+        Called at each new best; NaN in the records without it.
+    train_loss : callable, optional
+        ``train_loss() -> float``, measured at each :class:`Evaluation`
+        (NaN in the records without it).
+    """
+
+    def __init__(
+        self,
+        policy: PatienceRule | PassBudget,
+        params: Sequence[Any],
+        valid_error: Callable[[], float],
+        test_error: Callable[[], float] | None = None,
+        train_loss: Callable[[], float] | None = None,
+    ):
+        self.policy, self.params, self.model = policy, list(params), None
+        self.valid_error, self.test_error, self.train_loss = valid_error, test_error, train_loss
+        self.on_record: Callable[[Any], None] = noop
+        self.checkpoint = Checkpoint()
+        self.state: dict[str, Any] = {}  # PassBudget: the evaluator's state, saved in Progress
+        self.history: list[Record] = []
+
+    # -- set-up
+    def begin(
+        self, progress: Progress, checkpoint: Checkpoint, fresh: bool, on_record: Callable, model: Any
+    ) -> None:
+        """Start (``fresh``) or resume measuring with the state in ``progress`` and ``checkpoint``;
+        ``model``'s parameters are checked to be finite before each validation."""
+        self.checkpoint, self.on_record, self.model = checkpoint, on_record, model
+        policy = self.policy
+        if isinstance(policy, PatienceRule):
+            if fresh:
+                progress.patience = policy.patience
+            return
+        saved = progress.optimizer_state.get("evaluator")
+        if saved is None:
+            saved = {
+                "next_point": 0.0,
+                "best_valid_error": math.inf,
+                "best_passes": 0.0,
+                "best_evaluation": 0,
+                "test_error": math.nan,
+                "since_best": 0,
+                "seconds": 0.0,
+                "history": [],
+            }
+            progress.optimizer_state["evaluator"] = saved
+        self.state = saved
+        self.history = [Evaluation(**row) for row in saved["history"]]
+
+    @property
+    def eval_seconds(self) -> float:
+        """Time spent measuring at :class:`PassBudget` points (0 under the patience rule)."""
+        return self.state["seconds"] if isinstance(self.policy, PassBudget) else 0.0
+
+    @property
+    def reports_epochs(self) -> bool:
+        """Whether it reports every epoch, a cut last one included (the patience rule)."""
+        return isinstance(self.policy, PatienceRule)
+
+    def start(self, progress: Progress, step: Step, clock: Callable[[], float]) -> None:
+        """Measure the starting point when a :class:`PassBudget` point is due there."""
+        policy = self.policy
+        if isinstance(policy, PassBudget) and step.passes >= self.state["next_point"]:
+            self._evaluate(progress, step, clock, policy)
+
+    # -- during the run
+    def stop_reason(self, progress: Progress, passes: float) -> str:
+        """Why the run must stop now (``""``: it goes on)."""
+        policy = self.policy
+        if isinstance(policy, PatienceRule):
+            return "patience" if progress.iteration >= progress.patience else ""
+        budget, no_change = policy.budget_passes, policy.no_change
+        if budget is not None and passes >= budget - BUDGET_TOLERANCE:
+            return "budget"
+        if no_change is not None and self.state["since_best"] >= no_change:
+            return "patience"
+        return ""
+
+    def after_update(self, progress: Progress, step: Step, clock: Callable[[], float]) -> str:
+        """Measure if a point is due after an update; return the stop reason."""
+        policy = self.policy
+        if isinstance(policy, PatienceRule):
+            if progress.iteration % policy.frequency(step.n_batches) == 0:
+                self._validate(progress, policy)
+        elif step.passes >= self.state["next_point"]:
+            self._evaluate(progress, step, clock, policy)
+        return self.stop_reason(progress, step.passes)
+
+    def _validate(self, progress: Progress, rule: PatienceRule) -> None:
+        """The :class:`PatienceRule`'s validation: keep the parameters and test error of a new best.
+        Non-finite parameters stop the run first: they must never become the best."""
+        check_params(self.model, FINETUNING, epoch=progress.epoch + 1, step=progress.steps)
+        if rule.update(progress, self.valid_error()):
+            self.checkpoint.best = [param.get_value() for param in self.params]
+            if self.test_error is not None:
+                progress.test_error = self.test_error()
+
+    def _evaluate(
+        self, progress: Progress, step: Step, clock: Callable[[], float], budget: PassBudget
+    ) -> Evaluation:
+        """Measure now (a :class:`PassBudget` point); report and return the record."""
+        started = time.perf_counter()
+        state, passes = self.state, step.passes
+        seconds = clock() - state["seconds"]
+        train_loss = self.train_loss() if self.train_loss is not None else math.nan
+        valid_error = self.valid_error()
+        if valid_error < state["best_valid_error"]:
+            state.update(
+                best_valid_error=valid_error,
+                best_passes=passes,
+                since_best=0,
+                best_evaluation=len(self.history),
+            )
+            self.checkpoint.best = [p.get_value() for p in self.params]
+            if self.test_error is not None:
+                state["test_error"] = self.test_error()
+        else:
+            state["since_best"] += 1
+        state["next_point"] = (math.floor(passes / budget.eval_every + 1e-9) + 1) * budget.eval_every
+        record = Evaluation(
+            epoch=len(self.history),
+            passes=passes,
+            data_epoch=step.data_epoch(progress),
+            updates=progress.iteration,
+            seconds=seconds,
+            cost=train_loss,
+            train_loss=train_loss,
+            valid_error=valid_error,
+            best_valid_error=state["best_valid_error"],
+            test_error=state["test_error"],
+        )
+        self.history.append(record)
+        state["history"].append(record.row())
+        state["seconds"] += time.perf_counter() - started
+        self.on_record(record)
+        return record
+
+    def end_epoch(self, progress: Progress, cost: float) -> None:
+        """Under the :class:`PatienceRule`, report the epoch just finished."""
+        if not self.reports_epochs:
+            return
+        record = EpochRecord(
+            epoch=progress.epoch,
+            cost=cost,
+            valid_error=progress.valid_error,
+            best_valid_error=progress.best_valid_error,
+            test_error=progress.test_error,
+            seconds=progress.seconds["finetune"],
+        )
+        self.history.append(record)
+        self.on_record(record)
+
+    def finish(self, progress: Progress, step: Step, clock: Callable[[], float]) -> None:
+        """Measure where the run ended (if not yet), then put the best parameters back."""
+        policy, last = self.policy, self.history[-1] if self.history else None
+        if isinstance(policy, PassBudget) and not (
+            isinstance(last, Evaluation) and last.passes == step.passes
+        ):
+            self._evaluate(progress, step, clock, policy)
+        if self.checkpoint.best is not None:
+            for param, value in zip(self.params, self.checkpoint.best):
+                param.set_value(value)
+
+    def store(self, progress: Progress) -> None:
+        """Bring the best point into ``progress`` before a checkpoint is saved."""
+        if isinstance(self.policy, PassBudget):
+            progress.best_valid_error = self.state["best_valid_error"]
+            progress.test_error = self.state["test_error"]
+
+    def result(self, progress: Progress, step: Step, seconds: float, stop_reason: str) -> FinetuneResult:
+        if isinstance(self.policy, PassBudget):
+            best = (self.state["best_valid_error"], self.state["test_error"], self.state["best_evaluation"])
+            best_passes = self.state["best_passes"]
+        else:
+            best = (progress.best_valid_error, progress.test_error, progress.best_epoch)
+            best_passes = math.nan
+        return FinetuneResult(
+            *best,
+            epochs_run=progress.epoch + (progress.batch > 0),
+            iterations=progress.iteration,
+            passes=step.passes,
+            best_passes=best_passes,
+            seconds=seconds,
+            eval_seconds=self.eval_seconds,
+            stop_reason=stop_reason,
+            history=list(self.history),
+        )
+
+
+# -------------------------------------------------------------------- steps
+class Step(Protocol):
+    """What :func:`finetune` asks of an optimiser step."""
+
+    n_batches: int
+    phase: str
+    saves_every_batch: bool  # else at the checkpoint's interval
+
+    @property
+    def passes(self) -> float: ...
+
+    def begin(self, progress: Progress, checkpoint: Checkpoint, on_step: Callable) -> None: ...
+
+    def running(self) -> contextlib.AbstractContextManager: ...
+
+    def begin_epoch(self, progress: Progress) -> None: ...
+
+    def run_batch(
+        self, progress: Progress, after_update: Callable[[], str], stop_reason: Callable[[], str]
+    ) -> str: ...
+
+    def data_epoch(self, progress: Progress) -> int: ...
+
+    def end_epoch(self, cost: float) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def store(self, progress: Progress) -> None: ...
+
+
+class MinibatchSGD:
+    """One SGD update per minibatch; saved at the checkpoint's interval.
+
+    Parameters
+    ----------
+    train_fn : sda.sgd.SGDStep
+        The compiled update: ``train_fn(index)`` on minibatch ``index`` in
+        data order (``SdA.build_finetune_functions``), or ``train_fn(rows)``
+        on a vector of row numbers with ``shuffle_seed`` (:func:`compile_rows_step`).
+        Its ``velocities`` go into the checkpoint.
+    n_rows, batch_size : int
+        Training rows, and rows per minibatch (the last may be short).
+    shuffle_seed : int, optional
+        Reshuffle the rows every epoch with a generator seeded by it; data order without.
+    lr_decay : float
+        Epoch ``e`` (from 0) trains at ``train_fn``'s starting learning rate
+        times ``lr_decay ** e``; 1 keeps it constant. The rate follows from
+        the epoch alone, so a resumed run continues the same schedule.
+    phase : str
+        Names the phase in a divergence error.
+
+    Raises
+    ------
+    SettingError
+        A bad count, or ``lr_decay`` < 1 with a step compiled without a shared rate.
+    """
+
+    def __init__(
+        self,
+        train_fn: CompiledStep,
+        n_rows: int,
+        batch_size: int,
+        shuffle_seed: int | None = None,
+        lr_decay: float = 1.0,
+        phase: str = FINETUNING,
+    ):
+        self.train_fn, self.phase = train_fn, phase
+        self.saves_every_batch = False
+        self.on_step: Callable[[StepRecord], None] = noop
+        self.n_rows, self.batch_size = check_count("n_rows", n_rows), check_count("batch_size", batch_size)
+        self.n_batches = n_batches(n_rows, batch_size)
+        self.shuffle_seed = shuffle_seed
+        self.lr_decay = check_decay("lr_decay", lr_decay)
+        self.rate = getattr(train_fn, "learning_rate", None)  # a shared variable, when it has one
+        if self.lr_decay != 1.0 and self.rate is None:
+            raise SettingError(
+                "lr_decay needs a step compiled with a shared learning rate "
+                "(SdA.build_finetune_functions makes one)"
+            )
+        self.start_rate = None if self.rate is None or self.lr_decay == 1.0 else float(self.rate.get_value())
+        self.examples = 0
+        self.order: np.ndarray | None = None
+        self.rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
+        self.watch = EpochCostWatch(phase, True)
+
+    @property
+    def passes(self) -> float:
+        return self.examples / self.n_rows
+
+    def begin(self, progress: Progress, checkpoint: Checkpoint, on_step: Callable) -> None:
+        self.on_step = on_step
+        checkpoint.restore_velocities(getattr(self.train_fn, "velocities", []))
+        self.watch = EpochCostWatch(self.phase, progress.epoch == progress.batch == 0)
+        self.examples = progress.epoch * self.n_rows + min(progress.batch * self.batch_size, self.n_rows)
+        if self.rng is not None and "epoch_rng" in progress.optimizer_state:
+            self.rng.bit_generator.state = progress.optimizer_state["epoch_rng"]
+
+    def running(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def begin_epoch(self, progress: Progress) -> None:
+        if self.rate is not None and self.start_rate is not None:
+            self.rate.set_value(np.float32(self.start_rate * self.lr_decay**progress.epoch))
+        if self.rng is not None:
+            progress.optimizer_state["epoch_rng"] = self.rng.bit_generator.state  # resume redraws the order
+            self.order = self.rng.permutation(self.n_rows)
+
+    def run_batch(
+        self, progress: Progress, after_update: Callable[[], str], stop_reason: Callable[[], str]
+    ) -> str:
+        """One update on the next minibatch; the stop reason if the run must end here."""
+        start = progress.batch * self.batch_size
+        batch = progress.batch if self.order is None else self.order[start : start + self.batch_size]
+        cost = float(self.train_fn(batch))
+        # printed fine-tuning epochs count from 1; steps as in steps.csv
+        check_finite(cost, self.phase, epoch=progress.epoch + 1, step=progress.steps + 1)
+        self.watch.step(cost)
+        progress.finish_batch(cost)
+        progress.iteration += 1
+        self.examples += min(self.batch_size, self.n_rows - start)
+        self.on_step(
+            StepRecord(epoch=progress.epoch, step=progress.steps, iteration=progress.iteration, cost=cost)
+        )
+        return after_update()
+
+    def data_epoch(self, progress: Progress) -> int:
+        """Data epochs begun."""
+        return progress.epoch + (progress.batch > 0)
+
+    def end_epoch(self, cost: float) -> None:
+        self.watch.epoch(cost)
+
+    def finish(self) -> None:
+        if self.rate is not None and self.start_rate is not None:
+            self.rate.set_value(np.float32(self.start_rate))  # a later run starts its schedule there
+
+    def store(self, progress: Progress) -> None:
+        if self.rng is not None:
+            progress.optimizer_state["examples"] = [self.examples]
+
+
+class BatchLineSearch:
+    """``line_searches`` iterations of CG or L-BFGS per batch of ``batch_size`` shuffled rows.
+
+    Every epoch the training rows are shuffled by a generator seeded with
+    ``seed`` and cut into batches of ``batch_size`` (the last may be short).
+    On each batch the optimiser minimises the batch's mean cost (the
+    objective's, weight penalty included), starting afresh: no conjugate
+    direction or L-BFGS memory is carried over. In the first
+    ``warmup_epochs`` epochs ``warmup`` (an objective over the top layer's
+    parameters alone, on the same rows) is minimised instead, as in
+    Hinton & Salakhutdinov's ``backpropclassify.m``; those evaluations push
+    each row through the whole network and count as full pass-equivalents.
+    With input dropout, each batch draws one pixel mask from ``(seed, epoch,
+    batch)`` and keeps it through its line searches.
+
+    Parameters
+    ----------
+    objective : FlatObjective
+        The training objective over every parameter.
+    method : {"cg", "lbfgs"}
+        ``scipy.optimize.fmin_cg`` or ``minimize(method="L-BFGS-B")``.
+    batch_size : int
+        Rows per batch, ``m``; the number of training rows makes it full-batch.
+    line_searches : int
+        Iterations per batch, ``k`` (for CG each is one line search).
+    warmup_epochs : int
+        First epochs that minimise ``warmup`` instead.
+    warmup : FlatObjective, optional
+        Required when ``warmup_epochs`` > 0.
+    seed : int
+        Seeds the shuffling and the dropout masks.
+
+    Raises
+    ------
+    SettingError
+        An unknown method, a bad count, or a batch larger than the training set.
+    """
+
+    def __init__(
+        self,
+        objective: FlatObjective,
+        method: str = "cg",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        line_searches: int = 3,
+        warmup_epochs: int = 0,
+        warmup: FlatObjective | None = None,
+        seed: int = 0,
+    ):
+        check_choice("method", method, METHODS)
+        self.n_rows = objective.n_rows
+        check_count("batch_size", batch_size)
+        check_count("line_searches", line_searches)
+        check_count("warmup_epochs", warmup_epochs, minimum=0)
+        if batch_size > self.n_rows:
+            raise SettingError(
+                f"batch_size {batch_size} is larger than the {self.n_rows} training rows: "
+                f"use at most {self.n_rows} (that is full-batch {method})"
+            )
+        if warmup_epochs and warmup is None:
+            raise SettingError("warmup_epochs needs a warm-up objective (the top layer's parameters)")
+        self.objectives = [objective] + ([warmup] if warmup_epochs and warmup is not None else [])
+        self.method, self.batch_size, self.line_searches = method, batch_size, line_searches
+        self.warmup_epochs, self.seed = warmup_epochs, seed
+        self.phase = objective.phase
+        self.saves_every_batch = True  # a batch costs far more than a save
+        self.n_batches = n_batches(self.n_rows, batch_size)
+        self.rng = np.random.default_rng(seed)
+        self.order: np.ndarray = np.arange(self.n_rows)
+
+    @property
+    def passes(self) -> float:
+        return sum(objective.examples for objective in self.objectives) / self.n_rows
+
+    def begin(self, progress: Progress, checkpoint: Checkpoint, on_step: Callable) -> None:
+        state = progress.optimizer_state
+        if "updates" in state:  # saved before progress.iteration counted the updates
+            progress.iteration = state.pop("updates")
+            state.pop("stop_reason", None)
+        if "examples" in state:  # resuming: counters, and the generator as the epoch began
+            for objective, examples in zip(self.objectives, state["examples"]):
+                objective.examples = examples
+            self.rng.bit_generator.state = state["epoch_rng"]
+
+    def running(self) -> contextlib.AbstractContextManager:
+        return single_thread_scipy()
+
+    def begin_epoch(self, progress: Progress) -> None:
+        progress.optimizer_state["epoch_rng"] = self.rng.bit_generator.state  # resume redraws the order
+        self.order = self.rng.permutation(self.n_rows)
+
+    def run_batch(
+        self, progress: Progress, after_update: Callable[[], str], stop_reason: Callable[[], str]
+    ) -> str:
+        """Minimise the next batch's cost; the stop reason if the run must end here."""
+        objective = self.objectives[-1 if progress.epoch < self.warmup_epochs else 0]
+        start = progress.batch * self.batch_size
+        # the mask comes from where the batch is, so a resumed run redraws it
+        objective.use_rows(
+            self.order[start : start + self.batch_size], mask_seed=(self.seed, progress.epoch, progress.batch)
+        )
+        objective.where = {"epoch": progress.epoch + 1, "step": progress.steps + 1}
+        stop = ""
+
+        def accepted() -> None:
+            nonlocal stop
+            progress.iteration += 1
+            stop = after_update()
+            if stop:
+                raise StopSearch
+
+        run_line_searches(objective, self.method, self.line_searches, accepted)
+        stop = stop or stop_reason()  # failed line searches cost too
+        if not stop:
+            progress.batch += 1
+            progress.steps += 1
+        return stop
+
+    def data_epoch(self, progress: Progress) -> int:
+        """The epoch under way, from 1."""
+        return progress.epoch + 1
+
+    def end_epoch(self, cost: float) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    def store(self, progress: Progress) -> None:
+        progress.optimizer_state["examples"] = [objective.examples for objective in self.objectives]
+
+
+# --------------------------------------------------------------------- loop
+def finetune(
+    model: Any,
+    step: Step,
+    monitor: Monitor,
+    *,
+    max_epochs: int = 1000,
+    on_record: Callable[[Record], None] = noop,
+    on_step: Callable[[StepRecord], None] = noop,
+    show_progress: bool = False,
+    progress: Progress | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> FinetuneResult:
+    """Fine-tune with ``step`` until ``monitor``'s policy or ``max_epochs`` stops it.
+
+    The best parameters the monitor measured are left in the model.
+
+    Parameters
+    ----------
+    model : SdA
+        Whose parameters (``named_params()``) are checked to be finite before
+        every validation, every checkpoint and at the end, and saved in the
+        checkpoint; the step and monitor work on its shared variables.
+    step : MinibatchSGD or BatchLineSearch
+        What one batch does to the parameters (any :class:`Step`).
+    monitor : Monitor
+        Measures, keeps the best, and decides when to stop.
+    max_epochs : int
+        Stop after this many epochs over the data.
+    on_record : callable
+        Gets each :class:`EpochRecord` (patience rule) or :class:`Evaluation` (pass budget).
+    on_step : callable
+        Gets a :class:`StepRecord` per SGD minibatch.
+    show_progress : bool
+        Show a bar of minibatches on a terminal.
+    progress, checkpoint : Progress, Checkpoint, optional
+        Resume from and save the training state (``sda.checkpoint``). A
+        :class:`BatchLineSearch` saves after every batch, an :class:`MinibatchSGD` every
+        ``checkpoint.every`` minibatches; both save when they end.
+
+    Returns
+    -------
+    FinetuneResult
+
+    Raises
+    ------
+    sda.errors.TrainingDiverged
+        A cost, gradient or parameter is not finite (naming the epoch and step).
+    SettingError
+        ``max_epochs`` is not a positive integer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sda import SdA
+    >>> from sda.data import load_dataset, shared_dataset
+    >>> digits = load_dataset("digits").subset(200, 50, 50)
+    >>> datasets = [shared_dataset(s) for s in (digits.train, digits.valid, digits.test)]
+    >>> model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=(32,),
+    ...             corruption_levels=(0.1,))
+    >>> train_fn, valid_score, test_score = model.build_finetune_functions(
+    ...     datasets, batch_size=20, learning_rate=0.1)
+    >>> monitor = Monitor(PatienceRule(), model.params, valid_score.error, test_score.error)
+    >>> result = finetune(model, MinibatchSGD(train_fn, n_rows=200, batch_size=20), monitor,
+    ...                   max_epochs=3)
+    >>> result.epochs_run, result.iterations, 0.0 <= result.best_valid_error <= 1.0
+    (3, 30, True)
+    """
+    check_count("max_epochs", max_epochs)
+    checkpoint = checkpoint or Checkpoint()
+    p = progress or Progress()
+    fresh = p.phase == "pretrain"
+    if fresh:
+        p.start_phase("finetune")
+    step.begin(p, checkpoint, on_step)
+    monitor.begin(p, checkpoint, fresh, on_record, model)
+    started = time.perf_counter() - p.seconds["finetune"]
+
+    def clock() -> float:
+        return time.perf_counter() - started
+
+    def save() -> None:
+        p.seconds["finetune"] = clock()
+        step.store(p)
+        monitor.store(p)
+        checkpoint.save(p)
+
+    def after_update() -> str:
+        return monitor.after_update(p, step, clock)
+
+    def stop_reason() -> str:
+        return monitor.stop_reason(p, step.passes)
+
+    with step.running():
+        stop = stop_reason()  # a run saved as it stopped has nothing left to do
+        monitor.start(p, step, clock)  # the common starting point of a pass budget
+        while not stop and p.epoch < max_epochs:
+            step.begin_epoch(p)
+            for _ in progress_bar(p.batch, step.n_batches, f"fine-tune epoch {p.epoch + 1}", show_progress):
+                stop = step.run_batch(p, after_update, stop_reason)
+                p.seconds["finetune"] = clock()
+                due = (not stop) if step.saves_every_batch else checkpoint.due(p)
+                if due and checkpoint.path is not None:
+                    check_params(model, step.phase, epoch=p.epoch + 1, step=p.steps)
+                    save()
+                if stop:
+                    break
+            if stop and not monitor.reports_epochs:
+                break  # a cut epoch is not finished; the tutorial's rule still reports it
+            cost = p.finish_epoch()
+            step.end_epoch(cost)
+            monitor.end_epoch(p, cost)
+        stop = stop or "max_epochs"
+        monitor.finish(p, step, clock)
+    seconds = clock() - monitor.eval_seconds
+    step.finish()
+    check_params(model, step.phase, epoch=p.epoch, step=p.steps)
+    p.phase = "done"
+    save()
+    return monitor.result(p, step, seconds, stop)
+
+
+# ----------------------------------------------------- compiling the steps
+def compile_rows_step(
+    cost: Any,
+    params: Sequence[Any],
+    inputs: Sequence[Any],
+    data: Sequence[Any],
+    learning_rate: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    noise_updates: Sequence[Any] = (),
+) -> CompiledStep:
+    """An SGD update on the rows of ``data`` (shared variables fed to ``inputs``) numbered by a vector.
+
+    ``noise_updates`` advance the generators of a noisy ``cost`` every step.
+    For :class:`MinibatchSGD` with a ``shuffle_seed``.
+
+    Examples
+    --------
+    >>> w = pytensor.shared(np.zeros(2, dtype="float32"), name="w")
+    >>> x = pt.matrix("x")
+    >>> data = pytensor.shared(np.ones((4, 2), dtype="float32"))
+    >>> step = compile_rows_step(pt.mean(pt.sum(pt.sqr(x - w), axis=1)), [w], [x], [data], 0.25)
+    >>> float(step(np.array([0, 1]))), w.get_value().tolist()
+    (2.0, [0.5, 0.5])
+    """
+    rows = pt.lvector("rows")
+    updates, velocities = sgd_updates(cost, list(params), np.float32(learning_rate), momentum, weight_decay)
+    function = pytensor.function(
+        [rows],
+        cost,
+        updates=updates + list(noise_updates),
+        name="sgd_step",
+        givens={v: d[rows] for v, d in zip(inputs, data)},
+    )
+    return CompiledStep(function, velocities)
+
+
+def classifier_line_search(
+    model: Any,
+    train: Sequence[Any],
+    method: str = "cg",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    line_searches: int = 3,
+    warmup_epochs: int = 0,
+    weight_decay: float = 0.0,
+    input_dropout: float = 0.0,
+    seed: int = 0,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> BatchLineSearch:
+    """A :class:`BatchLineSearch` on a supervised SdA's training cost.
+
+    ``train`` is ``(train_x, train_y)`` (shared variables). The objective
+    runs over every parameter and, with ``warmup_epochs``, the warm-up one
+    over the softmax layer's alone; ``weight_decay`` adds ``weight_decay / 2
+    * sum(W ** 2)`` over the weight matrices, ``input_dropout`` zeroes that
+    share of the training pixels (one mask per batch). Other parameters as in
+    :class:`BatchLineSearch`.
+
+    Returns
+    -------
+    BatchLineSearch
+
+    Raises
+    ------
+    SettingError
+        An unknown method or a bad setting (see :class:`BatchLineSearch`).
+
+    Examples
+    --------
+    Full-batch L-BFGS, five iterations, each one measured (it costs a pass at least):
+
+    >>> import numpy as np
+    >>> from sda import SdA
+    >>> from sda.data import load_dataset, shared_dataset
+    >>> digits = load_dataset("digits").subset(200, 50, 50)
+    >>> datasets = [shared_dataset(s) for s in (digits.train, digits.valid, digits.test)]
+    >>> model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=(32,),
+    ...             corruption_levels=(0.1,))
+    >>> step = classifier_line_search(model, datasets[0], "lbfgs", batch_size=200, line_searches=5)
+    >>> monitor = classifier_monitor(model, datasets, PassBudget(eval_every=1.0))
+    >>> result = finetune(model, step, monitor, max_epochs=1)
+    >>> result.iterations, [record.updates for record in result.history]
+    (5, [0, 1, 2, 3, 4, 5])
+    """
+    check_choice("method", method, METHODS)
+
+    def objective(params: Sequence[Any]) -> FlatObjective:
+        return FlatObjective(
+            model.finetune_cost,
+            params,
+            [model.x, model.y],
+            list(train),
+            chunk_rows,
+            weight_decay,
+            PHASES[method],
+            input_dropout,
+        )
+
+    warmup = objective(model.logLayer.params) if warmup_epochs else None
+    return BatchLineSearch(
+        objective(model.params), method, batch_size, line_searches, warmup_epochs, warmup, seed
+    )
+
+
+def classifier_monitor(
+    model: Any,
+    datasets: Sequence[Any],
+    policy: PatienceRule | PassBudget,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    weight_decay: float = 0.0,
+) -> Monitor:
+    """A :class:`Monitor` of a supervised SdA on ``[(train_x, train_y), (valid_x, valid_y),
+    (test_x, test_y)]``: the validation and test errors, and the training objective
+    (mean cost over every training row plus the weight penalty)."""
+    train_loss, valid_error, test_error = classifier_measures(model, datasets, chunk_rows, weight_decay)
+    return Monitor(policy, model.params, valid_error, test_error, train_loss)
+
+
+def autoencoder_line_search(
+    autoencoder: DeepAutoencoder,
+    train_x: Any,
+    method: str = "cg",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    line_searches: int = 3,
+    seed: int = 0,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> BatchLineSearch:
+    """A :class:`BatchLineSearch` on the unrolled :class:`~sda.optimize.DeepAutoencoder`'s
+    reconstruction cost of the rows of ``train_x`` (Hinton & Salakhutdinov's ``backprop.m``)."""
+    check_choice("method", method, METHODS)
+    objective = FlatObjective(
+        autoencoder.cost,
+        autoencoder.params,
+        [autoencoder.x],
+        [train_x],
+        chunk_rows,
+        phase=f"deep auto-encoder {PHASES[method]}",
+    )
+    return BatchLineSearch(objective, method, batch_size, line_searches, seed=seed)
+
+
+def autoencoder_monitor(
+    autoencoder: DeepAutoencoder,
+    train_x: Any,
+    valid_x: Any,
+    policy: PatienceRule | PassBudget,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Monitor:
+    """A :class:`Monitor` of a :class:`~sda.optimize.DeepAutoencoder`: its mean reconstruction
+    loss per validation row (the records' ``valid_error``) and per training row; no test error."""
+    train_loss, valid_loss = autoencoder_measures(autoencoder, train_x, valid_x, chunk_rows)
+    return Monitor(policy, autoencoder.params, valid_loss, train_loss=train_loss)
