@@ -71,7 +71,7 @@ class _Network:
 
     def __init__(self, model: SdA, architecture: dict):
         self.model, self.architecture = model, architecture
-        self._compiled = {}
+        self._compiled: dict = {}  # run_in_chunks' compiled functions, by name
 
     @classmethod
     def from_weights(cls, architecture: dict, weights: dict, owner: str = "SdA") -> "_Network":

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import optuna.storages.journal
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from optuna.trial import TrialState
@@ -99,10 +100,12 @@ class Param:
 
     def suggest(self, trial: optuna.Trial):
         """The trial's value of this field, in the type ``RunConfig`` wants."""
-        if self.kind == "float":
-            return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
-        if self.kind == "int":
-            return trial.suggest_int(self.name, self.low, self.high, log=self.log, step=self.step or 1)
+        if self.kind in ("float", "int"):
+            low, high = self.low, self.high
+            assert low is not None and high is not None  # a range's bounds are set when it is read
+            if self.kind == "float":
+                return trial.suggest_float(self.name, low, high, log=self.log, step=self.step)
+            return trial.suggest_int(self.name, int(low), int(high), log=self.log, step=int(self.step or 1))
         return self.decode(trial.suggest_categorical(self.name, [self.encode(c) for c in self.choices]))
 
     @staticmethod
@@ -563,7 +566,7 @@ def is_dead(worker: str) -> bool:
     return False
 
 
-def retry_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+def retry_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial | optuna.Trial) -> None:
     """Queue a killed trial's parameters again as a new trial whose
     ``retry_of`` names it (also the shared storage's callback for a trial
     whose worker stopped beating)."""
@@ -802,12 +805,29 @@ def new_axes(height=3.5):
     return figure, figure.subplots()
 
 
+def objective(trial: optuna.trial.FrozenTrial) -> float:
+    """A complete trial's best validation error (Optuna types it optional: others have none).
+
+    Parameters
+    ----------
+    trial : optuna.trial.FrozenTrial
+        A trial in state COMPLETE.
+
+    Returns
+    -------
+    float
+        Its objective value.
+    """
+    assert trial.value is not None, f"trial {trial.number} is not complete"
+    return trial.value
+
+
 def plot_objective(study: optuna.Study, path: Path) -> None:
     """Each trial's best validation error (pruned: its last report) and the best so far."""
     figure, axes = new_axes()
     for state, marker in [(TrialState.COMPLETE, "o"), (TrialState.PRUNED, "x")]:
         points = [
-            (t.number, 100 * (t.value if state == TrialState.COMPLETE else last_report(t)))
+            (t.number, 100 * (objective(t) if state == TrialState.COMPLETE else last_report(t)))
             for t in study.get_trials(deepcopy=False, states=(state,))
             if state == TrialState.COMPLETE or t.intermediate_values
         ]
@@ -817,7 +837,7 @@ def plot_objective(study: optuna.Study, path: Path) -> None:
     best, best_line = math.inf, []
     for t in study.trials:
         if t.state == TrialState.COMPLETE:
-            best = min(best, 100 * t.value)
+            best = min(best, 100 * objective(t))
         best_line.append(best)
     if any(math.isfinite(b) for b in best_line):
         axes.step(range(len(best_line)), best_line, where="post", label="best so far")
@@ -829,7 +849,7 @@ def plot_objective(study: optuna.Study, path: Path) -> None:
 
 def plot_importances(values: dict, how: str, path: Path) -> None:
     figure, axes = new_axes(0.5 * len(values) + 1.5)
-    names = sorted(values, key=values.get)
+    names = sorted(values, key=lambda name: values[name])
     axes.barh(names, [values[n] for n in names])
     axes.set(xlabel=f"importance ({how})", title="parameter importances")
     figure.savefig(path, dpi=100)
@@ -883,7 +903,7 @@ def write_summary(study: optuna.Study, space: SearchSpace, out: Path, command: s
         lines += [
             f"## Best trial: #{best.number}",
             "",
-            f"Validation error {100 * best.value:.2f} %, test error "
+            f"Validation error {100 * objective(best):.2f} %, test error "
             f"{100 * best.user_attrs.get('test_error', math.nan):.2f} %, run folder "
             f"`{best.user_attrs.get('run_dir')}`.",
             "",
