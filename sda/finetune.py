@@ -67,7 +67,17 @@ BUDGET_TOLERANCE = 1e-9  # pass-equivalents: a budget reached up to rounding is 
 
 # ------------------------------------------------------------------ records
 @dataclass(kw_only=True)
-class EpochRecord:
+class _Row:
+    """A record that becomes one row of a CSV file or one JSON object."""
+
+    def row(self) -> dict[str, Any]:
+        """The record as a dict: its fields are the columns of ``metrics.csv``,
+        ``steps.csv`` or ``comparison.json``."""
+        return asdict(self)
+
+
+@dataclass(kw_only=True)
+class EpochRecord(_Row):
     """One fine-tuning epoch under the :class:`PatienceRule` (a row of ``metrics.csv``).
 
     ``cost`` is the epoch's mean minibatch cost; ``valid_error`` the last
@@ -87,13 +97,9 @@ class EpochRecord:
         """Where in training this record was taken, as the run prints it."""
         return f"epoch {self.epoch:4d}"
 
-    def row(self) -> dict[str, Any]:
-        """The record as a dict: the columns of ``metrics.csv`` and ``comparison.json``."""
-        return asdict(self)
-
 
 @dataclass(kw_only=True)
-class Evaluation:
+class Evaluation(_Row):
     """One measurement under a :class:`PassBudget`.
 
     ``epoch`` numbers the evaluations from 0 (the starting point);
@@ -121,13 +127,9 @@ class Evaluation:
         """Where in training this record was taken, as the run prints it."""
         return f"{self.passes:7.2f} passes"
 
-    def row(self) -> dict[str, Any]:
-        """The record as a dict: the columns of ``metrics.csv`` and ``comparison.json``."""
-        return asdict(self)
-
 
 @dataclass(kw_only=True)
-class StepRecord:
+class StepRecord(_Row):
     """One SGD minibatch (a row of ``steps.csv``); ``step`` counts over the whole run."""
 
     phase: str = "finetune"
@@ -135,10 +137,6 @@ class StepRecord:
     step: int
     iteration: int
     cost: float
-
-    def row(self) -> dict[str, Any]:
-        """The record as a dict: the columns of ``steps.csv``."""
-        return asdict(self)
 
 
 Record = EpochRecord | Evaluation
