@@ -94,7 +94,19 @@ class EpochRecord(_Row):
     seconds: float
 
     def where(self) -> str:
-        """Where in training this record was taken, as the run prints it."""
+        """Where in training this record was taken, as the run prints it.
+
+        Returns
+        -------
+        str
+            ``"epoch"`` and the epoch number, right-aligned in four places.
+
+        Examples
+        --------
+        >>> EpochRecord(epoch=3, cost=0.5, valid_error=0.1, best_valid_error=0.1, test_error=0.1,
+        ...             seconds=1.0).where()
+        'epoch    3'
+        """
         return f"epoch {self.epoch:4d}"
 
 
@@ -124,7 +136,13 @@ class Evaluation(_Row):
     test_error: float
 
     def where(self) -> str:
-        """Where in training this record was taken, as the run prints it."""
+        """Where in training this record was taken, as the run prints it.
+
+        Returns
+        -------
+        str
+            The pass-equivalents spent, to two decimals, and ``"passes"``.
+        """
         return f"{self.passes:7.2f} passes"
 
 
@@ -195,7 +213,24 @@ class PatienceRule:
             check_count("validation_frequency", self.validation_frequency)
 
     def frequency(self, n_batches: int) -> int:
-        """Iterations between validations for ``n_batches`` minibatches per epoch."""
+        """Iterations between validations for ``n_batches`` minibatches per epoch.
+
+        Parameters
+        ----------
+        n_batches : int
+            Minibatches (batches) per epoch over the training rows.
+
+        Returns
+        -------
+        int
+            ``validation_frequency`` when it is set, else ``min(n_batches,
+            max(1, patience // 2))`` iterations.
+
+        Examples
+        --------
+        >>> PatienceRule(patience=10_000).frequency(50), PatienceRule(patience=40).frequency(50)
+        (50, 20)
+        """
         return self.validation_frequency or min(n_batches, max(1, self.patience // 2))
 
     def update(self, progress: Progress, valid_error: float) -> bool:
@@ -205,6 +240,22 @@ class PatienceRule:
         far) raises the patience to at least ``patience_increase`` times the
         iterations done, as in the tutorial; a smaller one only becomes the
         new best.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state. Its ``iteration`` (updates so far),
+            ``patience`` (in iterations) and ``best_valid_error`` are read;
+            ``valid_error`` is set, and at a new best ``best_valid_error``,
+            ``best_epoch`` (the epoch under way, from 1) and possibly
+            ``patience``.
+        valid_error : float
+            The validation error just measured; lower is better.
+
+        Returns
+        -------
+        bool
+            Whether ``valid_error`` is below the best so far.
 
         Examples
         --------
@@ -279,10 +330,36 @@ class Monitor:
 
     # -- set-up
     def begin(
-        self, progress: Progress, checkpoint: Checkpoint, fresh: bool, on_record: Callable, model: Any
+        self,
+        progress: Progress,
+        checkpoint: Checkpoint,
+        fresh: bool,
+        on_record: Callable[[Record], None],
+        model: Any,
     ) -> None:
-        """Start (``fresh``) or resume measuring with the state in ``progress`` and ``checkpoint``;
-        ``model``'s parameters are checked to be finite before each validation."""
+        """Start (``fresh``) or resume measuring with the state in ``progress`` and ``checkpoint``.
+
+        :func:`finetune` calls it once, before the first epoch.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state. Under the :class:`PatienceRule` it holds
+            the rule's counters (a fresh run sets ``patience``); under a
+            :class:`PassBudget` the evaluator's state lives in
+            ``optimizer_state["evaluator"]``, created empty on a fresh run and
+            read back (with the records so far) on a resumed one.
+        checkpoint : Checkpoint
+            Keeps the best parameter values in ``best``; a loaded one brings
+            them back.
+        fresh : bool
+            Whether fine-tuning starts now rather than resumes.
+        on_record : callable
+            ``on_record(record)`` gets each :class:`EpochRecord` or :class:`Evaluation`.
+        model : SdA
+            Whose parameters (``named_params()``) are checked to be finite before
+            each validation of the patience rule.
+        """
         self.checkpoint, self.on_record, self.model = checkpoint, on_record, model
         policy = self.policy
         if isinstance(policy, PatienceRule):
@@ -316,14 +393,45 @@ class Monitor:
         return isinstance(self.policy, PatienceRule)
 
     def start(self, progress: Progress, step: Step, clock: Callable[[], float]) -> None:
-        """Measure the starting point when a :class:`PassBudget` point is due there."""
+        """Measure the starting point when a :class:`PassBudget` point is due there.
+
+        :func:`finetune` calls it once, before the first epoch: a fresh run
+        measures its untrained point (pass-equivalent 0); a resumed one
+        normally has its next point ahead and measures nothing.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state.
+        step : Step
+            The optimiser step; its ``passes`` say where the run is.
+        clock : callable
+            ``clock() -> float``: the fine-tuning seconds so far, measuring
+            included (the monitor takes its own measuring time off).
+        """
         policy = self.policy
         if isinstance(policy, PassBudget) and step.passes >= self.state["next_point"]:
             self._evaluate(progress, step, clock, policy)
 
     # -- during the run
     def stop_reason(self, progress: Progress, passes: float) -> str:
-        """Why the run must stop now (``""``: it goes on)."""
+        """Why the run must stop now (``""``: it goes on).
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state; the patience rule compares its
+            ``iteration`` with its ``patience``.
+        passes : float
+            Pass-equivalents spent so far, for a :class:`PassBudget`'s budget.
+
+        Returns
+        -------
+        str
+            ``"patience"`` (patience used up, or ``no_change`` evaluations
+            without improvement), ``"budget"`` (``budget_passes`` spent, up to
+            rounding) or ``""``.
+        """
         policy = self.policy
         if isinstance(policy, PatienceRule):
             return "patience" if progress.iteration >= progress.patience else ""
@@ -335,7 +443,32 @@ class Monitor:
         return ""
 
     def after_update(self, progress: Progress, step: Step, clock: Callable[[], float]) -> str:
-        """Measure if a point is due after an update; return the stop reason."""
+        """Measure if a point is due after an update; return the stop reason.
+
+        The step calls it (through :func:`finetune`) after every parameter
+        update, once ``progress.iteration`` counts it. The patience rule
+        validates every :meth:`PatienceRule.frequency` iterations; a
+        :class:`PassBudget` measures once ``step.passes`` reaches its next point.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state.
+        step : Step
+            The optimiser step: its ``n_batches`` and ``passes``.
+        clock : callable
+            ``clock() -> float``: the fine-tuning seconds so far.
+
+        Returns
+        -------
+        str
+            As :meth:`stop_reason`: ``""`` to go on.
+
+        Raises
+        ------
+        sda.errors.TrainingDiverged
+            A parameter is not finite at a validation of the patience rule.
+        """
         policy = self.policy
         if isinstance(policy, PatienceRule):
             if progress.iteration % policy.frequency(step.n_batches) == 0:
@@ -394,7 +527,18 @@ class Monitor:
         return record
 
     def end_epoch(self, progress: Progress, cost: float) -> None:
-        """Under the :class:`PatienceRule`, report the epoch just finished."""
+        """Under the :class:`PatienceRule`, report the epoch just finished.
+
+        :func:`finetune` calls it after every finished epoch (under the
+        patience rule also after the one the run stopped in).
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state, its ``epoch`` already counting the finished one.
+        cost : float
+            The epoch's mean minibatch cost, the record's ``cost``.
+        """
         if not self.reports_epochs:
             return
         record = EpochRecord(
@@ -409,7 +553,21 @@ class Monitor:
         self.on_record(record)
 
     def finish(self, progress: Progress, step: Step, clock: Callable[[], float]) -> None:
-        """Measure where the run ended (if not yet), then put the best parameters back."""
+        """Measure where the run ended (if not yet), then put the best parameters back.
+
+        :func:`finetune` calls it once, when the epochs are over. Under a
+        :class:`PassBudget` the end point is measured unless the last
+        :class:`Evaluation` was taken there.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state.
+        step : Step
+            The optimiser step; its ``passes`` say where the run ended.
+        clock : callable
+            ``clock() -> float``: the fine-tuning seconds so far.
+        """
         policy, last = self.policy, self.history[-1] if self.history else None
         if isinstance(policy, PassBudget) and not (
             isinstance(last, Evaluation) and last.passes == step.passes
@@ -420,12 +578,43 @@ class Monitor:
                 param.set_value(value)
 
     def store(self, progress: Progress) -> None:
-        """Bring the best point into ``progress`` before a checkpoint is saved."""
+        """Bring the best point into ``progress`` before a checkpoint is saved.
+
+        Under a :class:`PassBudget` the evaluator's best validation and test
+        errors are copied to ``progress.best_valid_error`` and
+        ``progress.test_error`` (the rest of its state is already in
+        ``progress.optimizer_state``); the patience rule keeps them there all along.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state about to be saved.
+        """
         if isinstance(self.policy, PassBudget):
             progress.best_valid_error = self.state["best_valid_error"]
             progress.test_error = self.state["test_error"]
 
     def result(self, progress: Progress, step: Step, seconds: float, stop_reason: str) -> FinetuneResult:
+        """What the run reached: the best point measured, the counts and the records.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state at the end.
+        step : Step
+            The optimiser step; its ``passes`` are the run's.
+        seconds : float
+            The optimiser's time, measuring excluded.
+        stop_reason : str
+            ``"patience"``, ``"budget"`` or ``"max_epochs"``.
+
+        Returns
+        -------
+        FinetuneResult
+            The best validation error, the test error there and where it was
+            measured (the epoch under the patience rule, the evaluation's
+            number and its pass-equivalents under a :class:`PassBudget`).
+        """
         if isinstance(self.policy, PassBudget):
             best = (self.state["best_valid_error"], self.state["test_error"], self.state["best_evaluation"])
             best_passes = self.state["best_passes"]
@@ -447,32 +636,168 @@ class Monitor:
 
 # -------------------------------------------------------------------- steps
 class Step(Protocol):
-    """What :func:`finetune` asks of an optimiser step."""
+    """What :func:`finetune` asks of an optimiser step.
+
+    The loop calls :meth:`begin` once, then enters :meth:`running` for the
+    rest of the run. Each epoch it calls :meth:`begin_epoch`, then
+    :meth:`run_batch` for batches ``progress.batch`` to ``n_batches - 1``
+    until one returns a stop reason, then :meth:`end_epoch`. When the epochs
+    are over it calls :meth:`finish`. :meth:`store` comes before every
+    checkpoint save. The step owns the parameter updates and the counters
+    they move (``progress.batch``, ``progress.steps``, ``progress.iteration``);
+    the loop counts epochs, and the :class:`Monitor` measures and decides
+    when to stop.
+
+    Attributes
+    ----------
+    n_batches : int
+        Batches per epoch over the training rows.
+    phase : str
+        The phase a divergence error names (``"fine-tuning"``, ``"CG fine-tuning"``, ...).
+    saves_every_batch : bool
+        Save a checkpoint after every batch; else every ``checkpoint.every``
+        minibatch steps. The end of the run saves either way.
+    passes : float
+        Pass-equivalents spent over the whole run, a resumed one included.
+    """
 
     n_batches: int
     phase: str
     saves_every_batch: bool  # else at the checkpoint's interval
 
     @property
-    def passes(self) -> float: ...
+    def passes(self) -> float:
+        """Rows pushed forward and backward so far over the number of training rows."""
+        ...
 
-    def begin(self, progress: Progress, checkpoint: Checkpoint, on_step: Callable) -> None: ...
+    def begin(
+        self, progress: Progress, checkpoint: Checkpoint, on_step: Callable[[StepRecord], None]
+    ) -> None:
+        """Take the run up where ``progress`` stands; called once, before the first epoch.
 
-    def running(self) -> contextlib.AbstractContextManager: ...
+        ``progress`` is in the fine-tuning phase by then, fresh or loaded from
+        a checkpoint. The step restores its own state from it and from
+        ``checkpoint`` (SGD velocities, rows trained on, the shuffling
+        generator as the epoch began), so a resumed run continues exactly.
 
-    def begin_epoch(self, progress: Progress) -> None: ...
+        Parameters
+        ----------
+        progress : Progress
+            Where fine-tuning is (``epoch``, ``batch``, ``steps``,
+            ``iteration``), and the step's saved ``optimizer_state``.
+        checkpoint : Checkpoint
+            The run's checkpoint; a loaded one holds the saved velocities
+            until :meth:`Checkpoint.restore_velocities` takes them.
+        on_step : callable
+            ``on_step(record)`` for each :class:`StepRecord` the step reports.
+        """
+        ...
+
+    def running(self) -> contextlib.AbstractContextManager:
+        """The context the rest of the run, measuring included, runs in.
+
+        Returns
+        -------
+        contextlib.AbstractContextManager
+            Entered once, after :meth:`begin`, and left when the epochs are
+            over (e.g. one BLAS thread for scipy's optimisers).
+        """
+        ...
+
+    def begin_epoch(self, progress: Progress) -> None:
+        """Prepare epoch ``progress.epoch`` (from 0) before its first batch.
+
+        Called at the start of every epoch, the one a resumed run is in the
+        middle of included (then ``progress.batch`` > 0). The order of the
+        rows and the learning rate must follow from the epoch and the saved
+        state alone, so that a resumed epoch's remaining batches are the ones
+        it would have had; what a resume needs to redraw them goes into
+        ``progress.optimizer_state`` here.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state; ``epoch`` counts the epochs finished.
+        """
+        ...
 
     def run_batch(
         self, progress: Progress, after_update: Callable[[], str], stop_reason: Callable[[], str]
-    ) -> str: ...
+    ) -> str:
+        """Train on batch ``progress.batch`` of the epoch; return why the run must stop.
 
-    def data_epoch(self, progress: Progress) -> int: ...
+        After every parameter update the step adds 1 to ``progress.iteration``
+        and calls ``after_update()`` (the monitor measures there when a point
+        is due); a stop reason ends the batch. A finished batch adds 1 to
+        ``progress.batch`` and ``progress.steps``. Every cost must be checked
+        to be finite before it is used.
 
-    def end_epoch(self, cost: float) -> None: ...
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state: the batch to train on, and the counters to advance.
+        after_update : callable
+            ``after_update() -> str``, to call after each update: the stop
+            reason, ``""`` to go on.
+        stop_reason : callable
+            ``stop_reason() -> str``: the policy's stop reason without
+            measuring, for work that updated nothing but spent passes.
 
-    def finish(self) -> None: ...
+        Returns
+        -------
+        str
+            ``""`` to go on, else the stop reason (``"patience"`` or ``"budget"``).
 
-    def store(self, progress: Progress) -> None: ...
+        Raises
+        ------
+        sda.errors.TrainingDiverged
+            A cost, gradient or parameter vector is not finite.
+        """
+        ...
+
+    def data_epoch(self, progress: Progress) -> int:
+        """The epoch over the data under way, for an :class:`Evaluation`'s ``data_epoch``.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state when the point is measured.
+
+        Returns
+        -------
+        int
+            The data epoch, from 1 once training has begun.
+        """
+        ...
+
+    def end_epoch(self, cost: float) -> None:
+        """Close an epoch; called after each finished epoch (and after a cut one under the patience rule).
+
+        Parameters
+        ----------
+        cost : float
+            The epoch's mean minibatch cost (``Progress.finish_epoch``); 0 for
+            a step that adds no batch costs, as the line searches do.
+        """
+        ...
+
+    def finish(self) -> None:
+        """End the run; called once, after the monitor has put the best parameters back.
+
+        The step undoes what must not outlive the run (a decayed learning
+        rate); the loop then checks the parameters and saves the last checkpoint.
+        """
+        ...
+
+    def store(self, progress: Progress) -> None:
+        """Write the step's own state into ``progress.optimizer_state``; called before every save.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state about to be saved.
+        """
+        ...
 
 
 class MinibatchSGD:
@@ -510,7 +835,7 @@ class MinibatchSGD:
         shuffle_seed: int | None = None,
         lr_decay: float = 1.0,
         phase: str = FINETUNING,
-    ):
+    ) -> None:
         self.train_fn, self.phase = train_fn, phase
         self.saves_every_batch = False
         self.on_step: Callable[[StepRecord], None] = noop
@@ -532,9 +857,24 @@ class MinibatchSGD:
 
     @property
     def passes(self) -> float:
+        """Rows trained on over ``n_rows``: SGD pushes each row forward and backward once."""
         return self.examples / self.n_rows
 
-    def begin(self, progress: Progress, checkpoint: Checkpoint, on_step: Callable) -> None:
+    def begin(
+        self, progress: Progress, checkpoint: Checkpoint, on_step: Callable[[StepRecord], None]
+    ) -> None:
+        """Hand the velocities to ``checkpoint`` and take up the rows trained on and the generator.
+
+        Parameters
+        ----------
+        progress : Progress
+            Where fine-tuning is; with shuffling, its ``optimizer_state``
+            holds the generator as the epoch began.
+        checkpoint : Checkpoint
+            Saves ``train_fn``'s velocities; a loaded one sets them.
+        on_step : callable
+            Gets a :class:`StepRecord` per minibatch.
+        """
         self.on_step = on_step
         checkpoint.restore_velocities(getattr(self.train_fn, "velocities", []))
         self.watch = EpochCostWatch(self.phase, progress.epoch == progress.batch == 0)
@@ -543,9 +883,23 @@ class MinibatchSGD:
             self.rng.bit_generator.state = progress.optimizer_state["epoch_rng"]
 
     def running(self) -> contextlib.AbstractContextManager:
+        """No context: the compiled step needs none.
+
+        Returns
+        -------
+        contextlib.nullcontext
+        """
         return contextlib.nullcontext()
 
     def begin_epoch(self, progress: Progress) -> None:
+        """Set the epoch's learning rate and, with ``shuffle_seed``, draw its order of rows.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state; its ``epoch`` sets the rate, and the
+            generator is saved in its ``optimizer_state`` before the draw.
+        """
         if self.rate is not None and self.start_rate is not None:
             self.rate.set_value(np.float32(self.start_rate * self.lr_decay**progress.epoch))
         if self.rng is not None:
@@ -555,7 +909,28 @@ class MinibatchSGD:
     def run_batch(
         self, progress: Progress, after_update: Callable[[], str], stop_reason: Callable[[], str]
     ) -> str:
-        """One update on the next minibatch; the stop reason if the run must end here."""
+        """One update on the next minibatch; the stop reason if the run must end here.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state: ``batch`` picks the minibatch; ``batch``,
+            ``steps``, ``iteration`` and the epoch's cost advance.
+        after_update : callable
+            ``after_update() -> str``, called after the update.
+        stop_reason : callable
+            Unused: every minibatch updates the parameters.
+
+        Returns
+        -------
+        str
+            What ``after_update()`` returned.
+
+        Raises
+        ------
+        sda.errors.TrainingDiverged
+            The minibatch's cost is not finite.
+        """
         start = progress.batch * self.batch_size
         batch = progress.batch if self.order is None else self.order[start : start + self.batch_size]
         cost = float(self.train_fn(batch))
@@ -571,17 +946,43 @@ class MinibatchSGD:
         return after_update()
 
     def data_epoch(self, progress: Progress) -> int:
-        """Data epochs begun."""
+        """Data epochs begun.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state.
+
+        Returns
+        -------
+        int
+            ``progress.epoch``, plus 1 once a minibatch of the epoch under way is done.
+        """
         return progress.epoch + (progress.batch > 0)
 
     def end_epoch(self, cost: float) -> None:
+        """Watch the epoch's mean cost: warn (``sda.errors.CostWatch``) if it rose far above the start.
+
+        Parameters
+        ----------
+        cost : float
+            The epoch's mean minibatch cost.
+        """
         self.watch.epoch(cost)
 
     def finish(self) -> None:
+        """Put the learning rate back to its starting value."""
         if self.rate is not None and self.start_rate is not None:
             self.rate.set_value(np.float32(self.start_rate))  # a later run starts its schedule there
 
     def store(self, progress: Progress) -> None:
+        """With shuffling, record the rows trained on beside the generator's state.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state about to be saved: ``optimizer_state["examples"]``.
+        """
         if self.rng is not None:
             progress.optimizer_state["examples"] = [self.examples]
 
@@ -633,7 +1034,7 @@ class BatchLineSearch:
         warmup_epochs: int = 0,
         warmup: FlatObjective | None = None,
         seed: int = 0,
-    ):
+    ) -> None:
         check_choice("method", method, METHODS)
         self.n_rows = objective.n_rows
         check_count("batch_size", batch_size)
@@ -657,9 +1058,25 @@ class BatchLineSearch:
 
     @property
     def passes(self) -> float:
+        """Rows the objectives pushed forward and backward (trial points included) over the training rows."""
         return sum(objective.examples for objective in self.objectives) / self.n_rows
 
-    def begin(self, progress: Progress, checkpoint: Checkpoint, on_step: Callable) -> None:
+    def begin(
+        self, progress: Progress, checkpoint: Checkpoint, on_step: Callable[[StepRecord], None]
+    ) -> None:
+        """Take up the objectives' row counts and the generator as the epoch began.
+
+        Parameters
+        ----------
+        progress : Progress
+            Where fine-tuning is; its ``optimizer_state`` holds the saved
+            counts (and, from a checkpoint saved before ``progress.iteration``
+            counted them, the updates).
+        checkpoint : Checkpoint
+            Unused: the line searches keep no arrays between batches.
+        on_step : callable
+            Unused: the line searches report no :class:`StepRecord`.
+        """
         state = progress.optimizer_state
         if "updates" in state:  # saved before progress.iteration counted the updates
             progress.iteration = state.pop("updates")
@@ -670,16 +1087,56 @@ class BatchLineSearch:
             self.rng.bit_generator.state = state["epoch_rng"]
 
     def running(self) -> contextlib.AbstractContextManager:
+        """One thread for scipy's BLAS: its memory-bound vector algebra only loses by more.
+
+        Returns
+        -------
+        contextlib.AbstractContextManager
+        """
         return single_thread_scipy()
 
     def begin_epoch(self, progress: Progress) -> None:
+        """Save the generator in ``progress.optimizer_state``, then shuffle the rows for the epoch.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state.
+        """
         progress.optimizer_state["epoch_rng"] = self.rng.bit_generator.state  # resume redraws the order
         self.order = self.rng.permutation(self.n_rows)
 
     def run_batch(
         self, progress: Progress, after_update: Callable[[], str], stop_reason: Callable[[], str]
     ) -> str:
-        """Minimise the next batch's cost; the stop reason if the run must end here."""
+        """Minimise the next batch's cost; the stop reason if the run must end here.
+
+        Runs ``line_searches`` iterations on the batch (on ``warmup`` in the
+        warm-up epochs), counting each accepted iterate as an update.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state: ``epoch`` and ``batch`` pick the rows (and
+            the dropout mask); ``iteration``, then ``batch`` and ``steps``
+            for a finished batch, advance.
+        after_update : callable
+            ``after_update() -> str``, called at each accepted iterate; a stop
+            reason ends the line searches there.
+        stop_reason : callable
+            ``stop_reason() -> str``, asked after the line searches: failed
+            ones spend passes too.
+
+        Returns
+        -------
+        str
+            ``""`` to go on, else the stop reason; a cut batch is left unfinished.
+
+        Raises
+        ------
+        sda.errors.TrainingDiverged
+            A cost, gradient or parameter vector is not finite.
+        """
         objective = self.objectives[-1 if progress.epoch < self.warmup_epochs else 0]
         start = progress.batch * self.batch_size
         # the mask comes from where the batch is, so a resumed run redraws it
@@ -704,16 +1161,40 @@ class BatchLineSearch:
         return stop
 
     def data_epoch(self, progress: Progress) -> int:
-        """The epoch under way, from 1."""
+        """The epoch under way, from 1.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state.
+
+        Returns
+        -------
+        int
+            ``progress.epoch + 1``.
+        """
         return progress.epoch + 1
 
     def end_epoch(self, cost: float) -> None:
-        pass
+        """Nothing to close: each batch starts its optimiser afresh.
+
+        Parameters
+        ----------
+        cost : float
+            Unused (0: the line searches add no batch costs).
+        """
 
     def finish(self) -> None:
-        pass
+        """Nothing to undo."""
 
     def store(self, progress: Progress) -> None:
+        """Record each objective's rows pushed through, for :attr:`passes` on resuming.
+
+        Parameters
+        ----------
+        progress : Progress
+            The fine-tuning state about to be saved: ``optimizer_state["examples"]``.
+        """
         progress.optimizer_state["examples"] = [objective.examples for objective in self.objectives]
 
 
@@ -852,8 +1333,37 @@ def compile_rows_step(
 ) -> CompiledStep:
     """An SGD update on the rows of ``data`` (shared variables fed to ``inputs``) numbered by a vector.
 
-    ``noise_updates`` advance the generators of a noisy ``cost`` every step.
-    For :class:`MinibatchSGD` with a ``shuffle_seed``.
+    For :class:`MinibatchSGD` with a ``shuffle_seed``, whose minibatches are
+    not contiguous slices of the data.
+
+    Parameters
+    ----------
+    cost : TensorVariable
+        The scalar cost of a minibatch, in terms of ``inputs``.
+    params : sequence of shared variables
+        What the step updates.
+    inputs : sequence of TensorVariable
+        The symbolic inputs of ``cost`` (e.g. ``[model.x, model.y]``).
+    data : sequence of shared variables
+        One per input, rows first: the step feeds ``data[i][rows]`` to ``inputs[i]``.
+    learning_rate : float
+        The SGD step size, a constant compiled into the step.
+    momentum, weight_decay : float
+        As in :func:`sda.sgd.sgd_updates`.
+    noise_updates : sequence of (shared variable, expression) pairs
+        Updates that advance the random generators of a noisy ``cost`` every step.
+
+    Returns
+    -------
+    sda.sgd.SGDStep
+        ``step(rows) -> cost``: one update on the row numbers ``rows``
+        (an int vector), returning their cost before it; its
+        ``velocities`` are the momentum state.
+
+    Raises
+    ------
+    SettingError, SettingTypeError
+        ``momentum`` or ``weight_decay`` is out of range or of the wrong type.
 
     Examples
     --------
@@ -894,8 +1404,30 @@ def classifier_line_search(
     runs over every parameter and, with ``warmup_epochs``, the warm-up one
     over the softmax layer's alone; ``weight_decay`` adds ``weight_decay / 2
     * sum(W ** 2)`` over the weight matrices, ``input_dropout`` zeroes that
-    share of the training pixels (one mask per batch). Other parameters as in
-    :class:`BatchLineSearch`.
+    share of the training pixels (one mask per batch).
+
+    Parameters
+    ----------
+    model : SdA
+        The supervised model; its ``finetune_cost`` is minimised over its ``params``.
+    train : sequence of shared variables
+        ``(train_x, train_y)``: the training inputs and their int32 labels.
+    method : {"cg", "lbfgs"}
+        Conjugate gradient or L-BFGS.
+    batch_size : int
+        Rows per batch, ``m``; the number of training rows makes it full-batch.
+    line_searches : int
+        Iterations per batch, ``k``.
+    warmup_epochs : int
+        First epochs that train the softmax layer alone.
+    weight_decay : float
+        Coefficient of the penalty on the weight matrices.
+    input_dropout : float
+        Share of training pixels zeroed, in [0, 1).
+    seed : int
+        Seeds the shuffling and the dropout masks.
+    chunk_rows : int
+        Rows per compiled evaluation, bounding memory.
 
     Returns
     -------
@@ -903,7 +1435,7 @@ def classifier_line_search(
 
     Raises
     ------
-    SettingError
+    SettingError, SettingTypeError
         An unknown method or a bad setting (see :class:`BatchLineSearch`).
 
     Examples
@@ -950,9 +1482,29 @@ def classifier_monitor(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     weight_decay: float = 0.0,
 ) -> Monitor:
-    """A :class:`Monitor` of a supervised SdA on ``[(train_x, train_y), (valid_x, valid_y),
-    (test_x, test_y)]``: the validation and test errors, and the training objective
-    (mean cost over every training row plus the weight penalty)."""
+    """A :class:`Monitor` of a supervised SdA: its validation and test errors and its training objective.
+
+    Parameters
+    ----------
+    model : SdA
+        The supervised model; the monitor keeps its ``params`` at the best point.
+    datasets : sequence of (shared variable, shared variable)
+        ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]``.
+    policy : PatienceRule or PassBudget
+        When to measure and when to stop.
+    chunk_rows : int
+        Rows per compiled evaluation, bounding memory.
+    weight_decay : float
+        The penalty coefficient the training objective includes, as the
+        optimiser's (the training loss is the mean cost over every training
+        row plus ``weight_decay / 2 * sum(W ** 2)``).
+
+    Returns
+    -------
+    Monitor
+        Its ``valid_error`` and ``test_error`` are error rates (the share of
+        rows misclassified); ``train_loss`` the training objective.
+    """
     train_loss, valid_error, test_error = classifier_measures(model, datasets, chunk_rows, weight_decay)
     return Monitor(policy, model.params, valid_error, test_error, train_loss)
 
@@ -966,8 +1518,37 @@ def autoencoder_line_search(
     seed: int = 0,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> BatchLineSearch:
-    """A :class:`BatchLineSearch` on the unrolled :class:`~sda.optimize.DeepAutoencoder`'s
-    reconstruction cost of the rows of ``train_x`` (Hinton & Salakhutdinov's ``backprop.m``)."""
+    """A :class:`BatchLineSearch` on a :class:`~sda.optimize.DeepAutoencoder`'s reconstruction cost.
+
+    The cost is the mean reconstruction loss of the rows of ``train_x``, as
+    in Hinton & Salakhutdinov's ``backprop.m``.
+
+    Parameters
+    ----------
+    autoencoder : DeepAutoencoder
+        The unrolled SdA; its ``params`` are minimised over.
+    train_x : shared variable
+        The training inputs, one row each.
+    method : {"cg", "lbfgs"}
+        Conjugate gradient or L-BFGS.
+    batch_size : int
+        Rows per batch, ``m``; the number of training rows makes it full-batch.
+    line_searches : int
+        Iterations per batch, ``k``.
+    seed : int
+        Seeds the shuffling.
+    chunk_rows : int
+        Rows per compiled evaluation, bounding memory.
+
+    Returns
+    -------
+    BatchLineSearch
+
+    Raises
+    ------
+    SettingError, SettingTypeError
+        An unknown method or a bad setting (see :class:`BatchLineSearch`).
+    """
     check_choice("method", method, METHODS)
     objective = FlatObjective(
         autoencoder.cost,
@@ -987,7 +1568,25 @@ def autoencoder_monitor(
     policy: PatienceRule | PassBudget,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> Monitor:
-    """A :class:`Monitor` of a :class:`~sda.optimize.DeepAutoencoder`: its mean reconstruction
-    loss per validation row (the records' ``valid_error``) and per training row; no test error."""
+    """A :class:`Monitor` of a :class:`~sda.optimize.DeepAutoencoder`'s reconstruction loss.
+
+    Parameters
+    ----------
+    autoencoder : DeepAutoencoder
+        The unrolled SdA; the monitor keeps its ``params`` at the best point.
+    train_x, valid_x : shared variable
+        The training and validation inputs, one row each.
+    policy : PatienceRule or PassBudget
+        When to measure and when to stop.
+    chunk_rows : int
+        Rows per compiled evaluation, bounding memory.
+
+    Returns
+    -------
+    Monitor
+        Its ``valid_error`` is the mean reconstruction loss per validation
+        row (the records' ``valid_error``), its ``train_loss`` the same per
+        training row; it has no test error.
+    """
     train_loss, valid_loss = autoencoder_measures(autoencoder, train_x, valid_x, chunk_rows)
     return Monitor(policy, autoencoder.params, valid_loss, train_loss=train_loss)
