@@ -49,7 +49,6 @@ PENDING_MODULES = {
     "sda.checkpoint",
     "sda.cli",
     "sda.compare",
-    "sda.config",
     "sda.dA",
     "sda.engine",
     "sda.estimators",
