@@ -57,7 +57,6 @@ PENDING_MODULES = {
     "sda.optimize",
     "sda.run",
     "sda.sweep",
-    "sda.train",
 }
 
 
