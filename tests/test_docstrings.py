@@ -53,7 +53,6 @@ PENDING_MODULES = {
     "sda.estimators",
     "sda.experiments.baseline",
     "sda.experiments.gradual",
-    "sda.gradual",
     "sda.optimize",
     "sda.run",
     "sda.sweep",
