@@ -49,7 +49,6 @@ PENDING_MODULES = {
     "sda.compare",
     "sda.dA",
     "sda.engine",
-    "sda.estimators",
     "sda.experiments.baseline",
     "sda.experiments.gradual",
     "sda.optimize",
