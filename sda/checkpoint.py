@@ -149,7 +149,8 @@ class Checkpoint:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, model: Any = None, every: int = 0) -> None:
-        self.path, self.model, self.every = path, model, every
+        self.model, self.every = model, every
+        self.path: Any = path  # kept as given: a caller that passed a Path may use its methods
         self.velocities: list[Any] = []  # the SGD velocities of the step now running
         self.best: list[np.ndarray] | None = None  # early stopping's best parameter values
         self.pending: dict[str, np.ndarray] = {}
