@@ -9,8 +9,11 @@ random generators' states). It is read with ``allow_pickle=False``.
 import copy
 import json
 import math
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytensor
@@ -65,19 +68,39 @@ class Progress:
     # the warnings shown so far (sda.run writes them to summary.json)
     warnings: list = field(default_factory=list)
 
-    def finish_batch(self, cost):
+    def finish_batch(self, cost: float) -> None:
+        """Count a finished minibatch and add its cost to the epoch's sum.
+
+        Parameters
+        ----------
+        cost : float
+            The minibatch's mean cost (a numpy scalar is taken too).
+        """
         self.batch += 1
         self.steps += 1
         self.epoch_cost_sum += float(cost)
 
-    def finish_epoch(self):
-        """The epoch's mean cost; resets the within-epoch counters."""
+    def finish_epoch(self) -> float:
+        """The epoch's mean cost; resets the within-epoch counters.
+
+        Returns
+        -------
+        float
+            The mean of the epoch's minibatch costs (0.0 for an epoch of no minibatches).
+        """
         mean = self.epoch_cost_sum / max(self.batch, 1)
         self.epoch += 1
         self.batch, self.epoch_cost_sum = 0, 0.0
         return mean
 
-    def start_phase(self, phase):
+    def start_phase(self, phase: str) -> None:
+        """Begin ``phase`` (or a new layer of it) at its first epoch and minibatch.
+
+        Parameters
+        ----------
+        phase : str
+            "pretrain", "finetune" or "done".
+        """
         self.phase, self.epoch, self.batch, self.epoch_cost_sum = phase, 0, 0, 0.0
 
 
@@ -99,20 +122,65 @@ class Checkpoint:
     so their loaded values wait in ``pending`` until the loop hands the
     variables over with ``restore_velocities``; early stopping's best
     parameter values are plain arrays, kept in ``best``.
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        The ``.npz`` file to save to and load from; None (the default) makes a
+        checkpoint that never saves, for loops run without one.
+    model : SdA, optional
+        The model whose parameters (``named_params()``) and random generators
+        (``random_generators()``) are saved and restored; needed with a ``path``.
+    every : int, default 0
+        Minibatch steps between saves (``due``); 0 saves only when a loop calls
+        ``save`` (at the end of a layer or phase).
+
+    Attributes
+    ----------
+    velocities : list of TensorSharedVariable
+        The SGD velocities of the step now running, saved with the parameters.
+    best : list of ndarray or None
+        Early stopping's best parameter values, in the order of ``model.params``.
+    pending : dict of str to ndarray
+        Loaded velocity values not yet handed to a step (``restore_velocities``).
+    on_save : callable or None
+        Called with the ``Progress`` before each save (e.g. to record the rows
+        of ``metrics.csv`` written so far).
     """
 
-    def __init__(self, path=None, model=None, every=0):
-        self.path, self.model, self.every = path, model, every
-        self.velocities = []  # the SGD velocities of the step now running
-        self.best = None  # early stopping's best parameter values
-        self.pending = {}
-        self.on_save = None  # called with the Progress before each save
+    def __init__(self, path: str | os.PathLike[str] | None = None, model: Any = None, every: int = 0) -> None:
+        self.model, self.every = model, every
+        self.path: Any = path  # kept as given: a caller that passed a Path may use its methods
+        self.velocities: list[Any] = []  # the SGD velocities of the step now running
+        self.best: list[np.ndarray] | None = None  # early stopping's best parameter values
+        self.pending: dict[str, np.ndarray] = {}
+        self.on_save: Callable[[Progress], None] | None = None  # called with the Progress before each save
 
-    def due(self, progress):
-        """True when ``progress`` is at a save point (every ``every`` steps)."""
+    def due(self, progress: Progress) -> bool:
+        """True when ``progress`` is at a save point (every ``every`` steps).
+
+        Parameters
+        ----------
+        progress : Progress
+            The training position; its ``steps`` counts minibatch steps over the run.
+
+        Returns
+        -------
+        bool
+            Whether ``every`` is set and ``progress.steps`` is a multiple of it.
+        """
         return bool(self.every) and progress.steps % self.every == 0
 
-    def save(self, progress):
+    def save(self, progress: Progress) -> None:
+        """Write the model's parameters and generators, the velocities, the best
+        parameters and ``progress`` to ``path``, atomically (a kill mid-save leaves
+        the previous checkpoint whole). Does nothing without a ``path``.
+
+        Parameters
+        ----------
+        progress : Progress
+            The training position to save; ``on_save`` sees it first.
+        """
         if self.path is None:  # a loop run without checkpoints
             return
         if self.on_save:
@@ -130,13 +198,28 @@ class Checkpoint:
         arrays["state.json"] = np.array(json.dumps(state))
         atomic_write(self.path, lambda f: np.savez(f, **arrays))
 
-    def load(self):
+    def load(self) -> Progress:
         """Restore parameters and generators; return the saved ``Progress``.
 
         Everything is read and checked against the model first (names,
         shapes, dtypes, finite values, a readable state); only then is
         anything set, so a foreign or damaged file changes nothing. Raises
         ``SdAError`` naming the file and the mismatch.
+
+        The best parameters go to ``best`` and the velocities wait in
+        ``pending`` for ``restore_velocities``.
+
+        Returns
+        -------
+        Progress
+            Where training was when the checkpoint was saved.
+
+        Raises
+        ------
+        SdAError
+            If the file is missing, damaged or not a checkpoint, or does not fit
+            the model (names, shapes, dtypes, generators, training position), or
+            holds non-finite values.
         """
         arrays, state = self._read()
         params = self.model.named_params()
@@ -263,8 +346,15 @@ class Checkpoint:
         except (TypeError, ValueError, KeyError) as error:
             raise self._refuse(f"holds an unusable shuffling state ({error})") from None
 
-    def restore_velocities(self, velocities):
-        """Track ``velocities``; give them their saved values if resuming."""
+    def restore_velocities(self, velocities: Iterable[Any]) -> None:
+        """Track ``velocities``; give them their saved values if resuming.
+
+        Parameters
+        ----------
+        velocities : iterable of TensorSharedVariable
+            The running step's momentum velocities (``SGDStep.velocities``), in
+            the order the step made them; empty without momentum.
+        """
         self.velocities = list(velocities)
         for i, v in enumerate(self.velocities):
             saved = self.pending.pop(f"{VELOCITY_PREFIX}{i}", None)

@@ -10,6 +10,7 @@ code expects, in the table's words. A named setting is checked with
 import numbers
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +32,29 @@ __all__ = [
 ]
 
 
-def check_count(name: str, value, minimum: int = 1) -> int:
+def check_count(name: str, value: Any, minimum: int = 1) -> int:
     """Return ``value`` as an int, refusing bools, floats and counts below ``minimum``.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : object
+        The value given; any integral number (``int``, ``numpy.int64``, ...) but a bool.
+    minimum : int, default 1
+        The smallest count allowed.
+
+    Returns
+    -------
+    int
+        ``value`` as a Python int.
+
+    Raises
+    ------
+    SettingTypeError
+        If ``value`` is not a whole number (a float, a string, a bool...).
+    SettingError
+        If ``value`` is below ``minimum``.
 
     Examples
     --------
@@ -47,18 +69,79 @@ def check_count(name: str, value, minimum: int = 1) -> int:
     return Setting(name, int, "", interval).check(value)
 
 
-def check_sequence(name: str, value, kind: type = int) -> tuple:
-    """Return ``value`` as a tuple of ``kind``, refusing scalars, strings and empty lists."""
+def check_sequence(name: str, value: Any, kind: type = int) -> tuple[Any, ...]:
+    """Return ``value`` as a tuple of ``kind``, refusing scalars, strings and empty lists.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : object
+        The value given: a non-empty list, tuple or array.
+    kind : type, default int
+        The type of every item (``int`` refuses bools and floats).
+
+    Returns
+    -------
+    tuple
+        The items, each as a plain ``kind``.
+
+    Raises
+    ------
+    SettingTypeError
+        If ``value`` is not a sequence, or an item is not of ``kind``.
+    SettingError
+        If ``value`` is empty.
+    """
     return Setting(name, kind, "", many=True).check(value)
 
 
-def check_probability(name: str, value) -> float:
-    """Return ``value`` as a float in [0, 1), refusing strings, bools and NaN."""
+def check_probability(name: str, value: Any) -> float:
+    """Return ``value`` as a float in [0, 1), refusing strings, bools and NaN.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : object
+        The value given, a real number (e.g. a corruption level).
+
+    Returns
+    -------
+    float
+        ``value`` as a Python float.
+
+    Raises
+    ------
+    SettingTypeError
+        If ``value`` is not a real number.
+    SettingError
+        If ``value`` is outside [0, 1) or NaN.
+    """
     return Setting(name, float, "", PROBABILITY).check(value)
 
 
-def check_decay(name: str, value) -> float:
+def check_decay(name: str, value: Any) -> float:
     """Return ``value`` as a float in (0, 1], a per-epoch factor on a learning rate (1: constant).
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : object
+        The value given, a real number.
+
+    Returns
+    -------
+    float
+        ``value`` as a Python float.
+
+    Raises
+    ------
+    SettingTypeError
+        If ``value`` is not a real number.
+    SettingError
+        If ``value`` is outside (0, 1].
 
     Examples
     --------
@@ -72,11 +155,32 @@ def check_decay(name: str, value) -> float:
     return Setting(name, float, "", DECAY).check(value)
 
 
-def check_passes(name: str, value, allow_none: bool = False) -> float | None:
+def check_passes(name: str, value: Any, allow_none: bool = False) -> float | None:
     """Return ``value`` as a float, a positive finite number of pass-equivalents.
 
     A pass-equivalent is one training set's worth of rows pushed forward and
     backward; budgets and evaluation spacing are counted in them.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : object
+        The value given, a real number of pass-equivalents.
+    allow_none : bool, default False
+        Whether None (no budget, no spacing) is accepted and returned as is.
+
+    Returns
+    -------
+    float or None
+        ``value`` as a Python float (None only when ``allow_none``).
+
+    Raises
+    ------
+    SettingTypeError
+        If ``value`` is not a real number (or is None without ``allow_none``).
+    SettingError
+        If ``value`` is not more than 0, or not finite.
 
     Examples
     --------
@@ -90,18 +194,72 @@ def check_passes(name: str, value, allow_none: bool = False) -> float | None:
     return Setting(name, float, "", POSITIVE).check(value, allow_none=allow_none)
 
 
-def check_flag(name: str, value) -> bool:
-    """Return ``value`` if it is a bool; ``tied="no"`` must not read as True."""
+def check_flag(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool; ``tied="no"`` must not read as True.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : object
+        The value given: ``True``, ``False`` or a numpy bool.
+
+    Returns
+    -------
+    bool
+        ``value`` as a Python bool.
+
+    Raises
+    ------
+    SettingTypeError
+        If ``value`` is not a bool (a string, an int...).
+    """
     return Setting(name, bool, "").check(value)
 
 
-def check_choice(name: str, value, choices: tuple) -> str:
-    """Return ``value`` if it is one of ``choices``."""
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices``.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : object
+        The value given, a string.
+    choices : sequence of str
+        The strings allowed.
+
+    Returns
+    -------
+    str
+        ``value``.
+
+    Raises
+    ------
+    SettingTypeError
+        If ``value`` is not a string.
+    SettingError
+        If ``value`` is not one of ``choices``; the message lists them.
+    """
     return Setting(name, str, "", choices=tuple(choices)).check(value)
 
 
-def check_numpy_rng(name: str, value) -> None:
-    """Refuse anything but a ``numpy.random.Generator`` or ``RandomState``."""
+def check_numpy_rng(name: str, value: Any) -> None:
+    """Refuse anything but a ``numpy.random.Generator`` or ``RandomState``.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : object
+        The value given.
+
+    Raises
+    ------
+    SettingTypeError
+        If ``value`` is neither a ``numpy.random.Generator`` nor a ``RandomState``
+        (e.g. a bare seed); the message shows how to make one.
+    """
     if not isinstance(value, np.random.Generator | np.random.RandomState):
         raise SettingTypeError(
             f"{name} must be a numpy random generator, got {value!r} ({type(value).__name__}); "
@@ -117,7 +275,13 @@ ACTIVATION_COPIES = 4  # a minibatch's activations: forward, corrupted input, ba
 
 def available_memory() -> int | None:
     """Bytes of memory this process may still take: ``MemAvailable`` of ``/proc/meminfo``,
-    else the free physical pages ``os.sysconf`` reports, else None (unknown)."""
+    else the free physical pages ``os.sysconf`` reports, else None (unknown).
+
+    Returns
+    -------
+    int or None
+        Available bytes, or None where the system does not say.
+    """
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
@@ -213,6 +377,22 @@ def check_memory(parts: dict[str, int], reduce: dict[str, str], available: int |
 
     ``reduce`` names, for each part, the setting that shrinks it; the message names the
     setting of the largest part.
+
+    Parameters
+    ----------
+    parts : dict of str to int
+        Bytes needed by part, as ``training_memory`` returns them.
+    reduce : dict of str to str
+        For a part, the setting (or flag) that makes it smaller; a part not
+        named here is named itself in the message.
+    available : int, optional
+        Bytes available; default ``available_memory()``. When that is unknown
+        nothing is refused.
+
+    Raises
+    ------
+    SettingError
+        If the parts add up to more than ``available`` bytes.
 
     Examples
     --------

@@ -17,16 +17,19 @@
 import argparse
 import contextlib
 import dataclasses
+import os
 import sys
 import types
 import typing
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from sda import engine
 from sda.checks import check_memory, training_memory
-from sda.config import field_choices, field_help
-from sda.data import load_dataset
+from sda.config import CommandSettings, field_choices, field_help
+from sda.data import Dataset, load_dataset
 from sda.errors import INTERRUPTED, SdAError, SettingError, exit_status  # noqa: F401 (re-exported)
 from sda.optimize import DEFAULT_CHUNK_ROWS, METHODS
 from sda.rundir import RunDir
@@ -50,11 +53,24 @@ def _show(value, f):
     return str(value)
 
 
-def describe_default(f, defaults):
+def describe_default(f: dataclasses.Field[Any], defaults: Mapping[str, Mapping[str, Any]]) -> str:
     """ "(default: X)" for field ``f``, then "; LABEL: Y" for each other preset that differs.
 
     ``defaults`` maps a label (the first one is the plain default) to the
     values that preset sets; fields it leaves out keep the dataclass default.
+
+    Parameters
+    ----------
+    f : dataclasses.Field
+        A settings field (``sda.config.setting``).
+    defaults : mapping of str to mapping
+        Label -> the values that preset sets, the plain default first (at least one).
+
+    Returns
+    -------
+    str
+        E.g. ``"(default: 0.05; --preset demo: 0.01)"``; a None default shows the
+        field's ``default_text``.
     """
     values = {label: preset.get(f.name, f.default) for label, preset in defaults.items()}
     (first, value), *others = values.items()
@@ -62,7 +78,12 @@ def describe_default(f, defaults):
     return f"(default: {'; '.join([_show(value, f), *differing])})"
 
 
-def add_settings_flags(parser, settings_class, defaults, names=None):
+def add_settings_flags(
+    parser: argparse.ArgumentParser,
+    settings_class: type[Any],
+    defaults: Mapping[str, Mapping[str, Any]],
+    names: Sequence[str] | None = None,
+) -> None:
     """Add one flag per field of ``settings_class`` (or per field in ``names``).
 
     Flags default to "not given" (``argparse.SUPPRESS``), so the parsed
@@ -96,7 +117,7 @@ def add_settings_flags(parser, settings_class, defaults, names=None):
     fields = {f.name: f for f in dataclasses.fields(settings_class)}
     for name in names or fields:
         f = fields[name]
-        options = dict(
+        options: dict[str, Any] = dict(
             dest=name,
             default=argparse.SUPPRESS,
             help=f"{field_help(f)} {describe_default(f, defaults)}".replace("%", "%%"),
@@ -117,8 +138,18 @@ def add_settings_flags(parser, settings_class, defaults, names=None):
         parser.add_argument(_flag(name), **options)
 
 
-def add_deprecated_alias(parser, old_flag, name):
+def add_deprecated_alias(parser: argparse.ArgumentParser, old_flag: str, name: str) -> None:
     """Let ``old_flag`` still set the setting ``name``, printing one deprecation line to stderr.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        Already holds the setting's own flag (``--`` and ``name`` with dashes).
+    old_flag : str
+        The deprecated flag, e.g. ``"--finetune-batch-size"``; it takes the
+        same type and values as the setting's own flag.
+    name : str
+        The setting (the namespace attribute) the old flag sets.
 
     Examples
     --------
@@ -146,14 +177,28 @@ def add_deprecated_alias(parser, old_flag, name):
         action=Deprecated,
         dest=name,
         default=argparse.SUPPRESS,
-        type=new.type,
+        type=new.type,  # type: ignore[arg-type]  # None (no conversion) is valid; typeshed omits it
         metavar=new.metavar or name.upper(),
         help=f"deprecated: use {new_flag}, the same setting: {new.help}",
     )
 
 
-def given_settings(args, settings_class):
-    """The settings the user typed, from a namespace made by ``add_settings_flags``."""
+def given_settings(args: argparse.Namespace, settings_class: type[Any]) -> dict[str, Any]:
+    """The settings the user typed, from a namespace made by ``add_settings_flags``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line; flags not given are absent from it.
+    settings_class : dataclass type
+        The settings the flags were made from; other attributes of ``args``
+        (positional arguments, command-only options) are left out.
+
+    Returns
+    -------
+    dict of str to object
+        Setting name -> value typed, lists made tuples.
+    """
     names = {f.name for f in dataclasses.fields(settings_class)}
     return {
         name: tuple(value) if isinstance(value, list) else value
@@ -162,11 +207,32 @@ def given_settings(args, settings_class):
     }
 
 
-def settings_from_args(args, settings_class, preset_values):
+def settings_from_args(
+    args: argparse.Namespace, settings_class: type[Any], preset_values: Mapping[str, Any]
+) -> Any:
     """A checked ``settings_class`` from ``preset_values`` with the flags in ``args`` laid over them.
 
     Hidden layers given without corruption levels take the preset's level
     for their depth, so ``--hidden-layers 500 500`` alone makes sense.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (``add_settings_flags``).
+    settings_class : dataclass type
+        The settings to build; it has a ``check()`` that returns the instance.
+    preset_values : mapping of str to object
+        The preset's settings, under the flags; fields in neither keep their defaults.
+
+    Returns
+    -------
+    settings_class
+        The settings, checked.
+
+    Raises
+    ------
+    SettingTypeError, SettingError
+        If a setting is refused by ``check()``.
     """
     given = given_settings(args, settings_class)
     fields = {f.name: f for f in dataclasses.fields(settings_class)}
@@ -188,11 +254,24 @@ BATCH_SETTINGS = (
 )
 
 
-def check_batch_sizes(settings, n_rows):
+def check_batch_sizes(settings: Any, n_rows: int) -> None:
     """Refuse a minibatch size in ``settings`` larger than the ``n_rows`` training rows.
 
     A size left at None (CG's default of 1,000 rows) is cut to fit by the
     loop instead; a size the user gave is never silently changed.
+
+    Parameters
+    ----------
+    settings : dataclass instance
+        A command's settings; those of its fields named in ``BATCH_SETTINGS``
+        (an int, a tuple of ints, or None) are checked.
+    n_rows : int
+        Training rows available.
+
+    Raises
+    ------
+    SettingError
+        Naming the first minibatch size above ``n_rows``.
     """
     for name in BATCH_SETTINGS:
         value = getattr(settings, name, None)
@@ -204,11 +283,30 @@ def check_batch_sizes(settings, n_rows):
                 )
 
 
-def load_data(settings):
+def load_data(settings: CommandSettings) -> Dataset:
     """The data set ``settings`` names, cut to its ``n_train``/``n_valid``/``n_test`` rows.
 
     Its minibatch sizes are checked against the training rows here, before
     any folder is made.
+
+    Parameters
+    ----------
+    settings : CommandSettings
+        Its ``dataset``, ``data`` (folder or file, or None) and row counts
+        (None: all rows of the split) choose the data.
+
+    Returns
+    -------
+    Dataset
+        The train, valid and test splits as numpy arrays.
+
+    Raises
+    ------
+    DataError
+        If the data set cannot be found, read or validated, or a split has
+        fewer rows than asked for.
+    SettingError
+        If a minibatch size is larger than the training rows.
     """
     dataset = load_dataset(settings.dataset, settings.data).subset(
         settings.n_train, settings.n_valid, settings.n_test
@@ -217,11 +315,26 @@ def load_data(settings):
     return dataset
 
 
-def check_model_memory(settings, dataset):
+def check_model_memory(settings: Any, dataset: Dataset) -> None:
     """Refuse, before any of it is allocated, a model and training that ``settings`` and
     ``dataset`` make too large for the memory available (``sda.checks.check_memory``).
 
     Settings a command lacks count as their smallest: no caching, SGD, no minibatch.
+
+    Parameters
+    ----------
+    settings : dataclass instance
+        A command's settings with ``hidden_layers`` and ``tied``; ``finetune``,
+        ``cached``, ``pretrain_batch_size``, ``finetune_rows()`` and
+        ``eval_batch_size`` are read when present.
+    dataset : Dataset
+        The data the model is sized for and trained on.
+
+    Raises
+    ------
+    SettingError
+        If the model and its training need more memory than is available; the
+        message names the flag that shrinks the largest part.
     """
     layers = tuple(settings.hidden_layers)
     finetune_rows = settings.finetune_rows() if hasattr(settings, "finetune_rows") else 0
@@ -253,12 +366,29 @@ def check_model_memory(settings, dataset):
     check_memory(parts, reduce)
 
 
-def build_model(settings, dataset):
+def build_model(settings: Any, dataset: Dataset) -> SdA:
     """The SdA ``settings`` describes, sized for ``dataset``; its weights come from ``settings.seed``.
 
     ``settings`` needs ``seed``, ``hidden_layers``, ``corruption_levels``,
     ``tied`` and ``loss``. A model too large for the memory available is
     refused first (``check_model_memory``).
+
+    Parameters
+    ----------
+    settings : dataclass instance
+        A command's settings (e.g. ``RunConfig``).
+    dataset : Dataset
+        Gives the inputs (``n_features``) and softmax outputs (``n_classes``).
+
+    Returns
+    -------
+    SdA
+        A new, untrained model, its weights drawn from ``RandomState(settings.seed)``.
+
+    Raises
+    ------
+    SettingError
+        If the model would not fit in the memory available.
     """
     check_model_memory(settings, dataset)
     return SdA(
@@ -272,10 +402,24 @@ def build_model(settings, dataset):
     )
 
 
-def trained_model_parser(prog, description, inputs_help):
+def trained_model_parser(prog: str, description: str, inputs_help: str) -> argparse.ArgumentParser:
     """A parser for a command that uses a trained run's model on input files: RUN_DIR, then INPUT...
 
     The commands add their own options; ``inputs_help`` says what INPUT may be.
+
+    Parameters
+    ----------
+    prog : str
+        The command's name in usage lines, e.g. ``"python -m sda.predict"``.
+    description : str
+        What the command does, for ``--help``.
+    inputs_help : str
+        The help of the INPUT arguments.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        With the positional ``run_dir`` and ``inputs`` (one or more).
     """
     parser = argparse.ArgumentParser(prog=prog, description=description, epilog=INPUTS_HELP)
     parser.add_argument(
@@ -285,18 +429,51 @@ def trained_model_parser(prog, description, inputs_help):
     return parser
 
 
-def apply_mode(mode):
+def apply_mode(mode: str | None) -> str | None:
     """Compile later graphs with PyTensor backend ``mode`` (None: keep the engine's choice).
 
     Returns the one-line description ``sda.engine.use_mode`` gives, or None.
+
+    Parameters
+    ----------
+    mode : {"c", "numba", "jax"} or None
+        The backend, as in ``sda.engine.use_mode``.
+
+    Returns
+    -------
+    str or None
+        The description of the mode now in use, or None when ``mode`` is None.
+
+    Raises
+    ------
+    SdAError
+        If the backend cannot be used here (e.g. JAX is not installed).
     """
     return None if mode is None else engine.use_mode(mode)
 
 
 @contextlib.contextmanager
-def experiment_folder(out, kind):
+def experiment_folder(out: str | os.PathLike[str] | None, kind: str) -> Iterator[RunDir]:
     """``RunDir.claim(out, kind)``, locked while the block runs; Ctrl-C inside it
     becomes a ``KeyboardInterrupt`` saying where the partial results are.
+
+    Parameters
+    ----------
+    out : str or path-like or None
+        The folder to write into (it must hold no files yet); None makes a new
+        dated one under ``runs``.
+    kind : str
+        What the experiment is, e.g. ``"compare"``: the last part of a dated name.
+
+    Yields
+    ------
+    RunDir
+        The claimed, locked folder.
+
+    Raises
+    ------
+    SdAError
+        If ``out`` already holds files, or cannot be made or written.
 
     Examples
     --------
@@ -313,8 +490,13 @@ def experiment_folder(out, kind):
 
 
 # --------------------------------------------------------------------- progress
-def print_pretrain_epoch(record):
+def print_pretrain_epoch(record: Mapping[str, Any]) -> None:
     """Print one pre-training epoch's record (``sda.train.pretrain``'s ``on_epoch``) as one line.
+
+    Parameters
+    ----------
+    record : mapping
+        With ``layer``, ``epoch``, ``cost`` and ``seconds`` (of pre-training so far).
 
     Examples
     --------

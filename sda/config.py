@@ -14,7 +14,9 @@ import json
 import os
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, Self
 
 from sda.constraints import (
     DEFAULT_BATCH_SIZE,
@@ -37,7 +39,7 @@ SGD_ONLY = (
 MINIBATCH_ONLY = ("batch_patience", "line_searches", "warmup_epochs", "budget_passes", "eval_every")
 
 
-def setting(default, help=None, **extra):
+def setting(default: Any, help: str | None = None, **extra: Any) -> Any:
     """A dataclass field for the setting of ``sda.constraints.SETTINGS`` named like the field.
 
     Its type, allowed values and help come from that table; ``help`` replaces
@@ -45,45 +47,119 @@ def setting(default, help=None, **extra):
     (e.g. ``momentum`` of compare's sgd-momentum arm). ``extra`` may hold
     ``metavar`` and ``default_text`` (how the help should describe a default
     of None, e.g. "all rows").
+
+    Parameters
+    ----------
+    default : object
+        The field's default value (immutable: a tuple, not a list).
+    help : str, optional
+        The flag's help text; default: the table's help for the setting.
+    **extra
+        More field metadata for ``sda.cli.add_settings_flags``: ``metavar`` (the
+        flag's value placeholder) and ``default_text``.
+
+    Returns
+    -------
+    dataclasses.Field
+        The field, to assign to a class attribute of a settings dataclass.
     """
     return field(default=default, metadata={**extra, **({"help": help} if help else {})})
 
 
-def field_help(f: dataclasses.Field) -> str:
-    """The help of field ``f``: its own, else the table's."""
+def field_help(f: dataclasses.Field[Any]) -> str:
+    """The help of field ``f``: its own, else the table's.
+
+    Parameters
+    ----------
+    f : dataclasses.Field
+        A field made by ``setting``, named like a setting of the table.
+
+    Returns
+    -------
+    str
+        The help text, as ``--help`` shows it.
+    """
     return f.metadata.get("help") or SETTINGS[f.name].help
 
 
-def field_choices(f: dataclasses.Field) -> tuple | None:
-    """The values a flag of one value may take (a list setting's items are checked by the table)."""
+def field_choices(f: dataclasses.Field[Any]) -> tuple[str, ...] | None:
+    """The values a flag of one value may take (a list setting's items are checked by the table).
+
+    Parameters
+    ----------
+    f : dataclasses.Field
+        A field named like a setting of the table.
+
+    Returns
+    -------
+    tuple of str or None
+        The setting's choices, or None when it has none or takes a list.
+    """
     entry = SETTINGS[f.name]
     return None if entry.many else entry.choices
 
 
 # ------------------------------------------------------------------ checks
-def _allows_none(annotation) -> bool:
+def _allows_none(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in typing.get_args(
         annotation
     )
 
 
-def check_field(f: dataclasses.Field, value) -> None:
+def check_field(f: dataclasses.Field[Any], value: Any) -> None:
     """Check ``value`` for field ``f`` against the table (``sda.constraints``).
 
-    Raises ``SettingTypeError`` for a value of the wrong type and
-    ``SettingError`` for one out of range or not among the choices.
+    None is accepted when the field's annotation allows it (``int | None``).
+
+    Parameters
+    ----------
+    f : dataclasses.Field
+        A field named like a setting of the table.
+    value : object
+        The value given for it.
+
+    Raises
+    ------
+    SettingTypeError
+        For a value of the wrong type.
+    SettingError
+        For a value out of range or not among the choices.
     """
     SETTINGS[f.name].check(value, allow_none=_allows_none(f.type))
 
 
-def check_fields(settings) -> None:
-    """Check every field of ``settings`` against the table; raise for the first bad one."""
+def check_fields(settings: Any) -> None:
+    """Check every field of ``settings`` against the table; raise for the first bad one.
+
+    Parameters
+    ----------
+    settings : dataclass instance
+        Settings whose every field is named like a setting of the table
+        (``CommandSettings``, ``RunConfig``, a command's own settings).
+
+    Raises
+    ------
+    SettingTypeError, SettingError
+        As ``check_field``, for the first field whose value is refused.
+    """
     for f in dataclasses.fields(settings):
         check_field(f, getattr(settings, f.name))
 
 
-def check_name(name) -> None:
-    """Refuse a run-folder name that is not one plain folder name inside ``--out``."""
+def check_name(name: str | None) -> None:
+    """Refuse a run-folder name that is not one plain folder name inside ``--out``.
+
+    Parameters
+    ----------
+    name : str or None
+        The run folder's name; None (a name is made up) is accepted.
+
+    Raises
+    ------
+    SettingError
+        If ``name`` is empty, ``.`` or ``..``, absolute, or holds a path
+        separator or a control character.
+    """
     if name is None:
         return
     separators = [os.sep] + ([os.altsep] if os.altsep else [])
@@ -100,8 +176,21 @@ def check_name(name) -> None:
         )
 
 
-def check_optimiser_flags(finetune, given) -> None:
+def check_optimiser_flags(finetune: str, given: Iterable[str]) -> None:
     """Refuse settings in ``given`` (names the user set) that the ``finetune`` optimiser ignores.
+
+    Parameters
+    ----------
+    finetune : str
+        The fine-tuning optimiser: "sgd", "cg" or "lbfgs".
+    given : iterable of str
+        Names of the settings the user gave explicitly (not by a preset or default).
+
+    Raises
+    ------
+    SettingError
+        If a setting only SGD reads (``SGD_ONLY``) is given for CG or L-BFGS, or
+        one only they read (``MINIBATCH_ONLY``) is given for SGD.
 
     Examples
     --------
@@ -120,7 +209,7 @@ def check_optimiser_flags(finetune, given) -> None:
         )
 
 
-PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict[str, Any]] = {
     # Twelve minutes on 2 cores (docs/sweep.md has the search and the seeds):
     # the classic preset's network and minibatches, 5 pre-training epochs per
     # layer at a rate 2.5 times higher, then 40 fine-tuning epochs with input
@@ -193,21 +282,58 @@ class CommandSettings:
     n_test: int | None = setting(None, default_text="all", metavar="N")
     mode: str | None = setting(None, default_text="the engine's choice, see sda.engine")
 
-    def check(self):
+    def check(self) -> Self:
         """Raise ``SettingError`` (``SettingTypeError`` for a wrong type) naming the first
-        setting that makes no sense; return self."""
+        setting that makes no sense; return self.
+
+        Returns
+        -------
+        CommandSettings
+            ``self``, so a constructor call can be checked in one expression.
+
+        Raises
+        ------
+        SettingTypeError, SettingError
+            For the first setting that has the wrong type or is out of range.
+        """
         check_fields(self)
         return self
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a dict of plain values, ready for JSON.
+
+        Returns
+        -------
+        dict of str to object
+            Each field's name and value (tuples stay tuples; JSON writes them as lists).
+        """
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values, source="the settings"):
+    def from_dict(cls, values: Any, source: str = "the settings") -> Self:
         """Settings from a JSON-like dict (lists for tuples), checked; ``source`` names it in errors.
 
         Settings missing from ``values`` take their defaults (a folder written
         before they existed); unknown ones are refused.
+
+        Parameters
+        ----------
+        values : dict of str to object
+            Setting names and values, as read from JSON.
+        source : str, default "the settings"
+            What the values came from (e.g. a file's path), to begin error messages.
+
+        Returns
+        -------
+        CommandSettings
+            An instance of ``cls``, checked.
+
+        Raises
+        ------
+        SettingTypeError
+            If ``values`` is not a dict, or a setting has the wrong type.
+        SettingError
+            If a setting is unknown or out of range.
         """
         if not isinstance(values, dict):
             raise SettingTypeError(
@@ -279,7 +405,23 @@ class RunConfig(CommandSettings):
     preset: str = setting("default")
     progress: bool = setting(True)
 
-    def check(self):
+    def check(self) -> Self:
+        """Check every setting and how they fit together; return self.
+
+        Returns
+        -------
+        RunConfig
+            ``self``.
+
+        Raises
+        ------
+        SettingTypeError, SettingError
+            For the first setting with the wrong type or out of range; also
+            ``SettingError`` when ``warmup_epochs`` is not below
+            ``finetune_epochs``, when ``hidden_layers`` and
+            ``corruption_levels`` differ in length, when ``name`` is not a
+            plain folder name, or when ``out`` is empty.
+        """
         super().check()
         if self.warmup_epochs >= self.finetune_epochs:
             raise SettingError(
@@ -297,27 +439,82 @@ class RunConfig(CommandSettings):
         """Rows per fine-tuning minibatch: the setting, else the chosen optimiser's default.
 
         SGD takes 20; CG and L-BFGS take Hinton & Salakhutdinov's 1,000.
+
+        Returns
+        -------
+        int
+            Rows per fine-tuning minibatch (CG's and L-BFGS's batch of m rows).
         """
         if self.finetune_batch_size is not None:
             return self.finetune_batch_size
         return SGD_BATCH_SIZE if self.finetune == "sgd" else DEFAULT_BATCH_SIZE
 
     def patience_iterations(self, n_train_batches: int) -> int:
-        """``patience`` in minibatch iterations, for a training set of ``n_train_batches``."""
+        """``patience`` in minibatch iterations, for a training set of ``n_train_batches``.
+
+        Parameters
+        ----------
+        n_train_batches : int
+            Minibatches per epoch of the training set.
+
+        Returns
+        -------
+        int
+            ``patience`` itself when ``patience_unit`` is "iterations", else
+            ``patience`` epochs times ``n_train_batches``.
+        """
         if self.patience_unit == "epochs":
             return self.patience * n_train_batches
         return self.patience
 
     def validation_frequency(self, n_train_batches: int) -> int:
-        """Iterations between validations: the tutorial's ``min(n_train_batches, patience // 2)``."""
+        """Iterations between validations: the tutorial's ``min(n_train_batches, patience // 2)``.
+
+        Parameters
+        ----------
+        n_train_batches : int
+            Minibatches per epoch of the training set.
+
+        Returns
+        -------
+        int
+            Minibatch iterations between two validations, at least 1.
+        """
         return max(1, min(n_train_batches, self.patience_iterations(n_train_batches) // 2))
 
-    def to_json(self):
+    def to_json(self) -> str:
+        """The settings as indented JSON, the text of a run folder's ``config.json``.
+
+        Returns
+        -------
+        str
+            A JSON object of every setting; ``from_json`` reads it back.
+        """
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text, source="config.json"):
-        """A checked ``RunConfig`` from JSON text; errors name ``source``."""
+    def from_json(cls, text: str | bytes, source: str = "config.json") -> Self:
+        """A checked ``RunConfig`` from JSON text; errors name ``source``.
+
+        Parameters
+        ----------
+        text : str or bytes
+            JSON text, as ``to_json`` writes it.
+        source : str, default "config.json"
+            What the text came from (e.g. the file's path), to begin error messages.
+
+        Returns
+        -------
+        RunConfig
+            The settings, checked.
+
+        Raises
+        ------
+        SettingError
+            If ``text`` is not valid JSON, holds an unknown setting or a value out of range.
+        SettingTypeError
+            If it holds no JSON object, or a value of the wrong type.
+        """
         try:
             values = json.loads(text)
         except ValueError as error:
@@ -327,7 +524,7 @@ class RunConfig(CommandSettings):
         return cls.from_dict(values, source)
 
 
-def preset(preset_name, **overrides):
+def preset(preset_name: str, **overrides: Any) -> RunConfig:
     """A checked ``RunConfig`` from a preset, with ``overrides`` applied.
 
     A preset's ``finetune_batch_size`` is an SGD minibatch (1 in the
@@ -336,6 +533,25 @@ def preset(preset_name, **overrides):
     ``"lbfgs"``, those not in ``overrides`` take the classic preset's values
     (no batch size, so the optimiser's default m; a constant rate; no
     dropout), so ``config.json`` records no SGD choice CG did not ask for.
+
+    Parameters
+    ----------
+    preset_name : str
+        One of ``PRESETS``: "default", "classic", "tutorial" or "demo".
+    **overrides
+        Settings of ``RunConfig`` that replace the preset's.
+
+    Returns
+    -------
+    RunConfig
+        The run's settings, checked.
+
+    Raises
+    ------
+    SettingTypeError, SettingError
+        If ``preset_name`` is not a preset, or a setting is refused by ``RunConfig.check``.
+    TypeError
+        If an override is not a setting of ``RunConfig``.
 
     Examples
     --------

@@ -22,10 +22,14 @@ infinity are refused everywhere.
 """
 
 import numbers
+import os
 import warnings
+from collections.abc import Sequence
+from typing import Any, Self, cast
 
 import numpy as np
 import pytensor
+from numpy.typing import ArrayLike
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.model_selection import train_test_split
@@ -154,13 +158,13 @@ class _SdAEstimator(BaseEstimator):
                 check_setting(AS_SETTING[name], getattr(self, name), name)
         return list(sizes), list(levels)
 
-    def _validate_X(self, X, reset):
+    def _validate_X(self, X: ArrayLike, reset: bool) -> np.ndarray:
         """``X`` as float32, checked by scikit-learn's helpers: for ``fit``
         (``reset``) every value in [0, 1], for predictions clipped into it."""
         X = self._check_finite(validate_data(self, X, dtype=np.float32, reset=reset, ensure_all_finite=False))
         return self._check_range(X) if reset else self._clip(X)
 
-    def _check_finite(self, X):
+    def _check_finite(self, X: np.ndarray) -> np.ndarray:
         """Refuse a validated ``X`` holding NaN or infinity, in one line that names where."""
         if not np.isfinite(X).all():
             row, column = np.argwhere(~np.isfinite(X))[0]
@@ -179,7 +183,7 @@ class _SdAEstimator(BaseEstimator):
         outside = X.min(initial=0.0) < 0 or X.max(initial=0.0) > 1
         return np.clip(X, 0.0, 1.0) if outside else X
 
-    def _check_range(self, X):
+    def _check_range(self, X: np.ndarray) -> np.ndarray:
         """Refuse training rows with values outside [0, 1]; clip rounding slack."""
         name = type(self).__name__
         low, high = float(X.min(initial=0.0)), float(X.max(initial=0.0))
@@ -257,7 +261,7 @@ class _SdAEstimator(BaseEstimator):
         return self._network
 
     @classmethod
-    def from_run(cls, folder, **params):
+    def from_run(cls, folder: str | os.PathLike[str], **params: Any) -> Self:
         """A fitted estimator holding the model a run of ``python -m sda.run`` trained.
 
         Parameters
@@ -274,6 +278,13 @@ class _SdAEstimator(BaseEstimator):
             Fitted: ``predict``, ``transform`` and ``score`` use the run's
             weights (a classifier's ``classes_`` are its labels); ``fit`` trains
             a new model of the same architecture.
+
+        Raises
+        ------
+        SdAError
+            If ``folder`` holds no readable model (``sda.trained.load_run``).
+        ValueError, TypeError
+            If a parameter in ``params`` is refused.
         """
         trained = load_run(folder)
         architecture = trained.architecture
@@ -386,20 +397,20 @@ class SdATransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _SdAEsti
 
     def __init__(
         self,
-        hidden_layer_sizes=(100,),
+        hidden_layer_sizes: int | Sequence[int] = (100,),
         *,
-        corruption_levels=0.1,
-        pretrain_epochs=10,
-        pretrain_learning_rate=0.02,
-        batch_size=20,
-        momentum=0.0,
-        alpha=0.0,
-        tied=True,
-        loss="cross_entropy",
-        layer=-1,
-        random_state=None,
-        verbose=False,
-    ):
+        corruption_levels: float | Sequence[float] = 0.1,
+        pretrain_epochs: int = 10,
+        pretrain_learning_rate: float = 0.02,
+        batch_size: int = 20,
+        momentum: float = 0.0,
+        alpha: float = 0.0,
+        tied: bool = True,
+        loss: str = "cross_entropy",
+        layer: int = -1,
+        random_state: int | np.random.RandomState | None = None,
+        verbose: bool | int = False,
+    ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.corruption_levels = corruption_levels
         self.pretrain_epochs = pretrain_epochs
@@ -413,7 +424,7 @@ class SdATransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _SdAEsti
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: Any = None) -> Self:
         """Pre-train the stack on ``X``.
 
         Parameters
@@ -427,6 +438,14 @@ class SdATransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _SdAEsti
         -------
         self : SdATransformer
             The fitted transformer.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` holds NaN, infinity or values outside [0, 1], or a
+            parameter (e.g. ``layer``) is out of range.
+        TypeError
+            If a parameter has the wrong type.
         """
         X = self._validate_X(X, reset=True)
         (seed,) = self._seeds(1)
@@ -449,7 +468,7 @@ class SdATransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _SdAEsti
             )
         return self.layer % n_layers
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """The code of hidden layer ``layer`` for each row of ``X``.
 
         Parameters
@@ -465,7 +484,7 @@ class SdATransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _SdAEsti
         network = self._fitted()
         return network.code(self._validate_X(X, reset=False), self._layer_index())
 
-    def score(self, X, y=None):
+    def score(self, X: ArrayLike, y: Any = None) -> float:
         """Minus the mean reconstruction cost of ``X`` (greater is better).
 
         Each row goes up to hidden layer ``layer`` and back down through the
@@ -603,24 +622,24 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
 
     def __init__(
         self,
-        hidden_layer_sizes=(100,),
+        hidden_layer_sizes: int | Sequence[int] = (100,),
         *,
-        corruption_levels=0.1,
-        pretrain_epochs=10,
-        pretrain_learning_rate=0.02,
-        solver="sgd",
-        batch_size=20,
-        learning_rate_init=1.0,
-        max_iter=200,
-        n_iter_no_change=10,
-        validation_fraction=0.1,
-        momentum=0.0,
-        alpha=0.0,
-        tied=True,
-        loss="cross_entropy",
-        random_state=None,
-        verbose=False,
-    ):
+        corruption_levels: float | Sequence[float] = 0.1,
+        pretrain_epochs: int = 10,
+        pretrain_learning_rate: float = 0.02,
+        solver: str = "sgd",
+        batch_size: int = 20,
+        learning_rate_init: float = 1.0,
+        max_iter: int = 200,
+        n_iter_no_change: int = 10,
+        validation_fraction: float = 0.1,
+        momentum: float = 0.0,
+        alpha: float = 0.0,
+        tied: bool = True,
+        loss: str = "cross_entropy",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: bool | int = False,
+    ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.corruption_levels = corruption_levels
         self.pretrain_epochs = pretrain_epochs
@@ -638,7 +657,7 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
         """Pre-train the stack on ``X``, then fine-tune it on the labels ``y``.
 
         Parameters
@@ -652,8 +671,21 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         -------
         self : SdAClassifier
             The fitted classifier.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` holds NaN, infinity or values outside [0, 1], ``y`` holds
+            fewer than 2 classes or continuous values, ``validation_fraction``
+            cannot hold out a stratified share, or a parameter is out of range.
+        TypeError
+            If a parameter has the wrong type.
         """
-        X, y = validate_data(self, X, y, dtype=np.float32, ensure_all_finite=False)
+        # validate_data is untyped: name what it returns, so X is an array from here on
+        X, y = cast(
+            tuple[np.ndarray, np.ndarray],
+            validate_data(self, X, y, dtype=np.float32, ensure_all_finite=False),
+        )
         check_classification_targets(y)
         X = self._check_range(self._check_finite(X))
         self._check_settings()
@@ -742,7 +774,7 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         self.validation_scores_ = [1.0 - float(r.valid_error) for r in records]
         self.best_validation_score_ = 1.0 - float(result.best_valid_error)
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Log of the class probabilities of each row of ``X``.
 
         Parameters
@@ -761,7 +793,7 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         # exp(log_proba) sums to 1 to double precision.
         return log_proba - logsumexp(log_proba, axis=1, keepdims=True)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities of each row of ``X``.
 
         Parameters
@@ -776,7 +808,7 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         """
         return np.exp(self.predict_log_proba(X))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The most probable class of each row of ``X``.
 
         Parameters

@@ -19,7 +19,9 @@ are allowed.
 """
 
 import time
+from collections.abc import Callable, Iterable, Sequence
 from numbers import Real
+from typing import Any
 
 import numpy as np
 import pytensor.tensor as pt
@@ -30,7 +32,9 @@ from sda.constraints import SGD_BATCH_SIZE, check_setting
 from sda.dA import reconstruction_loss
 from sda.engine import batched_function
 from sda.errors import SettingError, check_finite
+from sda.graph_types import RandomGenerator, Tensor, TensorSharedVariable
 from sda.optimize import DeepAutoencoder
+from sda.SdA import SdA
 from sda.sgd import SGDStep, sgd_updates
 from sda.train import LayerSource
 from sda.watch import EpochCostWatch, check_params, noop
@@ -39,12 +43,33 @@ PHASE_NAMES = {"stacked": "stacked pre-training", "gradual": "gradual training"}
 
 
 # ------------------------------------------------------------------- graphs
-def gradual_cost(model, depth, corruption):
+def gradual_cost(
+    model: SdA, depth: int, corruption: float | Tensor
+) -> tuple[Tensor, list[TensorSharedVariable], RandomGenerator]:
     """``(cost, params, next_rng)`` of one gradual step on ``model.x``.
 
     Masking noise from dA 0's generator hits the input only; the loss is the
     mean over the minibatch of the reconstruction loss against the clean
     input. ``params`` are every dA parameter of layers ``0..depth-1``.
+
+    Parameters
+    ----------
+    model : SdA
+        The stack; its input ``model.x`` is encoded through layers ``0..depth-1``
+        and decoded back through their decoders.
+    depth : int
+        How many layers, from the bottom, are trained jointly (at least 1).
+    corruption : float or scalar TensorVariable
+        The fraction of input values zeroed, in [0, 1).
+
+    Returns
+    -------
+    cost : TensorVariable
+        The scalar mean reconstruction loss (the model's ``loss``).
+    params : list of TensorSharedVariable
+        Weights and biases of the dAs ``0..depth-1`` (decoder biases included).
+    next_rng : RandomGeneratorVariable
+        dA 0's generator after the mask is drawn, for the step's updates.
     """
     first = model.dA_layers[0]
     next_rng, mask = first.get_corruption_mask(model.x, corruption)
@@ -54,10 +79,38 @@ def gradual_cost(model, depth, corruption):
     return cost, params, next_rng
 
 
-def gradual_step_function(model, depth, train_x, batch_size, momentum=0.0, weight_decay=0.0):
+def gradual_step_function(
+    model: SdA,
+    depth: int,
+    train_x: TensorSharedVariable,
+    batch_size: int,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+) -> SGDStep:
     """Compile ``fn(index, corruption, lr) -> cost``: one SGD step of the
     first ``depth`` layers, trained jointly on minibatch ``index`` of the
-    shared matrix ``train_x``; an ``sda.sgd.SGDStep`` with its velocities."""
+    shared matrix ``train_x``; an ``sda.sgd.SGDStep`` with its velocities.
+
+    Parameters
+    ----------
+    model : SdA
+        The stack to train.
+    depth : int
+        How many layers, from the bottom, are trained jointly (at least 1).
+    train_x : TensorSharedVariable
+        The training inputs, one row per example.
+    batch_size : int
+        Rows per minibatch; minibatch ``index`` holds rows
+        ``index * batch_size`` to ``(index + 1) * batch_size`` (the last may be shorter).
+    momentum, weight_decay : float
+        As in ``sda.sgd.sgd_updates``.
+
+    Returns
+    -------
+    SGDStep
+        ``step(index, corruption, lr)`` returns the minibatch's mean cost and
+        updates the parameters of layers ``0..depth-1`` and dA 0's generator.
+    """
     index = pt.lscalar("index")
     corruption = pt.scalar("corruption")
     lr = pt.scalar("lr")
@@ -77,16 +130,50 @@ def gradual_step_function(model, depth, train_x, batch_size, momentum=0.0, weigh
 
 
 # ------------------------------------------------------------------- metric
-def data_entropy(x):
+def data_entropy(x: Any) -> float:
     """Mean over rows of ``sum_i -x_i log x_i - (1 - x_i) log(1 - x_i)``: the
-    cross-entropy of ``x`` with itself, the least any reconstruction can score."""
+    cross-entropy of ``x`` with itself, the least any reconstruction can score.
+
+    Parameters
+    ----------
+    x : array_like of shape (n_rows, n_features)
+        Values in [0, 1], one row per example.
+
+    Returns
+    -------
+    float
+        The mean per-row entropy, in nats.
+
+    Examples
+    --------
+    >>> round(data_entropy([[0.5, 1.0], [0.0, 0.5]]), 4)  # log 2 per row
+    0.6931
+    """
     x = np.asarray(x, dtype=np.float64)
     return float(np.mean(np.sum(entr(x) + entr(1 - x), axis=1)))
 
 
-def relative_cross_entropy(model, data_x):
+def relative_cross_entropy(model: SdA, data_x: TensorSharedVariable) -> float:
     """Reconstruction cross-entropy per example of the whole unrolled stack
-    (no noise) on the shared matrix ``data_x``, minus ``data_entropy``."""
+    (no noise) on the shared matrix ``data_x``, minus ``data_entropy``.
+
+    Parameters
+    ----------
+    model : SdA
+        A stack built with ``loss="cross_entropy"``.
+    data_x : TensorSharedVariable
+        Inputs in [0, 1], one row per example.
+
+    Returns
+    -------
+    float
+        Nats per example above the data's own entropy; 0 is a perfect reconstruction.
+
+    Raises
+    ------
+    SettingError
+        If the model's loss is not cross-entropy.
+    """
     if model.dA_layers[0].loss != "cross_entropy":
         raise SettingError("relative_cross_entropy needs a model built with loss='cross_entropy'")
     error = DeepAutoencoder(model).error_function(data_x)()
@@ -109,10 +196,32 @@ def _budgets(model, epochs_per_layer):
     ]
 
 
-def schedule(layer, budget, fraction_stacked, steps_per_epoch):
+def schedule(layer: int, budget: float, fraction_stacked: float, steps_per_epoch: int) -> tuple[int, int]:
     """``(stacked_steps, gradual_steps)`` that spend ``budget`` layer-epochs
     on ``layer``: a share ``fraction_stacked`` stacked, the rest gradual at
-    depth ``layer + 1``, whose steps cost ``layer + 1`` each."""
+    depth ``layer + 1``, whose steps cost ``layer + 1`` each.
+
+    Parameters
+    ----------
+    layer : int
+        The layer being trained, counted from 0; layer 0 is all stacked.
+    budget : float
+        The layer's budget in layer-epochs (may be fractional).
+    fraction_stacked : float
+        Share of the budget spent on stacked training, in [0, 1].
+    steps_per_epoch : int
+        Minibatches per pass over the training set.
+
+    Returns
+    -------
+    stacked_steps, gradual_steps : int
+        Minibatch steps of each kind, rounded to whole steps.
+
+    Examples
+    --------
+    >>> schedule(1, 2, 0.5, 100)  # 100 stacked steps, then 100 layer-epochs' worth at depth 2
+    (100, 50)
+    """
     total = budget * steps_per_epoch
     if layer == 0:
         return round(total), 0  # a lone first layer is a plain dA: stacked and gradual agree
@@ -121,18 +230,18 @@ def schedule(layer, budget, fraction_stacked, steps_per_epoch):
 
 
 def train_gradual(
-    model,
-    train_x,
-    epochs_per_layer,
-    batch_size=SGD_BATCH_SIZE,
-    learning_rate=0.01,
-    corruption=None,
-    momentum=0.0,
-    weight_decay=0.0,
-    fraction_stacked=0.0,
-    layers=None,
-    on_epoch=noop,
-):
+    model: SdA,
+    train_x: TensorSharedVariable,
+    epochs_per_layer: float | Sequence[float],
+    batch_size: int = SGD_BATCH_SIZE,
+    learning_rate: float = 0.01,
+    corruption: float | None = None,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    fraction_stacked: float = 0.0,
+    layers: Iterable[int] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] = noop,
+) -> list[dict[str, Any]]:
     """Train ``model``'s dAs with the stacked/gradual hybrid; return the epoch records.
 
     ``epochs_per_layer`` (one number, or one per layer) is each layer's
@@ -155,6 +264,44 @@ def train_gradual(
     Raises ``sda.errors.TrainingDiverged`` naming the phase, layer, epoch and
     step when a cost or parameter is not finite; warns when a phase's cost
     climbs far above its first minibatch's.
+
+    Parameters
+    ----------
+    model : SdA
+        The stack whose dAs are trained, bottom up.
+    train_x : TensorSharedVariable
+        The training inputs, one row per example (``sda.data.shared_dataset``).
+    epochs_per_layer : float or sequence of float
+        Each layer's budget in layer-epochs: one number for all, or one per layer.
+    batch_size : int, default 20
+        Rows per minibatch.
+    learning_rate : float, default 0.01
+        SGD step on the minibatch's mean cost.
+    corruption : float, optional
+        Fraction of input values zeroed, in [0, 1); default the model's level
+        for layer 0.
+    momentum, weight_decay : float
+        As in ``sda.sgd.sgd_updates``.
+    fraction_stacked : float, default 0.0
+        Share of each upper layer's budget spent on stacked training, in [0, 1].
+    layers : iterable of int, optional
+        The layers to train, counted from 0; all by default.
+    on_epoch : callable
+        Gets a dict per pass over the data (keys above).
+
+    Returns
+    -------
+    list of dict
+        The records ``on_epoch`` saw, in order.
+
+    Raises
+    ------
+    SettingError, SettingTypeError
+        If a setting is out of range or of the wrong type, ``epochs_per_layer``
+        has not one value per layer, or ``layers`` names no layer or one the
+        model lacks.
+    TrainingDiverged
+        When a cost or parameter is not finite.
     """
     check_setting("fraction_stacked", fraction_stacked)
     budgets = _budgets(model, epochs_per_layer)

@@ -1,15 +1,23 @@
 """Stochastic gradient descent updates, shared by pre-training and fine-tuning."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import pytensor
 
 from sda.constraints import check_setting
+from sda.graph_types import Tensor, TensorSharedVariable, Update
 
 
-def sgd_updates(cost, params, learning_rate, momentum=0.0, weight_decay=0.0):
+def sgd_updates(
+    cost: Tensor,
+    params: Sequence[TensorSharedVariable],
+    learning_rate: float | np.floating[Any] | Tensor | TensorSharedVariable,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+) -> tuple[list[Update], list[TensorSharedVariable]]:
     """Updates for one SGD step, and the velocity variables momentum needs.
 
     ``v <- momentum * v - learning_rate * (dcost/dp + weight_decay * p)`` and
@@ -17,10 +25,42 @@ def sgd_updates(cost, params, learning_rate, momentum=0.0, weight_decay=0.0):
     kept. Weight decay applies to weight matrices only, not to biases.
     Returns ``(updates, velocities)``; the velocities are training state and
     belong in a checkpoint.
+
+    Parameters
+    ----------
+    cost : TensorVariable
+        The scalar cost to descend, a graph of ``params``.
+    params : sequence of TensorSharedVariable
+        The parameters to update; those with two dimensions (weight matrices)
+        are decayed.
+    learning_rate : float or scalar TensorVariable
+        The step size; a shared or symbolic scalar lets a compiled step take a
+        new rate at every call (a float32 one keeps the graph in float32).
+    momentum : float, default 0.0
+        Fraction of the previous step added to this one, in [0, 1); 0 keeps no
+        velocities.
+    weight_decay : float, default 0.0
+        L2 penalty factor on the weight matrices, at least 0.
+
+    Returns
+    -------
+    updates : list of (SharedVariable, Variable)
+        ``(parameter or velocity, its new value)`` pairs for ``pytensor.function``'s
+        ``updates``.
+    velocities : list of TensorSharedVariable
+        One zero-initialised velocity per parameter (empty when ``momentum`` is 0),
+        each named ``"<parameter>.velocity"``.
+
+    Raises
+    ------
+    SettingTypeError, SettingError
+        If ``momentum`` or ``weight_decay`` is not a number or out of its range.
     """
     momentum, weight_decay = check_setting("momentum", momentum), check_setting("weight_decay", weight_decay)
-    updates, velocities = [], []
-    for p, g in zip(params, pytensor.grad(cost, params)):
+    updates: list[Update] = []
+    velocities: list[TensorSharedVariable] = []
+    gradients = cast(list[Tensor], pytensor.grad(cost, list(params)))  # a list for a list of params
+    for p, g in zip(params, gradients):
         if weight_decay and p.ndim == 2:
             g = g + np.float32(weight_decay) * p
         if momentum:
@@ -59,5 +99,5 @@ class SGDStep:
     velocities: list = field(default_factory=list)
     learning_rate: pytensor.compile.SharedVariable | None = None
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)

@@ -15,6 +15,8 @@ climbs far above where it started gets a ``RuntimeWarning``
 """
 
 import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pytensor
@@ -23,15 +25,36 @@ from sda.batching import n_batches
 from sda.checkpoint import Checkpoint, Progress
 from sda.constraints import SGD_BATCH_SIZE
 from sda.errors import check_finite
+from sda.graph_types import TensorSharedVariable
+from sda.SdA import SdA
 from sda.watch import PRETRAINING, EpochCostWatch, check_params, noop, progress_bar, save_if_due
 
 
 # ---------------------------------------------------------------- pre-training
-def cache_layer_input(model, layer, train_x, chunk_rows=5000):
+def cache_layer_input(
+    model: SdA, layer: int, train_x: TensorSharedVariable, chunk_rows: int = 5000
+) -> np.ndarray:
     """The input of dA ``layer`` for every training row, as float32 numpy.
 
     The frozen encoders run over ``chunk_rows`` rows at a time, so no
     intermediate the size of the whole graph is ever held.
+
+    Parameters
+    ----------
+    model : SdA
+        The stack whose encoders below ``layer`` are applied.
+    layer : int
+        The dA whose input is made, counted from 0 (the bottom); 0 gives the
+        inputs themselves.
+    train_x : TensorSharedVariable
+        The training inputs, one row per example.
+    chunk_rows : int, default 5000
+        Rows encoded per compiled call.
+
+    Returns
+    -------
+    ndarray of shape (rows of ``train_x``, ``model.dA_layers[layer].n_visible``)
+        The representation layer ``layer`` trains on, in ``floatX``.
     """
     encode = model.layer_input_function(layer)
     data = train_x.get_value(borrow=True)
@@ -44,13 +67,39 @@ def cache_layer_input(model, layer, train_x, chunk_rows=5000):
 class LayerSource:
     """What layer ``k`` trains on: the inputs, or (fast path) the stored
     output of layers ``0..k-1``. One shared variable is reused, so only one
-    representation is held at a time."""
+    representation is held at a time.
 
-    def __init__(self, model, train_x, cached):
-        self.model, self.train_x, self.cached, self.store = model, train_x, cached, None
+    Parameters
+    ----------
+    model : SdA
+        The stack being pre-trained.
+    train_x : TensorSharedVariable
+        The training inputs, one row per example.
+    cached : bool
+        Whether layers above the first train on a stored representation (the
+        fast path) or on ``train_x`` through the frozen encoders.
+    """
 
-    def for_layer(self, layer):
-        """``(shared matrix, cached?)`` to compile layer ``layer``'s step on."""
+    def __init__(self, model: SdA, train_x: TensorSharedVariable, cached: bool) -> None:
+        self.model, self.train_x, self.cached = model, train_x, cached
+        self.store: TensorSharedVariable | None = None
+
+    def for_layer(self, layer: int) -> tuple[TensorSharedVariable, bool]:
+        """``(shared matrix, cached?)`` to compile layer ``layer``'s step on.
+
+        Parameters
+        ----------
+        layer : int
+            The dA to be trained, counted from 0 (the bottom).
+
+        Returns
+        -------
+        data : TensorSharedVariable
+            ``train_x``, or the shared store now holding ``layer``'s input.
+        cached : bool
+            True when ``data`` is the stored representation (the step then
+            takes its rows as the dA's input directly).
+        """
         if not self.cached or layer == 0:
             return self.train_x, False
         values = cache_layer_input(self.model, layer, self.train_x)
@@ -62,22 +111,22 @@ class LayerSource:
 
 
 def pretrain(
-    model,
-    train_x,
-    batch_size=SGD_BATCH_SIZE,
-    epochs=15,
-    learning_rate=0.02,
-    corruption_levels=None,
-    cached=True,
-    layers=None,
-    momentum=0.0,
-    weight_decay=0.0,
-    on_epoch=noop,
-    on_step=noop,
-    show_progress=False,
-    progress=None,
-    checkpoint=None,
-):
+    model: SdA,
+    train_x: TensorSharedVariable,
+    batch_size: int = SGD_BATCH_SIZE,
+    epochs: int = 15,
+    learning_rate: float = 0.02,
+    corruption_levels: Sequence[float] | None = None,
+    cached: bool = True,
+    layers: Iterable[int] | None = None,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    on_epoch: Callable[[dict[str, Any]], None] = noop,
+    on_step: Callable[[dict[str, Any]], None] = noop,
+    show_progress: bool = False,
+    progress: Progress | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> list[list[float]]:
     """Greedy layer-wise pre-training; returns each layer's per-epoch mean cost.
 
     With ``cached=True`` (the fast path), layer ``k`` trains on the stored
@@ -96,20 +145,23 @@ def pretrain(
     train_x : shared variable
         The training inputs, one row per example (``sda.data.shared_dataset``).
     batch_size, epochs : int
-        Minibatch rows, and passes over the data per layer.
+        Minibatch rows (default 20), and passes over the data per layer
+        (default 15).
     learning_rate : float
-        SGD step on the minibatch's mean cost.
+        SGD step on the minibatch's mean cost (default 0.02).
     corruption_levels : sequence of float, optional
-        One per layer; the model's own levels by default.
+        One per layer, each the fraction of inputs zeroed, in [0, 1); the
+        model's own levels by default.
     cached : bool
         The fast path (see above); the same result either way.
     layers : list of int, optional
-        Which layers to train; all by default.
+        Which layers to train, in increasing order, counted from 0; all by default.
     momentum, weight_decay : float
         As in ``sda.sgd.sgd_updates``.
     on_epoch, on_step : callable
         Get a dict per epoch (``phase``, ``layer``, ``epoch``, ``cost``,
-        ``seconds``) and per minibatch.
+        ``seconds``) and per minibatch (``phase``, ``layer``, ``epoch``,
+        ``step``, ``cost``).
     show_progress : bool
         Show a progress bar on a terminal.
     progress, checkpoint : Progress, Checkpoint, optional
@@ -119,6 +171,11 @@ def pretrain(
     -------
     list of list of float
         Per layer, the mean cost of each epoch.
+
+    Raises
+    ------
+    TrainingDiverged
+        When a minibatch cost or a parameter is not finite.
 
     Examples
     --------
