@@ -57,7 +57,6 @@ PENDING_MODULES = {
     "sda.experiments.baseline",
     "sda.experiments.gradual",
     "sda.gradual",
-    "sda.run",
     "sda.sgd",
     "sda.sweep",
     "sda.train",
