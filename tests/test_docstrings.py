@@ -49,7 +49,6 @@ PENDING_MODULES = {
     "sda.checkpoint",
     "sda.checks",
     "sda.cli",
-    "sda.compare",
     "sda.config",
     "sda.dA",
     "sda.engine",
