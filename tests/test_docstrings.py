@@ -57,7 +57,6 @@ PENDING_MODULES = {
     "sda.experiments.gradual",
     "sda.gradual",
     "sda.sgd",
-    "sda.sweep",
     "sda.train",
 }
 
