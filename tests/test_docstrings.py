@@ -53,7 +53,6 @@ PENDING_MODULES = {
     "sda.dA",
     "sda.engine",
     "sda.estimators",
-    "sda.experiments.gradual",
     "sda.gradual",
     "sda.sgd",
     "sda.train",
