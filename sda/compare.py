@@ -38,8 +38,10 @@ import argparse
 import csv
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -62,8 +64,10 @@ from sda.config import PRESETS, RunConfig, SettingError, setting
 from sda.constraints import ARMS, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_ROWS, SGD_BATCH_SIZE
 from sda.data import shared_dataset
 from sda.finetune import (
+    FinetuneResult,
     MinibatchSGD,
     PassBudget,
+    Record,
     autoencoder_line_search,
     autoencoder_monitor,
     classifier_line_search,
@@ -72,11 +76,14 @@ from sda.finetune import (
     finetune,
 )
 from sda.gradual import data_entropy
+from sda.graph_types import TensorSharedVariable
 from sda.optimize import (
     DeepAutoencoder,
 )
 from sda.plots import _two_and_five
 from sda.rundir import load_params, save_params
+from sda.SdA import SdA
+from sda.sgd import SGDStep
 from sda.train import pretrain
 
 # Full-batch CG and L-BFGS run on as one optimisation: iterations per "batch" beyond any budget.
@@ -88,7 +95,9 @@ class CompareSettings(RunConfig):
     """The model and its pre-training (a run's settings) plus the comparison's own.
 
     Fields of ``RunConfig`` that only ``sda.run`` uses (patience, checkpoints,
-    ...) keep their defaults and have no flag here.
+    ...) keep their defaults and have no flag here. Each field's help is its
+    flag's (``python -m sda.compare --help``); the fine-tuning budget and
+    spacing are in pass-equivalents, the batch sizes in rows.
     """
 
     seed: int = setting(
@@ -128,7 +137,21 @@ class CompareSettings(RunConfig):
         default_text="a new folder runs/DATE-TIME-compare",
     )
 
-    def check(self):
+    def check(self) -> Self:
+        """Check every setting, as ``RunConfig.check`` does, and those of the comparison; return self.
+
+        Returns
+        -------
+        CompareSettings
+            ``self``, unchanged.
+
+        Raises
+        ------
+        SettingError
+            A setting out of range (``SettingTypeError`` for a wrong type);
+            ``momentum`` not above 0; ``finetune_corruption`` with a full-batch
+            arm; an arm or seed given twice; a ``pretrained`` file that does not exist.
+        """
         super().check()
         if not self.momentum > 0:
             raise SettingError(
@@ -156,13 +179,39 @@ class CompareSettings(RunConfig):
         return self
 
     def finetune_rows(self) -> int:
-        """Rows of the largest fine-tuning batch: the sgd arms' or the mini-batch arms'."""
+        """Rows of the largest fine-tuning batch: the sgd arms' or the mini-batch arms'.
+
+        Returns
+        -------
+        int
+            ``max(sgd_batch_size, cg_batch_size)``, which the training set must hold.
+        """
         return max(self.sgd_batch_size, self.cg_batch_size)
 
     @classmethod
-    def from_dict(cls, values, source="the settings"):
+    def from_dict(cls, values: Any, source: str = "the settings") -> Self:
         """As ``RunConfig.from_dict``; a folder written before ``cg_batch_size`` had its name
-        records it as ``finetune_batch_size`` (``upgrade``)."""
+        records it as ``finetune_batch_size`` (``upgrade``).
+
+        Parameters
+        ----------
+        values : dict
+            Setting name to its JSON value (lists for tuples); missing ones take their defaults.
+        source : str
+            Names where the values came from in errors (e.g. a ``comparison.json`` path).
+
+        Returns
+        -------
+        CompareSettings
+            Checked.
+
+        Raises
+        ------
+        SettingError
+            ``values`` names an unknown setting or holds a bad value.
+        SettingTypeError
+            ``values`` is not a dict, or holds a value of the wrong type.
+        """
         return super().from_dict(upgrade(values), source)
 
 
@@ -170,8 +219,19 @@ class CompareSettings(RunConfig):
 RENAMED = {"finetune_batch_size": "cg_batch_size"}
 
 
-def upgrade(recorded):
+def upgrade(recorded: Any) -> Any:
     """``comparison.json``'s settings with the names of this version (``RENAMED``).
+
+    Parameters
+    ----------
+    recorded : dict
+        The settings as a ``comparison.json`` recorded them; anything else is
+        given back as it is (for ``from_dict`` to refuse).
+
+    Returns
+    -------
+    dict
+        A new dict with each old name replaced by its new one (unless both are present).
 
     Examples
     --------
@@ -236,15 +296,38 @@ MODEL_SETTINGS = [
 ]
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m sda.compare``: a flag per entry of ``FLAGS``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Flags not given are left out of the parsed namespace, so the ``DEFAULTS`` fill them.
+    """
     parser = argparse.ArgumentParser(prog="python -m sda.compare", description=__doc__.split("\n\n")[0])
     add_settings_flags(parser, CompareSettings, {"default": DEFAULTS}, FLAGS)
     add_deprecated_alias(parser, "--finetune-batch-size", "cg_batch_size")
     return parser
 
 
-def print_record(label, percent=True):
-    def report(record):
+def print_record(label: str, percent: bool = True) -> Callable[[Record], None]:
+    """A fine-tuning ``on_record`` that prints each evaluation as one line.
+
+    Parameters
+    ----------
+    label : str
+        Starts each line (e.g. ``"sgd seed 1"``).
+    percent : bool
+        Show the validation error as a percentage; False shows it as is (an
+        auto-encoder's reconstruction loss).
+
+    Returns
+    -------
+    callable
+        ``report(record)`` for each :class:`~sda.finetune.Evaluation`.
+    """
+
+    def report(record: Any) -> None:  # an Evaluation: every arm runs under a PassBudget
         valid = f"{100 * record.valid_error:6.2f}%" if percent else f"{record.valid_error:8.3f}"
         print(
             f"{label:24s} passes {record.passes:6.2f}  updates {record.updates:7d}  "
@@ -256,24 +339,132 @@ def print_record(label, percent=True):
 
 
 # --------------------------------------------------------------- fine-tuning
-def budget(settings):
-    """The one measure every arm gets: every ``eval_every`` pass-equivalents, up to the budget."""
+def budget(settings: CompareSettings) -> PassBudget:
+    """The one measure every arm gets: every ``eval_every`` pass-equivalents, up to the budget.
+
+    Parameters
+    ----------
+    settings : CompareSettings
+        Gives ``eval_every`` and ``budget_passes`` (pass-equivalents).
+
+    Returns
+    -------
+    sda.finetune.PassBudget
+        Without a ``no_change`` stop: every arm spends its whole budget.
+    """
     return PassBudget(settings.eval_every, settings.budget_passes)
 
 
-def arm_monitor(model, shared, settings):
-    """The classifier arms' monitor: validation and test errors, and the training objective."""
+def arm_monitor(
+    model: SdA,
+    shared: Sequence[tuple[TensorSharedVariable, TensorSharedVariable]],
+    settings: CompareSettings,
+) -> Any:
+    """The classifier arms' monitor: validation and test errors, and the training objective.
+
+    Parameters
+    ----------
+    model : SdA
+        The network fine-tuned.
+    shared : sequence of (TensorSharedVariable, TensorSharedVariable)
+        ``(x, y)`` shared pairs of the training, validation and test sets.
+    settings : CompareSettings
+        Gives the budget, ``chunk_rows`` and ``weight_decay`` (part of the training objective).
+
+    Returns
+    -------
+    sda.finetune.Monitor
+    """
     return classifier_monitor(model, shared, budget(settings), settings.chunk_rows, settings.weight_decay)
 
 
-def shuffled_sgd(model, train_fn, n_rows, settings, seed, monitor, report, phase="SGD fine-tuning"):
-    """SGD on minibatches of ``--sgd-batch-size`` rows reshuffled every epoch by ``seed``."""
+def shuffled_sgd(
+    model: SdA,
+    train_fn: SGDStep,
+    n_rows: int,
+    settings: CompareSettings,
+    seed: int,
+    monitor: Any,
+    report: Callable[[Record], None],
+    phase: str = "SGD fine-tuning",
+) -> FinetuneResult:
+    """SGD on minibatches of ``--sgd-batch-size`` rows reshuffled every epoch by ``seed``.
+
+    Parameters
+    ----------
+    model : SdA
+        The network fine-tuned; the best parameters measured are left in it.
+    train_fn : sda.sgd.SGDStep
+        One update on a vector of row numbers (``sda.finetune.compile_rows_step``).
+    n_rows : int
+        Training rows.
+    settings : CompareSettings
+        Gives ``sgd_batch_size`` (rows per minibatch).
+    seed : int
+        Seeds the shuffle of every epoch.
+    monitor : sda.finetune.Monitor
+        Measures under the comparison's pass budget.
+    report : callable
+        Gets each :class:`~sda.finetune.Evaluation`.
+    phase : str
+        Names the phase in a divergence error.
+
+    Returns
+    -------
+    sda.finetune.FinetuneResult
+
+    Raises
+    ------
+    sda.errors.TrainingDiverged
+        A cost or parameter is not finite.
+    """
     step = MinibatchSGD(train_fn, n_rows, settings.sgd_batch_size, shuffle_seed=seed, phase=phase)
     return finetune(model, step, monitor, on_record=report)
 
 
-def batch_finetune(model, shared, settings, seed, report, method, batch_size, line_searches, warmup_epochs=0):
-    """CG or L-BFGS on batches of ``batch_size`` rows, ``line_searches`` per batch."""
+def batch_finetune(
+    model: SdA,
+    shared: Sequence[tuple[TensorSharedVariable, TensorSharedVariable]],
+    settings: CompareSettings,
+    seed: int,
+    report: Callable[[Record], None],
+    method: str,
+    batch_size: int,
+    line_searches: int,
+    warmup_epochs: int = 0,
+) -> FinetuneResult:
+    """CG or L-BFGS on batches of ``batch_size`` rows, ``line_searches`` per batch.
+
+    Parameters
+    ----------
+    model : SdA
+        The network fine-tuned; the best parameters measured are left in it.
+    shared : sequence of (TensorSharedVariable, TensorSharedVariable)
+        ``(x, y)`` shared pairs of the training, validation and test sets.
+    settings : CompareSettings
+        Gives ``weight_decay``, ``finetune_corruption``, ``chunk_rows`` and the budget.
+    seed : int
+        Seeds the batches' shuffle and dropout masks.
+    report : callable
+        Gets each :class:`~sda.finetune.Evaluation`.
+    method : {"cg", "lbfgs"}
+        The optimiser.
+    batch_size : int
+        Rows per batch; the training rows make it full-batch.
+    line_searches : int
+        Iterations (line searches) per batch.
+    warmup_epochs : int
+        First epochs that train the softmax layer alone.
+
+    Returns
+    -------
+    sda.finetune.FinetuneResult
+
+    Raises
+    ------
+    sda.errors.TrainingDiverged
+        A cost, gradient or parameter is not finite.
+    """
     step = classifier_line_search(
         model,
         shared[0],
@@ -305,8 +496,29 @@ ARM_READS = {
 ADDED_LATER = {"finetune_corruption": 0.0}
 
 
-def arm_settings(arm, settings, n_train):
-    """``batch_finetune`` keywords of a CG / L-BFGS arm."""
+def arm_settings(arm: str, settings: CompareSettings, n_train: int) -> dict[str, Any]:
+    """``batch_finetune`` keywords of a CG / L-BFGS arm.
+
+    Parameters
+    ----------
+    arm : str
+        One of the CG / L-BFGS arms of ``ARMS`` (``"cg-hs2006"``, ``"cg-full"``,
+        ``"lbfgs-minibatch"``, ``"lbfgs-full"``).
+    settings : CompareSettings
+        Gives the mini-batch arms' ``cg_batch_size``, ``line_searches`` and ``warmup_epochs``.
+    n_train : int
+        Training rows: the full-batch arms' batch size.
+
+    Returns
+    -------
+    dict
+        ``method``, ``batch_size``, ``line_searches`` and, for ``cg-hs2006``, ``warmup_epochs``.
+
+    Raises
+    ------
+    KeyError
+        ``arm`` is not a CG / L-BFGS arm.
+    """
     minibatch = dict(batch_size=settings.cg_batch_size, line_searches=settings.line_searches)
     full = dict(batch_size=n_train, line_searches=FULL_BATCH_ITERATIONS)
     return {
@@ -317,8 +529,38 @@ def arm_settings(arm, settings, n_train):
     }[arm]
 
 
-def run_arm(arm, seed, model, shared, settings, label):
-    """One arm from the model's current (pre-trained) weights; a result row and the records."""
+def run_arm(
+    arm: str,
+    seed: int,
+    model: SdA,
+    shared: Sequence[tuple[TensorSharedVariable, TensorSharedVariable]],
+    settings: CompareSettings,
+    label: str,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One arm from the model's current (pre-trained) weights; a result row and the records.
+
+    Parameters
+    ----------
+    arm : str
+        One of ``ARMS``.
+    seed : int
+        The fine-tuning seed: shuffles, dropout masks.
+    model : SdA
+        The network, at the pre-trained weights; left at the arm's best.
+    shared : sequence of (TensorSharedVariable, TensorSharedVariable)
+        ``(x, y)`` shared pairs of the training, validation and test sets.
+    settings : CompareSettings
+        The comparison's settings.
+    label : str
+        Starts each printed line.
+
+    Returns
+    -------
+    row : dict
+        The ``runs.csv`` row (:func:`result_row`).
+    history : list of dict
+        Every evaluation record, as ``comparison.json`` keeps it.
+    """
     report = print_record(label)
     n_train = shared[0][1].get_value(borrow=True).shape[0]
     if arm.startswith("sgd"):
@@ -345,10 +587,55 @@ def run_arm(arm, seed, model, shared, settings, label):
     return result_row(arm, seed, history, settings.thresholds, *counts), history
 
 
-def result_row(arm, seed, history, thresholds, passes, updates, seconds, stop_reason):
+def result_row(
+    arm: str,
+    seed: int,
+    history: Sequence[dict[str, Any]],
+    thresholds: Sequence[float],
+    passes: float,
+    updates: int,
+    seconds: float,
+    stop_reason: str,
+) -> dict[str, Any]:
     """A ``runs.csv`` row from a run's evaluation records: its best point (the
     last record's best validation error and the test error there), its costs,
-    and the cost of reaching each validation-error threshold (percent)."""
+    and the cost of reaching each validation-error threshold (percent).
+
+    Parameters
+    ----------
+    arm : str
+        The arm's name.
+    seed : int
+        Its fine-tuning seed.
+    history : sequence of dict
+        The run's evaluation records, in order (at least one).
+    thresholds : sequence of float
+        Validation errors, in percent.
+    passes : float
+        Pass-equivalents the run spent.
+    updates : int
+        Parameter updates it made.
+    seconds : float
+        The optimiser's time (measuring excluded).
+    stop_reason : str
+        What ended it.
+
+    Returns
+    -------
+    dict
+        The columns above, plus ``passes_to_T%`` and ``seconds_to_T%`` for each
+        threshold ``T``: the first record at or under it, None if none was.
+
+    Examples
+    --------
+    >>> history = [{"passes": 0.0, "seconds": 0.0, "valid_error": 0.05, "best_valid_error": 0.05,
+    ...             "test_error": 0.06, "train_loss": 0.3},
+    ...            {"passes": 1.0, "seconds": 2.0, "valid_error": 0.015, "best_valid_error": 0.015,
+    ...             "test_error": 0.02, "train_loss": 0.1}]
+    >>> row = result_row("sgd", 1, history, [2.0, 1.0], 1.0, 50, 2.0, "budget")
+    >>> row["passes_to_2%"], row["passes_to_1%"]
+    (1.0, None)
+    """
     last = history[-1]
     row = dict(
         arm=arm,
@@ -368,8 +655,23 @@ def result_row(arm, seed, history, thresholds, passes, updates, seconds, stop_re
     return row
 
 
-def summarise(rows, arms):
-    """Per arm: mean and sd over seeds of each number (thresholds over the seeds that got there)."""
+def summarise(rows: Sequence[dict[str, Any]], arms: Sequence[str]) -> list[dict[str, Any]]:
+    """Per arm: mean and sd over seeds of each number (thresholds over the seeds that got there).
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        ``runs.csv`` rows (:func:`result_row`), each arm with at least one.
+    arms : sequence of str
+        The arms to summarise, in the order of the summary.
+
+    Returns
+    -------
+    list of dict
+        One per arm: ``arm``, ``seeds`` (rows), and for each number a tuple
+        ``(mean, sd, count)`` over the rows that have it; ``sd`` is None for a
+        single value, and ``(None, None, 0)`` when no row has one.
+    """
     summary = []
     for arm in arms:
         mine = [r for r in rows if r["arm"] == arm]
@@ -401,7 +703,21 @@ def _format(value, percent=False, digits=2):
     return f"{scale * mean:.{digits}f}{spread}"
 
 
-def markdown_table(summary, thresholds):
+def markdown_table(summary: Sequence[dict[str, Any]], thresholds: Sequence[float]) -> str:
+    """The summary as a Markdown table: mean ± sd per arm, errors in percent.
+
+    Parameters
+    ----------
+    summary : sequence of dict
+        :func:`summarise`'s entries.
+    thresholds : sequence of float
+        The validation errors (percent) whose passes and seconds to reach are shown.
+
+    Returns
+    -------
+    str
+        The table's lines; a threshold reached by fewer seeds than all says how many.
+    """
     header = [
         "arm",
         "best valid error (%)",
@@ -434,9 +750,34 @@ def markdown_table(summary, thresholds):
 
 
 # ---------------------------------------------------------------------- plots
-def plot_bands(histories, x_key, y_key, path, xlabel, ylabel, log_x=False, scale=1.0):
+def plot_bands(
+    histories: dict[str, list[list[dict[str, Any]]]],
+    x_key: str,
+    y_key: str,
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    log_x: bool = False,
+    scale: float = 1.0,
+) -> None:
     """One line per arm (the mean over seeds) with a band of ± one sd; each
-    seed's curve is interpolated onto the first seed's measurement points."""
+    seed's curve is interpolated onto the first seed's measurement points.
+
+    Parameters
+    ----------
+    histories : dict
+        ``{arm: [records of each seed]}``, each record a dict of evaluation columns.
+    x_key, y_key : str
+        The record columns plotted (e.g. ``"passes"`` and ``"valid_error"``).
+    path : str or Path
+        The PNG written.
+    xlabel, ylabel : str
+        The axes' labels.
+    log_x : bool
+        A logarithmic x axis (points at 0 are left out); the y axis always is.
+    scale : float
+        Multiplies every y value (100 shows fractions in percent).
+    """
     figure = Figure(figsize=(6.4, 4.4), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots()
@@ -463,8 +804,17 @@ def plot_bands(histories, x_key, y_key, path, xlabel, ylabel, log_x=False, scale
     figure.savefig(path, dpi=120)
 
 
-def plot_sensitivity(rows, path):
-    """Final training loss and best validation error against m, one line per k."""
+def plot_sensitivity(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Final training loss and best validation error against m, one line per k.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        ``sensitivity.csv`` rows: ``m`` (batch rows), ``k`` (line searches per
+        batch), ``final_train_loss`` and ``best_valid_error``.
+    path : str or Path
+        The PNG written.
+    """
     figure = Figure(figsize=(9, 4), layout="constrained")
     FigureCanvasAgg(figure)
     loss_axes, error_axes = figure.subplots(1, 2)
@@ -484,7 +834,16 @@ def plot_sensitivity(rows, path):
     figure.savefig(path, dpi=120)
 
 
-def write_csv(path, rows):
+def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Write ``rows`` as a CSV file whose columns are the first row's keys.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file written (replaced if it exists).
+    rows : sequence of dict
+        At least one; every row has the first row's keys.
+    """
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -492,10 +851,34 @@ def write_csv(path, rows):
 
 
 # ------------------------------------------------------------- auto-encoder
-def run_autoencoder(model, shared, pretrained, settings):
+def run_autoencoder(
+    model: SdA,
+    shared: Sequence[tuple[TensorSharedVariable, TensorSharedVariable]],
+    pretrained: str | Path,
+    settings: CompareSettings,
+) -> dict[str, Any]:
     """The unrolled deep auto-encoder, by SGD and by mini-batch CG (first seed):
     validation reconstruction as excess cross-entropy over the data's own
-    entropy and as squared error, both per image."""
+    entropy and as squared error, both per image.
+
+    Parameters
+    ----------
+    model : SdA
+        The network whose layers are unrolled; each arm starts from ``pretrained``.
+    shared : sequence of (TensorSharedVariable, TensorSharedVariable)
+        ``(x, y)`` shared pairs of the training and validation sets (and test, unused).
+    pretrained : str or Path
+        The pre-trained weights (``.npz``) loaded before each arm.
+    settings : CompareSettings
+        Gives ``ae_lr``, ``cg_batch_size``, ``line_searches``, the budget and the first seed.
+
+    Returns
+    -------
+    dict
+        ``data_entropy`` (nats per image) and, for ``pretrained``, ``sgd`` and
+        ``cg``, a dict of ``excess_cross_entropy`` and ``squared_error`` per
+        image (the arms also ``passes`` and ``seconds``).
+    """
     train_x, valid_x = shared[0][0], shared[1][0]
     autoencoder = DeepAutoencoder(model)
     cross_entropy = autoencoder.error_function(valid_x, settings.chunk_rows)
@@ -534,7 +917,19 @@ def run_autoencoder(model, shared, pretrained, settings):
     return results
 
 
-def autoencoder_text(results):
+def autoencoder_text(results: dict[str, Any]) -> list[str]:
+    """The deep auto-encoder's section of ``comparison.md``.
+
+    Parameters
+    ----------
+    results : dict
+        :func:`run_autoencoder`'s results.
+
+    Returns
+    -------
+    list of str
+        Markdown lines: a heading, the data's entropy and a table of the arms.
+    """
     lines = [
         "## Deep auto-encoder",
         "",
@@ -561,6 +956,16 @@ def measured_every(histories: dict) -> dict:
     ``eval_every`` measured after every update, less often than asked; None
     for an arm measured once.
 
+    Parameters
+    ----------
+    histories : dict
+        ``{arm: [records of each seed]}``, each record a dict with ``passes``.
+
+    Returns
+    -------
+    dict
+        ``{arm: float or None}``, rounded to 6 decimals.
+
     Examples
     --------
     >>> measured_every({"sgd": [[{"passes": 0.0}, {"passes": 0.1}, {"passes": 0.2}]]})
@@ -574,12 +979,31 @@ def measured_every(histories: dict) -> dict:
 
 
 # -------------------------------------------------------------------- command
-def compare(settings, command):
+def compare(settings: CompareSettings, command: str) -> list[dict[str, Any]]:
     """Pre-train once, run every arm and seed, write the outputs; returns the summary.
 
     The data, the model and ``--pretrained`` are checked before the output
     folder (``settings.out``, or a dated one under runs/) is made, so a bad
     setting leaves nothing behind.
+
+    Parameters
+    ----------
+    settings : CompareSettings
+        Checked settings.
+    command : str
+        The command line, recorded in ``comparison.json`` and ``comparison.md``.
+
+    Returns
+    -------
+    list of dict
+        :func:`summarise`'s summary, one entry per arm.
+
+    Raises
+    ------
+    SdAError
+        Data that cannot be loaded or is too small for a batch size, ``pretrained``
+        weights that do not fit the model, an output folder that holds files, or
+        an arm that diverged.
     """
     apply_mode(settings.mode)
     dataset = load_data(settings)  # refuses batch sizes (and sensitivity_m) above the training rows
@@ -698,10 +1122,38 @@ def _compare(settings, command, dataset, model, out):
     return summary
 
 
-def write_tables_and_plots(folder, rows, summary, histories, thresholds, header):
+def write_tables_and_plots(
+    folder: Path,
+    rows: Sequence[dict[str, Any]],
+    summary: Sequence[dict[str, Any]],
+    histories: dict[str, list[list[dict[str, Any]]]],
+    thresholds: Sequence[float],
+    header: Sequence[str],
+) -> list[str]:
     """Write ``runs.csv``, ``summary.csv`` and the validation-error and
     training-loss plots into ``folder``; return the lines of
-    ``comparison.md`` (``header`` lines, then the table and how to read it)."""
+    ``comparison.md`` (``header`` lines, then the table and how to read it).
+
+    Parameters
+    ----------
+    folder : Path
+        The output folder.
+    rows : sequence of dict
+        ``runs.csv`` rows (:func:`result_row`).
+    summary : sequence of dict
+        :func:`summarise`'s entries.
+    histories : dict
+        ``{arm: [records of each seed]}``.
+    thresholds : sequence of float
+        Validation errors (percent) whose passes and seconds to reach are tabled.
+    header : sequence of str
+        Markdown lines that open ``comparison.md`` (the command, the data, ...).
+
+    Returns
+    -------
+    list of str
+        The lines of ``comparison.md``, without its optional sections.
+    """
     write_csv(folder / "runs.csv", rows)
     write_csv(
         folder / "summary.csv",
@@ -748,7 +1200,19 @@ def write_tables_and_plots(folder, rows, summary, histories, thresholds, header)
     ]
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m sda.compare`` with these arguments.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    int
+        The exit status: 0 when done, 2 for bad input or an arm that diverged.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["python -m sda.compare", *argv])
     args = build_parser().parse_args(argv)

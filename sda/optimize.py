@@ -14,7 +14,9 @@ divided by the training-set size. The loop that runs them batch by batch is
 :class:`DeepAutoencoder`).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, cast
 
 import numpy as np
 import pytensor
@@ -28,6 +30,7 @@ from sda.constraints import DEFAULT_CHUNK_ROWS, check_setting
 from sda.dA import reconstruction_loss
 from sda.engine import batched_function
 from sda.errors import check_finite
+from sda.graph_types import Tensor, TensorSharedVariable
 
 METHODS = ("cg", "lbfgs")
 PHASES = {"cg": "CG fine-tuning", "lbfgs": "L-BFGS fine-tuning"}  # names in divergence errors
@@ -38,9 +41,29 @@ class FlatParams:
 
     ``unpack`` writes into the very shared variables it was given, so every
     compiled function that uses them (SGD's, the scorers) sees the values.
+
+    Parameters
+    ----------
+    params : iterable of TensorSharedVariable
+        The parameters, in the order their values are laid out in the vector
+        (e.g. ``SdA.params``).
+
+    Raises
+    ------
+    ValueError
+        ``params`` is empty.
+
+    Examples
+    --------
+    >>> import pytensor
+    >>> W = pytensor.shared(np.ones((2, 3), dtype=np.float32))
+    >>> b = pytensor.shared(np.zeros(3, dtype=np.float32))
+    >>> flat = FlatParams([W, b])
+    >>> flat.size, flat.pack().dtype, int(flat.matrix_mask().sum())
+    (9, dtype('float64'), 6)
     """
 
-    def __init__(self, params):
+    def __init__(self, params: Iterable[TensorSharedVariable]):
         self.params = list(params)
         if not self.params:
             raise ValueError("no parameters to flatten: pass the model's shared variables")
@@ -54,12 +77,29 @@ class FlatParams:
             start = end
         self.size = start
 
-    def pack(self):
-        """The current values, concatenated into a new float64 vector."""
+    def pack(self) -> np.ndarray:
+        """The current values, concatenated into a new float64 vector.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, of length ``size``: each parameter raveled in C order, one after another.
+        """
         return np.concatenate([p.get_value(borrow=True).ravel() for p in self.params], dtype=np.float64)
 
-    def unpack(self, vector):
-        """Set every parameter from its slice of ``vector``, cast to its dtype."""
+    def unpack(self, vector: np.ndarray) -> None:
+        """Set every parameter from its slice of ``vector``, cast to its dtype.
+
+        Parameters
+        ----------
+        vector : array_like
+            ``size`` values laid out as :meth:`pack` lays them out.
+
+        Raises
+        ------
+        ValueError
+            ``vector`` is not of shape ``(size,)``.
+        """
         vector = np.asarray(vector)
         if vector.shape != (self.size,):
             raise ValueError(f"expected a vector of {self.size} values, got shape {vector.shape}")
@@ -67,18 +107,37 @@ class FlatParams:
             # astype copies, so the shared variable may keep the array
             p.set_value(vector[start:end].reshape(shape).astype(p.dtype), borrow=True)
 
-    def matrix_mask(self):
+    def matrix_mask(self) -> np.ndarray:
         """True at the entries of weight matrices: what weight decay acts on (not biases),
-        as in ``sda.sgd.sgd_updates``."""
+        as in ``sda.sgd.sgd_updates``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean, of length ``size``.
+        """
         mask = np.zeros(self.size, dtype=bool)
         for start, end, shape in self._indptr:
             mask[start:end] = len(shape) == 2
         return mask
 
 
-def weight_penalty(params, weight_decay):
+def weight_penalty(params: Iterable[TensorSharedVariable], weight_decay: float) -> float:
     """``weight_decay / 2`` times the squared weight-matrix entries: the term
-    whose gradient is SGD's ``weight_decay * W`` (``sda.sgd.sgd_updates``)."""
+    whose gradient is SGD's ``weight_decay * W`` (``sda.sgd.sgd_updates``).
+
+    Parameters
+    ----------
+    params : iterable of TensorSharedVariable
+        The model's parameters; only the 2-d ones (weight matrices) count, not biases.
+    weight_decay : float
+        The L2 coefficient, as given to SGD; 0 gives 0 without reading the parameters.
+
+    Returns
+    -------
+    float
+        The penalty, summed in float64.
+    """
     if not weight_decay:
         return 0.0
     return (
@@ -92,10 +151,24 @@ def weight_penalty(params, weight_decay):
     )
 
 
-def dropout_mask(rng, shape, corruption):
+def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], corruption: float) -> np.ndarray:
     """A float32 input-dropout multiplier: 0 with probability ``corruption``,
     else ``1 / (1 - corruption)``, so a masked pixel keeps its expected value
     (the fixed-mask twin of ``SdA.dropped_input``).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the mask (one uniform number per entry).
+    shape : tuple of int
+        The mask's shape: ``(rows, pixels)`` of the input it multiplies.
+    corruption : float
+        The probability of dropping an entry, in [0, 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, of shape ``shape``.
 
     Examples
     --------
@@ -140,27 +213,54 @@ class FlatObjective:
     value and then the gradient costs one evaluation. Every cost, gradient
     and vector is checked to be finite (``phase`` and ``where``, e.g.
     ``{"epoch": 2, "step": 40}``, name the place in the error).
+
+    Parameters
+    ----------
+    cost : TensorVariable
+        The symbolic scalar mean cost over a batch of ``inputs`` (e.g. ``SdA.finetune_cost``).
+    params : sequence of TensorSharedVariable
+        The parameters to optimise; they make up the flat vector (:class:`FlatParams`).
+    inputs : sequence of TensorVariable
+        The symbolic inputs of ``cost`` (e.g. ``[model.x, model.y]``); the first is the pixels.
+    data : sequence of TensorSharedVariable
+        The shared data fed to each input, row by row (e.g. ``[train_x, train_y]``).
+    chunk_rows : int
+        Rows per call of the compiled function: bounds memory, not the result.
+    weight_decay : float
+        The L2 coefficient on the weight matrices (biases are not decayed).
+    phase : str
+        Names the phase in a divergence error.
+    input_dropout : float
+        The probability p of dropping each input pixel, in [0, 1); 0 keeps every pixel.
+
+    Raises
+    ------
+    SettingError
+        A bad ``chunk_rows``, ``weight_decay`` or ``input_dropout``.
+    ValueError
+        ``params`` is empty.
     """
 
     def __init__(
         self,
-        cost,
-        params,
-        inputs,
-        data,
-        chunk_rows=DEFAULT_CHUNK_ROWS,
-        weight_decay=0.0,
-        phase="CG fine-tuning",
-        input_dropout=0.0,
+        cost: Tensor,
+        params: Sequence[TensorSharedVariable],
+        inputs: Sequence[Tensor],
+        data: Sequence[TensorSharedVariable],
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        weight_decay: float = 0.0,
+        phase: str = "CG fine-tuning",
+        input_dropout: float = 0.0,
     ):
         check_count("chunk_rows", chunk_rows)
         check_setting("weight_decay", weight_decay)
         check_probability("input_dropout", input_dropout)
         self.flat = FlatParams(params)
-        grads = pytensor.grad(cost, self.flat.params)
+        # a list of tensors, given a list of parameters
+        grads = cast(list[Tensor], pytensor.grad(cost, self.flat.params))
         flat_grad = pt.concatenate([g.flatten() for g in grads])
         rows = pt.lvector("rows")
-        givens = {v: d[rows] for v, d in zip(inputs, data)}
+        givens: dict[Any, Any] = {v: d[rows] for v, d in zip(inputs, data)}
         fn_inputs = [rows]
         if input_dropout:
             mask = pt.tensor("dropout_mask", dtype=inputs[0].dtype, shape=(None,) * data[0].ndim)
@@ -171,18 +271,22 @@ class FlatObjective:
         self.chunk_rows, self.weight_decay, self.phase = chunk_rows, weight_decay, phase
         self.input_dropout = input_dropout
         self._decayed = self.flat.matrix_mask()
-        self.where = {}
+        self.where: dict[str, int] = {}
         self.examples = self.fun_evals = self.grad_evals = 0
-        self._chunks = self._last = None  # with dropout, no mask until use_rows draws one
+        # with dropout, no mask until use_rows draws one
+        self._chunks: list[tuple[np.ndarray, ...]] | None = None
+        self._last: tuple[np.ndarray, float, np.ndarray] | None = None  # (vector, cost, gradient)
         if not input_dropout:
             self.use_rows(np.arange(self.n_rows))
 
     @property
-    def passes(self):
+    def passes(self) -> float:
         """Rows pushed through forward and backward, in whole-data-set units."""
         return self.examples / self.n_rows
 
-    def use_rows(self, rows, mask_seed=None):
+    def use_rows(
+        self, rows: Sequence[int] | np.ndarray, mask_seed: int | Sequence[int] | None = None
+    ) -> None:
         """Make the mean run over these row numbers of the data from now on.
 
         With input dropout, ``mask_seed`` (an int or a sequence of ints, e.g.
@@ -190,6 +294,19 @@ class FlatObjective:
         call; it is required then and unused otherwise. Until the first call
         the mean runs over every row (with input dropout there is no mean
         until then).
+
+        Parameters
+        ----------
+        rows : array_like of int
+            Row numbers of the data, in any order; repeats count twice.
+        mask_seed : int or sequence of int, optional
+            Seeds the input-dropout mask of these rows.
+
+        Raises
+        ------
+        ValueError
+            ``rows`` is not a non-empty vector, or the objective drops input
+            pixels and ``mask_seed`` is missing.
         """
         rows = np.asarray(rows, dtype=np.int64)
         if rows.ndim != 1 or rows.size == 0:
@@ -207,10 +324,33 @@ class FlatObjective:
             tuple(part[i : i + self.chunk_rows] for part in inputs)
             for i in range(0, rows.size, self.chunk_rows)
         ]
-        self._last = None  # (vector, cost, gradient)
+        self._last = None
 
-    def evaluate(self, vector):
-        """Cost and float64 gradient at ``vector``; the model is left at ``vector``."""
+    def evaluate(self, vector: np.ndarray) -> tuple[float, np.ndarray]:
+        """Cost and float64 gradient at ``vector``; the model is left at ``vector``.
+
+        Asking again at the same vector costs nothing; otherwise every chosen
+        row goes forward and backward once (counted in ``examples``).
+
+        Parameters
+        ----------
+        vector : array_like
+            A point in parameter space, laid out as :meth:`FlatParams.pack` lays it out.
+
+        Returns
+        -------
+        cost : float
+            The row-weighted mean cost plus the weight penalty.
+        gradient : numpy.ndarray
+            Its float64 gradient with respect to ``vector``.
+
+        Raises
+        ------
+        ValueError
+            The objective drops input pixels and :meth:`use_rows` has not drawn a mask yet.
+        sda.errors.TrainingDiverged
+            The vector, the cost or the gradient is not finite.
+        """
         if self._last is not None and np.array_equal(vector, self._last[0]):
             return self._last[1], self._last[2]
         if self._chunks is None:
@@ -237,29 +377,81 @@ class FlatObjective:
         self._last = (vector, cost, grad)
         return cost, grad
 
-    def move_to(self, vector):
-        """Leave the model at ``vector`` (an iterate the optimiser accepted)."""
+    def move_to(self, vector: np.ndarray) -> None:
+        """Leave the model at ``vector`` (an iterate the optimiser accepted).
+
+        Parameters
+        ----------
+        vector : array_like
+            A point in parameter space, laid out as :meth:`FlatParams.pack` lays it out.
+        """
         self.flat.unpack(vector)
         self._last = None  # the cached point is no longer the model's
 
-    def value(self, vector):
+    def value(self, vector: np.ndarray) -> float:
+        """The cost at ``vector``, counted as one function evaluation (scipy's ``f``).
+
+        Parameters
+        ----------
+        vector : numpy.ndarray
+            A point in parameter space.
+
+        Returns
+        -------
+        float
+            As the cost of :meth:`evaluate`.
+        """
         self.fun_evals += 1
         return self.evaluate(vector)[0]
 
-    def gradient(self, vector):
+    def gradient(self, vector: np.ndarray) -> np.ndarray:
+        """The gradient at ``vector``, counted as one gradient evaluation (scipy's ``fprime``).
+
+        Parameters
+        ----------
+        vector : numpy.ndarray
+            A point in parameter space.
+
+        Returns
+        -------
+        numpy.ndarray
+            As the gradient of :meth:`evaluate`.
+        """
         self.grad_evals += 1
         return self.evaluate(vector)[1]
 
-    def value_and_gradient(self, vector):
+    def value_and_gradient(self, vector: np.ndarray) -> tuple[float, np.ndarray]:
+        """Cost and gradient at ``vector``, counted as one of each (scipy's ``jac=True``).
+
+        Parameters
+        ----------
+        vector : numpy.ndarray
+            A point in parameter space.
+
+        Returns
+        -------
+        cost : float
+        gradient : numpy.ndarray
+            As :meth:`evaluate` gives them.
+        """
         self.fun_evals += 1
         self.grad_evals += 1
         return self.evaluate(vector)
 
 
-def single_thread_scipy():
-    """The optimisers' vector algebra runs on the OpenBLAS bundled with numpy and
-    scipy. It is memory-bound, so extra threads only add latency: on busy cores
-    they made CG and L-BFGS twice as slow. PyTensor's BLAS keeps its threads."""
+def single_thread_scipy() -> AbstractContextManager[Any]:
+    """Limit the OpenBLAS bundled with numpy and scipy to one thread.
+
+    The optimisers' vector algebra runs on it. It is memory-bound, so extra
+    threads only add latency: on busy cores they made CG and L-BFGS twice as
+    slow. PyTensor's BLAS keeps its threads.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        threadpoolctl's limiter. The limit applies at once; leaving its
+        ``with`` block (or its ``restore_original_limits()``) lifts it.
+    """
     return ThreadpoolController().select(prefix="libscipy_openblas").limit(limits=1)
 
 
@@ -272,9 +464,14 @@ class DeepAutoencoder:
     untied, so the parameters are the encoders' ``W``, ``b`` plus each
     decoder's visible bias (and its own matrix when untied). They are the
     SdA's shared variables: fine-tuning this changes the SdA's encoders.
+
+    Parameters
+    ----------
+    model : SdA
+        A (pre-trained) stacked denoising auto-encoder; its ``x`` is this one's input.
     """
 
-    def __init__(self, model):
+    def __init__(self, model: Any):
         self.x = model.x
         pre_activation = model.unrolled_pre_activation(model.x)
         self.reconstruction = pt.sigmoid(pre_activation)
@@ -286,9 +483,27 @@ class DeepAutoencoder:
         self.params = [p for layer in model.sigmoid_layers for p in layer.params]
         self.params += [p for a in reversed(model.dA_layers) for p in a.params[2:]]
 
-    def error_function(self, data_x, chunk_rows=DEFAULT_CHUNK_ROWS, squared=False):
+    def error_function(
+        self, data_x: TensorSharedVariable, chunk_rows: int = DEFAULT_CHUNK_ROWS, squared: bool = False
+    ) -> Callable[[], float]:
         """A function returning the mean reconstruction loss per row of ``data_x``
-        (with ``squared``: the squared error summed over each row's pixels)."""
+        (with ``squared``: the squared error summed over each row's pixels).
+
+        Parameters
+        ----------
+        data_x : TensorSharedVariable
+            The input rows (pixels) to reconstruct.
+        chunk_rows : int
+            Rows per call of the compiled function: bounds memory, not the result.
+        squared : bool
+            Measure the squared error summed over pixels (Hinton & Salakhutdinov's
+            measure) instead of the dAs' training loss.
+
+        Returns
+        -------
+        callable
+            ``() -> float``: the mean over every row at the model's current parameters.
+        """
         fn, weights = _chunked(
             self.squared_error if squared else self.cost, [self.x], [data_x], chunk_rows, "reconstruction"
         )
@@ -297,11 +512,31 @@ class DeepAutoencoder:
 
 # ------------------------------------------------------------- measures
 def classifier_measures(
-    model, datasets, chunk_rows=DEFAULT_CHUNK_ROWS, weight_decay=0.0
+    model: Any,
+    datasets: Sequence[tuple[TensorSharedVariable, TensorSharedVariable]],
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    weight_decay: float = 0.0,
 ) -> tuple[Callable[[], float], Callable[[], float], Callable[[], float]]:
     """``(train_loss, valid_error, test_error)`` of a supervised SdA, for ``sda.finetune.Monitor``:
     the mean training cost over every training row plus the weight penalty (the
-    objective every optimiser minimises), and the validation and test errors."""
+    objective every optimiser minimises), and the validation and test errors.
+
+    Parameters
+    ----------
+    model : SdA
+        The network measured, at its current parameters on every call.
+    datasets : sequence of (TensorSharedVariable, TensorSharedVariable)
+        ``(x, y)`` shared pairs of the training, validation and test sets, in that order.
+    chunk_rows : int
+        Rows per call of the compiled functions: bounds memory, not the result.
+    weight_decay : float
+        The L2 coefficient the training loss includes (:func:`weight_penalty`).
+
+    Returns
+    -------
+    train_loss, valid_error, test_error : callable
+        Each ``() -> float``; the errors are fractions of rows misclassified, in [0, 1].
+    """
     (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
     loss, weights = _chunked(
         model.finetune_cost, [model.x, model.y], [train_x, train_y], chunk_rows, "train_loss"
@@ -317,10 +552,28 @@ def classifier_measures(
 
 
 def autoencoder_measures(
-    autoencoder, train_x, valid_x, chunk_rows=DEFAULT_CHUNK_ROWS
+    autoencoder: DeepAutoencoder,
+    train_x: TensorSharedVariable,
+    valid_x: TensorSharedVariable,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> tuple[Callable[[], float], Callable[[], float]]:
     """``(train_loss, valid_loss)`` of a :class:`DeepAutoencoder`, for ``sda.finetune.Monitor``:
-    the mean reconstruction loss per training and per validation row."""
+    the mean reconstruction loss per training and per validation row.
+
+    Parameters
+    ----------
+    autoencoder : DeepAutoencoder
+        The unrolled network measured, at its current parameters on every call.
+    train_x, valid_x : TensorSharedVariable
+        The training and validation input rows.
+    chunk_rows : int
+        Rows per call of the compiled functions: bounds memory, not the result.
+
+    Returns
+    -------
+    train_loss, valid_loss : callable
+        Each ``() -> float`` (:meth:`DeepAutoencoder.error_function`).
+    """
     return autoencoder.error_function(train_x, chunk_rows), autoencoder.error_function(valid_x, chunk_rows)
 
 
@@ -363,6 +616,22 @@ def run_line_searches(
     ``after_update()`` runs at each accepted iterate and may end the search
     by raising :class:`StopSearch`. The model is left at the last accepted
     iterate (where it began if none was).
+
+    Parameters
+    ----------
+    objective : FlatObjective
+        The function minimised, on the rows its :meth:`~FlatObjective.use_rows` chose.
+    method : {"cg", "lbfgs"}
+        scipy's ``fmin_cg`` (Polak-Ribiere conjugate gradient) or ``minimize``'s L-BFGS-B.
+    iterations : int
+        The most iterations (line searches) to run.
+    after_update : callable
+        ``() -> None``, called with the model at each accepted iterate.
+
+    Raises
+    ------
+    sda.errors.TrainingDiverged
+        A point the search tries, its cost or its gradient is not finite.
     """
     accepted = None
 

@@ -20,8 +20,11 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import resource
 import sys
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from sda import engine
 from sda.checkpoint import Checkpoint, Progress
@@ -35,7 +38,7 @@ from sda.cli import (
     print_pretrain_epoch,
 )
 from sda.config import PRESETS, RunConfig, check_optimiser_flags, preset
-from sda.data import shared_dataset
+from sda.data import Dataset, shared_dataset
 from sda.errors import (
     SdAError,
     TrainingDiverged,
@@ -45,16 +48,22 @@ from sda.errors import (
     recorded_warnings,
 )
 from sda.finetune import (
+    FinetuneResult,
     MinibatchSGD,
     Monitor,
     PassBudget,
     PatienceRule,
+    Record,
+    Step,
+    StepRecord,
     classifier_line_search,
     classifier_monitor,
 )
 from sda.finetune import finetune as finetune_loop
+from sda.graph_types import TensorSharedVariable
 from sda.pictures import save_run_pictures
 from sda.rundir import METRICS, RunDir, read_text
+from sda.SdA import SdA
 from sda.train import pretrain
 from sda.trained import model_metadata
 from sda.watch import FINETUNING, check_params
@@ -67,7 +76,15 @@ PRESET_DEFAULTS = {
 }
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m sda.run``: ``--preset``, ``--resume`` and a flag per setting.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its ``parse_args`` gives only the flags given (the others are suppressed),
+        so that :func:`parse` can tell a given value from a preset's.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m sda.run",
         description="Pre-train an SdA, fine-tune it, and keep the results in a run folder.",
@@ -90,9 +107,30 @@ def build_parser():
     return parser
 
 
-def parse(argv=None):
+def parse(argv: Sequence[str] | None = None) -> tuple[RunConfig | None, str | None]:
     """``(config, resume_dir)`` from the command line; ``config`` is None when resuming
-    (``run`` reads it from the folder)."""
+    (``run`` reads it from the folder).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    config : RunConfig or None
+        The preset with the given flags applied; None with ``--resume``.
+    resume_dir : str or None
+        The folder ``--resume`` names; None for a new run.
+
+    Raises
+    ------
+    SdAError
+        ``--resume`` is given with other settings, or a flag the chosen
+        optimiser would ignore is given.
+    SettingError
+        A setting is out of its range or choices.
+    """
     args = build_parser().parse_args(argv)
     given = given_settings(args, RunConfig)
     if args.resume is None:
@@ -107,8 +145,24 @@ def parse(argv=None):
     return None, args.resume
 
 
-def read_config(run_dir):
-    """The ``RunConfig`` saved in ``run_dir``; ``SdAError`` naming config.json if it is unusable."""
+def read_config(run_dir: RunDir) -> RunConfig:
+    """The ``RunConfig`` saved in ``run_dir``; ``SdAError`` naming config.json if it is unusable.
+
+    Parameters
+    ----------
+    run_dir : RunDir
+        The folder of a run started by ``python -m sda.run``.
+
+    Returns
+    -------
+    RunConfig
+        The settings in its ``config.json``, checked.
+
+    Raises
+    ------
+    SdAError
+        The folder holds no ``config.json``, or it cannot be read or holds bad settings.
+    """
     path = run_dir.path / "config.json"
     if not path.exists():
         raise SdAError(
@@ -126,11 +180,29 @@ class Reporter:
     start can be failed. A phase's start is its first minibatch's cost; for a
     phase begun before a resume, its first epoch's mean in ``metrics.csv``
     (one minibatch of a half-trained model can cost far less than the start).
+
+    Parameters
+    ----------
+    run_dir : RunDir
+        The run folder whose ``metrics.csv`` and ``steps.csv`` grow.
+    rows : int
+        Rows of ``metrics.csv`` already written by the run being resumed
+        (their costs seed ``costs``); 0 for a new run.
+    step_every : int
+        Keep every ``step_every``-th minibatch cost in ``steps.csv``; 0 keeps none.
+    on_epoch : callable, optional
+        Called with each record's row (a dict) after it is printed and written.
     """
 
-    def __init__(self, run_dir, rows=0, step_every=0, on_epoch=None):
+    def __init__(
+        self,
+        run_dir: RunDir,
+        rows: int = 0,
+        step_every: int = 0,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    ):
         self.run_dir, self.rows, self.step_every, self.on_epoch = run_dir, rows, step_every, on_epoch
-        self.costs = {}
+        self.costs: dict[tuple[str, int | None], list[float]] = {}
         for row in METRICS.read(run_dir.path)[:rows] if rows else ():
             self._cost(
                 {
@@ -144,14 +216,21 @@ class Reporter:
         first_last = self.costs.setdefault((record["phase"], record.get("layer")), [record["cost"]] * 2)
         first_last[1] = record["cost"]
 
-    def step(self, record):
-        """Keep every ``step_every``-th minibatch cost in ``steps.csv``."""
-        record = _row(record)
-        self.costs.setdefault((record["phase"], record.get("layer")), [record["cost"]] * 2)
-        if self.step_every and record["step"] % self.step_every == 0:
-            self.run_dir.append_step(record)
+    def step(self, record: StepRecord | dict[str, Any]) -> None:
+        """Keep every ``step_every``-th minibatch cost in ``steps.csv``.
 
-    def __call__(self, record):
+        Parameters
+        ----------
+        record : StepRecord or dict
+            One minibatch: fine-tuning's :class:`~sda.finetune.StepRecord`, or
+            pre-training's dict with ``phase``, ``layer``, ``step`` and ``cost``.
+        """
+        row = _row(record)
+        self.costs.setdefault((row["phase"], row.get("layer")), [row["cost"]] * 2)
+        if self.step_every and row["step"] % self.step_every == 0:
+            self.run_dir.append_step(row)
+
+    def __call__(self, record: Record | dict[str, Any]) -> None:
         """Take a pre-training record (a dict) or a fine-tuning one (``sda.finetune``'s)."""
         row = _row(record)
         self._cost(row)
@@ -176,17 +255,34 @@ def _row(record):
     return record if isinstance(record, dict) else record.row()
 
 
-def peak_memory_mib():
-    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+def peak_memory_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes).
+
+    Returns
+    -------
+    float
+        In MiB, rounded to 0.1.
+    """
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
-def early_stopping(config, n_train_batches):
+def early_stopping(config: RunConfig, n_train_batches: int) -> PatienceRule:
     """The run's ``PatienceRule`` for ``n_train_batches`` per epoch.
 
     Patience in epochs becomes iterations here; validation comes every
     ``min(n_train_batches, patience // 2)`` iterations, as in the tutorial.
+
+    Parameters
+    ----------
+    config : RunConfig
+        Gives ``patience`` (in epochs), ``patience_increase`` and ``improvement_threshold``.
+    n_train_batches : int
+        Fine-tuning minibatches per epoch.
+
+    Returns
+    -------
+    sda.finetune.PatienceRule
     """
     return PatienceRule(
         config.patience_iterations(n_train_batches),
@@ -196,10 +292,41 @@ def early_stopping(config, n_train_batches):
     )
 
 
-def finetune(model, shared, config, report, progress, checkpoint):
+def finetune(
+    model: SdA,
+    shared: Sequence[tuple[TensorSharedVariable, TensorSharedVariable]],
+    config: RunConfig,
+    report: Reporter,
+    progress: Progress,
+    checkpoint: Checkpoint,
+) -> FinetuneResult:
     """Fine-tune with the optimiser ``config.finetune`` names: SGD under the
-    tutorial's patience rule, or CG / L-BFGS on batches under a pass budget."""
+    tutorial's patience rule, or CG / L-BFGS on batches under a pass budget.
+
+    Parameters
+    ----------
+    model : SdA
+        The pre-trained network; the best parameters measured are left in it.
+    shared : sequence of (TensorSharedVariable, TensorSharedVariable)
+        ``(x, y)`` shared pairs of the training, validation and test sets.
+    config : RunConfig
+        The run's settings (optimiser, rates, batch sizes, stopping rule).
+    report : Reporter
+        Gets every record and minibatch cost.
+    progress, checkpoint : Progress, Checkpoint
+        The training state to continue from, and where it is saved.
+
+    Returns
+    -------
+    sda.finetune.FinetuneResult
+
+    Raises
+    ------
+    sda.errors.TrainingDiverged
+        A cost, gradient or parameter is not finite.
+    """
     n_train = len(shared[0][1].get_value(borrow=True))
+    step: Step
     if config.finetune != "sgd":
         step = classifier_line_search(
             model,
@@ -240,7 +367,19 @@ def finetune(model, shared, config, report, progress, checkpoint):
     )
 
 
-def resume_hint(run_dir):
+def resume_hint(run_dir: RunDir) -> str:
+    """How to continue the run in ``run_dir``: with ``--resume``, from its checkpoint if it has one.
+
+    Parameters
+    ----------
+    run_dir : RunDir
+        The run folder.
+
+    Returns
+    -------
+    str
+        A sentence naming the command to type.
+    """
     if (run_dir.path / "checkpoint.npz").is_file():
         return f"resume it with: python -m sda.run --resume {run_dir.path}"
     return (
@@ -249,7 +388,11 @@ def resume_hint(run_dir):
     )
 
 
-def run(config=None, resume_dir=None, on_epoch=None):
+def run(
+    config: RunConfig | None = None,
+    resume_dir: str | os.PathLike[str] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Train as ``config`` says, or continue the run in ``resume_dir``;
     return the summary dict (also written to the run folder).
 
@@ -276,6 +419,8 @@ def run(config=None, resume_dir=None, on_epoch=None):
     SdAError
         For bad settings, damaged or foreign folder files, a folder in use by
         another process, or a diverged run.
+    TypeError
+        Neither ``config`` nor ``resume_dir`` is given.
     """
     if config is None and resume_dir is None:
         raise TypeError("run() needs a config, a resume_dir, or both")
@@ -290,7 +435,7 @@ def run(config=None, resume_dir=None, on_epoch=None):
                     "a resumed run keeps its own settings"
                 )
             config = stored
-        config = config.check()
+        config = cast(RunConfig, config).check()  # given, or read from resume_dir
         apply_mode(config.mode)
         dataset = load_data(config)
         model = build_model(config, dataset)
@@ -317,13 +462,39 @@ def run(config=None, resume_dir=None, on_epoch=None):
 NOT_TRAINING = ("out", "name", "progress", "mode", "data")
 
 
-def training_settings(config):
-    """The settings a checkpoint records: all but those in ``NOT_TRAINING``."""
+def training_settings(config: RunConfig) -> dict[str, Any]:
+    """The settings a checkpoint records: all but those in ``NOT_TRAINING``.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run's settings.
+
+    Returns
+    -------
+    dict
+        Setting name to its JSON value.
+    """
     return {k: v for k, v in json.loads(config.to_json()).items() if k not in NOT_TRAINING}
 
 
-def check_same_settings(saved, config, path):
-    """Refuse to resume when config.json no longer says what the checkpoint was trained with."""
+def check_same_settings(saved: dict[str, Any], config: RunConfig, path: os.PathLike[str]) -> None:
+    """Refuse to resume when config.json no longer says what the checkpoint was trained with.
+
+    Parameters
+    ----------
+    saved : dict
+        The settings the checkpoint recorded (:func:`training_settings` when it was saved).
+    config : RunConfig
+        The settings in the folder's ``config.json`` now.
+    path : path-like
+        The checkpoint, named in the error.
+
+    Raises
+    ------
+    SdAError
+        A setting that changes training differs (up to three are named).
+    """
     changed = sorted(k for k, v in training_settings(config).items() if k in saved and saved[k] != v)
     if changed:
         shown = ", ".join(f"{k} {saved[k]!r} -> {getattr(config, k)!r}" for k in changed[:3])
@@ -437,13 +608,34 @@ def _pretrain_and_finetune(config, model, shared, report, progress, checkpoint):
     return history, result
 
 
-def training_failure(config, dataset, costs, best_valid_error):
+def training_failure(
+    config: RunConfig,
+    dataset: Dataset,
+    costs: dict[tuple[str, int | None], list[float]],
+    best_valid_error: float,
+) -> TrainingFailed | None:
     """The ``TrainingFailed`` a finished run deserves, or None.
 
     A phase whose cost ended ``COST_RISE`` times above where it began has
     diverged (``check_cost_end``), and so has a model that never beat chance
     on the validation set (``check_beats_chance``); either error names the
     learning rate to lower.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run's settings, whose learning rates the error names.
+    dataset : Dataset
+        The data trained on; its validation labels set the chance level.
+    costs : dict
+        ``{(phase, layer): [first, last]}`` costs of each phase (``Reporter.costs``).
+    best_valid_error : float
+        The best validation error fine-tuning reached, in [0, 1].
+
+    Returns
+    -------
+    TrainingFailed or None
+        The error (a ``TrainingDiverged`` for a cost that rose), not raised; None when training worked.
     """
     rates = {
         "pretrain": f"lower --pretrain-lr (now {config.pretrain_lr:g})",
@@ -477,7 +669,19 @@ def _record_end(run_dir, status, progress, **details):
         run_dir.write_json("summary.json", {"status": status, "stopped_at": where, **details})
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m sda.run`` with these arguments.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    int
+        The exit status: 0 when done, 2 for bad input or a run that diverged or failed.
+    """
     return exit_status(lambda: run(*parse(argv)))
 
 

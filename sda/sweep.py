@@ -40,8 +40,10 @@ import tomllib
 import types
 import typing
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn, cast
 
 import optuna
 import optuna.storages.journal
@@ -88,6 +90,21 @@ class Param:
 
     Tuple-valued fields (``hidden_layers``, ``corruption_levels``) take lists as
     choices; Optuna sees them as their JSON text.
+
+    Attributes
+    ----------
+    name : str
+        The ``RunConfig`` field searched.
+    kind : {"float", "int", "categorical"}
+        A range of floats or of ints, or a list of choices.
+    low, high : float or None
+        A range's bounds, both included; None for choices.
+    log : bool
+        Draw a range on a log scale (``low`` > 0).
+    step : float or None
+        A range's spacing; None draws any value (1 for an int range).
+    choices : tuple
+        The values to choose from (lists for tuple-valued fields); empty for a range.
     """
 
     name: str
@@ -98,8 +115,19 @@ class Param:
     step: float | None = None
     choices: tuple = ()
 
-    def suggest(self, trial: optuna.Trial):
-        """The trial's value of this field, in the type ``RunConfig`` wants."""
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """The trial's value of this field, in the type ``RunConfig`` wants.
+
+        Parameters
+        ----------
+        trial : optuna.Trial
+            The trial that draws the value (and records it under ``name``).
+
+        Returns
+        -------
+        float, int, tuple or other choice
+            A tuple for a list-valued choice; a choice's own value otherwise.
+        """
         if self.kind in ("float", "int"):
             low, high = self.low, self.high
             assert low is not None and high is not None  # a range's bounds are set when it is read
@@ -109,18 +137,58 @@ class Param:
         return self.decode(trial.suggest_categorical(self.name, [self.encode(c) for c in self.choices]))
 
     @staticmethod
-    def encode(choice):
+    def encode(choice: Any) -> Any:
+        """A choice as Optuna can store it: a list as its JSON text, anything else as it is.
+
+        Parameters
+        ----------
+        choice : bool, int, float, str or list
+            One of a parameter's choices.
+
+        Returns
+        -------
+        bool, int, float or str
+
+        Examples
+        --------
+        >>> Param.encode([500, 500]), Param.encode(0.1)
+        ('[500, 500]', 0.1)
+        """
         return json.dumps(choice) if isinstance(choice, list) else choice
 
-    def decode(self, value):
+    def decode(self, value: Any) -> Any:
+        """A value Optuna stored for this parameter, back as ``RunConfig`` takes it
+        (:meth:`encode`'s inverse).
+
+        Parameters
+        ----------
+        value : bool, int, float or str
+            A trial's value of this parameter.
+
+        Returns
+        -------
+        object
+            A tuple when the choices are lists; ``value`` itself otherwise.
+
+        Examples
+        --------
+        >>> Param("hidden_layers", "categorical", choices=([500], [500, 500])).decode("[500, 500]")
+        (500, 500)
+        """
         return (
             tuple(json.loads(value))
             if isinstance(value, str) and isinstance(self.choices[0], list)
             else value
         )
 
-    def extremes(self):
-        """The values that bound this parameter, to check against ``RunConfig.check``."""
+    def extremes(self) -> list[Any]:
+        """The values that bound this parameter, to check against ``RunConfig.check``.
+
+        Returns
+        -------
+        list
+            ``[low, high]`` of a range; every choice (lists as tuples) of a categorical.
+        """
         if self.kind == "categorical":
             return [tuple(c) if isinstance(c, list) else c for c in self.choices]
         return [self.low, self.high]
@@ -128,24 +196,72 @@ class Param:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """What ``SPACE.toml`` declares: fixed fields, searched fields, sweep settings."""
+    """What ``SPACE.toml`` declares: fixed fields, searched fields, sweep settings.
+
+    Attributes
+    ----------
+    source : str
+        The file it was read from, named in messages.
+    fixed : dict
+        ``[fixed]``: ``RunConfig`` field to value (a ``preset`` among them), lists as tuples.
+    params : tuple of Param
+        ``[search]``: one per searched field.
+    settings : dict
+        ``[sweep]`` over ``SWEEP_SETTINGS``: ``trials``, ``seed``, ``sampler``, ...
+    """
 
     source: str  # the file, for messages
     fixed: dict
     params: tuple
     settings: dict
 
-    def config(self, values: dict, **bookkeeping) -> RunConfig:
+    def config(self, values: dict, **bookkeeping: Any) -> RunConfig:
         """The checked ``RunConfig`` of one trial: the preset, the fixed
-        fields, the trial's ``values``, then the sweep's ``bookkeeping``."""
+        fields, the trial's ``values``, then the sweep's ``bookkeeping``.
+
+        Parameters
+        ----------
+        values : dict
+            Searched field to the trial's value (:meth:`suggest`); may be partial.
+        **bookkeeping
+            Fields the sweep sets for each trial (``out``, ``name``, ``progress``).
+
+        Returns
+        -------
+        RunConfig
+
+        Raises
+        ------
+        SettingError
+            The values make no valid run (e.g. three layers with two corruption levels).
+        """
         fields = {k: v for k, v in self.fixed.items() if k != "preset"}
         return preset(self.fixed.get("preset", "default"), **fields, **values, **bookkeeping).check()
 
     def suggest(self, trial: optuna.Trial) -> dict:
+        """Draw every searched field's value for ``trial``.
+
+        Parameters
+        ----------
+        trial : optuna.Trial
+            The trial that draws and records the values.
+
+        Returns
+        -------
+        dict
+            Field name to its value, as :meth:`config` takes it.
+        """
         return {param.name: param.suggest(trial) for param in self.params}
 
     def as_json(self) -> str:
-        """A canonical text of the space, kept in the study to refuse a changed file."""
+        """A canonical text of the space, kept in the study to refuse a changed file.
+
+        Returns
+        -------
+        str
+            JSON of the fixed fields and the searched ones, keys sorted (the
+            ``[sweep]`` settings are not part of it).
+        """
         return json.dumps(
             {"fixed": self.fixed, "params": [dataclasses.asdict(p) for p in self.params]},
             sort_keys=True,
@@ -154,7 +270,14 @@ class SearchSpace:
 
 
 def field_types() -> dict:
-    """``{field: set of allowed value types}`` from ``RunConfig``'s annotations."""
+    """``{field: set of allowed value types}`` from ``RunConfig``'s annotations.
+
+    Returns
+    -------
+    dict
+        ``RunConfig`` field name to a set of types; ``tuple[int, ...]`` counts as
+        ``tuple`` and an optional field does not list ``NoneType``.
+    """
     types_of = {}
     for field in dataclasses.fields(RunConfig):
         hint = field.type
@@ -164,7 +287,7 @@ def field_types() -> dict:
     return types_of
 
 
-def load_space(path) -> SearchSpace:
+def load_space(path: str | os.PathLike[str]) -> SearchSpace:
     """Read and check a search-space file.
 
     Parameters
@@ -219,7 +342,16 @@ def load_space(path) -> SearchSpace:
     return space
 
 
-def check_settings(settings, refuse):
+def check_settings(settings: dict[str, Any], refuse: Callable[[str], NoReturn]) -> None:
+    """Refuse an unknown ``[sweep]`` setting or a bad value.
+
+    Parameters
+    ----------
+    settings : dict
+        ``[sweep]`` over ``SWEEP_SETTINGS``.
+    refuse : callable
+        Raises the error for a message (naming the file).
+    """
     unknown = set(settings) - set(SWEEP_SETTINGS)
     if unknown:
         refuse(f"unknown [sweep] setting(s) {sorted(unknown)}: known are {sorted(SWEEP_SETTINGS)}")
@@ -230,7 +362,18 @@ def check_settings(settings, refuse):
             refuse(f"[sweep] {error}")
 
 
-def unknown_field(name, kinds, refuse):
+def unknown_field(name: str, kinds: dict[str, set[type]], refuse: Callable[[str], NoReturn]) -> None:
+    """Refuse a name that is not a ``RunConfig`` field.
+
+    Parameters
+    ----------
+    name : str
+        A key of ``[fixed]`` or ``[search]``.
+    kinds : dict
+        :func:`field_types`.
+    refuse : callable
+        Raises the error for a message (naming the file).
+    """
     if name not in kinds:
         refuse(
             f"{name!r} is not a RunConfig field: see python -m sda.run --help for the fields "
@@ -238,8 +381,26 @@ def unknown_field(name, kinds, refuse):
         )
 
 
-def fits(value, allowed):
-    """Whether a TOML value can stand for a field of the ``allowed`` types."""
+def fits(value: Any, allowed: set[type]) -> bool:
+    """Whether a TOML value can stand for a field of the ``allowed`` types.
+
+    Parameters
+    ----------
+    value : object
+        A value read from the TOML file.
+    allowed : set of type
+        The field's types (a :func:`field_types` entry).
+
+    Returns
+    -------
+    bool
+        An int fits a float field; a list fits a tuple field; a bool only a bool field.
+
+    Examples
+    --------
+    >>> fits(1, {float}), fits(True, {int}), fits([500, 500], {tuple})
+    (True, False, True)
+    """
     if isinstance(value, bool):
         return bool in allowed
     if isinstance(value, int):
@@ -249,7 +410,25 @@ def fits(value, allowed):
     return type(value) in allowed
 
 
-def check_fixed(name, value, kinds, refuse):
+def check_fixed(name: str, value: Any, kinds: dict[str, set[type]], refuse: Callable[[str], NoReturn]) -> Any:
+    """A ``[fixed]`` field's value, checked against the field's type and constraints.
+
+    Parameters
+    ----------
+    name : str
+        The field.
+    value : object
+        Its value as read from the TOML file.
+    kinds : dict
+        :func:`field_types`.
+    refuse : callable
+        Raises the error for a message (naming the file).
+
+    Returns
+    -------
+    object
+        ``value``, a list made a tuple.
+    """
     unknown_field(name, kinds, refuse)
     if name in SWEEP_OWNED:
         refuse(f"[fixed] {name} is set by the sweep for each trial: remove it")
@@ -263,7 +442,28 @@ def check_fixed(name, value, kinds, refuse):
     return value
 
 
-def check_param(name, spec, kinds, refuse):
+def check_param(
+    name: str, spec: Any, kinds: dict[str, set[type]], refuse: Callable[[str], NoReturn]
+) -> Param:
+    """A ``[search]`` entry as a checked :class:`Param`.
+
+    Parameters
+    ----------
+    name : str
+        The field searched.
+    spec : dict
+        ``{low, high[, log][, step]}`` for a range, or ``{choices}``.
+    kinds : dict
+        :func:`field_types`.
+    refuse : callable
+        Raises the error for a message (naming the file): an unsearchable
+        field, missing or extra keys, wrong types, an empty or reversed range,
+        a log range from 0, bounds outside the field's allowed values.
+
+    Returns
+    -------
+    Param
+    """
     unknown_field(name, kinds, refuse)
     if name in NOT_SEARCHABLE:
         refuse(f"{name} cannot be searched: fix it under [fixed] or leave it to the sweep")
@@ -317,13 +517,29 @@ def check_param(name, spec, kinds, refuse):
     return Param(name, kind, low=low, high=high, log=log, step=step)
 
 
-def check_extremes(space, refuse, check=None):
+def check_extremes(
+    space: SearchSpace,
+    refuse: Callable[[str], NoReturn],
+    check: Callable[[SearchSpace, dict], str | None] | None = None,
+) -> None:
     """Each bound of a range, and each choice in at least one combination of
     the other choices, must make a valid ``RunConfig``: a bad range fails
     now, not in trial 40. (Choices that clash, such as 3 layers with 2
     corruption levels, are allowed: those trials fail with the reason.)
     ``check(space, values)`` says why values make no valid run (default:
-    ``invalid``, ``RunConfig``'s own checks; ``invalid_for_data`` adds the data's)."""
+    ``invalid``, ``RunConfig``'s own checks; ``invalid_for_data`` adds the data's).
+
+    Choices are tried in at most ``MAX_COMBINATIONS`` combinations.
+
+    Parameters
+    ----------
+    space : SearchSpace
+        The space to check.
+    refuse : callable
+        Raises the error for a message (naming the file).
+    check : callable, optional
+        ``check(space, values) -> str or None``; :func:`invalid` when None.
+    """
     check = check or invalid
     choices = [p for p in space.params if p.kind == "categorical"]
     lows = {p.name: p.low for p in space.params if p.kind != "categorical"}
@@ -349,8 +565,21 @@ def check_extremes(space, refuse, check=None):
                 refuse(f"[search] {param.name} = {value!r} gives an invalid run: {problem}")
 
 
-def invalid(space, values):
-    """Why ``values`` make no valid run, or None."""
+def invalid(space: SearchSpace, values: dict) -> str | None:
+    """Why ``values`` make no valid run, or None.
+
+    Parameters
+    ----------
+    space : SearchSpace
+        Gives the preset and fixed fields.
+    values : dict
+        Searched field to value; may be partial.
+
+    Returns
+    -------
+    str or None
+        The error ``RunConfig.check`` raises, as text.
+    """
     try:
         space.config(values)
     except (SdAError, ValueError, TypeError) as error:
@@ -358,10 +587,26 @@ def invalid(space, values):
     return None
 
 
-def invalid_for_data(space, values, datasets):
+def invalid_for_data(space: SearchSpace, values: dict, datasets: dict) -> str | None:
     """Why ``values`` make no valid run on their data, or None: ``invalid``'s
     checks, then minibatch sizes against the training rows and the model's
-    size against the memory available. ``datasets`` caches each data set read."""
+    size against the memory available. ``datasets`` caches each data set read.
+
+    Parameters
+    ----------
+    space : SearchSpace
+        Gives the preset and fixed fields.
+    values : dict
+        Searched field to value; may be partial.
+    datasets : dict
+        The cache, filled as data sets are read: ``(dataset, data, n_train,
+        n_valid, n_test)`` to the loaded ``Dataset``.
+
+    Returns
+    -------
+    str or None
+        The first problem, as text (a data set that cannot be loaded is one).
+    """
     problem = invalid(space, values)
     if problem:
         return problem
@@ -384,6 +629,11 @@ def check_against_data(space: SearchSpace) -> None:
     data (a batch size above the training rows, a model too large for the
     memory): the checks of ``check_extremes`` with the data loaded.
 
+    Parameters
+    ----------
+    space : SearchSpace
+        The space read by :func:`load_space`.
+
     Raises
     ------
     SweepError
@@ -397,8 +647,32 @@ def check_against_data(space: SearchSpace) -> None:
 
 
 # ---------------------------------------------------------------- storage
-def open_storage(url: str | None, out: Path):
-    """The journal file ``out/journal.log``, or Optuna's RDB storage for ``url``."""
+def open_storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
+    """The journal file ``out/journal.log``, or Optuna's RDB storage for ``url``.
+
+    A journal's cut-short last line is dropped first (:func:`repair_journal`).
+    Opening a database is tried three times, a second apart, as workers
+    started together race to create its tables.
+
+    Parameters
+    ----------
+    url : str or None
+        An SQLAlchemy database URL (``--storage``); None for the journal file.
+    out : Path
+        The sweep folder (made if missing) that holds the journal.
+
+    Returns
+    -------
+    optuna.storages.BaseStorage
+        A ``JournalStorage``, or an ``RDBStorage`` whose heartbeat re-queues
+        the trials of workers that stopped beating.
+
+    Raises
+    ------
+    SweepError
+        ``out`` cannot be used, the journal is damaged, the database driver is
+        missing or the database cannot be opened.
+    """
     if url is None:
         journal = usable_folder(out) / "journal.log"
         lock = optuna.storages.journal.JournalFileSymlinkLock(str(journal))
@@ -496,7 +770,19 @@ def repair_journal(path: Path) -> str | None:
 
 def with_installed_driver(url: str) -> str:
     """SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3; use psycopg2 (the
-    ``sweep`` extra's driver) when psycopg 3 is not installed."""
+    ``sweep`` extra's driver) when psycopg 3 is not installed.
+
+    Parameters
+    ----------
+    url : str
+        A database URL.
+
+    Returns
+    -------
+    str
+        ``url`` with the ``postgresql+psycopg2://`` scheme when that is the
+        driver installed; otherwise ``url`` unchanged.
+    """
     import importlib.util
 
     if (
@@ -508,14 +794,39 @@ def with_installed_driver(url: str) -> str:
     return url
 
 
-def make_sampler(settings, salt=0):
+def make_sampler(settings: dict[str, Any], salt: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler ``[sweep]`` names: random, or TPE after ``startup_trials`` random ones.
+
+    Parameters
+    ----------
+    settings : dict
+        ``[sweep]``: ``sampler``, ``seed`` and ``startup_trials``.
+    salt : int
+        Added to the seed, so that each trial (and each worker) draws afresh.
+
+    Returns
+    -------
+    optuna.samplers.BaseSampler
+    """
     seed = settings["seed"] + salt
     if settings["sampler"] == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, settings["startup_trials"]))
 
 
-def make_pruner(settings):
+def make_pruner(settings: dict[str, Any]) -> optuna.pruners.BasePruner:
+    """The pruner ``[sweep]`` names: none, or the median rule.
+
+    Parameters
+    ----------
+    settings : dict
+        ``[sweep]``: ``pruner``, ``startup_trials`` (trials never pruned) and
+        ``prune_after_epochs`` (fine-tuning epochs before a trial may be pruned).
+
+    Returns
+    -------
+    optuna.pruners.BasePruner
+    """
     if settings["pruner"] == "none":
         return optuna.pruners.NopPruner()
     return optuna.pruners.MedianPruner(
@@ -523,8 +834,28 @@ def make_pruner(settings):
     )
 
 
-def open_study(space: SearchSpace, storage, name: str) -> optuna.Study:
-    """Create the study or load it; refuse one made from another search space."""
+def open_study(space: SearchSpace, storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    """Create the study or load it; refuse one made from another search space.
+
+    Parameters
+    ----------
+    space : SearchSpace
+        The space; a new study records its :meth:`~SearchSpace.as_json`.
+    storage : optuna.storages.BaseStorage
+        Where the study lives (:func:`open_storage`).
+    name : str
+        The study's name.
+
+    Returns
+    -------
+    optuna.Study
+        Minimising, with the space's sampler and pruner.
+
+    Raises
+    ------
+    SweepError
+        The stored study was made from another search space.
+    """
     study = optuna.create_study(
         study_name=name,
         storage=storage,
@@ -546,11 +877,28 @@ def open_study(space: SearchSpace, storage, name: str) -> optuna.Study:
 
 # ------------------------------------------------------ interrupted trials
 def worker_id() -> str:
+    """This process, as trials record their worker: ``host:pid``.
+
+    Returns
+    -------
+    str
+    """
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def is_dead(worker: str) -> bool:
-    """Whether ``worker`` ran on this machine and its process is gone (or a zombie)."""
+    """Whether ``worker`` ran on this machine and its process is gone (or a zombie).
+
+    Parameters
+    ----------
+    worker : str
+        A :func:`worker_id`.
+
+    Returns
+    -------
+    bool
+        False for a worker on another machine or a process this user may not signal.
+    """
     host, _, pid = worker.rpartition(":")
     if host != socket.gethostname():
         return False  # another machine's worker: the shared storage's heartbeat covers it
@@ -569,7 +917,15 @@ def is_dead(worker: str) -> bool:
 def retry_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial | optuna.Trial) -> None:
     """Queue a killed trial's parameters again as a new trial whose
     ``retry_of`` names it (also the shared storage's callback for a trial
-    whose worker stopped beating)."""
+    whose worker stopped beating).
+
+    Parameters
+    ----------
+    study : optuna.Study
+        The study that gets the new trial.
+    trial : optuna.trial.FrozenTrial or optuna.Trial
+        The killed trial; its parameters and distributions are copied.
+    """
     study.add_trial(
         optuna.trial.create_trial(
             state=TrialState.WAITING,
@@ -614,7 +970,16 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
 
 def counts_as_done(trial: optuna.trial.FrozenTrial) -> bool:
     """Finished with a result: complete, pruned, or failed by its own
-    settings (diverged); a killed trial does not count, its retry does."""
+    settings (diverged); a killed trial does not count, its retry does.
+
+    Parameters
+    ----------
+    trial : optuna.trial.FrozenTrial
+
+    Returns
+    -------
+    bool
+    """
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
         trial.state == TrialState.FAIL and "error" in trial.user_attrs
     )
@@ -623,7 +988,13 @@ def counts_as_done(trial: optuna.trial.FrozenTrial) -> bool:
 # ------------------------------------------------------------------ trials
 class PruneOnEpoch:
     """``sda.run``'s ``on_epoch`` callback: report each fine-tuning epoch's best
-    validation error to the trial, and stop the run when the pruner says so."""
+    validation error to the trial, and stop the run when the pruner says so.
+
+    Parameters
+    ----------
+    trial : optuna.Trial
+        The trial the run belongs to.
+    """
 
     def __init__(self, trial: optuna.Trial):
         self.trial = trial
@@ -638,7 +1009,15 @@ class PruneOnEpoch:
 
 class Objective:
     """One trial: an ordinary ``sda.run`` in ``runs/trial-NNNN``, its output in
-    ``runs/trial-NNNN.log``; the value is the best validation error."""
+    ``runs/trial-NNNN.log``; the value is the best validation error.
+
+    Parameters
+    ----------
+    space : SearchSpace
+        Gives each trial's settings.
+    out : Path
+        The sweep folder; the run folders and logs go in ``out/runs``.
+    """
 
     def __init__(self, space: SearchSpace, out: Path):
         self.space, self.runs = space, out / "runs"
@@ -667,7 +1046,25 @@ class Objective:
             trial.set_user_attr(key, summary[key])
         return summary["best_valid_error"]
 
-    def trial_config(self, trial, name):
+    def trial_config(self, trial: optuna.Trial, name: str) -> RunConfig:
+        """The settings of ``trial``'s run, whose folder is ``runs/name``.
+
+        Parameters
+        ----------
+        trial : optuna.Trial
+            Draws the searched values.
+        name : str
+            The run folder's name (``trial-NNNN``).
+
+        Returns
+        -------
+        RunConfig
+
+        Raises
+        ------
+        InvalidTrial
+            The values drawn make no valid run (e.g. choices that clash).
+        """
         try:
             return self.space.config(self.space.suggest(trial), out=str(self.runs), name=name, progress=False)
         except (SdAError, ValueError) as error:  # two choices that clash, e.g. layers and corruption levels
@@ -675,7 +1072,15 @@ class Objective:
 
 
 def progress_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """One line per finished trial."""
+    """One line per finished trial: its state, validation and test errors, the best so far, its parameters.
+
+    Parameters
+    ----------
+    study : optuna.Study
+        The study, for the best trial so far.
+    trial : optuna.trial.FrozenTrial
+        The trial just finished.
+    """
     value = trial.value if trial.state == TrialState.COMPLETE else last_report(trial)
     test = trial.user_attrs.get("test_error")
     try:
@@ -692,21 +1097,77 @@ def progress_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     )
 
 
-def percent(fraction):
+def percent(fraction: float | None) -> str:
+    """A fraction as a percentage six characters wide; a dash for None.
+
+    Parameters
+    ----------
+    fraction : float or None
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> percent(0.0123), percent(None)
+    (' 1.23%', '     -')
+    """
     return "     -" if fraction is None else f"{100 * fraction:5.2f}%"
 
 
-def last_report(trial):
+def last_report(trial: optuna.trial.FrozenTrial) -> float | None:
+    """The last validation error a trial reported (a pruned trial's result), or None.
+
+    Parameters
+    ----------
+    trial : optuna.trial.FrozenTrial
+
+    Returns
+    -------
+    float or None
+        The value reported at its latest fine-tuning epoch.
+    """
     return trial.intermediate_values[max(trial.intermediate_values)] if trial.intermediate_values else None
 
 
-def format_value(value):
+def format_value(value: Any) -> str:
+    """A parameter's value as the progress lines show it: floats to four significant digits.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> format_value(0.012345), format_value(3)
+    ('0.01235', '3')
+    """
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def optimise(study: optuna.Study, space: SearchSpace, out: Path, trials: int, shared: bool) -> None:
     """Run trials until the study holds ``trials`` done ones and none queued
-    (several workers may overshoot by one each), recovering killed trials first."""
+    (several workers may overshoot by one each), recovering killed trials first.
+
+    Parameters
+    ----------
+    study : optuna.Study
+        The study, in its storage.
+    space : SearchSpace
+        Gives each trial's settings and the sampler's.
+    out : Path
+        The sweep folder; run folders go in ``out/runs``.
+    trials : int
+        Done trials (:func:`counts_as_done`) to reach.
+    shared : bool
+        Whether the storage is a database other workers may share: each
+        worker then salts its sampler's seed with its process id.
+    """
     objective = Objective(space, out)
     while True:
         recovered = recover_interrupted(study)
@@ -728,7 +1189,19 @@ def optimise(study: optuna.Study, space: SearchSpace, out: Path, trials: int, sh
 
 
 def trial_rows(study: optuna.Study) -> list[dict]:
-    """One flat dict per trial, for ``trials.csv`` and the markdown table."""
+    """One flat dict per trial, for ``trials.csv`` and the markdown table.
+
+    Parameters
+    ----------
+    study : optuna.Study
+
+    Returns
+    -------
+    list of dict
+        ``trial``, ``state``, ``valid_error_%`` (a pruned trial's last report),
+        ``test_error_%``, ``best_epoch``, ``seconds``, one column per searched
+        field, ``note`` (why it failed, was pruned or re-run) and ``run_dir``.
+    """
     names = sorted({name for t in study.trials for name in t.params})
     retried = {t.user_attrs["retry_of"]: t.number for t in study.trials if "retry_of" in t.user_attrs}
     rows = []
@@ -760,7 +1233,27 @@ def trial_rows(study: optuna.Study) -> list[dict]:
     return rows
 
 
-def markdown_table(rows: list[dict], skip=("run_dir",)) -> str:
+def markdown_table(rows: list[dict], skip: Sequence[str] = ("run_dir",)) -> str:
+    """``rows`` as a Markdown table: percentages to 2 decimals, other floats to 4 digits.
+
+    Parameters
+    ----------
+    rows : list of dict
+        :func:`trial_rows`; the first row's keys are the columns.
+    skip : sequence of str
+        Columns left out.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> print(markdown_table([{"trial": 0, "valid_error_%": 1.234, "lr": 0.012345, "run_dir": "x"}]))
+    | trial | valid_error_% | lr |
+    |---|---|---|
+    | 0 | 1.23 | 0.01235 |
+    """
     columns = [c for c in rows[0] if c not in skip] if rows else []
 
     def cell(column, value):
@@ -777,7 +1270,20 @@ def markdown_table(rows: list[dict], skip=("run_dir",)) -> str:
 
 def importances(study: optuna.Study) -> tuple[dict, str]:
     """``({param: importance}, how)``; the default evaluator first, then
-    fANOVA, and an empty dict with the reason when neither works."""
+    fANOVA, and an empty dict with the reason when neither works.
+
+    Parameters
+    ----------
+    study : optuna.Study
+
+    Returns
+    -------
+    values : dict
+        Searched field to its importance, most important first.
+    how : str
+        The evaluator's class name, or why none could be computed (fewer
+        than two complete trials, the evaluators' errors).
+    """
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 2:
         return {}, f"needs at least 2 complete trials (this study has {len(complete)})"
@@ -798,8 +1304,19 @@ def importances(study: optuna.Study) -> tuple[dict, str]:
     return {}, "; ".join(reasons)
 
 
-def new_axes(height=3.5):
-    """A figure off-screen on matplotlib's Agg canvas, as in ``sda.plots`` (no pyplot)."""
+def new_axes(height: float = 3.5) -> tuple[Figure, Any]:
+    """A figure off-screen on matplotlib's Agg canvas, as in ``sda.plots`` (no pyplot).
+
+    Parameters
+    ----------
+    height : float
+        In inches; the width is 6.
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+    axes : matplotlib.axes.Axes
+    """
     figure = Figure(figsize=(6, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure, figure.subplots()
@@ -823,11 +1340,19 @@ def objective(trial: optuna.trial.FrozenTrial) -> float:
 
 
 def plot_objective(study: optuna.Study, path: Path) -> None:
-    """Each trial's best validation error (pruned: its last report) and the best so far."""
+    """Each trial's best validation error (pruned: its last report) and the best so far.
+
+    Parameters
+    ----------
+    study : optuna.Study
+    path : Path
+        The PNG written.
+    """
     figure, axes = new_axes()
     for state, marker in [(TrialState.COMPLETE, "o"), (TrialState.PRUNED, "x")]:
+        # a pruned trial is plotted only when it reported: its last report is a float
         points = [
-            (t.number, 100 * (objective(t) if state == TrialState.COMPLETE else last_report(t)))
+            (t.number, 100 * (objective(t) if state == TrialState.COMPLETE else cast(float, last_report(t))))
             for t in study.get_trials(deepcopy=False, states=(state,))
             if state == TrialState.COMPLETE or t.intermediate_values
         ]
@@ -848,6 +1373,15 @@ def plot_objective(study: optuna.Study, path: Path) -> None:
 
 
 def plot_importances(values: dict, how: str, path: Path) -> None:
+    """A bar per searched field, its length the field's importance.
+
+    Parameters
+    ----------
+    values, how : dict, str
+        :func:`importances`' result (``values`` not empty).
+    path : Path
+        The PNG written.
+    """
     figure, axes = new_axes(0.5 * len(values) + 1.5)
     names = sorted(values, key=lambda name: values[name])
     axes.barh(names, [values[n] for n in names])
@@ -938,7 +1472,14 @@ def write_summary(study: optuna.Study, space: SearchSpace, out: Path, command: s
 
 
 # ------------------------------------------------------------ command line
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m sda.sweep``: the space file, ``--trials``, ``--out``,
+    ``--storage`` and ``--study``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     parser = argparse.ArgumentParser(
         prog="python -m sda.sweep",
         description="Hyper-parameter search on Optuna: one ordinary sda run per trial, its objective the "
@@ -967,7 +1508,7 @@ def build_parser():
     return parser
 
 
-def sweep(argv=None) -> str:
+def sweep(argv: Sequence[str] | None = None) -> str:
     """Run ``python -m sda.sweep`` with the arguments ``argv``.
 
     Parameters
@@ -979,6 +1520,13 @@ def sweep(argv=None) -> str:
     -------
     str
         The text of the sweep's ``summary.md``.
+
+    Raises
+    ------
+    SweepError
+        A bad space file, ``--trials`` below 0, a range that makes no run on
+        the data, a storage that cannot be opened, or a study made from
+        another space.
     """
     args = build_parser().parse_args(argv)
     space = load_space(args.space)  # every check before any folder exists
@@ -1005,7 +1553,19 @@ def sweep(argv=None) -> str:
     return text
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m sda.sweep`` with these arguments.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    int
+        The exit status: 0 when done, 2 for bad input, 130 when stopped by Ctrl-C.
+    """
     try:
         return exit_status(lambda: sweep(argv))
     except KeyboardInterrupt:

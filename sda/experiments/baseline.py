@@ -17,7 +17,10 @@ import argparse
 import csv
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self, cast
 
 import numpy as np
 
@@ -35,10 +38,12 @@ from sda.cli import (
 )
 from sda.config import PRESETS, RunConfig, SettingError, setting
 from sda.constraints import SGD_BATCH_SIZE, check_setting
-from sda.data import shared_dataset
-from sda.finetune import MinibatchSGD, Monitor, PatienceRule, finetune
+from sda.data import Dataset, shared_dataset
+from sda.finetune import FinetuneResult, MinibatchSGD, Monitor, PatienceRule, StepRecord, finetune
+from sda.graph_types import TensorSharedVariable
 from sda.plots import plot_curves
 from sda.rundir import save_params
+from sda.SdA import SdA
 from sda.train import pretrain
 
 ARMS = {"pretrained": "pre-trained", "random": "random init"}
@@ -61,7 +66,19 @@ class BaselineConfig(RunConfig):
     def __post_init__(self):
         self.pretrain_batch_size = self.finetune_batch_size = self.batch_size
 
-    def check(self):
+    def check(self) -> Self:
+        """Check ``batch_size`` (under its own name), then every setting as ``RunConfig.check`` does.
+
+        Returns
+        -------
+        BaselineConfig
+            ``self``, unchanged.
+
+        Raises
+        ------
+        SettingError
+            The first setting that makes no sense, named as its flag is.
+        """
         check_setting("batch_size", self.batch_size)  # named as the user typed it, not as the phases' copies
         super().check()
         return self
@@ -98,7 +115,15 @@ FLAGS = [
 ]
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m sda.experiments.baseline``: ``--quick`` and a flag per
+    entry of ``FLAGS``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Flags not given are left out of the parsed namespace, so the preset fills them.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m sda.experiments.baseline", description=__doc__.split("\n\n")[0]
     )
@@ -112,11 +137,26 @@ def build_parser():
     return parser
 
 
-def settings_from_args(args):
+def settings_from_args(args: argparse.Namespace) -> BaselineConfig:
     """The checked ``BaselineConfig``: the full or ``--quick`` preset with the flags laid over it.
 
     Without ``--corruption-levels``, each layer takes the preset's level for
     its depth.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by :func:`build_parser`.
+
+    Returns
+    -------
+    BaselineConfig
+        Checked, with progress bars off.
+
+    Raises
+    ------
+    SettingError
+        A setting out of its range or choices.
     """
     values = {**(QUICK if args.quick else FULL), "progress": False}
     given = given_settings(args, BaselineConfig)
@@ -126,13 +166,46 @@ def settings_from_args(args):
     return BaselineConfig(**{**values, **given}).check()
 
 
-def finetune_arm(model, shared, config, arm):
+def finetune_arm(
+    model: SdA,
+    shared: Sequence[tuple[TensorSharedVariable, TensorSharedVariable]],
+    config: BaselineConfig,
+    arm: str,
+) -> tuple[list[dict[str, Any]], FinetuneResult, float]:
     """Fine-tune for exactly ``config.finetune_epochs`` epochs; returns the
-    curve points, the ``FinetuneResult`` and the wall time in seconds."""
-    count = n_batches(shared[0][1].get_value(borrow=True).shape[0], config.finetune_batch_size)
+    curve points, the ``FinetuneResult`` and the wall time in seconds.
+
+    Parameters
+    ----------
+    model : SdA
+        The arm's network, pre-trained or at its initial weights.
+    shared : sequence of (TensorSharedVariable, TensorSharedVariable)
+        ``(x, y)`` shared pairs of the training, validation and test sets.
+    config : BaselineConfig
+        Gives the batch size, learning rate, epochs and ``eval_every_iterations``.
+    arm : str
+        A key of ``ARMS``, recorded in each point and printed.
+
+    Returns
+    -------
+    points : list of dict
+        One every ``eval_every_iterations`` minibatches, with the ``COLUMNS``:
+        the mean cost of the minibatches since the last point and the test accuracy.
+    result : sda.finetune.FinetuneResult
+        The best parameters measured are left in ``model``.
+    seconds : float
+        Fine-tuning's wall time, measuring included.
+
+    Raises
+    ------
+    sda.errors.TrainingDiverged
+        A cost or parameter is not finite.
+    """
+    batch_size = cast(int, config.finetune_batch_size)  # __post_init__ sets it to batch_size
+    count = n_batches(shared[0][1].get_value(borrow=True).shape[0], batch_size)
     train_fn, valid_score, test_score = model.build_finetune_functions(
         shared,
-        config.finetune_batch_size,
+        batch_size,
         config.finetune_lr,
         config.eval_batch_size,
         config.momentum,
@@ -141,10 +214,10 @@ def finetune_arm(model, shared, config, arm):
     points, window = [], []
     started = time.perf_counter()
 
-    def on_step(record):
+    def on_step(record: StepRecord) -> None:
         window.append(record.cost)
         if record.iteration % config.eval_every_iterations == 0:
-            point = {
+            point: dict[str, Any] = {
                 "arm": arm,
                 "iteration": record.iteration,
                 "epoch": record.iteration / count,
@@ -162,7 +235,7 @@ def finetune_arm(model, shared, config, arm):
             )
 
     # early stopping must not end one arm sooner
-    step = MinibatchSGD(train_fn, shared[0][1].get_value(borrow=True).shape[0], config.finetune_batch_size)
+    step = MinibatchSGD(train_fn, shared[0][1].get_value(borrow=True).shape[0], batch_size)
     # a patience of every iteration never stops early
     monitor = Monitor(
         PatienceRule(config.finetune_epochs * count), model.params, valid_score.error, test_score.error
@@ -171,7 +244,18 @@ def finetune_arm(model, shared, config, arm):
     return points, result, time.perf_counter() - started
 
 
-def summary_table(rows):
+def summary_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The arms' results as a Markdown table, accuracies in percent.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        :func:`train_arms`' rows.
+
+    Returns
+    -------
+    str
+    """
     lines = [
         "| arm | final test accuracy | best test accuracy on the curve "
         "| test accuracy at best validation | pre-training | fine-tuning |",
@@ -186,7 +270,22 @@ def summary_table(rows):
     return "\n".join(lines)
 
 
-def write_outputs(out, points, rows, header):
+def write_outputs(
+    out: Path, points: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]], header: str
+) -> None:
+    """Write ``baseline.csv``, ``baseline_summary.md`` and the two plots into ``out``.
+
+    Parameters
+    ----------
+    out : Path
+        The output folder.
+    points : sequence of dict
+        Both arms' curve points (:func:`finetune_arm`).
+    rows : sequence of dict
+        :func:`train_arms`' rows.
+    header : str
+        Markdown that opens the summary (the command, the data, the settings).
+    """
     with open(out / "baseline.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
@@ -215,12 +314,33 @@ def write_outputs(out, points, rows, header):
         )
 
 
-def run_baseline(config, command):
+def run_baseline(config: BaselineConfig, command: str) -> list[dict[str, Any]]:
     """Train both arms and write the outputs into a new folder (``config.out``, or a dated one
-    under runs/); returns the summary rows. Everything is checked before the folder is made."""
+    under runs/); returns the summary rows. Everything is checked before the folder is made.
+
+    Parameters
+    ----------
+    config : BaselineConfig
+        Checked settings.
+    command : str
+        The command line, quoted in ``baseline_summary.md``.
+
+    Returns
+    -------
+    list of dict
+        :func:`train_arms`' rows.
+
+    Raises
+    ------
+    SettingError
+        ``eval_every_iterations`` is more than the fine-tuning iterations.
+    SdAError
+        Data that cannot be loaded, an output folder that holds files, or an arm that diverged.
+    """
     apply_mode(config.mode)
     dataset = load_data(config)
-    total = config.finetune_epochs * n_batches(len(dataset.train.y), config.finetune_batch_size)
+    batch_size = cast(int, config.finetune_batch_size)  # __post_init__ sets it to batch_size
+    total = config.finetune_epochs * n_batches(len(dataset.train.y), batch_size)
     if config.eval_every_iterations > total:
         raise SettingError(
             f"--eval-every-iterations {config.eval_every_iterations} is more than the {total} "
@@ -244,8 +364,35 @@ def run_baseline(config, command):
     return rows
 
 
-def train_arms(config, dataset, shared, out, header):
-    """Both arms, from the same seed; writes every output into ``out``."""
+def train_arms(
+    config: BaselineConfig,
+    dataset: Dataset,
+    shared: Sequence[tuple[TensorSharedVariable, TensorSharedVariable]],
+    out: Path,
+    header: str,
+) -> list[dict[str, Any]]:
+    """Both arms, from the same seed; writes every output into ``out``.
+
+    Parameters
+    ----------
+    config : BaselineConfig
+        The experiment's settings.
+    dataset : Dataset
+        The data, which sizes the model.
+    shared : sequence of (TensorSharedVariable, TensorSharedVariable)
+        ``dataset``'s training, validation and test sets as shared ``(x, y)`` pairs.
+    out : Path
+        The output folder.
+    header : str
+        Markdown that opens the summary.
+
+    Returns
+    -------
+    list of dict
+        One per arm: ``arm``, the ``final`` and ``best`` test accuracy on the
+        curve, ``at_best_valid`` (the test accuracy at the best validation
+        error) and the ``pretrain_seconds`` and ``finetune_seconds``.
+    """
     points, rows = [], []
     for arm in ARMS:
         model = build_model(config, dataset)
@@ -282,7 +429,19 @@ def train_arms(config, dataset, shared, out, header):
     return rows
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m sda.experiments.baseline`` with these arguments.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    int
+        The exit status: 0 when done, 2 for bad input or an arm that diverged.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     command = " ".join(["python -m sda.experiments.baseline", *argv])

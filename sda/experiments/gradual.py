@@ -19,7 +19,10 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -38,7 +41,7 @@ from sda.cli import (
 )
 from sda.config import CommandSettings, SettingError, setting
 from sda.constraints import MAX_SEED
-from sda.data import Split, shared_dataset
+from sda.data import Dataset, Split, shared_dataset
 from sda.finetune import MinibatchSGD, Monitor, PatienceRule, finetune
 from sda.gradual import data_entropy, relative_cross_entropy, train_gradual
 from sda.plots import plot_curves
@@ -49,7 +52,14 @@ ARMS = {1.0: "stacked (f=1)", 0.0: "gradual (f=0)"}  # the classifiers' starting
 
 @dataclass
 class GradualSettings(CommandSettings):
-    """Every setting of the experiment; the data flags come from ``CommandSettings``."""
+    """Every setting of the experiment; the data flags come from ``CommandSettings``.
+
+    Each field's help is its flag's (``python -m sda.experiments.gradual --help``).
+    Training budgets are in epochs over the ``n_train`` auto-encoder rows
+    (``first_epochs`` for the first layer, ``upper_budget`` layer-epochs for
+    each upper layer, split stacked/gradual by each of the ``fractions``);
+    ``sizes`` are the labelled rows of the classifiers.
+    """
 
     n_train: int = setting(10_000, "unlabelled rows the auto-encoders train on", metavar="N")
     n_valid: int | None = setting(
@@ -82,10 +92,24 @@ class GradualSettings(CommandSettings):
     tied, loss = True, "cross_entropy"
 
     @property
-    def corruption_levels(self):
+    def corruption_levels(self) -> tuple[float, ...]:
+        """``corruption`` for every hidden layer, as ``sda.cli.build_model`` reads it."""
         return (self.corruption,) * len(self.hidden_layers)
 
-    def check(self):
+    def check(self) -> Self:
+        """Check every setting; sort ``fractions`` and drop repeats; return self.
+
+        Returns
+        -------
+        GradualSettings
+            ``self``, with ``fractions`` sorted.
+
+        Raises
+        ------
+        SettingError
+            A setting out of range, fewer than two hidden layers, or ``fractions``
+            without both 0 and 1.
+        """
         super().check()
         if len(self.hidden_layers) < 2:
             raise SettingError(
@@ -112,7 +136,14 @@ QUICK = dict(
 )
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m sda.experiments.gradual``: ``--quick`` and a flag per setting.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Flags not given are left out of the parsed namespace, so the preset fills them.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m sda.experiments.gradual", description=__doc__.split("\n\n")[0]
     )
@@ -125,16 +156,54 @@ def build_parser():
     return parser
 
 
-def stratified_rows(y, size, seed):
-    """Indices of ``size`` rows of ``y`` in the classes' proportions (all rows if ``size`` is all)."""
+def stratified_rows(y: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Indices of ``size`` rows of ``y`` in the classes' proportions (all rows if ``size`` is all).
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        The labels, one per row.
+    size : int
+        Rows to pick, at most ``len(y)`` (and at least one per class unless it is all).
+    seed : int
+        Seeds scikit-learn's stratified split.
+
+    Returns
+    -------
+    numpy.ndarray
+        The row numbers, sorted.
+
+    Raises
+    ------
+    ValueError
+        ``size`` is too small to hold every class, or more than the rows.
+
+    Examples
+    --------
+    >>> stratified_rows(np.array([0, 0, 1, 1, 1, 1]), 3, seed=0).size
+    3
+    """
     if size == len(y):
         return np.arange(len(y))
     rows, _ = train_test_split(np.arange(len(y)), train_size=size, stratify=y, random_state=seed)
     return np.sort(rows)
 
 
-def print_epoch(prefix):
-    def report(record):
+def print_epoch(prefix: str) -> Callable[[dict[str, Any]], None]:
+    """An ``on_epoch`` for ``sda.gradual.train_gradual`` that prints each epoch as one line.
+
+    Parameters
+    ----------
+    prefix : str
+        Starts each line (e.g. ``"f=0.50"``).
+
+    Returns
+    -------
+    callable
+        ``report(record)`` for each epoch's record (a dict).
+    """
+
+    def report(record: dict[str, Any]) -> None:
         print(
             f"{prefix}  {record['phase']:7s} layer {record['layer']} epoch {record['epoch']:3d}  "
             f"cost {record['cost']:8.3f}  budget {record['budget']:5.2f}  "
@@ -145,8 +214,29 @@ def print_epoch(prefix):
     return report
 
 
-def sweep_fractions(settings, dataset, out):
-    """Part 1: one auto-encoder per fraction; returns the table rows."""
+def sweep_fractions(settings: GradualSettings, dataset: Dataset, out: Path) -> list[dict[str, Any]]:
+    """Part 1: one auto-encoder per fraction; returns the table rows.
+
+    The first layer is trained once and saved as ``dae_layer0.npz``; each
+    fraction's auto-encoder starts from it and is saved as ``dae_f<f>.npz``.
+
+    Parameters
+    ----------
+    settings : GradualSettings
+        The experiment's settings.
+    dataset : Dataset
+        The data; the auto-encoders train on its first ``n_train`` training rows
+        and are scored on its test rows.
+    out : Path
+        The output folder.
+
+    Returns
+    -------
+    list of dict
+        One per fraction: ``fraction``, ``stacked_epochs`` and ``gradual_epochs``
+        (epochs over the rows), ``test_relative_ce`` (nats per image above the
+        data's entropy) and ``seconds``.
+    """
     first_rows = slice(settings.n_train)
     train_x, _ = shared_dataset(Split(dataset.train.x[first_rows], dataset.train.y[first_rows]))
     test_x, _ = shared_dataset(dataset.test)
@@ -197,8 +287,28 @@ def sweep_fractions(settings, dataset, out):
     return rows
 
 
-def classifier_curves(settings, dataset, out):
-    """Part 2: fine-tune classifiers from the f=1 and f=0 auto-encoders; returns the rows."""
+def classifier_curves(settings: GradualSettings, dataset: Dataset, out: Path) -> list[dict[str, Any]]:
+    """Part 2: fine-tune classifiers from the f=1 and f=0 auto-encoders; returns the rows.
+
+    Each labelled size gets at most ``finetune_epochs`` epochs and
+    ``finetune_examples`` examples seen (at least one epoch), the best
+    validation point kept.
+
+    Parameters
+    ----------
+    settings : GradualSettings
+        The experiment's settings.
+    dataset : Dataset
+        The data; each subset is stratified from its whole training split.
+    out : Path
+        The folder holding :func:`sweep_fractions`' ``dae_f0.npz`` and ``dae_f1.npz``.
+
+    Returns
+    -------
+    list of dict
+        One per size: ``size``, ``epochs``, each arm's ``*_test_error`` and
+        ``*_valid_error`` (fractions) and ``improvement_pct`` (gradual over stacked).
+    """
     valid, test = (shared_dataset(split) for split in (dataset.valid, dataset.test))
     rows = []
     for size in settings.sizes:
@@ -206,7 +316,7 @@ def classifier_curves(settings, dataset, out):
         train = shared_dataset(Split(dataset.train.x[picked], dataset.train.y[picked]))
         count = n_batches(size, settings.batch_size)
         epochs = max(1, min(settings.finetune_epochs, math.ceil(settings.finetune_examples / size)))
-        row = dict(size=size, epochs=epochs)
+        row: dict[str, Any] = dict(size=size, epochs=epochs)
         for f, arm in ARMS.items():
             model = build_model(settings, dataset)
             load_params(model, out / f"dae_f{f:g}.npz")
@@ -230,14 +340,45 @@ def classifier_curves(settings, dataset, out):
     return rows
 
 
-def markdown_table(header, lines):
+def markdown_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    """A Markdown table.
+
+    Parameters
+    ----------
+    header : sequence of str
+        The column titles.
+    lines : sequence of sequence of str
+        The rows' cells, already formatted.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> print(markdown_table(["f", "CE"], [["0", "1.5"]]))
+    | f | CE |
+    | --- | --- |
+    | 0 | 1.5 |
+    """
     return "\n".join(
         ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         + ["| " + " | ".join(line) + " |" for line in lines]
     )
 
 
-def fraction_table(rows):
+def fraction_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Part 1's rows as a Markdown table.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        :func:`sweep_fractions`' rows.
+
+    Returns
+    -------
+    str
+    """
     return markdown_table(
         ["f", "stacked epochs", "gradual epochs", "test CE above minimum (nats/image)", "training time"],
         [
@@ -253,7 +394,18 @@ def fraction_table(rows):
     )
 
 
-def classifier_table(rows):
+def classifier_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Part 2's rows as a Markdown table, errors in percent.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        :func:`classifier_curves`' rows.
+
+    Returns
+    -------
+    str
+    """
     return markdown_table(
         [
             "labelled examples",
@@ -275,8 +427,26 @@ def classifier_table(rows):
     )
 
 
-def write_table(out, name, title, header, table, rows):
-    """``name``.md, .csv and .json from the same rows."""
+def write_table(
+    out: Path, name: str, title: str, header: str, table: str, rows: Sequence[dict[str, Any]]
+) -> None:
+    """``name``.md, .csv and .json from the same rows.
+
+    Parameters
+    ----------
+    out : Path
+        The output folder.
+    name : str
+        The files' name without extension.
+    title : str
+        The Markdown file's heading.
+    header : str
+        Markdown under the heading (the command, the data, the settings); also in the JSON.
+    table : str
+        The rows as a Markdown table.
+    rows : sequence of dict
+        At least one; the CSV's columns are the first row's keys.
+    """
     text = f"# {title}\n\n{header}\n\n{table}\n"
     atomic_write(out / f"{name}.md", lambda f: f.write(text.encode()))
     with open(out / f"{name}.csv", "w", newline="") as f:
@@ -287,12 +457,28 @@ def write_table(out, name, title, header, table, rows):
     atomic_write(out / f"{name}.json", lambda f: f.write(payload.encode()))
 
 
-def run_gradual(settings, command):
+def run_gradual(settings: GradualSettings, command: str) -> None:
     """Both parts of the experiment, written into a new folder (``settings.out``, or a dated one
-    under runs/). Everything is checked before the folder is made."""
+    under runs/). Everything is checked before the folder is made.
+
+    Parameters
+    ----------
+    settings : GradualSettings
+        Checked settings.
+    command : str
+        The command line, quoted in the tables' headers.
+
+    Raises
+    ------
+    SettingError
+        ``n_train``, a batch size or a labelled size is more than the training rows.
+    SdAError
+        Data that cannot be loaded, an output folder that holds files, or a
+        training that diverged.
+    """
     apply_mode(settings.mode)
     # n_train counts the auto-encoders' rows; the classifiers draw from the whole training split
-    dataset = load_data(dataclasses.replace(settings, n_train=None))
+    dataset = load_data(dataclasses.replace(settings, n_train=None))  # type: ignore[arg-type]  # None: all rows
     n_rows = len(dataset.train.y)
     if settings.n_train > n_rows:
         raise SettingError(f"--n-train must be 1 to {n_rows}, got {settings.n_train}")
@@ -318,8 +504,20 @@ def run_gradual(settings, command):
     print(f"files in {out.path}")
 
 
-def both_parts(settings, dataset, out, header):
-    """Part 1 (the fraction sweep) and part 2 (the classifiers), each written as it ends."""
+def both_parts(settings: GradualSettings, dataset: Dataset, out: Path, header: str) -> None:
+    """Part 1 (the fraction sweep) and part 2 (the classifiers), each written as it ends.
+
+    Parameters
+    ----------
+    settings : GradualSettings
+        The experiment's settings.
+    dataset : Dataset
+        The data (the whole training split).
+    out : Path
+        The output folder.
+    header : str
+        Markdown that opens each table's file.
+    """
     fraction_rows = sweep_fractions(settings, dataset, out)
     write_table(
         out,
@@ -368,7 +566,19 @@ def both_parts(settings, dataset, out, header):
     print(classifier_table(classifier_rows), flush=True)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m sda.experiments.gradual`` with these arguments.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    int
+        The exit status: 0 when done, 2 for bad input or a training that diverged.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
 
