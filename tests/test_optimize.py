@@ -271,7 +271,7 @@ def test_deep_autoencoder_finetuning_lowers_the_reconstruction_error(mnist_small
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (dict(method="sgd"), "unknown method 'sgd'"),
+        (dict(method="sgd"), "method must be one of 'cg', 'lbfgs', got 'sgd'"),
         (dict(max_iterations=0), "line_searches must be at least 1, got 0"),
         (dict(budget_passes=-1), "budget_passes must be more than 0, got -1"),
         (dict(patience=0), "patience must be at least 1, got 0"),
@@ -355,7 +355,7 @@ def test_objective_with_input_dropout_is_the_cost_on_masked_pixels():
     unmasked = FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y], input_dropout=0.5)
     with pytest.raises(ValueError, match=r"call use_rows\(rows, mask_seed\) before evaluating"):
         unmasked.evaluate(vector)
-    with pytest.raises(SettingError, match=r"input_dropout = 1.0 is outside \[0, 1\)"):
+    with pytest.raises(SettingError, match=r"input_dropout must be in \[0, 1\), got 1.0"):
         FlatObjective(model.finetune_cost, model.params, [model.x, model.y], [x, y], input_dropout=1.0)
 
 
@@ -591,7 +591,7 @@ def test_minibatch_autoencoder_lowers_both_reconstruction_errors(pretrained_smal
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (dict(method="sgd"), "unknown method 'sgd'"),
+        (dict(method="sgd"), "method must be one of 'cg', 'lbfgs', got 'sgd'"),
         (dict(batch_size=5), "batch_size 5 is larger than the 4 training rows"),
         (dict(line_searches=0), "line_searches must be at least 1, got 0"),
         (dict(warmup_epochs=-1), "warmup_epochs must be at least 0, got -1"),

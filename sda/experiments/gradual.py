@@ -241,7 +241,7 @@ def sweep_fractions(settings: GradualSettings, dataset: Dataset, out: Path) -> l
     train_x, _ = shared_dataset(Split(dataset.train.x[first_rows], dataset.train.y[first_rows]))
     test_x, _ = shared_dataset(dataset.test)
     budgets = [settings.first_epochs] + [settings.upper_budget] * (len(settings.hidden_layers) - 1)
-    common = dict(
+    common: dict[str, Any] = dict(
         epochs_per_layer=budgets,
         batch_size=settings.batch_size,
         learning_rate=settings.lr,
