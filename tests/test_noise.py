@@ -140,3 +140,19 @@ def test_a_restored_generator_state_repeats_the_masks_exactly():
         param.set_value(value)
     _set_generator_state(model.dA_layers[0].rng, saved_state)
     assert pretraining_run(model, 5, start=3) == after
+
+
+def finetuning_costs(model, steps):
+    """Costs of ``steps`` fine-tuning steps with input dropout, which draws from the first dA's generator."""
+    labels = pytensor.shared(np.arange(50, dtype=np.int32) % 3)
+    split = (pytensor.shared(ROWS, borrow=True), labels)
+    train, _, _ = model.build_finetune_functions(
+        [split] * 3, batch_size=10, learning_rate=0.1, input_corruption=0.2
+    )
+    return [float(train(i % 5)) for i in range(steps)]
+
+
+def test_finetuning_with_input_dropout_takes_the_same_steps_as_with_pytensors_bernoulli(monkeypatch):
+    fast_costs = finetuning_costs(small_model(), 8)
+    monkeypatch.setattr(importlib.import_module("sda.dA"), "bernoulli", pt.random.bernoulli)
+    assert fast_costs == finetuning_costs(small_model(), 8)
