@@ -13,30 +13,83 @@ through the identity ``L = sum_i softplus(a_i) - x_i a_i``, which stays finite
 when a unit saturates; log(sigmoid(a)) rounds to log(0) in float32.
 """
 
+from typing import Literal, overload
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
 from sda.checks import check_numpy_rng
 from sda.constraints import LOSSES, check_setting
+from sda.graph_types import (
+    NumpyRNG,
+    RandomGenerator,
+    RandomGeneratorSharedVariable,
+    Tensor,
+    TensorSharedVariable,
+    Update,
+)
 from sda.mlp import uniform_weights, zero_bias
 from sda.noise import bernoulli
 from sda.sgd import sgd_updates
 
 
-def draw_seed(numpy_rng):
-    """An integer seed from a numpy ``Generator`` or legacy ``RandomState``."""
+def draw_seed(numpy_rng: NumpyRNG) -> int:
+    """An integer seed from a numpy ``Generator`` or legacy ``RandomState``.
+
+    Parameters
+    ----------
+    numpy_rng : numpy.random.Generator or numpy.random.RandomState
+        The generator the seed is drawn from (it advances by one draw).
+
+    Returns
+    -------
+    int
+        A seed in ``[0, 2**30)``, as the tutorial draws its ``theano_rng``'s.
+
+    Examples
+    --------
+    >>> draw_seed(np.random.RandomState(123)) == np.random.RandomState(123).randint(2**30)
+    True
+    """
     if isinstance(numpy_rng, np.random.Generator):
         return int(numpy_rng.integers(2**30))
     return int(numpy_rng.randint(2**30))
 
 
-def reconstruction_loss(x, pre_activation, loss="cross_entropy"):
-    """Per-example loss between targets ``x`` and ``sigmoid(pre_activation)``."""
+def reconstruction_loss(x: Tensor, pre_activation: Tensor, loss: str = "cross_entropy") -> Tensor:
+    """Per-example loss between targets ``x`` and the reconstruction ``sigmoid(pre_activation)``.
+
+    The cross-entropy ``-sum_i x_i log z_i + (1 - x_i) log(1 - z_i)`` with
+    ``z = sigmoid(a)`` is written as ``sum_i softplus(a_i) - x_i a_i``, the
+    same value, which stays finite when a unit saturates (``z`` rounding
+    to 0 or 1 would make ``log z`` infinite).
+
+    Parameters
+    ----------
+    x : TensorVariable
+        The clean targets, one row per example, in [0, 1].
+    pre_activation : TensorVariable
+        The decoder's pre-activation ``a`` for the same rows.
+    loss : {"cross_entropy", "squared"}
+        The cross-entropy above, or the squared error ``sum_i (x_i - z_i)**2``.
+
+    Returns
+    -------
+    TensorVariable
+        One loss per row (summed over the row's entries).
+
+    Raises
+    ------
+    ValueError
+        For a ``loss`` that is neither.
+    """
     if loss == "cross_entropy":
-        return pt.sum(pt.softplus(pre_activation) - x * pre_activation, axis=1)
+        cross_entropy: Tensor = pt.sum(pt.softplus(pre_activation) - x * pre_activation, axis=1)
+        return cross_entropy
     if loss == "squared":
-        return pt.sum(pt.sqr(x - pt.sigmoid(pre_activation)), axis=1)
+        squared: Tensor = pt.sum(pt.sqr(x - pt.sigmoid(pre_activation)), axis=1)
+        return squared
     raise ValueError(f"unknown loss {loss!r}: choose one of {LOSSES}")
 
 
@@ -88,17 +141,17 @@ class dA:
 
     def __init__(
         self,
-        numpy_rng,
-        pytensor_rng=None,
-        input=None,
-        n_visible=784,
-        n_hidden=500,
-        W=None,
-        bhid=None,
-        bvis=None,
-        tied=True,
-        loss="cross_entropy",
-    ):
+        numpy_rng: NumpyRNG,
+        pytensor_rng: RandomGeneratorSharedVariable | None = None,
+        input: Tensor | None = None,
+        n_visible: int = 784,
+        n_hidden: int = 500,
+        W: TensorSharedVariable | None = None,
+        bhid: TensorSharedVariable | None = None,
+        bvis: TensorSharedVariable | None = None,
+        tied: bool = True,
+        loss: str = "cross_entropy",
+    ) -> None:
         check_numpy_rng("numpy_rng", numpy_rng)
         n_visible, n_hidden = check_setting("n_visible", n_visible), check_setting("n_hidden", n_hidden)
         check_setting("tied", tied)
@@ -108,6 +161,8 @@ class dA:
         self.W = W if W is not None else uniform_weights(numpy_rng, n_visible, n_hidden)
         self.b = bhid if bhid is not None else zero_bias(n_hidden, name="bhid")
         self.b_prime = bvis if bvis is not None else zero_bias(n_visible, name="bvis")
+        self.W_prime: Tensor
+        self.params: list[TensorSharedVariable]
         if tied:
             self.W_prime = self.W.T
             self.params = [self.W, self.b, self.b_prime]
@@ -119,9 +174,26 @@ class dA:
         self.rng = pytensor_rng
         self.x = pt.matrix("x") if input is None else input
 
-    def get_corruption_mask(self, input, corruption_level):
-        """``(next_rng, mask)``: a float mask that zeroes each entry with
-        probability ``corruption_level``."""
+    def get_corruption_mask(
+        self, input: Tensor, corruption_level: float | Tensor
+    ) -> tuple[RandomGenerator, Tensor]:
+        """A masking-noise mask for ``input`` and the generator's next state.
+
+        Parameters
+        ----------
+        input : TensorVariable
+            The rows to be corrupted; the mask has their shape.
+        corruption_level : float or TensorVariable
+            The probability that an entry is zeroed, in [0, 1).
+
+        Returns
+        -------
+        next_rng : shared-generator update value
+            The state ``self.rng`` must take after the draw (an update of
+            the compiled function, so every call draws a fresh mask).
+        mask : TensorVariable
+            floatX entries, 0 with probability ``corruption_level``, else 1.
+        """
         # PyTensor's bernoulli's draws, taken faster (sda.noise). int8 draws
         # are the cheapest; cast before multiplying, or the product would be
         # upcast to float64.
@@ -134,31 +206,135 @@ class dA:
         )
         return next_rng, pt.cast(mask, pytensor.config.floatX)
 
-    def get_hidden_values(self, input):
-        return pt.sigmoid(pt.dot(input, self.W) + self.b)
+    def get_hidden_values(self, input: Tensor) -> Tensor:
+        """The code ``sigmoid(input W + b)``.
 
-    def get_reconstruction_pre_activation(self, hidden):
-        return pt.dot(hidden, self.W_prime) + self.b_prime
+        Parameters
+        ----------
+        input : TensorVariable
+            Rows of visible values (corrupted or clean).
 
-    def get_reconstructed_input(self, hidden):
-        return pt.sigmoid(self.get_reconstruction_pre_activation(hidden))
+        Returns
+        -------
+        TensorVariable
+            One row of ``n_hidden`` values per input row.
+        """
+        hidden: Tensor = pt.sigmoid(pt.dot(input, self.W) + self.b)
+        return hidden
 
-    def corrupted_cost(self, corruption_level):
-        """``(cost, mask, next_rng)``: mean loss over the minibatch ``self.x``."""
+    def get_reconstruction_pre_activation(self, hidden: Tensor) -> Tensor:
+        """The decoder's pre-activation ``hidden W' + b'`` (``W' = W.T`` when tied).
+
+        Parameters
+        ----------
+        hidden : TensorVariable
+            Rows of codes.
+
+        Returns
+        -------
+        TensorVariable
+            One row of ``n_visible`` values per code; the loss works on these.
+        """
+        pre_activation: Tensor = pt.dot(hidden, self.W_prime) + self.b_prime
+        return pre_activation
+
+    def get_reconstructed_input(self, hidden: Tensor) -> Tensor:
+        """The reconstruction ``sigmoid(hidden W' + b')``.
+
+        Parameters
+        ----------
+        hidden : TensorVariable
+            Rows of codes.
+
+        Returns
+        -------
+        TensorVariable
+            One row of ``n_visible`` values in (0, 1) per code.
+        """
+        reconstruction: Tensor = pt.sigmoid(self.get_reconstruction_pre_activation(hidden))
+        return reconstruction
+
+    def corrupted_cost(self, corruption_level: float | Tensor) -> tuple[Tensor, Tensor, RandomGenerator]:
+        """The denoising cost of the minibatch ``self.x``.
+
+        Parameters
+        ----------
+        corruption_level : float or TensorVariable
+            The probability that an input entry is zeroed before encoding.
+
+        Returns
+        -------
+        cost : TensorVariable
+            The mean over rows of the reconstruction loss against the clean
+            ``self.x``.
+        mask : TensorVariable
+            The mask the corrupted input was multiplied by.
+        next_rng : shared-generator update value
+            The noise generator's next state (see :meth:`get_corruption_mask`).
+        """
         next_rng, mask = self.get_corruption_mask(self.x, corruption_level)
         hidden = self.get_hidden_values(self.x * mask)
         pre_activation = self.get_reconstruction_pre_activation(hidden)
-        cost = pt.mean(reconstruction_loss(self.x, pre_activation, self.loss))
+        cost: Tensor = pt.mean(reconstruction_loss(self.x, pre_activation, self.loss))
         return cost, mask, next_rng
 
+    @overload
     def get_cost_updates(
-        self, corruption_level, learning_rate, momentum=0.0, weight_decay=0.0, return_velocities=False
-    ):
-        """Cost and SGD updates for one step; the generator's update is
-        included so every call draws a fresh mask. With
-        ``return_velocities=True`` the momentum velocities the updates use
-        (training state for a checkpoint) come back as a third value."""
+        self,
+        corruption_level: float | Tensor,
+        learning_rate: float | Tensor,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        return_velocities: Literal[False] = False,
+    ) -> tuple[Tensor, list[Update]]: ...
+
+    @overload
+    def get_cost_updates(
+        self,
+        corruption_level: float | Tensor,
+        learning_rate: float | Tensor,
+        momentum: float,
+        weight_decay: float,
+        return_velocities: Literal[True],
+    ) -> tuple[Tensor, list[Update], list[TensorSharedVariable]]: ...
+
+    def get_cost_updates(
+        self,
+        corruption_level: float | Tensor,
+        learning_rate: float | Tensor,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        return_velocities: bool = False,
+    ) -> tuple[Tensor, list[Update]] | tuple[Tensor, list[Update], list[TensorSharedVariable]]:
+        """Cost and SGD updates for one step, as the tutorial's method is called.
+
+        The generator's update is included, so every call of a function
+        compiled with these updates draws a fresh mask.
+
+        Parameters
+        ----------
+        corruption_level : float or TensorVariable
+            The probability that an input entry is zeroed.
+        learning_rate : float or TensorVariable
+            The SGD step on the minibatch's mean cost.
+        momentum, weight_decay : float
+            As in :func:`sda.sgd.sgd_updates` (0: plain SGD).
+        return_velocities : bool
+            Also return the momentum velocities the updates use (training
+            state, for a checkpoint).
+
+        Returns
+        -------
+        cost : TensorVariable
+            The minibatch's mean reconstruction loss.
+        updates : list of (shared variable, expression)
+            The parameter updates and the generator's.
+        velocities : list of shared variables
+            Only with ``return_velocities=True``.
+        """
         cost, _, next_rng = self.corrupted_cost(corruption_level)
+        updates: list[Update]
+        velocities: list[TensorSharedVariable]
         updates, velocities = sgd_updates(cost, self.params, learning_rate, momentum, weight_decay)
         updates.append((self.rng, next_rng))
         return (cost, updates, velocities) if return_velocities else (cost, updates)

@@ -22,7 +22,8 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pytensor
 from pytensor.compile.mode import get_mode
@@ -30,6 +31,11 @@ from pytensor.link.jax.linker import JAXLinker
 
 from sda.batching import batch_slice
 from sda.errors import SdAError, SettingTypeError
+
+if TYPE_CHECKING:  # for annotations only: engine configures PyTensor before the graphs are imported
+    from pytensor.graph.basic import Variable
+
+    from sda.graph_types import Tensor, Update
 
 FLOATX = "float32"
 BLAS_ENV = "SDA_BLAS_LDFLAGS"  # override the detected BLAS link flags
@@ -340,7 +346,15 @@ class BatchedFunction:
         return self.function(*rows, *others)
 
 
-def batched_function(index, inputs, outputs, batches, batch_size, updates=None, name=None):
+def batched_function(
+    index: "Tensor",
+    inputs: Sequence["Tensor"],
+    outputs: "Tensor | Sequence[Tensor]",
+    batches: "Mapping[Tensor, Tensor]",
+    batch_size: int,
+    updates: "Sequence[Update] | None" = None,
+    name: str | None = None,
+) -> BatchedFunction:
     """Compile ``f(index, *inputs)`` that feeds minibatch ``index`` of shared matrices to a graph.
 
     On the C and Numba backends the graph slices the shared matrices itself
@@ -386,11 +400,15 @@ def batched_function(index, inputs, outputs, batches, batch_size, updates=None, 
     # An unnamed input (plain PyTensor allows it) is called by position, or as input<k>.
     names = [variable.name or f"input{k}" for k, variable in enumerate((index, *inputs))]
     if not uses_jax():
-        givens = {variable: batch_slice(source, index, batch_size) for variable, source in batches.items()}
+        givens: dict[Variable[Any, Any], Variable[Any, Any]] = {
+            variable: batch_slice(source, index, batch_size) for variable, source in batches.items()
+        }
         function = pytensor.function([index, *inputs], outputs, updates=updates, givens=givens, name=name)
         return BatchedFunction(function, names, name or "batched_function")
     # Fresh inputs stand in for the batch variables, which need not be the graph's roots.
-    fed = {variable: variable.type(name=variable.name) for variable in batches}
+    fed: dict[Variable[Any, Any], Variable[Any, Any]] = {
+        variable: variable.type(name=variable.name) for variable in batches
+    }
     function = pytensor.function([*fed.values(), *inputs], outputs, updates=updates, givens=fed, name=name)
     return BatchedFunction(function, names, name or "batched_function", list(batches.values()), batch_size)
 

@@ -103,6 +103,23 @@ class FastBernoulliRV(BernoulliRV):
 
     @classmethod
     def rng_fn(cls, rng, p, size):
+        """Draw the Bernoulli samples, as PyTensor's ``BernoulliRV.rng_fn`` does.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator or numpy.random.RandomState
+            The generator; it advances exactly as under ``Generator.binomial``.
+        p : array_like
+            The probability of a 1.
+        size : tuple of int or None
+            The output shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            The samples: through :func:`bernoulli_mask` for one ``p`` and a
+            ``Generator``, otherwise through PyTensor's own implementation.
+        """
         if (
             isinstance(rng, np.random.Generator)
             and size is not None
