@@ -60,7 +60,7 @@ from sda.cli import (
     print_pretrain_epoch,
     settings_from_args,
 )
-from sda.config import PRESETS, RunConfig, SettingError, setting
+from sda.config import NETWORK_FLAGS, PRESETS, RunConfig, SettingError, setting
 from sda.constraints import ARMS, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_ROWS, SGD_BATCH_SIZE
 from sda.data import shared_dataset
 from sda.finetune import (
@@ -251,16 +251,7 @@ def upgrade(recorded: Any) -> Any:
 # docs/finetuning.md measured), with the comparison's own defaults
 DEFAULTS = {**PRESETS["classic"], "preset": "classic", "progress": False}
 FLAGS = [
-    "dataset",
-    "data",
-    "n_train",
-    "n_valid",
-    "n_test",
-    "mode",
-    "hidden_layers",
-    "corruption_levels",
-    "pretrain_epochs",
-    "pretrain_lr",
+    *NETWORK_FLAGS,
     "seed",
     "pretrained",
     "arms",

@@ -359,6 +359,17 @@ class CommandSettings:
             raise SettingTypeError(f"{source}: {error}") from None
 
 
+# The flags of every command that pre-trains a network of its own: the data and backend
+# (CommandSettings), then the network and its pre-training; each command adds its own after them.
+NETWORK_FLAGS = [
+    *(f.name for f in dataclasses.fields(CommandSettings)),
+    "hidden_layers",
+    "corruption_levels",
+    "pretrain_epochs",
+    "pretrain_lr",
+]
+
+
 @dataclass
 class RunConfig(CommandSettings):
     """Every hyper-parameter of ``python -m sda.run``; saved as ``config.json``."""

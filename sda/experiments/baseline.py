@@ -36,7 +36,7 @@ from sda.cli import (
     load_data,
     print_pretrain_epoch,
 )
-from sda.config import PRESETS, RunConfig, SettingError, setting
+from sda.config import NETWORK_FLAGS, PRESETS, RunConfig, SettingError, setting
 from sda.constraints import SGD_BATCH_SIZE, check_setting
 from sda.data import Dataset, shared_dataset
 from sda.finetune import FinetuneResult, MinibatchSGD, Monitor, PatienceRule, StepRecord, finetune
@@ -96,16 +96,7 @@ QUICK = {
     "batch_size": 10,
 }
 FLAGS = [
-    "dataset",
-    "data",
-    "n_train",
-    "n_valid",
-    "n_test",
-    "mode",
-    "hidden_layers",
-    "corruption_levels",
-    "pretrain_epochs",
-    "pretrain_lr",
+    *NETWORK_FLAGS,
     "finetune_epochs",
     "finetune_lr",
     "batch_size",
