@@ -21,7 +21,7 @@ ARGS = [
     "--pretrain-epochs",
     "3",
     "--finetune-epochs",
-    "20",
+    "6",
     "--momentum",
     "0.5",
     "--finetune-lr-decay",
