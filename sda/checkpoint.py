@@ -134,6 +134,8 @@ class Checkpoint:
     every : int, default 0
         Minibatch steps between saves (``due``); 0 saves only when a loop calls
         ``save`` (at the end of a layer or phase).
+    fix : str, default "restore the file, or start the run again without --resume"
+        What a message about a damaged or foreign checkpoint tells the user to do.
 
     Attributes
     ----------
@@ -148,8 +150,14 @@ class Checkpoint:
         of ``metrics.csv`` written so far).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, model: Any = None, every: int = 0) -> None:
-        self.model, self.every = model, every
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        model: Any = None,
+        every: int = 0,
+        fix: str = "restore the file, or start the run again without --resume",
+    ) -> None:
+        self.model, self.every, self.fix = model, every, fix
         self.path: Any = path  # kept as given: a caller that passed a Path may use its methods
         self.velocities: list[Any] = []  # the SGD velocities of the step now running
         self.best: list[np.ndarray] | None = None  # early stopping's best parameter values
@@ -236,14 +244,14 @@ class Checkpoint:
         self.pending = arrays  # the velocities
         return progress
 
-    def _refuse(self, problem, fix="restore the file, or start the run again without --resume"):
-        return SdAError(f"{self.path} {problem}: {fix}")
+    def _refuse(self, problem, fix=None):
+        return SdAError(f"{self.path} {problem}: {fix or self.fix}")
 
     def _read(self):
         """Every array and the JSON state, read with ``allow_pickle=False``."""
         if Path(self.path).is_dir():
             raise self._refuse("is a folder where the checkpoint file should be")
-        arrays = open_npz(self.path, "checkpoint")  # damaged, empty, foreign: one clear error
+        arrays = open_npz(self.path, "checkpoint", self.fix)  # damaged, empty, foreign: one clear error
         if "state.json" not in arrays:
             raise self._refuse("is not a valid checkpoint: it holds no state.json entry")
         try:

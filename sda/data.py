@@ -523,7 +523,7 @@ def _corrupt(path, exc):
 _ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry, or an empty zip
 
 
-def open_npz(path, what: str) -> dict[str, np.ndarray]:
+def open_npz(path, what: str, fix: str | None = None) -> dict[str, np.ndarray]:
     """Every array of the ``.npz`` file ``path``, read without ever unpickling.
 
     ``what`` names the kind of file in error messages ("checkpoint",
@@ -536,6 +536,9 @@ def open_npz(path, what: str) -> dict[str, np.ndarray]:
         The ``.npz`` file.
     what : str
         The kind of file, for messages.
+    fix : str, optional
+        What the user should do about a damaged file; by default, replace it
+        with a file written by sda or point to the right one.
 
     Returns
     -------
@@ -561,7 +564,8 @@ def open_npz(path, what: str) -> dict[str, np.ndarray]:
     sda.data.DataError: file ... is not a valid model file: it is not an .npz (zip) archive; ...
     """
     path = pathlib.Path(path)
-    fix = f"replace it with a {what} file written by sda, or point to the right file"
+    if fix is None:
+        fix = f"replace it with a {what} file written by sda, or point to the right file"
     try:
         with open(path, "rb") as f:
             start = f.read(4)

@@ -4,7 +4,7 @@ Each reproduction writes into its own folder (``--out``) and can be stopped
 and started again: a second call with the same settings continues from the
 checkpoints where the first one stopped, and skips the parts already done.
 A folder made with other settings is refused, so one folder never mixes two
-protocols.
+protocols, and so is a second process on a folder another one is working in.
 
 ``filters``
     The dA tutorial's filter picture: one denoising auto-encoder with 500
@@ -27,7 +27,8 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from sda.constraints import MAX_SEED
 from sda.data import shared_dataset
 from sda.pictures import tile_images
 from sda.run import run as run_sda
-from sda.rundir import atomic_write, read_text, usable_folder
+from sda.rundir import RunDir, atomic_write, read_text, usable_folder
 from sda.SdA import SdA
 from sda.train import pretrain
 
@@ -89,8 +90,12 @@ class FiltersSettings(CommandSettings):
         return self
 
 
-def claim_folder(path: Path, settings: CommandSettings) -> bool:
-    """Make ``path`` this reproduction's folder, or check that it already is.
+@contextmanager
+def claim_folder(path: Path, settings: CommandSettings) -> Iterator[bool]:
+    """Hold ``path`` as this reproduction's folder: make it, or check that it already is.
+
+    The folder stays locked while the ``with`` block runs, so a second
+    process on it is refused before it reads or writes anything.
 
     Parameters
     ----------
@@ -99,8 +104,8 @@ def claim_folder(path: Path, settings: CommandSettings) -> bool:
     settings : CommandSettings
         The reproduction's settings, saved in the folder the first time.
 
-    Returns
-    -------
+    Yields
+    ------
     bool
         True when the folder was made by an earlier call with the same
         settings (the call continues it).
@@ -109,29 +114,31 @@ def claim_folder(path: Path, settings: CommandSettings) -> bool:
     ------
     SettingError
         The folder holds another reproduction's settings, or files of its own.
+    SdAError
+        Another process is working in the folder.
     """
-    usable_folder(path)
-    saved_file = path / SETTINGS_FILE
-    values = json.loads(json.dumps(settings.to_dict()))  # as saved: tuples become lists
-    if saved_file.is_file():
-        try:
-            saved = json.loads(read_text(saved_file, "reproduction"))
-        except ValueError:
-            raise SettingError(
-                f"{saved_file} is damaged: restore it, or start again in another --out"
-            ) from None
-        if saved != values:
-            changed = sorted(k for k in set(saved) | set(values) if saved.get(k) != values.get(k))
-            raise SettingError(
-                f"{path} holds a reproduction made with other settings ({', '.join(changed)}): "
-                "give the same settings to continue it, or another --out"
-            )
-        return True
-    if path.exists() and any(path.iterdir()):
-        raise SettingError(f"{path} already holds files: give an empty or new folder as --out")
-    path.mkdir(parents=True, exist_ok=True)
-    atomic_write(saved_file, lambda f: f.write(json.dumps(values, indent=2).encode()))
-    return False
+    with RunDir(usable_folder(path)):
+        saved_file = path / SETTINGS_FILE
+        values = json.loads(json.dumps(settings.to_dict()))  # as saved: tuples become lists
+        if saved_file.is_file():
+            try:
+                saved = json.loads(read_text(saved_file, "reproduction"))
+            except ValueError:
+                raise SettingError(
+                    f"{saved_file} is damaged: restore it, or start again in another --out"
+                ) from None
+            if saved != values:
+                changed = sorted(k for k in set(saved) | set(values) if saved.get(k) != values.get(k))
+                raise SettingError(
+                    f"{path} holds a reproduction made with other settings ({', '.join(changed)}): "
+                    "give the same settings to continue it, or another --out"
+                )
+            yield True
+            return
+        if any(path.iterdir()):
+            raise SettingError(f"{path} already holds files: give an empty or new folder as --out")
+        atomic_write(saved_file, lambda f: f.write(json.dumps(values, indent=2).encode()))
+        yield False
 
 
 def train_filters(
@@ -170,7 +177,12 @@ def train_filters(
         n_outs=n_outs,
         corruption_levels=(level,),
     )
-    checkpoint = Checkpoint(folder / "checkpoint.npz", model, every=CHECKPOINT_EVERY)
+    checkpoint = Checkpoint(
+        folder / "checkpoint.npz",
+        model,
+        every=CHECKPOINT_EVERY,
+        fix=f"delete the folder {folder} to train this auto-encoder again",
+    )
     progress = checkpoint.load() if checkpoint.path.is_file() else Progress()
     if progress.layer < model.n_layers:
         label = f"corruption {100 * level:g} %"
@@ -245,31 +257,36 @@ def reproduce_filters(settings: FiltersSettings, command: str) -> dict:
     if side * side != dataset.n_features:
         raise SettingError(f"the filters are drawn as square images: {settings.dataset} rows are not")
     out = Path(settings.out)
-    resumed = claim_folder(out, settings)
-    print(
-        f"sda: {engine.BACKEND}\ndata: {dataset.name}, {len(dataset.train.y)} training rows\n"
-        f"{'continuing' if resumed else 'writing'} {out}",
-        flush=True,
-    )
-    train_x = shared_dataset(dataset.train)[0]
-    started = time.perf_counter()
-    panels, reports = {}, []
-    for level in settings.corruption_levels:
-        weights, report = train_filters(
-            settings, level, train_x, dataset.n_features, dataset.n_classes, out / f"corruption-{level:.2f}"
+    with claim_folder(out, settings) as resumed:
+        print(
+            f"sda: {engine.BACKEND}\ndata: {dataset.name}, {len(dataset.train.y)} training rows\n"
+            f"{'continuing' if resumed else 'writing'} {out}",
+            flush=True,
         )
-        panels[f"corruption {100 * level:g} %"] = weights
-        reports.append(report)
-    save_filter_figure(panels, (side, side), settings.n_filters, out / "filters.png")
-    result = {
-        "command": command,
-        "backend": engine.BACKEND,
-        "models": reports,
-        "seconds_this_call": time.perf_counter() - started,
-    }
-    atomic_write(out / "filters.json", lambda f: f.write(json.dumps(result, indent=2).encode()))
-    print(f"filters in {out / 'filters.png'}")
-    return result
+        train_x = shared_dataset(dataset.train)[0]
+        started = time.perf_counter()
+        panels, reports = {}, []
+        for level in settings.corruption_levels:
+            weights, report = train_filters(
+                settings,
+                level,
+                train_x,
+                dataset.n_features,
+                dataset.n_classes,
+                out / f"corruption-{level:.2f}",
+            )
+            panels[f"corruption {100 * level:g} %"] = weights
+            reports.append(report)
+        save_filter_figure(panels, (side, side), settings.n_filters, out / "filters.png")
+        result = {
+            "command": command,
+            "backend": engine.BACKEND,
+            "models": reports,
+            "seconds_this_call": time.perf_counter() - started,
+        }
+        atomic_write(out / "filters.json", lambda f: f.write(json.dumps(result, indent=2).encode()))
+        print(f"filters in {out / 'filters.png'}")
+        return result
 
 
 # What the tutorial's text reports for its run (batch 1, on a Xeon E5430 at 2.66 GHz with GotoBLAS).
@@ -312,38 +329,25 @@ def binomial_standard_error(error: float, n: int) -> float:
     return math.sqrt(error * (1 - error) / n)
 
 
-def reproduce_tutorial(settings: TutorialSettings, command: str) -> dict:
-    """The ``tutorial`` reproduction: the run, started, continued or only reported.
+def write_tutorial_report(out: Path, command: str, summary: dict, n_test: int) -> dict:
+    """Set the finished run's figures beside the tutorial's: ``tutorial.json`` and ``tutorial.md``.
 
     Parameters
     ----------
-    settings : TutorialSettings
-        Checked settings.
+    out : Path
+        The reproduction's folder.
     command : str
         The command line, recorded in the report.
+    summary : dict
+        The run's ``summary.json``.
+    n_test : int
+        Test images, for the binomial standard error.
 
     Returns
     -------
     dict
-        The published figures beside ours, also written as ``tutorial.json``
-        (and as a table in ``tutorial.md``).
+        The report written to ``tutorial.json``.
     """
-    out = Path(settings.out)
-    data = {
-        name: getattr(settings, name) for name in ("dataset", "data", "n_train", "n_valid", "n_test", "mode")
-    }
-    config = RunConfig(
-        **{**PRESETS["tutorial"], **data}, preset="tutorial", out=str(out), name="run", progress=False
-    )
-    config.check()
-    claim_folder(out, settings)
-    folder = out / "run"
-    summary_file = folder / "summary.json"
-    done = summary_file.is_file() and json.loads(read_text(summary_file)).get("status") == "done"
-    if not done:
-        run_sda(config, resume_dir=folder if (folder / "config.json").is_file() else None)
-    summary = json.loads(read_text(summary_file, "run folder"))
-    n_test = len(load_data(config).test.y)
     ours = {
         "best_valid_error": summary["best_valid_error"],
         "test_error": summary["test_error"],
@@ -378,6 +382,40 @@ def reproduce_tutorial(settings: TutorialSettings, command: str) -> dict:
     (out / "tutorial.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[2:]))
     return result
+
+
+def reproduce_tutorial(settings: TutorialSettings, command: str) -> dict:
+    """The ``tutorial`` reproduction: the run, started, continued or only reported.
+
+    Parameters
+    ----------
+    settings : TutorialSettings
+        Checked settings.
+    command : str
+        The command line, recorded in the report.
+
+    Returns
+    -------
+    dict
+        The published figures beside ours, also written as ``tutorial.json``
+        (and as a table in ``tutorial.md``).
+    """
+    out = Path(settings.out)
+    data = {
+        name: getattr(settings, name) for name in ("dataset", "data", "n_train", "n_valid", "n_test", "mode")
+    }
+    config = RunConfig(
+        **{**PRESETS["tutorial"], **data}, preset="tutorial", out=str(out), name="run", progress=False
+    )
+    config.check()
+    with claim_folder(out, settings):
+        folder = out / "run"
+        summary_file = folder / "summary.json"
+        done = summary_file.is_file() and json.loads(read_text(summary_file)).get("status") == "done"
+        if not done:
+            run_sda(config, resume_dir=folder if (folder / "config.json").is_file() else None)
+        summary = json.loads(read_text(summary_file, "run folder"))
+        return write_tutorial_report(out, command, summary, len(load_data(config).test.y))
 
 
 # name: (settings, what runs it, one line for --help)

@@ -7,6 +7,7 @@ import pytest
 
 import sda.reproduce
 from sda import reproduce
+from sda.rundir import RunDir
 
 TINY = ["--dataset", "digits", "--n-hidden", "16", "--n-filters", "16", "--epochs", "2"]
 
@@ -71,6 +72,24 @@ def test_a_folder_made_with_other_settings_is_refused(tmp_path, capsys):
     assert reproduce.main(["filters", *TINY, "--out", str(tmp_path)]) == 0
     assert reproduce.main(["filters", *TINY, "--learning-rate", "0.05", "--out", str(tmp_path)]) == 2
     assert "made with other settings (learning_rate)" in capsys.readouterr().err
+
+
+def test_a_second_process_on_the_folder_is_refused_before_it_writes(tmp_path, capsys):
+    with RunDir(tmp_path):  # another process working in the folder holds this lock
+        assert reproduce.main(["filters", *TINY, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is in use by another sda process" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+    assert reproduce.main(["filters", *TINY, "--out", str(tmp_path)]) == 0  # free again
+
+
+def test_a_damaged_checkpoint_says_how_to_train_that_model_again(tmp_path, capsys):
+    assert reproduce.main(["filters", *TINY, "--out", str(tmp_path)]) == 0
+    (tmp_path / "corruption-0.30" / "checkpoint.npz").write_bytes(b"junk")
+    assert reproduce.main(["filters", *TINY, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert "checkpoint.npz is not a valid checkpoint file" in err
+    assert f"delete the folder {tmp_path / 'corruption-0.30'} to train this auto-encoder again" in err
 
 
 TUTORIAL = ["tutorial", "--dataset", "digits", "--n-train", "60", "--n-valid", "30", "--n-test", "30"]
