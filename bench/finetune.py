@@ -91,7 +91,7 @@ def network(config, dataset, seed=0):
     and the step check would then check nothing below the top."""
     import numpy as np
 
-    from bench.measure import build_model
+    from sda.cli import build_model
 
     model = build_model(config, dataset)
     top = model.logLayer.W

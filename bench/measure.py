@@ -19,6 +19,7 @@ import pytensor.tensor as pt
 import sda
 from bench.references import MklGemm, NumpyDA, NumpyGemm, TorchDA, find_mkl, torch, torch_blas
 from sda.batching import batch_slice, n_batches
+from sda.cli import build_model
 from sda.data import DataError, load_dataset, shared_dataset
 from sda.train import cache_layer_input, pretrain
 
@@ -39,19 +40,6 @@ class Sizes:
 
 FULL = Sizes(rows=50_000, min_seconds=2.0, min_steps=20, repeats=5, warmup_steps=5, pause_seconds=0.3)
 QUICK = Sizes(rows=200, min_seconds=0.05, min_steps=2, repeats=3, warmup_steps=2, pause_seconds=0.0)
-
-
-def build_model(config, dataset):
-    """An SdA as ``sda.run`` builds it for ``config``."""
-    return sda.SdA(
-        np.random.RandomState(config.seed),
-        n_ins=dataset.n_features,
-        hidden_layers_sizes=config.hidden_layers,
-        n_outs=dataset.n_classes,
-        corruption_levels=config.corruption_levels,
-        tied=config.tied,
-        loss=config.loss,
-    )
 
 
 def one_layer_model(seed, corruption):

@@ -446,6 +446,29 @@ class RunConfig(CommandSettings):
             raise SettingError("out must name a folder, got an empty string")
         return self
 
+    def pretrain_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`sda.train.pretrain` these settings give.
+
+        Returns
+        -------
+        dict
+            ``batch_size``, ``epochs``, ``learning_rate``, ``cached``,
+            ``momentum`` and ``weight_decay``.
+
+        Examples
+        --------
+        >>> RunConfig().pretrain_arguments()["epochs"]
+        15
+        """
+        return dict(
+            batch_size=self.pretrain_batch_size,
+            epochs=self.pretrain_epochs,
+            learning_rate=self.pretrain_lr,
+            cached=self.cached,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+        )
+
     def finetune_rows(self) -> int:
         """Rows per fine-tuning minibatch: the setting, else the chosen optimiser's default.
 

@@ -591,12 +591,7 @@ def _pretrain_and_finetune(config, model, shared, report, progress, checkpoint):
     history = pretrain(
         model,
         shared[0][0],
-        config.pretrain_batch_size,
-        config.pretrain_epochs,
-        config.pretrain_lr,
-        cached=config.cached,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
+        **config.pretrain_arguments(),
         on_epoch=report,
         on_step=report.step,
         show_progress=config.progress,

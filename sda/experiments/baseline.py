@@ -393,12 +393,7 @@ def train_arms(
             pretrain(
                 model,
                 shared[0][0],
-                config.pretrain_batch_size,
-                config.pretrain_epochs,
-                config.pretrain_lr,
-                cached=config.cached,
-                momentum=config.momentum,
-                weight_decay=config.weight_decay,
+                **config.pretrain_arguments(),
                 on_epoch=print_pretrain_epoch,
             )
             pretrain_seconds = time.perf_counter() - started
