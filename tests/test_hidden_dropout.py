@@ -1,0 +1,74 @@
+"""Hidden-unit dropout in fine-tuning: the thinned network's cost against numpy, and its updates."""
+
+import numpy as np
+import pytensor
+import pytest
+
+from sda import SdA
+from sda.errors import SettingError
+
+
+def small_model(seed=3):
+    return SdA(
+        np.random.RandomState(seed),
+        n_ins=12,
+        hidden_layers_sizes=(9, 7),
+        n_outs=4,
+        corruption_levels=(0.1, 0.2),
+    )
+
+
+def sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def numpy_thinned_cost(model, x, y, generator, input_level, hidden_level):
+    """The same cost drawn with numpy: masks in the graph's order, from a copy of its generator."""
+    h = x.astype(np.float64)
+    if input_level:
+        h = h * generator.binomial(1, 1 - input_level, size=h.shape) / np.float32(1 - input_level)
+    for layer in model.sigmoid_layers:
+        h = sigmoid(h @ layer.W.get_value() + layer.b.get_value())
+        h = h * generator.binomial(1, 1 - hidden_level, size=h.shape) / np.float32(1 - hidden_level)
+    logits = h @ model.logLayer.W.get_value() + model.logLayer.b.get_value()
+    log_p = (
+        logits
+        - np.log(np.sum(np.exp(logits - logits.max(1, keepdims=True)), 1, keepdims=True))
+        - logits.max(1, keepdims=True)
+    )
+    return -np.mean(log_p[np.arange(len(y)), y])
+
+
+@pytest.mark.floats
+@pytest.mark.parametrize("input_level", [0.0, 0.2])
+def test_thinned_cost_is_numpys_with_the_same_masks(input_level):
+    model = small_model()
+    for p in model.params:  # non-zero softmax weights, so every mask changes the cost
+        p.set_value(np.random.default_rng(1).normal(0, 0.5, p.get_value().shape).astype(p.dtype))
+    rng = np.random.default_rng(5)
+    x = rng.random((6, 12)).astype("float32")
+    y = rng.integers(0, 4, 6).astype("int32")
+    cost, noise = model.dropout_finetune_cost(input_level, hidden_dropout=0.5)
+    step = pytensor.function([model.x, model.y], cost, updates=noise)
+    generator = model.dA_layers[0].rng.get_value()
+    expected = numpy_thinned_cost(model, x, y, _copy(generator), input_level, 0.5)
+    first = float(step(x, y))
+    # float32 graph against float64 numpy: a few ulps of a cost near 1
+    assert first == pytest.approx(expected, rel=1e-5)
+    second = float(step(x, y))
+    assert second != first  # the generator moved on: fresh masks every step
+    assert float(pytensor.function([model.x, model.y], model.finetune_cost)(x, y)) not in (first, second)
+
+
+def _copy(generator):
+    fresh = np.random.default_rng()
+    fresh.bit_generator.state = generator.bit_generator.state
+    return fresh
+
+
+def test_no_dropout_is_the_plain_cost_and_bad_levels_are_refused():
+    model = small_model()
+    cost, noise = model.dropout_finetune_cost(0.0, 0.0)
+    assert cost is model.finetune_cost and noise == []
+    with pytest.raises(SettingError, match=r"hidden_dropout must be in \[0, 1\), got 1.0"):
+        model.dropout_finetune_cost(0.0, 1.0)
