@@ -285,6 +285,7 @@ class SdA:
         weight_decay: float = 0.0,
         input_corruption: float = 0.0,
         hidden_dropout: float = 0.0,
+        max_norm: float | None = None,
     ) -> tuple[SGDStep, SplitScorer, SplitScorer]:
         """Compile the fine-tuning step and the validation and test scorers.
 
@@ -308,6 +309,9 @@ class SdA:
             Above 0, training also drops each hidden unit with this
             probability (see ``dropout_finetune_cost``); the scores use the
             whole network.
+        max_norm : float, optional
+            After every step, each unit's incoming weights are scaled back to
+            at most this L2 norm (``sda.sgd.within_max_norm``); None: no limit.
 
         Returns
         -------
@@ -326,7 +330,7 @@ class SdA:
         # shared, so a schedule can change it between epochs (train_fn.learning_rate)
         rate = pytensor.shared(np.float32(learning_rate), name="finetune_lr")
         cost, noise = self.dropout_finetune_cost(input_corruption, hidden_dropout)
-        updates, velocities = sgd_updates(cost, self.params, rate, momentum, weight_decay)
+        updates, velocities = sgd_updates(cost, self.params, rate, momentum, weight_decay, max_norm)
         train_fn = SGDStep(
             batched_function(
                 index,

@@ -239,6 +239,12 @@ _TABLE = [
     # --------------------------------------------------------- SGD, both phases
     Setting("momentum", float, "SGD momentum in both phases, in [0, 1) (0: plain SGD)", PROBABILITY),
     Setting("weight_decay", float, "L2 penalty on the weight matrices in both phases", NON_NEGATIVE),
+    Setting(
+        "max_norm",
+        float,
+        "fine-tuning: scale back every unit's incoming weights whose L2 norm exceeds this (max-norm)",
+        POSITIVE,
+    ),
     Setting("batch_size", int, "minibatch size of both phases", COUNT),
     # ------------------------------------------------------------- pre-training
     Setting("pretrain_epochs", int, "passes over the training set per layer", COUNT_OR_ZERO),

@@ -6,6 +6,7 @@ from typing import Any, cast
 
 import numpy as np
 import pytensor
+import pytensor.tensor as pt
 
 from sda.constraints import check_setting
 from sda.graph_types import Tensor, TensorSharedVariable, Update
@@ -17,6 +18,7 @@ def sgd_updates(
     learning_rate: float | np.floating[Any] | Tensor | TensorSharedVariable,
     momentum: float = 0.0,
     weight_decay: float = 0.0,
+    max_norm: float | None = None,
 ) -> tuple[list[Update], list[TensorSharedVariable]]:
     """Updates for one SGD step, and the velocity variables momentum needs.
 
@@ -41,6 +43,11 @@ def sgd_updates(
         velocities.
     weight_decay : float, default 0.0
         L2 penalty factor on the weight matrices, at least 0.
+    max_norm : float, optional
+        After the step, every column of a weight matrix (one unit's incoming
+        weights) whose L2 norm exceeds ``max_norm`` is scaled back to that
+        norm (the max-norm constraint of Srivastava et al., 2014). None: no
+        constraint.
 
     Returns
     -------
@@ -54,9 +61,11 @@ def sgd_updates(
     Raises
     ------
     SettingTypeError, SettingError
-        If ``momentum`` or ``weight_decay`` is not a number or out of its range.
+        If ``momentum``, ``weight_decay`` or ``max_norm`` is not a number or out of its range.
     """
     momentum, weight_decay = check_setting("momentum", momentum), check_setting("weight_decay", weight_decay)
+    if max_norm is not None:
+        max_norm = check_setting("max_norm", max_norm)
     updates: list[Update] = []
     velocities: list[TensorSharedVariable] = []
     gradients = cast(list[Tensor], pytensor.grad(cost, list(params)))  # a list for a list of params
@@ -66,11 +75,43 @@ def sgd_updates(
         if momentum:
             v = pytensor.shared(np.zeros_like(p.get_value(borrow=True)), name=f"{p.name}.velocity")
             step = np.float32(momentum) * v - learning_rate * g
-            updates += [(v, step), (p, p + step)]
+            updates += [(v, step)]
             velocities.append(v)
+            new_p = p + step
         else:
-            updates.append((p, p - learning_rate * g))
+            new_p = p - learning_rate * g
+        if max_norm is not None and p.ndim == 2:
+            new_p = within_max_norm(new_p, max_norm)
+        updates.append((p, new_p))
     return updates, velocities
+
+
+def within_max_norm(weights: Tensor, max_norm: float) -> Tensor:
+    """``weights`` with every column longer than ``max_norm`` (L2) scaled back to ``max_norm``.
+
+    Parameters
+    ----------
+    weights : TensorVariable
+        A weight matrix, one unit's incoming weights per column.
+    max_norm : float
+        The largest L2 norm a column may keep.
+
+    Returns
+    -------
+    TensorVariable
+        The constrained matrix; columns within the norm are unchanged.
+
+    Examples
+    --------
+    >>> w = pytensor.shared(np.array([[3.0, 0.1], [4.0, 0.1]], dtype="float32"))
+    >>> within_max_norm(w, 1.0).eval().round(3)
+    array([[0.6, 0.1],
+           [0.8, 0.1]], dtype=float32)
+    """
+    norms = pt.sqrt(pt.sum(pt.sqr(weights), axis=0))
+    limit = np.float32(max_norm)
+    constrained: Tensor = weights * (limit / pt.maximum(norms, limit))  # 1 where the norm is within
+    return constrained
 
 
 @dataclass

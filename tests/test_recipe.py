@@ -1,4 +1,4 @@
-"""Hidden-unit dropout in fine-tuning: the thinned network's cost against numpy, and its updates."""
+"""The modern fine-tuning recipe's pieces: hidden-unit dropout against numpy, the max-norm constraint."""
 
 import numpy as np
 import pytensor
@@ -6,6 +6,7 @@ import pytest
 
 from sda import SdA
 from sda.errors import SettingError
+from sda.sgd import sgd_updates
 
 
 def small_model(seed=3):
@@ -72,3 +73,30 @@ def test_no_dropout_is_the_plain_cost_and_bad_levels_are_refused():
     assert cost is model.finetune_cost and noise == []
     with pytest.raises(SettingError, match=r"hidden_dropout must be in \[0, 1\), got 1.0"):
         model.dropout_finetune_cost(0.0, 1.0)
+
+
+@pytest.mark.floats
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_max_norm_scales_back_only_the_columns_that_outgrow_it(momentum):
+    rng = np.random.default_rng(2)
+    w = pytensor.shared((rng.normal(0, 1, (5, 4)) * [0.1, 0.1, 3.0, 3.0]).astype("float32"), name="w")
+    b = pytensor.shared(np.zeros(4, dtype="float32"), name="b")
+    x = rng.random((3, 5)).astype("float32")
+    cost = pytensor.tensor.sum(pytensor.tensor.dot(x, w) + b) ** 2 / 100
+    updates, _ = sgd_updates(cost, [w, b], np.float32(0.01), momentum=momentum, max_norm=1.0)
+    grad_w, grad_b = pytensor.function([], pytensor.grad(cost, [w, b]))()
+    before = w.get_value()
+    pytensor.function([], [], updates=updates)()
+    free = before - 0.01 * grad_w  # the first step: no velocity yet, with or without momentum
+    norms = np.linalg.norm(free, axis=0)
+    expected = free * np.minimum(1, 1.0 / norms)
+    np.testing.assert_allclose(w.get_value(), expected, rtol=1e-6)
+    assert np.all(np.linalg.norm(w.get_value(), axis=0) <= 1.0 + 1e-6)
+    assert norms[:2].max() < 1 < norms[2:].min()  # two columns kept, two scaled back
+    np.testing.assert_allclose(b.get_value(), -0.01 * grad_b, rtol=1e-6)  # biases: a plain step
+
+
+def test_max_norm_must_be_positive():
+    w = pytensor.shared(np.ones((2, 2), dtype="float32"))
+    with pytest.raises(SettingError, match=r"max_norm must be more than 0, got 0"):
+        sgd_updates(pytensor.tensor.sum(w), [w], 0.1, max_norm=0)
