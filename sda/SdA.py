@@ -286,6 +286,7 @@ class SdA:
         input_corruption: float = 0.0,
         hidden_dropout: float = 0.0,
         max_norm: float | None = None,
+        momentum_schedule: bool = False,
     ) -> tuple[SGDStep, SplitScorer, SplitScorer]:
         """Compile the fine-tuning step and the validation and test scorers.
 
@@ -312,6 +313,9 @@ class SdA:
         max_norm : float, optional
             After every step, each unit's incoming weights are scaled back to
             at most this L2 norm (``sda.sgd.within_max_norm``); None: no limit.
+        momentum_schedule : bool
+            Compile the momentum as a shared scalar starting at ``momentum``
+            (``train_fn.momentum``), so a loop can ramp it between epochs.
 
         Returns
         -------
@@ -330,7 +334,18 @@ class SdA:
         # shared, so a schedule can change it between epochs (train_fn.learning_rate)
         rate = pytensor.shared(np.float32(learning_rate), name="finetune_lr")
         cost, noise = self.dropout_finetune_cost(input_corruption, hidden_dropout)
-        updates, velocities = sgd_updates(cost, self.params, rate, momentum, weight_decay, max_norm)
+        shared_momentum = None
+        if momentum_schedule:
+            check_setting("momentum", momentum)
+            shared_momentum = pytensor.shared(np.float32(momentum), name="finetune_momentum")
+        updates, velocities = sgd_updates(
+            cost,
+            self.params,
+            rate,
+            momentum if shared_momentum is None else shared_momentum,
+            weight_decay,
+            max_norm,
+        )
         train_fn = SGDStep(
             batched_function(
                 index,
@@ -343,6 +358,7 @@ class SdA:
             ),
             velocities,
             rate,
+            shared_momentum,
         )
         eval_batch_size = eval_batch_size or batch_size
         valid_score = self.error_scorer(valid_x, valid_y, eval_batch_size, "valid")

@@ -16,7 +16,7 @@ def sgd_updates(
     cost: Tensor,
     params: Sequence[TensorSharedVariable],
     learning_rate: float | np.floating[Any] | Tensor | TensorSharedVariable,
-    momentum: float = 0.0,
+    momentum: float | TensorSharedVariable = 0.0,
     weight_decay: float = 0.0,
     max_norm: float | None = None,
 ) -> tuple[list[Update], list[TensorSharedVariable]]:
@@ -38,9 +38,10 @@ def sgd_updates(
     learning_rate : float or scalar TensorVariable
         The step size; a shared or symbolic scalar lets a compiled step take a
         new rate at every call (a float32 one keeps the graph in float32).
-    momentum : float, default 0.0
+    momentum : float or shared scalar, default 0.0
         Fraction of the previous step added to this one, in [0, 1); 0 keeps no
-        velocities.
+        velocities. A shared float32 scalar lets a loop change it between
+        steps (a momentum schedule); velocities are then always kept.
     weight_decay : float, default 0.0
         L2 penalty factor on the weight matrices, at least 0.
     max_norm : float, optional
@@ -63,7 +64,9 @@ def sgd_updates(
     SettingTypeError, SettingError
         If ``momentum``, ``weight_decay`` or ``max_norm`` is not a number or out of its range.
     """
-    momentum, weight_decay = check_setting("momentum", momentum), check_setting("weight_decay", weight_decay)
+    scheduled = isinstance(momentum, pytensor.compile.SharedVariable)
+    factor = momentum if scheduled else np.float32(check_setting("momentum", momentum))
+    weight_decay = check_setting("weight_decay", weight_decay)
     if max_norm is not None:
         max_norm = check_setting("max_norm", max_norm)
     updates: list[Update] = []
@@ -72,9 +75,9 @@ def sgd_updates(
     for p, g in zip(params, gradients):
         if weight_decay and p.ndim == 2:
             g = g + np.float32(weight_decay) * p
-        if momentum:
+        if scheduled or momentum:
             v = pytensor.shared(np.zeros_like(p.get_value(borrow=True)), name=f"{p.name}.velocity")
-            step = np.float32(momentum) * v - learning_rate * g
+            step = factor * v - learning_rate * g
             updates += [(v, step)]
             velocities.append(v)
             new_p = p + step
@@ -123,8 +126,8 @@ class SGDStep:
     minibatch's cost. The ``velocities`` (empty without momentum) are the
     step's own training state: a loop hands them to its ``Checkpoint`` so
     they survive a kill.
-    ``learning_rate``, when the step was compiled with a shared one, lets a
-    loop change the rate between epochs without recompiling.
+    ``learning_rate`` and ``momentum``, when the step was compiled with
+    shared ones, let a loop change them between epochs without recompiling.
 
     Examples
     --------
@@ -139,6 +142,7 @@ class SGDStep:
     function: Callable  # a pytensor Function; under JAX, engine's row-slicing stand-in
     velocities: list = field(default_factory=list)
     learning_rate: pytensor.compile.SharedVariable | None = None
+    momentum: pytensor.compile.SharedVariable | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)

@@ -100,3 +100,58 @@ def test_max_norm_must_be_positive():
     w = pytensor.shared(np.ones((2, 2), dtype="float32"))
     with pytest.raises(SettingError, match=r"max_norm must be more than 0, got 0"):
         sgd_updates(pytensor.tensor.sum(w), [w], 0.1, max_norm=0)
+
+
+@pytest.mark.floats
+def test_a_shared_momentum_takes_the_same_steps_and_a_ramp_sets_it_each_epoch(tmp_path):
+    from sda.data import load_dataset, shared_dataset
+    from sda.finetune import MinibatchSGD, Monitor, PassBudget, finetune, momentum_at
+
+    digits = load_dataset("digits").subset(200, 50, 50)
+    datasets = [shared_dataset(s) for s in (digits.train, digits.valid, digits.test)]
+    runs = {}
+    for schedule in (False, True):
+        model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=(16,), corruption_levels=(0.1,))
+        train_fn, valid, test = model.build_finetune_functions(
+            datasets, batch_size=20, learning_rate=0.1, momentum=0.5, momentum_schedule=schedule
+        )
+        seen = []
+        step = MinibatchSGD(train_fn, 200, 20, momentum_ramp=(0.9, 2) if schedule else None)
+        monitor = Monitor(PassBudget(eval_every=1.0), model.params, valid.error, test.error)
+
+        def record(evaluation, train_fn=train_fn, seen=seen):
+            if train_fn.momentum is not None:
+                seen.append(round(float(train_fn.momentum.get_value()), 6))
+
+        finetune(model, step, monitor, max_epochs=1, on_record=record)
+        runs[schedule] = [p.get_value() for p in model.params]
+        if schedule:
+            assert seen[-1] == 0.5  # epoch 0 of the ramp
+    for fixed, shared in zip(runs[False], runs[True]):
+        np.testing.assert_array_equal(fixed, shared)  # one epoch at 0.5 either way: the same bits
+    assert momentum_at(1, 0.5, 0.9, 2) == pytest.approx(0.7)
+
+
+def test_the_momentum_ramp_rises_epoch_by_epoch_then_stays():
+    from sda.data import load_dataset, shared_dataset
+    from sda.finetune import MinibatchSGD, Monitor, PassBudget, finetune
+
+    digits = load_dataset("digits").subset(100, 50, 50)
+    datasets = [shared_dataset(s) for s in (digits.train, digits.valid, digits.test)]
+    model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=(8,), corruption_levels=(0.1,))
+    train_fn, valid, test = model.build_finetune_functions(
+        datasets, batch_size=20, learning_rate=0.1, momentum=0.5, momentum_schedule=True
+    )
+    seen = []
+    monitor = Monitor(PassBudget(eval_every=1.0), model.params, valid.error, test.error)
+    step = MinibatchSGD(train_fn, 100, 20, momentum_ramp=(0.9, 2))
+    finetune(
+        model,
+        step,
+        monitor,
+        max_epochs=4,
+        on_record=lambda r: seen.append(round(float(train_fn.momentum.get_value()), 6)),
+    )
+    assert seen == [0.5, 0.5, 0.7, 0.9, 0.9]  # the start, then after each epoch
+    with pytest.raises(SettingError, match="momentum_ramp needs a step compiled with a shared momentum"):
+        MinibatchSGD(model.build_finetune_functions(datasets, 20, 0.1)[0], 100, 20, momentum_ramp=(0.9, 2))
