@@ -270,6 +270,21 @@ _TABLE = [
         DECAY,
     ),
     Setting(
+        "finetune_hidden_dropout",
+        float,
+        "hidden dropout while fine-tuning: each hidden unit's output zeroed with this probability, "
+        "the rest scaled by 1/(1 - it), in [0, 1) (0: none; sgd)",
+        PROBABILITY,
+    ),
+    Setting(
+        "momentum_ramp",
+        float,
+        "fine-tuning: raise the momentum linearly from --momentum to this over --momentum-ramp-epochs "
+        "epochs, then hold it, in [0, 1) (sgd)",
+        PROBABILITY,
+    ),
+    Setting("momentum_ramp_epochs", int, "fine-tuning epochs the momentum ramp takes (sgd)", COUNT),
+    Setting(
         "finetune_corruption",
         float,
         "input dropout while fine-tuning: each pixel zeroed with this probability, the rest scaled "
