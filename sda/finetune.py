@@ -848,11 +848,17 @@ class MinibatchSGD:
         the epoch alone, so a resumed run continues the same schedule.
     phase : str
         Names the phase in a divergence error.
+    momentum_ramp : (float, int), optional
+        ``(end, epochs)``: epoch ``e`` trains at the momentum
+        ``momentum_at(e, start, end, epochs)``, where ``start`` is the
+        momentum ``train_fn`` was compiled with (it must be shared:
+        ``build_finetune_functions(..., momentum_schedule=True)``).
 
     Raises
     ------
     SettingError
-        A bad count, or ``lr_decay`` < 1 with a step compiled without a shared rate.
+        A bad count, ``lr_decay`` < 1 with a step compiled without a shared
+        rate, or a momentum ramp for a step without a shared momentum.
     """
 
     def __init__(
