@@ -31,6 +31,7 @@ from sda.graph_types import (
 )
 from sda.logistic import LogisticRegression
 from sda.mlp import HiddenLayer
+from sda.noise import bernoulli
 from sda.sgd import SGDStep, sgd_updates
 
 
@@ -283,6 +284,9 @@ class SdA:
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         input_corruption: float = 0.0,
+        hidden_dropout: float = 0.0,
+        max_norm: float | None = None,
+        momentum_schedule: bool = False,
     ) -> tuple[SGDStep, SplitScorer, SplitScorer]:
         """Compile the fine-tuning step and the validation and test scorers.
 
@@ -302,6 +306,16 @@ class SdA:
         input_corruption : float
             Above 0, training sees masked pixels (see ``dropped_input``); the
             scores see clean ones.
+        hidden_dropout : float
+            Above 0, training also drops each hidden unit with this
+            probability (see ``dropout_finetune_cost``); the scores use the
+            whole network.
+        max_norm : float, optional
+            After every step, each unit's incoming weights are scaled back to
+            at most this L2 norm (``sda.sgd.within_max_norm``); None: no limit.
+        momentum_schedule : bool
+            Compile the momentum as a shared scalar starting at ``momentum``
+            (``train_fn.momentum``), so a loop can ramp it between epochs.
 
         Returns
         -------
@@ -319,8 +333,19 @@ class SdA:
         index = pt.lscalar("index")
         # shared, so a schedule can change it between epochs (train_fn.learning_rate)
         rate = pytensor.shared(np.float32(learning_rate), name="finetune_lr")
-        cost, noise = self.dropout_finetune_cost(input_corruption)
-        updates, velocities = sgd_updates(cost, self.params, rate, momentum, weight_decay)
+        cost, noise = self.dropout_finetune_cost(input_corruption, hidden_dropout)
+        shared_momentum = None
+        if momentum_schedule:
+            check_setting("momentum", momentum)
+            shared_momentum = pytensor.shared(np.float32(momentum), name="finetune_momentum")
+        updates, velocities = sgd_updates(
+            cost,
+            self.params,
+            rate,
+            momentum if shared_momentum is None else shared_momentum,
+            weight_decay,
+            max_norm,
+        )
         train_fn = SGDStep(
             batched_function(
                 index,
@@ -333,28 +358,46 @@ class SdA:
             ),
             velocities,
             rate,
+            shared_momentum,
         )
         eval_batch_size = eval_batch_size or batch_size
         valid_score = self.error_scorer(valid_x, valid_y, eval_batch_size, "valid")
         test_score = self.error_scorer(test_x, test_y, eval_batch_size, "test")
         return train_fn, valid_score, test_score
 
-    def dropout_finetune_cost(self, corruption_level: float) -> tuple[Tensor, list[Update]]:
-        """The fine-tuning cost on ``dropped_input`` pixels.
+    def dropout_finetune_cost(
+        self, corruption_level: float, hidden_dropout: float = 0.0
+    ) -> tuple[Tensor, list[Update]]:
+        """The fine-tuning cost of a thinned network: dropped pixels, and dropped hidden units.
+
+        Each pixel is zeroed with probability ``corruption_level`` and each
+        hidden unit's output with probability ``hidden_dropout``; what is
+        kept is scaled by ``1 / (1 - level)``, so every unit's expected input
+        stays what the whole network gives it (Srivastava et al., 2014, with
+        the scaling done while training). The masks are drawn in order
+        (pixels, then each hidden layer bottom up) from the first dA's
+        generator.
 
         Parameters
         ----------
         corruption_level : float
-            Probability of dropping each pixel; 0 drops none.
+            Probability of dropping each pixel, in [0, 1); 0 drops none.
+        hidden_dropout : float
+            Probability of dropping each hidden unit, in [0, 1); 0 drops none.
 
         Returns
         -------
         cost : TensorVariable
-            ``finetune_cost`` on the dropped pixels (``finetune_cost`` itself at level 0).
+            The mean negative log-likelihood of the thinned network
+            (``finetune_cost`` itself when both levels are 0).
         noise_updates : list of (shared variable, new value)
-            The generator update an SGD step must apply to draw a fresh mask
-            next time (none at level 0).
+            The generator update an SGD step must apply to draw fresh masks
+            next time (none when both levels are 0).
         """
+        check_setting("finetune_corruption", corruption_level, as_name="corruption_level")
+        check_setting("finetune_corruption", hidden_dropout, as_name="hidden_dropout")
+        if hidden_dropout:
+            return self._thinned_cost(corruption_level, hidden_dropout)
         if not corruption_level:
             return self.finetune_cost, []
         next_rng, noisy_x = self.dropped_input(corruption_level)
@@ -363,6 +406,25 @@ class SdA:
         # one output in, one out: PyTensor's annotation also allows the list a list gives
         cost = cast(Tensor, clone_replace(self.finetune_cost, replace))
         return cost, [(self.dA_layers[0].rng, next_rng)]
+
+    def _thinned_cost(self, input_level: float, hidden_level: float) -> tuple[Tensor, list[Update]]:
+        """``dropout_finetune_cost`` with hidden dropout: the network built again on the same
+        shared parameters, a mask after the input and after every hidden layer."""
+        rng: Any = self.dA_layers[0].rng
+        h = self.x
+        if input_level:
+            rng, h = self.dropped_input(input_level)
+        no_weights_drawn = np.random.RandomState(0)  # the layers below are given their W and b
+        for layer in self.sigmoid_layers:
+            n_in, n_out = layer.W.get_value(borrow=True).shape
+            h = HiddenLayer(no_weights_drawn, h, n_in, n_out, W=layer.W, b=layer.b).output
+            rng, mask = bernoulli(
+                p=1 - hidden_level, size=h.shape, rng=rng, dtype="int8", return_next_rng=True
+            )
+            h = h * pt.cast(mask, pytensor.config.floatX) / np.float32(1 - hidden_level)
+        n_in, n_out = self.logLayer.W.get_value(borrow=True).shape
+        top = LogisticRegression(h, n_in, n_out, W=self.logLayer.W, b=self.logLayer.b)
+        return top.negative_log_likelihood(self.y), [(self.dA_layers[0].rng, rng)]
 
     def dropped_input(self, corruption_level: float) -> tuple[RandomGenerator, Tensor]:
         """``self.x`` with each pixel zeroed with probability ``corruption_level``

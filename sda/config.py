@@ -31,6 +31,10 @@ from sda.errors import SettingError, SettingTypeError
 SGD_ONLY = (
     "finetune_lr",
     "finetune_lr_decay",
+    "finetune_hidden_dropout",
+    "max_norm",
+    "momentum_ramp",
+    "momentum_ramp_epochs",
     "patience",
     "patience_unit",
     "patience_increase",
@@ -392,6 +396,10 @@ class RunConfig(CommandSettings):
     finetune_lr: float = setting(2.0)
     finetune_lr_decay: float = setting(0.95)
     finetune_corruption: float = setting(0.2)
+    finetune_hidden_dropout: float = setting(0.0)
+    max_norm: float | None = setting(None, default_text="no limit")
+    momentum_ramp: float | None = setting(None, default_text="no ramp: --momentum throughout")
+    momentum_ramp_epochs: int = setting(10)
     finetune_batch_size: int | None = setting(
         None, default_text=f"{SGD_BATCH_SIZE} for sgd, {DEFAULT_BATCH_SIZE} for cg/lbfgs"
     )

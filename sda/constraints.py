@@ -239,6 +239,12 @@ _TABLE = [
     # --------------------------------------------------------- SGD, both phases
     Setting("momentum", float, "SGD momentum in both phases, in [0, 1) (0: plain SGD)", PROBABILITY),
     Setting("weight_decay", float, "L2 penalty on the weight matrices in both phases", NON_NEGATIVE),
+    Setting(
+        "max_norm",
+        float,
+        "fine-tuning: scale back every unit's incoming weights whose L2 norm exceeds this (max-norm)",
+        POSITIVE,
+    ),
     Setting("batch_size", int, "minibatch size of both phases", COUNT),
     # ------------------------------------------------------------- pre-training
     Setting("pretrain_epochs", int, "passes over the training set per layer", COUNT_OR_ZERO),
@@ -263,6 +269,21 @@ _TABLE = [
         "multiply the fine-tuning learning rate by this after every epoch, in (0, 1] (1: constant; sgd)",
         DECAY,
     ),
+    Setting(
+        "finetune_hidden_dropout",
+        float,
+        "hidden dropout while fine-tuning: each hidden unit's output zeroed with this probability, "
+        "the rest scaled by 1/(1 - it), in [0, 1) (0: none; sgd)",
+        PROBABILITY,
+    ),
+    Setting(
+        "momentum_ramp",
+        float,
+        "fine-tuning: raise the momentum linearly from --momentum to this over --momentum-ramp-epochs "
+        "epochs, then hold it, in [0, 1) (sgd)",
+        PROBABILITY,
+    ),
+    Setting("momentum_ramp_epochs", int, "fine-tuning epochs the momentum ramp takes (sgd)", COUNT),
     Setting(
         "finetune_corruption",
         float,

@@ -800,6 +800,34 @@ class Step(Protocol):
         ...
 
 
+def momentum_at(epoch: int, start: float, end: float, epochs: int) -> float:
+    """The momentum of epoch ``epoch`` (from 0) on a ramp from ``start`` to ``end`` over ``epochs`` epochs.
+
+    It rises linearly and then stays at ``end`` (Srivastava et al., 2014,
+    ramp it from 0.5 to 0.99). It follows from the epoch alone, so a resumed
+    run continues the same schedule.
+
+    Parameters
+    ----------
+    epoch : int
+        Epochs finished.
+    start, end : float
+        The momentum at epoch 0 and from epoch ``epochs`` on.
+    epochs : int
+        The ramp's length.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> [momentum_at(e, 0.5, 0.9, 4) for e in (0, 2, 4, 10)]
+    [0.5, 0.7, 0.9, 0.9]
+    """
+    return start + (end - start) * min(1.0, epoch / epochs)
+
+
 class MinibatchSGD:
     """One SGD update per minibatch; saved at the checkpoint's interval.
 
@@ -820,11 +848,17 @@ class MinibatchSGD:
         the epoch alone, so a resumed run continues the same schedule.
     phase : str
         Names the phase in a divergence error.
+    momentum_ramp : (float, int), optional
+        ``(end, epochs)``: epoch ``e`` trains at the momentum
+        ``momentum_at(e, start, end, epochs)``, where ``start`` is the
+        momentum ``train_fn`` was compiled with (it must be shared:
+        ``build_finetune_functions(..., momentum_schedule=True)``).
 
     Raises
     ------
     SettingError
-        A bad count, or ``lr_decay`` < 1 with a step compiled without a shared rate.
+        A bad count, ``lr_decay`` < 1 with a step compiled without a shared
+        rate, or a momentum ramp for a step without a shared momentum.
     """
 
     def __init__(
@@ -835,6 +869,7 @@ class MinibatchSGD:
         shuffle_seed: int | None = None,
         lr_decay: float = 1.0,
         phase: str = FINETUNING,
+        momentum_ramp: tuple[float, int] | None = None,
     ) -> None:
         self.train_fn, self.phase = train_fn, phase
         self.saves_every_batch = False
@@ -850,6 +885,17 @@ class MinibatchSGD:
                 "(SdA.build_finetune_functions makes one)"
             )
         self.start_rate = None if self.rate is None or self.lr_decay == 1.0 else float(self.rate.get_value())
+        self.momentum = getattr(train_fn, "momentum", None)
+        self.momentum_ramp = momentum_ramp
+        if momentum_ramp is not None:
+            if self.momentum is None:
+                raise SettingError(
+                    "momentum_ramp needs a step compiled with a shared momentum "
+                    "(SdA.build_finetune_functions(..., momentum_schedule=True) makes one)"
+                )
+            check_setting("momentum", momentum_ramp[0], as_name="final momentum")
+            check_count("momentum ramp epochs", momentum_ramp[1])
+            self.start_momentum = float(self.momentum.get_value())
         self.examples = 0
         self.order: np.ndarray | None = None
         self.rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
@@ -902,6 +948,10 @@ class MinibatchSGD:
         """
         if self.rate is not None and self.start_rate is not None:
             self.rate.set_value(np.float32(self.start_rate * self.lr_decay**progress.epoch))
+        if self.momentum is not None and self.momentum_ramp is not None:
+            self.momentum.set_value(
+                np.float32(momentum_at(progress.epoch, self.start_momentum, *self.momentum_ramp))
+            )
         if self.rng is not None:
             progress.optimizer_state["epoch_rng"] = self.rng.bit_generator.state  # resume redraws the order
             self.order = self.rng.permutation(self.n_rows)

@@ -350,8 +350,14 @@ def finetune(
             config.momentum,
             config.weight_decay,
             config.finetune_corruption,
+            config.finetune_hidden_dropout,
+            config.max_norm,
+            momentum_schedule=config.momentum_ramp is not None,
         )
-        step = MinibatchSGD(train_fn, n_train, config.finetune_rows(), lr_decay=config.finetune_lr_decay)
+        ramp = None if config.momentum_ramp is None else (config.momentum_ramp, config.momentum_ramp_epochs)
+        step = MinibatchSGD(
+            train_fn, n_train, config.finetune_rows(), lr_decay=config.finetune_lr_decay, momentum_ramp=ramp
+        )
         rule = early_stopping(config, step.n_batches)
         monitor = Monitor(rule, model.params, valid_score.error, test_score.error)
     return finetune_loop(

@@ -6,6 +6,7 @@ from typing import Any, cast
 
 import numpy as np
 import pytensor
+import pytensor.tensor as pt
 
 from sda.constraints import check_setting
 from sda.graph_types import Tensor, TensorSharedVariable, Update
@@ -15,8 +16,9 @@ def sgd_updates(
     cost: Tensor,
     params: Sequence[TensorSharedVariable],
     learning_rate: float | np.floating[Any] | Tensor | TensorSharedVariable,
-    momentum: float = 0.0,
+    momentum: float | TensorSharedVariable = 0.0,
     weight_decay: float = 0.0,
+    max_norm: float | None = None,
 ) -> tuple[list[Update], list[TensorSharedVariable]]:
     """Updates for one SGD step, and the velocity variables momentum needs.
 
@@ -36,11 +38,17 @@ def sgd_updates(
     learning_rate : float or scalar TensorVariable
         The step size; a shared or symbolic scalar lets a compiled step take a
         new rate at every call (a float32 one keeps the graph in float32).
-    momentum : float, default 0.0
+    momentum : float or shared scalar, default 0.0
         Fraction of the previous step added to this one, in [0, 1); 0 keeps no
-        velocities.
+        velocities. A shared float32 scalar lets a loop change it between
+        steps (a momentum schedule); velocities are then always kept.
     weight_decay : float, default 0.0
         L2 penalty factor on the weight matrices, at least 0.
+    max_norm : float, optional
+        After the step, every column of a weight matrix (one unit's incoming
+        weights) whose L2 norm exceeds ``max_norm`` is scaled back to that
+        norm (the max-norm constraint of Srivastava et al., 2014). None: no
+        constraint.
 
     Returns
     -------
@@ -54,23 +62,59 @@ def sgd_updates(
     Raises
     ------
     SettingTypeError, SettingError
-        If ``momentum`` or ``weight_decay`` is not a number or out of its range.
+        If ``momentum``, ``weight_decay`` or ``max_norm`` is not a number or out of its range.
     """
-    momentum, weight_decay = check_setting("momentum", momentum), check_setting("weight_decay", weight_decay)
+    scheduled = isinstance(momentum, pytensor.compile.SharedVariable)
+    factor = momentum if scheduled else np.float32(check_setting("momentum", momentum))
+    weight_decay = check_setting("weight_decay", weight_decay)
+    if max_norm is not None:
+        max_norm = check_setting("max_norm", max_norm)
     updates: list[Update] = []
     velocities: list[TensorSharedVariable] = []
     gradients = cast(list[Tensor], pytensor.grad(cost, list(params)))  # a list for a list of params
     for p, g in zip(params, gradients):
         if weight_decay and p.ndim == 2:
             g = g + np.float32(weight_decay) * p
-        if momentum:
+        if scheduled or momentum:
             v = pytensor.shared(np.zeros_like(p.get_value(borrow=True)), name=f"{p.name}.velocity")
-            step = np.float32(momentum) * v - learning_rate * g
-            updates += [(v, step), (p, p + step)]
+            step = factor * v - learning_rate * g
+            updates += [(v, step)]
             velocities.append(v)
+            new_p = p + step
         else:
-            updates.append((p, p - learning_rate * g))
+            new_p = p - learning_rate * g
+        if max_norm is not None and p.ndim == 2:
+            new_p = within_max_norm(new_p, max_norm)
+        updates.append((p, new_p))
     return updates, velocities
+
+
+def within_max_norm(weights: Tensor, max_norm: float) -> Tensor:
+    """``weights`` with every column longer than ``max_norm`` (L2) scaled back to ``max_norm``.
+
+    Parameters
+    ----------
+    weights : TensorVariable
+        A weight matrix, one unit's incoming weights per column.
+    max_norm : float
+        The largest L2 norm a column may keep.
+
+    Returns
+    -------
+    TensorVariable
+        The constrained matrix; columns within the norm are unchanged.
+
+    Examples
+    --------
+    >>> w = pytensor.shared(np.array([[3.0, 0.1], [4.0, 0.1]], dtype="float32"))
+    >>> within_max_norm(w, 1.0).eval().round(3)
+    array([[0.6, 0.1],
+           [0.8, 0.1]], dtype=float32)
+    """
+    norms = pt.sqrt(pt.sum(pt.sqr(weights), axis=0))
+    limit = np.float32(max_norm)
+    constrained: Tensor = weights * (limit / pt.maximum(norms, limit))  # 1 where the norm is within
+    return constrained
 
 
 @dataclass
@@ -82,8 +126,8 @@ class SGDStep:
     minibatch's cost. The ``velocities`` (empty without momentum) are the
     step's own training state: a loop hands them to its ``Checkpoint`` so
     they survive a kill.
-    ``learning_rate``, when the step was compiled with a shared one, lets a
-    loop change the rate between epochs without recompiling.
+    ``learning_rate`` and ``momentum``, when the step was compiled with
+    shared ones, let a loop change them between epochs without recompiling.
 
     Examples
     --------
@@ -98,6 +142,7 @@ class SGDStep:
     function: Callable  # a pytensor Function; under JAX, engine's row-slicing stand-in
     velocities: list = field(default_factory=list)
     learning_rate: pytensor.compile.SharedVariable | None = None
+    momentum: pytensor.compile.SharedVariable | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)

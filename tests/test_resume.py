@@ -280,3 +280,35 @@ def test_a_killed_cg_run_resumes_exactly(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "resuming: finetune" in done.stdout
     assert_same_run(folder, tmp_path / "full")
+
+
+# The modern fine-tuning recipe adds state a resume must restore: hidden-dropout masks drawn
+# from the same generator, the momentum ramp's position, the max-norm-constrained weights.
+RECIPE_ARGS = [
+    *ARGS,
+    "--finetune-hidden-dropout",
+    "0.3",
+    "--max-norm",
+    "2.0",
+    "--momentum-ramp",
+    "0.9",
+    "--momentum-ramp-epochs",
+    "4",
+]
+
+
+@pytest.mark.floats
+def test_a_killed_run_with_the_fine_tuning_recipe_resumes_exactly(tmp_path):
+    done = subprocess.run(
+        sda_run(*RECIPE_ARGS, "--out", str(tmp_path), "--name", "full"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "killed"
+    kill_when(
+        "finetune", [*RECIPE_ARGS, "--out", str(tmp_path), "--name", "killed"], folder / "checkpoint.npz"
+    )
+    assert resume_in_a_new_process(folder) == 0
+    assert_same_run(folder, tmp_path / "full")
