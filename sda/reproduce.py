@@ -89,7 +89,7 @@ from sda.experiments.gradual import (
 from sda.pictures import tile_images
 from sda.plots import plot_error_bars
 from sda.run import run as run_sda
-from sda.rundir import atomic_write, read_text, usable_folder
+from sda.rundir import RunDir, atomic_write, read_text, usable_folder
 from sda.SdA import SdA
 from sda.train import pretrain
 
@@ -798,6 +798,8 @@ def reproduce_gradual(settings: GradualReproductionSettings, command: str) -> di
     ------
     SettingError
         Row counts or sizes that do not fit the data, or a folder made with other settings.
+    SdAError
+        Another process is training in the folder.
     """
     apply_mode(settings.mode)
     dataset = load_data(dataclasses.replace(settings, n_train=None, n_valid=None))
@@ -824,23 +826,24 @@ def reproduce_gradual(settings: GradualReproductionSettings, command: str) -> di
         f"per split, {len(dataset.test.y)} test rows\n{'continuing' if resumed else 'writing'} {out}",
         flush=True,
     )
-    gradual_report(settings, command)
-    for split in range(settings.splits):
-        seed = settings.seed + split
-        split_settings = dataclasses.replace(settings, seed=seed, n_train=n_train)
-        data = gradual_split(dataset, n_valid, seed)
-        folder = out / f"split-{split}"
-        folder.mkdir(exist_ok=True)
-        print(f"split {split} (seed {seed})", flush=True)
-        sweep_fractions(split_settings, data, folder, resumable=True)
-        gradual_report(settings, command)
-        if settings.tune_epochs:
-            shared = auto_encoder_data(split_settings, data)
-            for f in ARMS:
-                tune_stage(split_settings, data, shared, f, settings.tune_epochs, folder)
-            gradual_report(settings, command)
-        classifier_curves(split_settings, data, folder, resumable=True)
+    with RunDir(out):  # one process at a time trains in the folder
         report = gradual_report(settings, command)
+        for split in range(settings.splits):
+            seed = settings.seed + split
+            split_settings = dataclasses.replace(settings, seed=seed, n_train=n_train)
+            data = gradual_split(dataset, n_valid, seed)
+            folder = out / f"split-{split}"
+            folder.mkdir(exist_ok=True)
+            print(f"split {split} (seed {seed})", flush=True)
+            sweep_fractions(split_settings, data, folder, resumable=True)
+            gradual_report(settings, command)
+            if settings.tune_epochs:
+                shared = auto_encoder_data(split_settings, data)
+                for f in ARMS:
+                    tune_stage(split_settings, data, shared, f, settings.tune_epochs, folder)
+                gradual_report(settings, command)
+            classifier_curves(split_settings, data, folder, resumable=True)
+            report = gradual_report(settings, command)
     print((out / "gradual.md").read_text())
     return report
 

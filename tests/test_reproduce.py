@@ -8,6 +8,7 @@ import pytest
 import sda.experiments.gradual
 import sda.reproduce
 from sda import reproduce
+from sda.rundir import RunDir
 
 TINY = ["--dataset", "digits", "--n-hidden", "16", "--n-filters", "16", "--epochs", "2"]
 
@@ -252,3 +253,9 @@ def test_gradual_refuses_nonsense_settings_in_one_line(tmp_path, capsys, flags, 
 def test_a_gradual_folder_made_with_other_settings_is_refused(gradual_whole, capsys):
     assert reproduce.main([*GRADUAL, "--upper-budget", "4", "--out", str(gradual_whole)]) == 2
     assert "made with other settings (upper_budget)" in capsys.readouterr().err
+
+
+def test_a_gradual_folder_in_use_is_refused(gradual_whole, capsys):
+    with RunDir(gradual_whole):  # as another process training there would hold it
+        assert reproduce.main([*GRADUAL, "--out", str(gradual_whole)]) == 2
+    assert "is in use by another sda process" in capsys.readouterr().err
