@@ -67,6 +67,8 @@ class Progress:
     settings: dict = field(default_factory=dict)
     # the warnings shown so far (sda.run writes them to summary.json)
     warnings: list = field(default_factory=list)
+    # the epoch records of a loop that returns them all (sda.gradual.train_gradual)
+    records: list = field(default_factory=list)
 
     def finish_batch(self, cost: float) -> None:
         """Count a finished minibatch and add its cost to the epoch's sum.

@@ -443,6 +443,14 @@ _TABLE = [
     Setting(
         "finetune_examples", int, "most examples seen per classifier, so large sets get fewer epochs", COUNT
     ),
+    Setting("splits", int, "random train/validation splits, each trained and scored on its own", COUNT),
+    Setting(
+        "tune_epochs",
+        float,
+        "gradual epochs of joint tuning of every layer after the sweep, for the f=0 and f=1 "
+        "auto-encoders (0: none)",
+        NON_NEGATIVE,
+    ),
     # ------------------------------------------------- sda.reproduce filters' own
     Setting("epochs", int, "passes over the training set", COUNT),
     Setting("learning_rate", float, "SGD step on the minibatch's mean cost", POSITIVE),

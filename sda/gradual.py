@@ -18,6 +18,7 @@ section 3.2. Budgets are spent in minibatch steps, so fractions of an epoch
 are allowed.
 """
 
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from numbers import Real
@@ -28,6 +29,7 @@ import pytensor.tensor as pt
 from scipy.special import entr
 
 from sda.batching import n_batches
+from sda.checkpoint import Checkpoint, Progress
 from sda.constraints import SGD_BATCH_SIZE, check_setting
 from sda.dA import reconstruction_loss
 from sda.engine import batched_function
@@ -241,6 +243,8 @@ def train_gradual(
     fraction_stacked: float = 0.0,
     layers: Iterable[int] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] = noop,
+    progress: Progress | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model``'s dAs with the stacked/gradual hybrid; return the epoch records.
 
@@ -265,6 +269,15 @@ def train_gradual(
     step when a cost or parameter is not finite; warns when a phase's cost
     climbs far above its first minibatch's.
 
+    ``progress`` and ``checkpoint`` make the training resumable: the state
+    (parameters, generators, SGD velocities and the records so far) is saved
+    at the end of every pass over the data, and a ``Progress`` loaded from
+    that checkpoint continues from the pass after it with the same numbers
+    as an uninterrupted call. ``progress.layer`` is the layer in training,
+    ``progress.epoch`` the passes finished in it (stacked, then gradual) and
+    ``progress.records`` the records; once every layer is done,
+    ``progress.layer`` is past the last one.
+
     Parameters
     ----------
     model : SdA
@@ -287,12 +300,14 @@ def train_gradual(
     layers : iterable of int, optional
         The layers to train, counted from 0; all by default.
     on_epoch : callable
-        Gets a dict per pass over the data (keys above).
+        Gets a dict per pass over the data (keys above), after the pass is saved.
+    progress, checkpoint : Progress, Checkpoint, optional
+        Resume from and save the training state (``sda.checkpoint``).
 
     Returns
     -------
     list of dict
-        The records ``on_epoch`` saw, in order.
+        Every pass's record, in order, those of an interrupted earlier call included.
 
     Raises
     ------
@@ -314,45 +329,63 @@ def train_gradual(
 
     count = n_batches(train_x.get_value(borrow=True).shape[0], batch_size)
     source = LayerSource(model, train_x, cached=True)
-    records, started = [], time.perf_counter()
+    progress = progress or Progress(layer=layers[0])
+    checkpoint = checkpoint or Checkpoint()
+    started = time.perf_counter() - progress.seconds["pretrain"]
 
-    def run(step, n_steps, tags, cost_per_step, spent):
-        """``n_steps`` minibatch steps in data order, a record per pass; returns
-        the layer-epochs spent on the layer so far."""
-        epoch, costs = 0, []
+    def run(step, n_steps, first_pass, tags, cost_per_step, spent):
+        """Minibatch steps ``first_pass * count`` to ``n_steps - 1`` in data order,
+        a record and a save per pass; returns the layer-epochs spent on the layer so far."""
+        checkpoint.restore_velocities(step.velocities)
+        epoch, costs = first_pass, []
         phase = PHASE_NAMES[tags["phase"]]
         # minibatch reconstruction costs stay within a small factor of each other,
         # so the first one is a fair start even for layers trained before
         watch = EpochCostWatch(f"{phase} layer {tags['layer']}", from_scratch=True)
-        for i in range(n_steps):
+        for i in range(first_pass * count, n_steps):
             costs.append(float(step(i % count, level, learning_rate)))
             check_finite(costs[-1], phase, layer=tags["layer"], epoch=epoch, step=i + 1)
             watch.step(costs[-1])
             if len(costs) == count or i == n_steps - 1:
                 spent += cost_per_step * len(costs) / count
+                progress.seconds["pretrain"] = time.perf_counter() - started
                 record = dict(
                     tags,
                     epoch=epoch,
                     steps=len(costs),
                     cost=float(np.mean(costs)),
                     budget=spent,
-                    seconds=time.perf_counter() - started,
+                    seconds=progress.seconds["pretrain"],
                 )
-                records.append(record)
+                progress.records.append(record)
+                progress.epoch += 1
+                progress.steps += len(costs)
                 watch.epoch(record["cost"])
+                if i == n_steps - 1:
+                    checkpoint.velocities = []  # the next phase starts with fresh ones
+                if checkpoint.path is not None:
+                    check_params(model, phase, layer=tags["layer"], step=i + 1)
+                    checkpoint.save(progress)
                 on_epoch(record)
                 epoch, costs = epoch + 1, []
         check_params(model, phase, layer=tags["layer"], step=n_steps)
         return spent
 
-    for layer in layers:
+    for layer in [layer for layer in layers if layer >= progress.layer]:
+        if layer > progress.layer:
+            progress.layer, progress.epoch = layer, 0
         stacked_steps, gradual_steps = schedule(layer, budgets[layer], fraction_stacked, count)
-        spent = 0.0
-        if stacked_steps:
+        stacked_passes, gradual_passes = math.ceil(stacked_steps / count), math.ceil(gradual_steps / count)
+        spent = progress.records[-1]["budget"] if progress.epoch else 0.0
+        if progress.epoch < stacked_passes:
             data, cached = source.for_layer(layer)
             step = model.pretraining_function(layer, data, batch_size, cached, momentum, weight_decay)
-            spent = run(step, stacked_steps, dict(phase="stacked", layer=layer), 1, spent)
-        if gradual_steps:
+            tags = dict(phase="stacked", layer=layer)
+            spent = run(step, stacked_steps, progress.epoch, tags, 1, spent)
+        if progress.epoch - stacked_passes < gradual_passes:
             step = gradual_step_function(model, layer + 1, train_x, batch_size, momentum, weight_decay)
-            run(step, gradual_steps, dict(phase="gradual", layer=layer), layer + 1, spent)
-    return records
+            tags = dict(phase="gradual", layer=layer)
+            run(step, gradual_steps, progress.epoch - stacked_passes, tags, layer + 1, spent)
+        progress.layer, progress.epoch = layer + 1, 0
+        checkpoint.save(progress)
+    return progress.records

@@ -50,3 +50,32 @@ def plot_curves(curves, path, xlabel, ylabel, title=None, log_y=False, log_x=Fal
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
     figure.savefig(path, dpi=120)
+
+
+def plot_error_bars(curves, path, xlabel, ylabel, title=None, log_x=False):
+    """Save one line with error bars per entry of ``curves`` as a PNG at ``path``.
+
+    Parameters
+    ----------
+    curves : dict of str to (sequence of float, sequence of float, sequence of float)
+        ``{label: (xs, means, spreads)}``, the bars reaching ``spread`` above and below.
+    path : str or pathlib.Path
+        Where to write the PNG.
+    xlabel, ylabel : str
+        The axes' labels.
+    title : str, optional
+        The figure's title.
+    log_x : bool
+        A logarithmic x axis.
+    """
+    figure = Figure(figsize=(6.4, 4.4), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    for label, (xs, means, spreads) in curves.items():
+        axes.errorbar(xs, means, yerr=spreads, marker=".", markersize=5, capsize=3, label=label)
+    if log_x:
+        axes.set_xscale("log")
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.savefig(path, dpi=120)

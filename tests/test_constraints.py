@@ -19,7 +19,7 @@ from sda.estimators import AS_SETTING
 from sda.experiments.baseline import BaselineConfig
 from sda.experiments.gradual import GradualSettings
 from sda.gradual import train_gradual
-from sda.reproduce import FiltersSettings, TutorialSettings
+from sda.reproduce import FiltersSettings, GradualReproductionSettings, TutorialSettings
 from sda.sgd import sgd_updates
 from sda.sweep import SWEEP_SETTINGS, load_space
 
@@ -31,6 +31,7 @@ SETTINGS_CLASSES = (
     CombineSettings,
     FiltersSettings,
     TutorialSettings,
+    GradualReproductionSettings,
 )
 # SdA's and dA's arguments that are table settings, under the tutorial's names
 SDA_ARGUMENTS = {

@@ -13,6 +13,7 @@ from pytensor.tensor.random.op import RandomVariable
 from test_models import assert_gradients_match
 
 from sda import SdA
+from sda.checkpoint import Checkpoint
 from sda.data import load_dataset, shared_dataset
 from sda.errors import SettingError
 from sda.gradual import (
@@ -133,6 +134,54 @@ def test_training_is_deterministic_and_the_budget_is_shared(mnist):
         ("stacked", 1, 2.0),
         ("gradual", 1, 4.0),
     ]
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.floats
+@pytest.mark.parametrize("stop_after", [1, 3, 5])  # after layer 0; mid-stacked, mid-gradual layer 1
+def test_a_stopped_training_resumes_from_its_checkpoint_to_the_same_bits(mnist, tmp_path, stop_after):
+    train_x, _ = mnist
+    # 100 rows in minibatches of 30: 4 per pass; layer 1 takes 10 stacked steps, then 6 gradual
+    # ones, so each of its phases ends with a partial pass
+    budgets, settings = [1, 5.5], dict(SETTINGS, batch_size=30)
+    whole = tiny_model()
+    whole_records = train_gradual(whole, train_x, budgets, fraction_stacked=0.45, **settings)
+
+    model = tiny_model()
+    checkpoint = Checkpoint(tmp_path / "checkpoint.npz", model)
+    seen = []
+
+    def stop(record):
+        seen.append(record)
+        if len(seen) == stop_after:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_gradual(
+            model, train_x, budgets, fraction_stacked=0.45, on_epoch=stop, checkpoint=checkpoint, **settings
+        )
+    resumed = tiny_model(seed=4)  # other weights and generators: all must come from the checkpoint
+    checkpoint = Checkpoint(tmp_path / "checkpoint.npz", resumed)
+    progress = checkpoint.load()
+    records = train_gradual(
+        resumed, train_x, budgets, fraction_stacked=0.45, progress=progress, checkpoint=checkpoint, **settings
+    )
+
+    def without_time(rs):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rs]
+
+    assert [r["phase"] for r in whole_records] == ["stacked"] * 4 + ["gradual"] * 2
+    assert without_time(records) == without_time(whole_records)
+    for name, value in values(whole).items():
+        np.testing.assert_array_equal(values(resumed)[name], value, err_msg=name)
+    for name, rng in whole.random_generators().items():
+        assert (
+            rng.get_value().bit_generator.state
+            == resumed.random_generators()[name].get_value().bit_generator.state
+        )
 
 
 def test_gradual_step_returns_the_velocities_of_every_layer_it_trains(mnist):

@@ -11,6 +11,12 @@ best validation point.
 
 Writes ``gradual_fraction.{md,csv,json,png}``, ``gradual_classifier.{md,csv,json,png}``
 and the auto-encoders' weights (``dae_f0.npz``, ``dae_f1.npz``, ...).
+
+Each piece of training (the first layer, one fraction's upper layers, one
+classifier) is a *stage*: :func:`run_stage` runs it, and with a row file it
+saves a checkpoint as it goes and the stage's result when it ends, so that
+``sda.reproduce gradual`` can stop anywhere and continue with the same
+numbers. This command runs every stage once, without checkpoints.
 """
 
 import argparse
@@ -29,6 +35,7 @@ from sklearn.model_selection import train_test_split
 
 from sda import engine
 from sda.batching import n_batches
+from sda.checkpoint import Checkpoint, Progress
 from sda.cli import (
     add_settings_flags,
     apply_mode,
@@ -44,10 +51,13 @@ from sda.constraints import MAX_SEED
 from sda.data import Dataset, Split, shared_dataset
 from sda.finetune import MinibatchSGD, Monitor, PatienceRule, finetune
 from sda.gradual import data_entropy, relative_cross_entropy, train_gradual
+from sda.graph_types import TensorSharedVariable
 from sda.plots import plot_curves
-from sda.rundir import atomic_write, load_params, save_params
+from sda.rundir import atomic_write, load_params, read_text, save_params
+from sda.SdA import SdA
 
 ARMS = {1.0: "stacked (f=1)", 0.0: "gradual (f=0)"}  # the classifiers' starting points
+FINETUNE_SAVE_EVERY = 5000  # a resumable classifier's minibatch steps between saves
 
 
 @dataclass
@@ -214,7 +224,269 @@ def print_epoch(prefix: str) -> Callable[[dict[str, Any]], None]:
     return report
 
 
-def sweep_fractions(settings: GradualSettings, dataset: Dataset, out: Path) -> list[dict[str, Any]]:
+Work = Callable[[Progress | None, Checkpoint], dict[str, Any]]
+
+
+def run_stage(
+    row_file: Path | None, setup: Callable[[], tuple[SdA, Work]], save_every: int = 0
+) -> dict[str, Any]:
+    """One stage of training: ``model, work = setup()``, then ``work(progress, checkpoint)``
+    returns the stage's result row.
+
+    With a ``row_file`` the stage is resumable: a finished stage (its row
+    file is there) is neither set up nor run again, and its row is read back;
+    an unfinished one continues from ``<row_file stem>-checkpoint.npz``,
+    which ``work`` keeps up to date through ``checkpoint``. The row is
+    written (atomically) when ``work`` returns, and the checkpoint is then removed.
+
+    Parameters
+    ----------
+    row_file : Path or None
+        The stage's ``.json`` result; None runs the stage once, without checkpoints.
+    setup : callable
+        ``setup() -> (model, work)``: builds the model (a checkpoint then
+        restores its parameters and generators) and ``work(progress,
+        checkpoint) -> row``, which trains (``progress`` is None for a fresh
+        start, else where the checkpoint stopped), saves what later stages
+        read, and returns a JSON-ready dict.
+    save_every : int, default 0
+        Minibatch steps between saves, for loops that save at that interval
+        (``sda.finetune``); 0: only where the loop saves on its own.
+
+    Returns
+    -------
+    dict
+        The stage's row.
+
+    Raises
+    ------
+    SdAError
+        A damaged row file or checkpoint, or one that does not fit ``model``.
+    """
+    if row_file is not None and row_file.is_file():
+        try:
+            return json.loads(read_text(row_file, "stage result"))
+        except ValueError:
+            raise SettingError(f"{row_file} is damaged: delete it to train that stage again") from None
+    model, work = setup()
+    if row_file is None:
+        return work(None, Checkpoint())
+    path = row_file.with_name(f"{row_file.stem}-checkpoint.npz")
+    checkpoint = Checkpoint(path, model, every=save_every, fix=f"delete {path} to train that stage again")
+    progress = checkpoint.load() if checkpoint.path.is_file() else None
+    row = work(progress, checkpoint)
+    payload = json.dumps(row, indent=2) + "\n"
+    atomic_write(row_file, lambda f: f.write(payload.encode()))
+    checkpoint.path.unlink(missing_ok=True)
+    return row
+
+
+def ae_training(settings: GradualSettings) -> dict[str, Any]:
+    """The keyword arguments of ``sda.gradual.train_gradual`` every auto-encoder stage shares.
+
+    Parameters
+    ----------
+    settings : GradualSettings
+        The experiment's settings.
+
+    Returns
+    -------
+    dict
+        ``epochs_per_layer`` (``first_epochs``, then ``upper_budget`` per upper
+        layer), ``batch_size``, ``learning_rate``, ``corruption``, ``momentum``
+        and ``weight_decay``.
+    """
+    return dict(
+        epochs_per_layer=[settings.first_epochs]
+        + [settings.upper_budget] * (len(settings.hidden_layers) - 1),
+        batch_size=settings.batch_size,
+        learning_rate=settings.lr,
+        corruption=settings.corruption,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+    )
+
+
+def first_layer_stage(
+    settings: GradualSettings, dataset: Dataset, train_x: TensorSharedVariable, out: Path, resumable: bool
+) -> dict[str, Any]:
+    """Train the first layer, shared by every fraction, and save it as ``out/dae_layer0.npz``.
+
+    Parameters
+    ----------
+    settings : GradualSettings
+        The experiment's settings.
+    dataset : Dataset
+        Sizes the model.
+    train_x : TensorSharedVariable
+        The auto-encoders' training rows.
+    out : Path
+        The folder of the weights (and, resumable, of the stage's files).
+    resumable : bool
+        Checkpoint the stage and skip it once done (:func:`run_stage`).
+
+    Returns
+    -------
+    dict
+        ``records``: the epoch records of ``sda.gradual.train_gradual``.
+    """
+
+    def setup() -> tuple[SdA, Work]:
+        model = build_model(settings, dataset)
+
+        def work(progress: Progress | None, checkpoint: Checkpoint) -> dict[str, Any]:
+            records = train_gradual(
+                model,
+                train_x,
+                layers=[0],
+                on_epoch=print_epoch("first layer"),
+                progress=progress,
+                checkpoint=checkpoint,
+                **ae_training(settings),
+            )
+            save_params(model, out / "dae_layer0.npz")
+            return dict(records=records)
+
+        return model, work
+
+    return run_stage(out / "dae_layer0.json" if resumable else None, setup)
+
+
+def fraction_stage(
+    settings: GradualSettings,
+    dataset: Dataset,
+    data: tuple[TensorSharedVariable, TensorSharedVariable],
+    f: float,
+    out: Path,
+    resumable: bool,
+) -> dict[str, Any]:
+    """Train the upper layers with stacked fraction ``f`` from ``out/dae_layer0.npz``; save
+    ``out/dae_f<f>.npz``.
+
+    Parameters
+    ----------
+    settings : GradualSettings
+        The experiment's settings.
+    dataset : Dataset
+        Sizes the model.
+    data : (TensorSharedVariable, TensorSharedVariable)
+        The auto-encoders' training rows and the test rows they are scored on.
+    f : float
+        The share of each upper layer's budget trained stacked.
+    out : Path
+        The folder of the weights (and, resumable, of the stage's files).
+    resumable : bool
+        Checkpoint the stage and skip it once done (:func:`run_stage`).
+
+    Returns
+    -------
+    dict
+        ``records`` (the epoch records), ``stacked_epochs`` and ``gradual_epochs``
+        (epochs over the training rows) and ``test_relative_ce`` (nats per image
+        above the test set's entropy).
+    """
+    train_x, test_x = data
+
+    def setup() -> tuple[SdA, Work]:
+        model = build_model(settings, dataset)
+        load_params(model, out / "dae_layer0.npz")
+
+        def work(progress: Progress | None, checkpoint: Checkpoint) -> dict[str, Any]:
+            records = train_gradual(
+                model,
+                train_x,
+                fraction_stacked=f,
+                layers=range(1, len(settings.hidden_layers)),
+                on_epoch=print_epoch(f"f={f:.2f}"),
+                progress=progress,
+                checkpoint=checkpoint,
+                **ae_training(settings),
+            )
+            save_params(model, out / f"dae_f{f:g}.npz")
+            count = n_batches(train_x.get_value(borrow=True).shape[0], settings.batch_size)
+            epochs = {
+                f"{phase}_epochs": sum(r["steps"] for r in records if r["phase"] == phase) / count
+                for phase in ("stacked", "gradual")
+            }
+            return dict(records=records, **epochs, test_relative_ce=relative_cross_entropy(model, test_x))
+
+        return model, work
+
+    row = run_stage(out / f"dae_f{f:g}.json" if resumable else None, setup)
+    print(
+        f"f={f:.2f}  test cross-entropy above its minimum: {row['test_relative_ce']:.3f} nats per image",
+        flush=True,
+    )
+    return row
+
+
+def tune_stage(
+    settings: GradualSettings,
+    dataset: Dataset,
+    data: tuple[TensorSharedVariable, TensorSharedVariable],
+    f: float,
+    epochs: float,
+    out: Path,
+) -> dict[str, Any]:
+    """Tune every layer of ``out/dae_f<f>.npz`` jointly, noise on the input, for ``epochs``
+    gradual epochs; save ``out/tuned_f<f>.npz``. Resumable (:func:`run_stage`).
+
+    Joint tuning is gradual training of the top layer: the whole unrolled stack
+    learns to denoise the input. Its budget is ``epochs`` times the depth in layer-epochs.
+
+    Parameters
+    ----------
+    settings : GradualSettings
+        The experiment's settings.
+    dataset : Dataset
+        Sizes the model.
+    data : (TensorSharedVariable, TensorSharedVariable)
+        The auto-encoders' training rows and the test rows they are scored on.
+    f : float
+        Which fraction's auto-encoder to tune.
+    epochs : float
+        Passes over the training rows (positive).
+    out : Path
+        The folder of the weights and of the stage's files.
+
+    Returns
+    -------
+    dict
+        ``records`` and ``test_relative_ce``, as :func:`fraction_stage`'s.
+    """
+    train_x, test_x = data
+
+    def setup() -> tuple[SdA, Work]:
+        model = build_model(settings, dataset)
+        load_params(model, out / f"dae_f{f:g}.npz")
+        depth = len(settings.hidden_layers)
+        training = ae_training(settings)
+        training["epochs_per_layer"] = training["epochs_per_layer"][:-1] + [epochs * depth]
+
+        def work(progress: Progress | None, checkpoint: Checkpoint) -> dict[str, Any]:
+            records = train_gradual(
+                model,
+                train_x,
+                fraction_stacked=0.0,
+                layers=[depth - 1],
+                on_epoch=print_epoch(f"tune f={f:g}"),
+                progress=progress,
+                checkpoint=checkpoint,
+                **training,
+            )
+            save_params(model, out / f"tuned_f{f:g}.npz")
+            return dict(records=records, test_relative_ce=relative_cross_entropy(model, test_x))
+
+        return model, work
+
+    row = run_stage(out / f"tuned_f{f:g}.json", setup)
+    print(f"tuned f={f:g}  test cross-entropy above its minimum: {row['test_relative_ce']:.3f}", flush=True)
+    return row
+
+
+def sweep_fractions(
+    settings: GradualSettings, dataset: Dataset, out: Path, resumable: bool = False
+) -> list[dict[str, Any]]:
     """Part 1: one auto-encoder per fraction; returns the table rows.
 
     The first layer is trained once and saved as ``dae_layer0.npz``; each
@@ -229,6 +501,8 @@ def sweep_fractions(settings: GradualSettings, dataset: Dataset, out: Path) -> l
         and are scored on its test rows.
     out : Path
         The output folder.
+    resumable : bool, default False
+        Checkpoint every stage and skip those already done (:func:`run_stage`).
 
     Returns
     -------
@@ -237,57 +511,137 @@ def sweep_fractions(settings: GradualSettings, dataset: Dataset, out: Path) -> l
         (epochs over the rows), ``test_relative_ce`` (nats per image above the
         data's entropy) and ``seconds``.
     """
-    first_rows = slice(settings.n_train)
-    train_x, _ = shared_dataset(Split(dataset.train.x[first_rows], dataset.train.y[first_rows]))
-    test_x, _ = shared_dataset(dataset.test)
-    budgets = [settings.first_epochs] + [settings.upper_budget] * (len(settings.hidden_layers) - 1)
-    common: dict[str, Any] = dict(
-        epochs_per_layer=budgets,
-        batch_size=settings.batch_size,
-        learning_rate=settings.lr,
-        corruption=settings.corruption,
-        momentum=settings.momentum,
-        weight_decay=settings.weight_decay,
-    )
-    first = build_model(settings, dataset)  # the first layer is the same for every f: train it once
-    first_records = train_gradual(first, train_x, layers=[0], on_epoch=print_epoch("first layer"), **common)
-    save_params(first, out / "dae_layer0.npz")
+    data = auto_encoder_data(settings, dataset)
+    # the first layer is the same for every f: train it once
+    first_records = first_layer_stage(settings, dataset, data[0], out, resumable)["records"]
     rows = []
     for f in settings.fractions:
-        model = build_model(settings, dataset)
-        load_params(model, out / "dae_layer0.npz")
-        records = train_gradual(
-            model,
-            train_x,
-            fraction_stacked=f,
-            layers=range(1, len(settings.hidden_layers)),
-            on_epoch=print_epoch(f"f={f:.2f}"),
-            **common,
-        )
-        save_params(model, out / f"dae_f{f:g}.npz")
-        epochs = {
-            phase: sum(r["steps"] for r in records if r["phase"] == phase)
-            / n_batches(settings.n_train, settings.batch_size)
-            for phase in ("stacked", "gradual")
-        }
+        row = fraction_stage(settings, dataset, data, f, out, resumable)
         rows.append(
             dict(
                 fraction=f,
-                stacked_epochs=epochs["stacked"],
-                gradual_epochs=epochs["gradual"],
-                test_relative_ce=relative_cross_entropy(model, test_x),
-                seconds=first_records[-1]["seconds"] + records[-1]["seconds"],
+                stacked_epochs=row["stacked_epochs"],
+                gradual_epochs=row["gradual_epochs"],
+                test_relative_ce=row["test_relative_ce"],
+                seconds=first_records[-1]["seconds"] + row["records"][-1]["seconds"],
             )
-        )
-        print(
-            f"f={f:.2f}  test cross-entropy above its minimum: "
-            f"{rows[-1]['test_relative_ce']:.3f} nats per image",
-            flush=True,
         )
     return rows
 
 
-def classifier_curves(settings: GradualSettings, dataset: Dataset, out: Path) -> list[dict[str, Any]]:
+def auto_encoder_data(
+    settings: GradualSettings, dataset: Dataset
+) -> tuple[TensorSharedVariable, TensorSharedVariable]:
+    """The auto-encoders' training rows (the first ``n_train``) and test rows, as shared matrices.
+
+    Parameters
+    ----------
+    settings : GradualSettings
+        Gives ``n_train``.
+    dataset : Dataset
+        The data.
+
+    Returns
+    -------
+    (TensorSharedVariable, TensorSharedVariable)
+        The training and the test inputs.
+    """
+    first_rows = slice(settings.n_train)
+    train_x, _ = shared_dataset(Split(dataset.train.x[first_rows], dataset.train.y[first_rows]))
+    test_x, _ = shared_dataset(dataset.test)
+    return train_x, test_x
+
+
+def classifier_stage(
+    settings: GradualSettings,
+    dataset: Dataset,
+    shared: list[tuple[TensorSharedVariable, TensorSharedVariable]],
+    size: int,
+    epochs: int,
+    f: float,
+    out: Path,
+    resumable: bool,
+) -> dict[str, Any]:
+    """Fine-tune a classifier started from ``out/dae_f<f>.npz`` on ``size`` labelled rows.
+
+    Every run gets all its ``epochs``; the parameters with the best validation
+    error are kept and scored on the test rows.
+
+    Parameters
+    ----------
+    settings : GradualSettings
+        The experiment's settings.
+    dataset : Dataset
+        Sizes the model.
+    shared : list of (TensorSharedVariable, TensorSharedVariable)
+        The labelled training subset, the validation and the test rows.
+    size : int
+        Rows of the labelled subset.
+    epochs : int
+        Fine-tuning epochs.
+    f : float
+        Which fraction's auto-encoder starts the classifier.
+    out : Path
+        The folder of the weights (and, resumable, of the stage's files).
+    resumable : bool
+        Checkpoint the stage every ``FINETUNE_SAVE_EVERY`` steps and skip it
+        once done (:func:`run_stage`).
+
+    Returns
+    -------
+    dict
+        ``test_error`` and ``valid_error`` (the best validation error), as fractions.
+    """
+
+    def setup() -> tuple[SdA, Work]:
+        model = build_model(settings, dataset)
+        load_params(model, out / f"dae_f{f:g}.npz")
+        train_fn, valid_score, test_score = model.build_finetune_functions(
+            shared, settings.batch_size, settings.finetune_lr, eval_batch_size=1000
+        )
+        count = n_batches(size, settings.batch_size)
+
+        def work(progress: Progress | None, checkpoint: Checkpoint) -> dict[str, Any]:
+            step = MinibatchSGD(train_fn, size, settings.batch_size)
+            monitor = Monitor(PatienceRule(epochs * count), model.params, valid_score.error, test_score.error)
+            result = finetune(
+                model, step, monitor, max_epochs=epochs, progress=progress, checkpoint=checkpoint
+            )
+            return dict(test_error=result.test_error, valid_error=result.best_valid_error)
+
+        return model, work
+
+    row_file = out / f"classifier_n{size}_f{f:g}.json" if resumable else None
+    row = run_stage(row_file, setup, save_every=FINETUNE_SAVE_EVERY)
+    print(
+        f"{size:6d} labelled  {ARMS[f]:14s} {epochs:3d} epochs  best valid error "
+        f"{100 * row['valid_error']:5.2f}%  test error {100 * row['test_error']:5.2f}%",
+        flush=True,
+    )
+    return row
+
+
+def finetune_epochs(settings: GradualSettings, size: int) -> int:
+    """Fine-tuning epochs on ``size`` rows: at most ``finetune_epochs`` and ``finetune_examples``
+    examples seen, at least one.
+
+    Parameters
+    ----------
+    settings : GradualSettings
+        Gives ``finetune_epochs`` and ``finetune_examples``.
+    size : int
+        Labelled rows.
+
+    Returns
+    -------
+    int
+    """
+    return max(1, min(settings.finetune_epochs, math.ceil(settings.finetune_examples / size)))
+
+
+def classifier_curves(
+    settings: GradualSettings, dataset: Dataset, out: Path, resumable: bool = False
+) -> list[dict[str, Any]]:
     """Part 2: fine-tune classifiers from the f=1 and f=0 auto-encoders; returns the rows.
 
     Each labelled size gets at most ``finetune_epochs`` epochs and
@@ -302,6 +656,8 @@ def classifier_curves(settings: GradualSettings, dataset: Dataset, out: Path) ->
         The data; each subset is stratified from its whole training split.
     out : Path
         The folder holding :func:`sweep_fractions`' ``dae_f0.npz`` and ``dae_f1.npz``.
+    resumable : bool, default False
+        Checkpoint every classifier and skip those already done (:func:`run_stage`).
 
     Returns
     -------
@@ -314,27 +670,14 @@ def classifier_curves(settings: GradualSettings, dataset: Dataset, out: Path) ->
     for size in settings.sizes:
         picked = stratified_rows(dataset.train.y, size, settings.seed)
         train = shared_dataset(Split(dataset.train.x[picked], dataset.train.y[picked]))
-        count = n_batches(size, settings.batch_size)
-        epochs = max(1, min(settings.finetune_epochs, math.ceil(settings.finetune_examples / size)))
+        epochs = finetune_epochs(settings, size)
         row: dict[str, Any] = dict(size=size, epochs=epochs)
-        for f, arm in ARMS.items():
-            model = build_model(settings, dataset)
-            load_params(model, out / f"dae_f{f:g}.npz")
-            train_fn, valid_score, test_score = model.build_finetune_functions(
-                [train, valid, test], settings.batch_size, settings.finetune_lr, eval_batch_size=1000
+        for f in ARMS:
+            result = classifier_stage(
+                settings, dataset, [train, valid, test], size, epochs, f, out, resumable
             )
-            # every run gets all its epochs
-            step = MinibatchSGD(train_fn, size, settings.batch_size)
-            monitor = Monitor(PatienceRule(epochs * count), model.params, valid_score.error, test_score.error)
-            result = finetune(model, step, monitor, max_epochs=epochs)
             key = "stacked" if f == 1 else "gradual"
-            row[f"{key}_test_error"], row[f"{key}_valid_error"] = (result.test_error, result.best_valid_error)
-            print(
-                f"{size:6d} labelled  {arm:14s} {epochs:3d} epochs  best valid error "
-                f"{100 * result.best_valid_error:5.2f}%  test error "
-                f"{100 * result.test_error:5.2f}%",
-                flush=True,
-            )
+            row[f"{key}_test_error"], row[f"{key}_valid_error"] = result["test_error"], result["valid_error"]
         row["improvement_pct"] = 100 * (1 - row["gradual_test_error"] / row["stacked_test_error"])
         rows.append(row)
     return rows
