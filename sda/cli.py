@@ -29,7 +29,7 @@ import numpy as np
 from sda import engine
 from sda.checks import check_memory, training_memory
 from sda.config import CommandSettings, field_choices, field_help
-from sda.data import Dataset, load_dataset
+from sda.data import Dataset, load_dataset, rearrange
 from sda.errors import INTERRUPTED, SdAError, SettingError, exit_status  # noqa: F401 (re-exported)
 from sda.optimize import DEFAULT_CHUNK_ROWS, METHODS
 from sda.rundir import RunDir
@@ -293,7 +293,9 @@ def load_data(settings: CommandSettings) -> Dataset:
     ----------
     settings : CommandSettings
         Its ``dataset``, ``data`` (folder or file, or None) and row counts
-        (None: all rows of the split) choose the data.
+        (None: all rows of the split) choose the data; where it has them,
+        ``train_on_valid``, ``valid_from`` and ``split_seed`` then choose
+        which rows train, validate and test (``sda.data.rearrange``).
 
     Returns
     -------
@@ -310,6 +312,13 @@ def load_data(settings: CommandSettings) -> Dataset:
     """
     dataset = load_dataset(settings.dataset, settings.data).subset(
         settings.n_train, settings.n_valid, settings.n_test
+    )
+    # commands without these settings keep the data set's own splits
+    dataset = rearrange(
+        dataset,
+        getattr(settings, "train_on_valid", False),
+        getattr(settings, "valid_from", "valid"),
+        getattr(settings, "split_seed", 0),
     )
     check_batch_sizes(settings, len(dataset.train.y))
     return dataset

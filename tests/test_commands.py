@@ -145,8 +145,8 @@ def test_cg_does_not_inherit_the_default_presets_sgd_settings():
 @pytest.mark.parametrize(
     "finetune, given, ignored",
     [
-        ("sgd", ["budget_passes", "seed"], "budget_passes is read only by --finetune cg or lbfgs"),
-        ("sgd", ["line_searches", "eval_every"], "line_searches, eval_every are read only by"),
+        ("sgd", ["batch_patience", "seed"], "batch_patience is read only by --finetune cg or lbfgs"),
+        ("sgd", ["eval_every"], "eval_every is read only under a pass budget"),
         ("sgd", ["line_searches", "warmup_epochs"], "line_searches, warmup_epochs are read only by"),
         (
             "cg",
