@@ -20,6 +20,19 @@ protocols.
     with a patience of 10 epochs. Its errors, epochs and minutes are set
     beside the tutorial's (``tutorial.md``, ``tutorial.json``), with the
     binomial standard error of the test error.
+
+``hinton``
+    Hinton & Salakhutdinov (2006)'s classification protocol (a
+    784-500-500-2000-10 network, all 60,000 training images, a fixed budget
+    and no early stopping) for mini-batch CG and for SGD, from one SdA
+    pre-training per seed; ``sda.experiments.hinton`` has the details, the
+    timings and the budget.
+
+``writers``
+    Whether mini-batch CG's validation/test gap comes from which writers
+    validation sees: the default comparison's sgd and cg-hs2006 arms,
+    validated on the validation rows and on either random half of the test
+    rows, from one pre-training (``sda.experiments.writers``).
 """
 
 import argparse
@@ -42,6 +55,8 @@ from sda.cli import add_settings_flags, apply_mode, exit_status, load_data, sett
 from sda.config import PRESETS, CommandSettings, RunConfig, SettingError, setting
 from sda.constraints import MAX_SEED
 from sda.data import shared_dataset
+from sda.experiments.hinton import HintonSettings, reproduce_hinton
+from sda.experiments.writers import WritersSettings, reproduce_writers
 from sda.pictures import tile_images
 from sda.run import run as run_sda
 from sda.rundir import atomic_write, read_text, usable_folder
@@ -387,6 +402,16 @@ REPRODUCTIONS: dict[str, tuple[type[CommandSettings], Callable[..., dict], str]]
         TutorialSettings,
         reproduce_tutorial,
         "the SdA tutorial's run at batch 1, beside its errors",
+    ),
+    "hinton": (
+        HintonSettings,
+        reproduce_hinton,
+        "Hinton & Salakhutdinov's CG protocol on 60,000 rows, for CG and SGD, beside their 1.2 %%",
+    ),
+    "writers": (
+        WritersSettings,
+        reproduce_writers,
+        "CG's and SGD's validation/test gap when validation comes from the test writers",
     ),
 }
 
