@@ -23,11 +23,12 @@ closes when validation and test come from the same pool of writers.
 Each finished arm, seed and source is kept in ``runs/`` and skipped when the
 command is run again; pre-training continues from its checkpoint; a run
 stopped halfway starts again from the pre-trained weights (the comparison's
-loop keeps no checkpoint of its own). Timing from the ``hinton`` measurements
-scaled to the default 784-1000-1000-1000-10 network (about 1.7 times the
-weights): about 25 minutes of pre-training, then about 28 s per
-pass-equivalent for CG and 55 s for SGD, so 18 runs of 20 passes come to
-about 5.5 hours on 2 cores.
+loop keeps no checkpoint of its own). Timed on 5,000 rows with one
+pre-training epoch (2 shared cores under a load average of about 5, so
+rough) and scaled to 50,000: pre-training about 160 s per epoch of the
+three layers, so about 40 minutes for the default 15; SGD 33 to 75 s per
+pass-equivalent, CG about 13 s; an evaluation (every 0.5 passes) about 5 s.
+The 18 runs of 20 passes then take about 4 to 6 hours on 2 cores.
 
 Outputs: ``writers.json`` and ``writers.md``, rewritten after every run.
 """
