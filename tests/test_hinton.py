@@ -147,6 +147,22 @@ def test_a_run_from_pretrained_weights_skips_pre_training(tmp_path):
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["pretrain_final_costs"] == []
 
 
+def test_pretrained_weights_of_other_layers_are_refused_before_a_run_folder(tmp_path, capsys):
+    model = SdA(
+        np.random.RandomState(5), n_ins=64, hidden_layers_sizes=(50, 50), corruption_levels=(0.1, 0.2)
+    )
+    save_params(model, tmp_path / "w.npz")
+    assert (
+        main_run(
+            ["--preset", "demo", "--out", str(tmp_path / "runs"), "--pretrained", str(tmp_path / "w.npz")]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "w.npz" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
 # ------------------------------------------------------------- the reproduction
 def report(out):
     saved = json.loads((out / "hinton.json").read_text())

@@ -216,17 +216,18 @@ def pretrain_seed(
         if on_epoch is not None:
             on_epoch(record)
 
-    pretrain(
-        model,
-        shared_dataset(dataset.train)[0],
-        config.pretrain_batch_size,
-        config.pretrain_epochs,
-        config.pretrain_lr,
-        cached=config.cached,
-        on_epoch=report,
-        progress=progress,
-        checkpoint=checkpoint,
-    )
+    if progress.layer < model.n_layers:  # else stopped after its last save, before the weights' file
+        pretrain(
+            model,
+            shared_dataset(dataset.train)[0],
+            config.pretrain_batch_size,
+            config.pretrain_epochs,
+            config.pretrain_lr,
+            cached=config.cached,
+            on_epoch=report,
+            progress=progress,
+            checkpoint=checkpoint,
+        )
     minutes = progress.seconds["pretrain"] / 60
     atomic_write(folder / "pretrain.json", lambda f: f.write(json.dumps({"minutes": minutes}).encode()))
     save_params(model, weights)
