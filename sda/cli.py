@@ -17,11 +17,13 @@
 import argparse
 import contextlib
 import dataclasses
+import json
 import os
 import sys
 import types
 import typing
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,12 +31,14 @@ import numpy as np
 from sda import engine
 from sda.checks import check_memory, training_memory
 from sda.config import CommandSettings, field_choices, field_help
-from sda.data import Dataset, load_dataset
-from sda.errors import INTERRUPTED, SdAError, SettingError, exit_status  # noqa: F401 (re-exported)
+from sda.data import Dataset, load_dataset, rearrange
+from sda.errors import SettingError
 from sda.optimize import DEFAULT_CHUNK_ROWS, METHODS
-from sda.rundir import RunDir
+from sda.rundir import RunDir, atomic_write, read_text, usable_folder
 from sda.SdA import SdA
 from sda.trained import INPUTS_HELP
+
+SETTINGS_FILE = "settings.json"  # a resumable command's settings, in its --out folder
 
 
 # ------------------------------------------------------------------------ flags
@@ -293,7 +297,9 @@ def load_data(settings: CommandSettings) -> Dataset:
     ----------
     settings : CommandSettings
         Its ``dataset``, ``data`` (folder or file, or None) and row counts
-        (None: all rows of the split) choose the data.
+        (None: all rows of the split) choose the data; where it has them,
+        ``train_on_valid``, ``valid_from`` and ``split_seed`` then choose
+        which rows train, validate and test (``sda.data.rearrange``).
 
     Returns
     -------
@@ -310,6 +316,13 @@ def load_data(settings: CommandSettings) -> Dataset:
     """
     dataset = load_dataset(settings.dataset, settings.data).subset(
         settings.n_train, settings.n_valid, settings.n_test
+    )
+    # commands without these settings keep the data set's own splits
+    dataset = rearrange(
+        dataset,
+        getattr(settings, "train_on_valid", False),
+        getattr(settings, "valid_from", "valid"),
+        getattr(settings, "split_seed", 0),
     )
     check_batch_sizes(settings, len(dataset.train.y))
     return dataset
@@ -450,6 +463,58 @@ def apply_mode(mode: str | None) -> str | None:
         If the backend cannot be used here (e.g. JAX is not installed).
     """
     return None if mode is None else engine.use_mode(mode)
+
+
+@contextlib.contextmanager
+def claim_folder(path: str | os.PathLike[str], settings: CommandSettings) -> Iterator[bool]:
+    """Hold ``path`` as this reproduction's folder: make it, or check that it already is.
+
+    The folder stays locked while the ``with`` block runs, so a second
+    process on it is refused before it reads or writes anything.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``--out`` folder; made if missing.
+    settings : CommandSettings
+        The reproduction's settings, saved in the folder the first time.
+
+    Yields
+    ------
+    bool
+        True when the folder was made by an earlier call with the same
+        settings (the call continues it).
+
+    Raises
+    ------
+    SettingError
+        The folder holds another reproduction's settings, or files of its own.
+    SdAError
+        Another process is working in the folder.
+    """
+    folder: Path = usable_folder(path)
+    with RunDir(folder):
+        saved_file = folder / SETTINGS_FILE
+        values = json.loads(json.dumps(settings.to_dict()))  # as saved: tuples become lists
+        if saved_file.is_file():
+            try:
+                saved = json.loads(read_text(saved_file, "reproduction"))
+            except ValueError:
+                raise SettingError(
+                    f"{saved_file} is damaged: restore it, or start again in another --out"
+                ) from None
+            if saved != values:
+                changed = sorted(k for k in set(saved) | set(values) if saved.get(k) != values.get(k))
+                raise SettingError(
+                    f"{folder} holds a reproduction made with other settings ({', '.join(changed)}): "
+                    "give the same settings to continue it, or another --out"
+                )
+            yield True
+            return
+        if any(folder.iterdir()):
+            raise SettingError(f"{folder} already holds files: give an empty or new folder as --out")
+        atomic_write(saved_file, lambda f: f.write(json.dumps(values, indent=2).encode()))
+        yield False
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from sda.cli import add_settings_flags, exit_status, experiment_folder, settings_from_args
+from sda.cli import add_settings_flags, experiment_folder, settings_from_args
 from sda.compare import (
     ADDED_LATER,
     ARM_READS,
@@ -39,7 +39,7 @@ from sda.compare import (
 )
 from sda.config import SettingError, check_fields, setting
 from sda.data import open_npz
-from sda.errors import SdAError
+from sda.errors import SdAError, exit_status
 
 # what every combined folder must share, or their rows do not belong in one table
 SHARED = ["dataset", "rows", "hidden_layers", "weight_decay", "thresholds"]

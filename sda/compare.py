@@ -54,15 +54,15 @@ from sda.cli import (
     add_settings_flags,
     apply_mode,
     build_model,
-    exit_status,
     experiment_folder,
     load_data,
     print_pretrain_epoch,
     settings_from_args,
 )
-from sda.config import NETWORK_FLAGS, PRESETS, RunConfig, SettingError, setting
+from sda.config import NETWORK_FLAGS, PRESETS, RunConfig, SettingError, check_pretrained_file, setting
 from sda.constraints import ARMS, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_ROWS, SGD_BATCH_SIZE
 from sda.data import shared_dataset
+from sda.errors import exit_status
 from sda.finetune import (
     FinetuneResult,
     MinibatchSGD,
@@ -170,12 +170,7 @@ class CompareSettings(RunConfig):
             values = getattr(self, name)
             if len(set(values)) != len(values):
                 raise SettingError(f"{name} {' '.join(map(str, values))}: give each one once")
-        if self.pretrained is not None and not Path(self.pretrained).is_file():
-            problem = "is a folder" if Path(self.pretrained).is_dir() else "no such file"
-            raise SettingError(
-                f"pretrained {self.pretrained}: {problem}; pass the pretrained.npz "
-                "of an earlier comparison, or leave --pretrained out to pre-train"
-            )
+        check_pretrained_file(self.pretrained, "leave --pretrained out to pre-train")
         return self
 
     def finetune_rows(self) -> int:
@@ -252,6 +247,9 @@ def upgrade(recorded: Any) -> Any:
 DEFAULTS = {**PRESETS["classic"], "preset": "classic", "progress": False}
 FLAGS = [
     *NETWORK_FLAGS,
+    "train_on_valid",
+    "valid_from",
+    "split_seed",
     "seed",
     "pretrained",
     "arms",

@@ -28,6 +28,7 @@ from sda.constraints import (
 from sda.errors import SettingError, SettingTypeError
 
 # settings that only one kind of fine-tuning reads: a flag given for the other kind is refused
+PATIENCE_RULE_ONLY = ("patience", "patience_unit", "patience_increase", "improvement_threshold")
 SGD_ONLY = (
     "finetune_lr",
     "finetune_lr_decay",
@@ -35,12 +36,11 @@ SGD_ONLY = (
     "max_norm",
     "momentum_ramp",
     "momentum_ramp_epochs",
-    "patience",
-    "patience_unit",
-    "patience_increase",
-    "improvement_threshold",
+    *PATIENCE_RULE_ONLY,
 )
-MINIBATCH_ONLY = ("batch_patience", "line_searches", "warmup_epochs", "budget_passes", "eval_every")
+MINIBATCH_ONLY = ("batch_patience", "line_searches", "warmup_epochs")
+# read under a pass budget: always by cg/lbfgs, by sgd only with a budget_passes
+PASS_BUDGET_ONLY = ("eval_every", "test_every_eval")
 
 
 def setting(default: Any, help: str | None = None, **extra: Any) -> Any:
@@ -180,8 +180,12 @@ def check_name(name: str | None) -> None:
         )
 
 
-def check_optimiser_flags(finetune: str, given: Iterable[str]) -> None:
+def check_optimiser_flags(finetune: str, given: Iterable[str], budget: bool = False) -> None:
     """Refuse settings in ``given`` (names the user set) that the ``finetune`` optimiser ignores.
+
+    SGD follows the patience rule, or with a pass budget (``budget``) the
+    measurements every ``eval_every`` pass-equivalents; CG and L-BFGS always
+    follow a pass budget.
 
     Parameters
     ----------
@@ -189,27 +193,64 @@ def check_optimiser_flags(finetune: str, given: Iterable[str]) -> None:
         The fine-tuning optimiser: "sgd", "cg" or "lbfgs".
     given : iterable of str
         Names of the settings the user gave explicitly (not by a preset or default).
+    budget : bool
+        Whether the run has a ``budget_passes``.
 
     Raises
     ------
     SettingError
-        If a setting only SGD reads (``SGD_ONLY``) is given for CG or L-BFGS, or
-        one only they read (``MINIBATCH_ONLY``) is given for SGD.
+        If a setting only SGD reads (``SGD_ONLY``) is given for CG or L-BFGS;
+        one only they read (``MINIBATCH_ONLY``) is given for SGD; for SGD
+        without a budget, one only a pass budget reads (``PASS_BUDGET_ONLY``);
+        for SGD with one, one of the patience rule (``PATIENCE_RULE_ONLY``).
 
     Examples
     --------
     >>> check_optimiser_flags("cg", ["budget_passes"])
-    >>> check_optimiser_flags("sgd", ["budget_passes"])  # doctest: +ELLIPSIS
+    >>> check_optimiser_flags("sgd", ["budget_passes", "eval_every"], budget=True)
+    >>> check_optimiser_flags("sgd", ["line_searches"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    sda.errors.SettingError: budget_passes is read only by --finetune cg or lbfgs, not by ...
+    sda.errors.SettingError: line_searches is read only by --finetune cg or lbfgs, not by ...
     """
-    unused, users = (MINIBATCH_ONLY, "cg or lbfgs") if finetune == "sgd" else (SGD_ONLY, "sgd")
-    ignored = [name for name in given if name in unused]
-    if ignored:
+    given = list(given)
+    groups: list[tuple[tuple[str, ...], str, str]]
+    if finetune == "sgd":
+        groups = [(MINIBATCH_ONLY, "by --finetune cg or lbfgs", "choose cg or lbfgs")]
+        if budget:
+            groups.append((PATIENCE_RULE_ONLY, "by the patience rule", "drop --budget-passes"))
+        else:
+            groups.append((PASS_BUDGET_ONLY, "under a pass budget", "give --budget-passes"))
+    else:
+        groups = [(SGD_ONLY, "by --finetune sgd", "choose sgd")]
+    for unused, users, other in groups:
+        ignored = [name for name in given if name in unused]
+        if ignored:
+            them = "it" if len(ignored) == 1 else "them"
+            raise SettingError(
+                f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} read only {users}, "
+                f"not by --finetune {finetune}{' with --budget-passes' * budget}: drop {them}, or {other}"
+            )
+
+
+def check_pretrained_file(path: str | None, otherwise: str) -> None:
+    """Refuse a ``pretrained`` weights file that is not there (None: nothing to check).
+
+    Parameters
+    ----------
+    path : str or None
+        The ``pretrained`` setting.
+    otherwise : str
+        What else the user may do, ending the message.
+
+    Raises
+    ------
+    SettingError
+        ``path`` is a folder or does not exist.
+    """
+    if path is not None and not os.path.isfile(path):
+        problem = "is a folder" if os.path.isdir(path) else "no such file"
         raise SettingError(
-            f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} read only "
-            f"by --finetune {users}, not by --finetune {finetune}: drop "
-            f"{'it' if len(ignored) == 1 else 'them'}, or choose {users}"
+            f"pretrained {path}: {problem}; pass a pretrained.npz of the same layers, or {otherwise}"
         )
 
 
@@ -378,6 +419,10 @@ NETWORK_FLAGS = [
 class RunConfig(CommandSettings):
     """Every hyper-parameter of ``python -m sda.run``; saved as ``config.json``."""
 
+    # which rows train, validate and test (sda.data.rearrange)
+    train_on_valid: bool = setting(False)
+    valid_from: str = setting("valid")
+    split_seed: int = setting(0)
     # architecture
     hidden_layers: tuple[int, ...] = setting((1000, 1000, 1000), metavar="SIZE")
     corruption_levels: tuple[float, ...] = setting((0.1, 0.2, 0.3), metavar="LEVEL")
@@ -391,6 +436,12 @@ class RunConfig(CommandSettings):
     pretrain_lr: float = setting(0.05)
     pretrain_batch_size: int = setting(20)
     cached: bool = setting(True)
+    pretrained: str | None = setting(
+        None,
+        "skip pre-training: start fine-tuning from these saved weights (a pretrained.npz of the same layers)",
+        default_text="pre-train",
+        metavar="PATH",
+    )
     # fine-tuning
     finetune: str = setting("sgd")
     finetune_lr: float = setting(2.0)
@@ -413,6 +464,7 @@ class RunConfig(CommandSettings):
     warmup_epochs: int = setting(0)
     budget_passes: float | None = setting(None, default_text="no pass budget")
     eval_every: float = setting(0.5)
+    test_every_eval: bool = setting(False)
     eval_batch_size: int = setting(1000)
     # bookkeeping
     seed: int = setting(89677)
@@ -439,7 +491,9 @@ class RunConfig(CommandSettings):
             ``SettingError`` when ``warmup_epochs`` is not below
             ``finetune_epochs``, when ``hidden_layers`` and
             ``corruption_levels`` differ in length, when ``name`` is not a
-            plain folder name, or when ``out`` is empty.
+            plain folder name, when ``out`` is empty, when ``test_every_eval``
+            is asked of SGD without a pass budget, or when ``pretrained`` is
+            not a file.
         """
         super().check()
         if self.warmup_epochs >= self.finetune_epochs:
@@ -452,6 +506,12 @@ class RunConfig(CommandSettings):
         check_name(self.name)
         if self.out == "":
             raise SettingError("out must name a folder, got an empty string")
+        if self.test_every_eval and self.finetune == "sgd" and self.budget_passes is None:
+            raise SettingError(
+                "test_every_eval measures at the evaluations of a pass budget: give --budget-passes, "
+                "or leave --test-every-eval out"
+            )
+        check_pretrained_file(self.pretrained, "leave --pretrained out to pre-train")
         return self
 
     def pretrain_arguments(self) -> dict[str, Any]:

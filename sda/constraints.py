@@ -39,6 +39,7 @@ LOSSES = ("cross_entropy", "squared")
 FINETUNERS = ("sgd", "cg", "lbfgs")
 PATIENCE_UNITS = ("iterations", "epochs")
 DATASETS = ("mnist", "mnist-idx", "fashion-mnist", "digits", "npz")
+VALID_SOURCES = ("valid", "test-a", "test-b")
 MODES = ("c", "numba", "jax")
 PRESET_NAMES = ("default", "classic", "tutorial", "demo")
 ARMS = ("sgd", "sgd-momentum", "cg-hs2006", "cg-full", "lbfgs-minibatch", "lbfgs-full")
@@ -221,6 +222,20 @@ _TABLE = [
     Setting("n_valid", int, "use only the first N validation rows", COUNT),
     Setting("n_test", int, "use only the first N test rows", COUNT),
     Setting("mode", str, "PyTensor backend to compile with", choices=MODES),
+    Setting(
+        "train_on_valid",
+        bool,
+        "train on the training and validation rows together (the validation error then measures rows "
+        "trained on)",
+    ),
+    Setting(
+        "valid_from",
+        str,
+        "validation rows: the data set's own (valid), or one half of the test rows drawn by "
+        "--split-seed (test-a, or test-b: the other half), the rest being the test set",
+        choices=VALID_SOURCES,
+    ),
+    Setting("split_seed", int, "seed of the random halving of the test rows for --valid-from test-a/b", SEED),
     # -------------------------------------------------------------- architecture
     Setting("n_ins", int, "inputs per example", COUNT),
     Setting("n_outs", int, "number of classes", Interval(numbers.Integral, 2, None, closed="left")),
@@ -339,16 +354,22 @@ _TABLE = [
     Setting(
         "budget_passes",
         float,
-        "cg/lbfgs: stop after this many passes over the training set, counting every example through "
-        "forward and backward, line-search trials included",
+        "stop after this many passes over the training set, counting every example through forward and "
+        "backward, line-search trials included (sgd: instead of the patience rule)",
         POSITIVE,
     ),
     Setting(
         "eval_every",
         float,
-        "cg/lbfgs: pass-equivalents between two measurements of the training loss and validation "
-        "error (--batch-patience counts these)",
+        "pass-equivalents between two measurements of the training loss and validation error "
+        "(cg/lbfgs, or sgd with --budget-passes; --batch-patience counts these)",
         POSITIVE,
+    ),
+    Setting(
+        "test_every_eval",
+        bool,
+        "measure the test error at every evaluation of a pass budget, not only at a new best "
+        "(metrics.csv's current_test_error)",
     ),
     Setting("eval_batch_size", int, "rows per validation/test call (speed only)", COUNT),
     Setting(

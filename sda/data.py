@@ -42,7 +42,7 @@ from typing import ClassVar
 import numpy as np
 
 from sda.checks import check_count
-from sda.constraints import DATASETS
+from sda.constraints import DATASETS, check_setting
 from sda.errors import SdAError, SettingTypeError
 
 log = logging.getLogger(__name__)
@@ -943,6 +943,93 @@ def load_dataset(name: str = "mnist", path=None, *, download: bool = True) -> Da
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     check_classes(dataset, str(path) if path is not None else name)
     return dataset
+
+
+def halve_test_rows(n_rows: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ``n_rows`` test rows into two halves at random: rows ``a`` and rows ``b``, each sorted.
+
+    A seeded permutation, never a cut by position: MNIST's first 5,000 test
+    images come from a cleaner pool of writers than its last 5,000.
+
+    Parameters
+    ----------
+    n_rows : int
+        Test rows, at least 2.
+    split_seed : int
+        Seeds the permutation.
+
+    Returns
+    -------
+    a, b : numpy.ndarray
+        Row numbers: ``a`` holds ``n_rows // 2`` of them, ``b`` the rest.
+
+    Raises
+    ------
+    DataError
+        Fewer than 2 rows.
+
+    Examples
+    --------
+    >>> a, b = halve_test_rows(6, split_seed=0)
+    >>> len(a), len(b), sorted([*a, *b]) == list(range(6))
+    (3, 3, True)
+    """
+    if n_rows < 2:
+        raise DataError(f"cannot halve {n_rows} test row(s): keep at least 2, or validate on the valid rows")
+    order = np.random.default_rng(check_setting("split_seed", split_seed)).permutation(n_rows)
+    return np.sort(order[: n_rows // 2]), np.sort(order[n_rows // 2 :])
+
+
+def rearrange(
+    dataset: Dataset, train_on_valid: bool = False, valid_from: str = "valid", split_seed: int = 0
+) -> Dataset:
+    """Choose which rows train, validate and test.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The data set as loaded (and cut to its row counts).
+    train_on_valid : bool
+        Train on the training rows followed by the validation rows; the
+        validation set stays as it is (it then measures rows trained on).
+    valid_from : {"valid", "test-a", "test-b"}
+        "valid" keeps the data set's validation rows; "test-a" validates on
+        half ``a`` of :func:`halve_test_rows` and tests on half ``b``; "test-b"
+        swaps the halves.
+    split_seed : int
+        Seeds the halving of the test rows.
+
+    Returns
+    -------
+    Dataset
+        A new data set (``dataset`` itself when nothing changes).
+
+    Raises
+    ------
+    SettingError, SettingTypeError
+        A setting out of its choices or range.
+    DataError
+        Too few test rows to halve.
+
+    Examples
+    --------
+    >>> digits = load_dataset("digits").subset(100, 50, 40)
+    >>> swapped = rearrange(digits, train_on_valid=True, valid_from="test-b")
+    >>> len(swapped.train.y), len(swapped.valid.y), len(swapped.test.y)
+    (150, 20, 20)
+    """
+    check_setting("train_on_valid", train_on_valid)
+    check_setting("valid_from", valid_from)
+    train, valid, test = dataset.train, dataset.valid, dataset.test
+    if valid_from != "valid":
+        a, b = halve_test_rows(len(test.y), split_seed)
+        valid_rows, test_rows = (a, b) if valid_from == "test-a" else (b, a)
+        valid, test = (Split(test.x[rows], test.y[rows]) for rows in (valid_rows, test_rows))
+    if train_on_valid:
+        train = Split(np.concatenate([train.x, dataset.valid.x]), np.concatenate([train.y, dataset.valid.y]))
+    if train is dataset.train and valid is dataset.valid:
+        return dataset
+    return dataclasses.replace(dataset, train=train, valid=valid, test=test)
 
 
 def shared_dataset(split: Split) -> tuple:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sda.cli import exit_status, trained_model_parser
-from sda.errors import SettingError
+from sda.cli import trained_model_parser
+from sda.errors import SettingError, exit_status
 from sda.rundir import atomic_write, usable_folder
 from sda.trained import load_run, read_input
 

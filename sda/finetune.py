@@ -120,7 +120,10 @@ class Evaluation(_Row):
     far and ``seconds`` the optimiser's time (measuring excluded). ``cost``
     and ``train_loss`` are the training objective over every row (plus the
     weight penalty), ``valid_error`` the validation error (an auto-encoder's:
-    its mean validation loss per row).
+    its mean validation loss per row). ``test_error`` is the test error at
+    the best point so far; ``current_test_error`` the test error of the model
+    as it is at this point, measured only when the :class:`Monitor` is asked
+    to test at every evaluation (None otherwise).
     """
 
     phase: str = "finetune"
@@ -134,6 +137,7 @@ class Evaluation(_Row):
     valid_error: float
     best_valid_error: float
     test_error: float
+    current_test_error: float | None = None
 
     def where(self) -> str:
         """Where in training this record was taken, as the run prints it.
@@ -311,6 +315,15 @@ class Monitor:
     train_loss : callable, optional
         ``train_loss() -> float``, measured at each :class:`Evaluation`
         (NaN in the records without it).
+    test_every : bool
+        Under a :class:`PassBudget`, also measure ``test_error`` at every
+        evaluation (each record's ``current_test_error``), e.g. to draw the
+        test error against pass-equivalents; needs ``test_error``.
+
+    Raises
+    ------
+    SettingError
+        ``test_every`` under the :class:`PatienceRule`, or without ``test_error``.
     """
 
     def __init__(
@@ -320,7 +333,14 @@ class Monitor:
         valid_error: Callable[[], float],
         test_error: Callable[[], float] | None = None,
         train_loss: Callable[[], float] | None = None,
+        test_every: bool = False,
     ):
+        if test_every and (not isinstance(policy, PassBudget) or test_error is None):
+            raise SettingError(
+                "test_every measures the test error at each evaluation of a PassBudget: "
+                "give a PassBudget and a test_error, or leave test_every out"
+            )
+        self.test_every = test_every
         self.policy, self.params, self.model = policy, list(params), None
         self.valid_error, self.test_error, self.train_loss = valid_error, test_error, train_loss
         self.on_record: Callable[[Any], None] = noop
@@ -495,6 +515,7 @@ class Monitor:
         seconds = clock() - state["seconds"]
         train_loss = self.train_loss() if self.train_loss is not None else math.nan
         valid_error = self.valid_error()
+        current_test_error = self.test_error() if self.test_every and self.test_error else None
         if valid_error < state["best_valid_error"]:
             state.update(
                 best_valid_error=valid_error,
@@ -503,7 +524,9 @@ class Monitor:
                 best_evaluation=len(self.history),
             )
             self.checkpoint.best = [p.get_value() for p in self.params]
-            if self.test_error is not None:
+            if self.test_every:
+                state["test_error"] = current_test_error
+            elif self.test_error is not None:
                 state["test_error"] = self.test_error()
         else:
             state["since_best"] += 1
@@ -519,6 +542,7 @@ class Monitor:
             valid_error=valid_error,
             best_valid_error=state["best_valid_error"],
             test_error=state["test_error"],
+            current_test_error=current_test_error,
         )
         self.history.append(record)
         state["history"].append(record.row())
@@ -1531,6 +1555,7 @@ def classifier_monitor(
     policy: PatienceRule | PassBudget,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     weight_decay: float = 0.0,
+    test_every: bool = False,
 ) -> Monitor:
     """A :class:`Monitor` of a supervised SdA: its validation and test errors and its training objective.
 
@@ -1548,6 +1573,9 @@ def classifier_monitor(
         The penalty coefficient the training objective includes, as the
         optimiser's (the training loss is the mean cost over every training
         row plus ``weight_decay / 2 * sum(W ** 2)``).
+    test_every : bool
+        Measure the test error at every evaluation of a :class:`PassBudget`
+        (:class:`Monitor`'s ``test_every``).
 
     Returns
     -------
@@ -1556,7 +1584,7 @@ def classifier_monitor(
         rows misclassified); ``train_loss`` the training objective.
     """
     train_loss, valid_error, test_error = classifier_measures(model, datasets, chunk_rows, weight_decay)
-    return Monitor(policy, model.params, valid_error, test_error, train_loss)
+    return Monitor(policy, model.params, valid_error, test_error, train_loss, test_every)
 
 
 def autoencoder_line_search(

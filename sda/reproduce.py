@@ -53,6 +53,19 @@ protocols, and so is a second process on a folder another one is working in.
     per arm) about 50 min. About 13 hours per split, **39 hours** for the
     three, so the reproduction is meant to be run in several sittings:
     stop it at any point and run the same command again.
+
+``hinton``
+    Hinton & Salakhutdinov (2006)'s classification protocol (a
+    784-500-500-2000-10 network, all 60,000 training images, a fixed budget
+    and no early stopping) for mini-batch CG and for SGD, from one SdA
+    pre-training per seed; ``sda.experiments.hinton`` has the details, the
+    timings and the budget.
+
+``writers``
+    Whether mini-batch CG's validation/test gap comes from which writers
+    validation sees: the default comparison's sgd and cg-hs2006 arms,
+    validated on the validation rows and on either random half of the test
+    rows, from one pre-training (``sda.experiments.writers``).
 """
 
 import argparse
@@ -61,8 +74,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -74,10 +86,11 @@ from PIL import Image
 
 from sda import engine
 from sda.checkpoint import Checkpoint, Progress
-from sda.cli import add_settings_flags, apply_mode, exit_status, load_data, settings_from_args
+from sda.cli import add_settings_flags, apply_mode, claim_folder, load_data, settings_from_args
 from sda.config import PRESETS, CommandSettings, RunConfig, SettingError, setting
 from sda.constraints import MAX_SEED
 from sda.data import Dataset, Split, shared_dataset
+from sda.errors import exit_status
 from sda.experiments.gradual import (
     ARMS,
     GradualSettings,
@@ -87,14 +100,15 @@ from sda.experiments.gradual import (
     sweep_fractions,
     tune_stage,
 )
+from sda.experiments.hinton import HintonSettings, reproduce_hinton
+from sda.experiments.writers import WritersSettings, reproduce_writers
 from sda.pictures import tile_images
 from sda.plots import plot_error_bars
 from sda.run import run as run_sda
-from sda.rundir import RunDir, atomic_write, read_text, usable_folder
+from sda.rundir import atomic_write, read_text
 from sda.SdA import SdA
 from sda.train import pretrain
 
-SETTINGS_FILE = "settings.json"
 CHECKPOINT_EVERY = 5000  # minibatch steps between saves: a few per epoch of full MNIST
 
 
@@ -133,57 +147,6 @@ class FiltersSettings(CommandSettings):
                 f"draw at most {self.n_hidden}"
             )
         return self
-
-
-@contextmanager
-def claim_folder(path: Path, settings: CommandSettings) -> Iterator[bool]:
-    """Hold ``path`` as this reproduction's folder: make it, or check that it already is.
-
-    The folder stays locked while the ``with`` block runs, so a second
-    process on it is refused before it reads or writes anything.
-
-    Parameters
-    ----------
-    path : Path
-        The ``--out`` folder.
-    settings : CommandSettings
-        The reproduction's settings, saved in the folder the first time.
-
-    Yields
-    ------
-    bool
-        True when the folder was made by an earlier call with the same
-        settings (the call continues it).
-
-    Raises
-    ------
-    SettingError
-        The folder holds another reproduction's settings, or files of its own.
-    SdAError
-        Another process is working in the folder.
-    """
-    with RunDir(usable_folder(path)):
-        saved_file = path / SETTINGS_FILE
-        values = json.loads(json.dumps(settings.to_dict()))  # as saved: tuples become lists
-        if saved_file.is_file():
-            try:
-                saved = json.loads(read_text(saved_file, "reproduction"))
-            except ValueError:
-                raise SettingError(
-                    f"{saved_file} is damaged: restore it, or start again in another --out"
-                ) from None
-            if saved != values:
-                changed = sorted(k for k in set(saved) | set(values) if saved.get(k) != values.get(k))
-                raise SettingError(
-                    f"{path} holds a reproduction made with other settings ({', '.join(changed)}): "
-                    "give the same settings to continue it, or another --out"
-                )
-            yield True
-            return
-        if any(path.iterdir()):
-            raise SettingError(f"{path} already holds files: give an empty or new folder as --out")
-        atomic_write(saved_file, lambda f: f.write(json.dumps(values, indent=2).encode()))
-        yield False
 
 
 def train_filters(
@@ -898,6 +861,16 @@ REPRODUCTIONS: dict[str, tuple[type[CommandSettings], Callable[..., dict], str]]
         GradualReproductionSettings,
         reproduce_gradual,
         "Kalmanovich & Chechik's gradual against stacked training on MNIST, 3 splits",
+    ),
+    "hinton": (
+        HintonSettings,
+        reproduce_hinton,
+        "Hinton & Salakhutdinov's CG protocol on 60,000 rows, for CG and SGD, beside their 1.2 %%",
+    ),
+    "writers": (
+        WritersSettings,
+        reproduce_writers,
+        "CG's and SGD's validation/test gap when validation comes from the test writers",
     ),
 }
 

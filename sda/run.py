@@ -32,7 +32,6 @@ from sda.cli import (
     add_settings_flags,
     apply_mode,
     build_model,
-    exit_status,
     given_settings,
     load_data,
     print_pretrain_epoch,
@@ -45,6 +44,7 @@ from sda.errors import (
     TrainingFailed,
     check_beats_chance,
     check_cost_end,
+    exit_status,
     recorded_warnings,
 )
 from sda.finetune import (
@@ -62,7 +62,7 @@ from sda.finetune import (
 from sda.finetune import finetune as finetune_loop
 from sda.graph_types import TensorSharedVariable
 from sda.pictures import save_run_pictures
-from sda.rundir import METRICS, RunDir, read_text
+from sda.rundir import METRICS, RunDir, load_params, read_text
 from sda.SdA import SdA
 from sda.train import pretrain
 from sda.trained import model_metadata
@@ -135,7 +135,8 @@ def parse(argv: Sequence[str] | None = None) -> tuple[RunConfig | None, str | No
     given = given_settings(args, RunConfig)
     if args.resume is None:
         config = preset(getattr(args, "preset", "default"), **given)
-        check_optimiser_flags(config.finetune, given)  # a flag that would be silently ignored
+        # a flag that would be silently ignored
+        check_optimiser_flags(config.finetune, given, budget=config.budget_passes is not None)
         return config, None
     if given or hasattr(args, "preset"):
         raise SdAError(
@@ -301,7 +302,8 @@ def finetune(
     checkpoint: Checkpoint,
 ) -> FinetuneResult:
     """Fine-tune with the optimiser ``config.finetune`` names: SGD under the
-    tutorial's patience rule, or CG / L-BFGS on batches under a pass budget.
+    tutorial's patience rule (or, with ``budget_passes``, under a pass budget
+    without early stopping), or CG / L-BFGS on batches under a pass budget.
 
     Parameters
     ----------
@@ -327,6 +329,7 @@ def finetune(
     """
     n_train = len(shared[0][1].get_value(borrow=True))
     step: Step
+    budget = PassBudget(config.eval_every, config.budget_passes, config.batch_patience)
     if config.finetune != "sgd":
         step = classifier_line_search(
             model,
@@ -339,8 +342,9 @@ def finetune(
             config.finetune_corruption,
             config.seed,
         )
-        policy = PassBudget(config.eval_every, config.budget_passes, config.batch_patience)
-        monitor = classifier_monitor(model, shared, policy, weight_decay=config.weight_decay)
+        monitor = classifier_monitor(
+            model, shared, budget, weight_decay=config.weight_decay, test_every=config.test_every_eval
+        )
     else:
         train_fn, valid_score, test_score = model.build_finetune_functions(
             shared,
@@ -358,8 +362,18 @@ def finetune(
         step = MinibatchSGD(
             train_fn, n_train, config.finetune_rows(), lr_decay=config.finetune_lr_decay, momentum_ramp=ramp
         )
-        rule = early_stopping(config, step.n_batches)
-        monitor = Monitor(rule, model.params, valid_score.error, test_score.error)
+        if config.budget_passes is not None:  # measured like cg/lbfgs, with no early stop
+            monitor = classifier_monitor(
+                model,
+                shared,
+                PassBudget(config.eval_every, config.budget_passes),
+                weight_decay=config.weight_decay,
+                test_every=config.test_every_eval,
+            )
+        else:
+            monitor = Monitor(
+                early_stopping(config, step.n_batches), model.params, valid_score.error, test_score.error
+            )
     return finetune_loop(
         model,
         step,
@@ -445,6 +459,8 @@ def run(
         apply_mode(config.mode)
         dataset = load_data(config)
         model = build_model(config, dataset)
+        if config.pretrained is not None:  # a checkpoint, when there is one, replaces them below
+            load_params(model, config.pretrained)
         progress = Progress()
         if run_dir is None:
             run_dir = RunDir.create(config.out, config.name, config.preset)
@@ -566,7 +582,7 @@ def _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch, resu
         "warnings": progress.warnings,
     }
     where = f"epoch {result.best_epoch}"
-    if config.finetune != "sgd":  # its best_epoch counts evaluations: say where in passes instead
+    if uses_pass_budget(config):  # its best_epoch counts evaluations: say where in passes instead
         summary.update(
             passes=result.passes,
             best_passes=result.best_passes,
@@ -593,16 +609,36 @@ def _train(config, dataset, model, run_dir, checkpoint, progress, on_epoch, resu
     return summary
 
 
+def uses_pass_budget(config: RunConfig) -> bool:
+    """Whether fine-tuning measures and stops by pass-equivalents (cg/lbfgs always, sgd with a budget).
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run's settings.
+
+    Returns
+    -------
+    bool
+    """
+    return config.finetune != "sgd" or config.budget_passes is not None
+
+
 def _pretrain_and_finetune(config, model, shared, report, progress, checkpoint):
-    history = pretrain(
-        model,
-        shared[0][0],
-        **config.pretrain_arguments(),
-        on_epoch=report,
-        on_step=report.step,
-        show_progress=config.progress,
-        progress=progress,
-        checkpoint=checkpoint,
+    # with pretrained weights (set from the file, or the checkpoint) there is nothing to pre-train
+    history = (
+        []
+        if config.pretrained is not None
+        else pretrain(
+            model,
+            shared[0][0],
+            **config.pretrain_arguments(),
+            on_epoch=report,
+            on_step=report.step,
+            show_progress=config.progress,
+            progress=progress,
+            checkpoint=checkpoint,
+        )
     )
     result = finetune(model, shared, config, report, progress, checkpoint)
     check_params(model, FINETUNING)  # never save a model that is not finite

@@ -354,11 +354,12 @@ METRICS = Table(
         "best_valid_error": "float",
         "test_error": "float",
         "seconds": "float",
-        "passes": "float",
-    },  # cg/lbfgs: pass-equivalents spent
+        "passes": "float",  # under a pass budget: pass-equivalents spent
+        "current_test_error": "float",  # with test_every_eval: the test error at this point, else empty
+    },
     required=("epoch", "cost"),
     required_in_phase={"pretrain": ("layer",)},
-    added_later=("passes",),
+    added_later=("passes", "current_test_error"),
 )
 STEPS = Table(
     "steps.csv",

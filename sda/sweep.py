@@ -52,10 +52,10 @@ from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
 import sda.run
-from sda.cli import check_batch_sizes, check_model_memory, exit_status, load_data
+from sda.cli import check_batch_sizes, check_model_memory, load_data
 from sda.config import RunConfig, check_field, preset
 from sda.constraints import check_range, check_setting
-from sda.errors import SdAError, SettingError, SettingTypeError
+from sda.errors import SdAError, SettingError, SettingTypeError, exit_status
 from sda.rundir import atomic_write, read_text, usable_folder
 
 SWEEP_SETTINGS = {

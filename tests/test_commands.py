@@ -8,10 +8,10 @@ import json
 import pytest
 
 from sda import replot
-from sda.cli import add_settings_flags, apply_mode, exit_status, experiment_folder, settings_from_args
+from sda.cli import add_settings_flags, apply_mode, experiment_folder, settings_from_args
 from sda.config import PRESETS, RunConfig, SettingError, check_name, check_optimiser_flags, field_help, preset
 from sda.constraints import DEFAULT_BATCH_SIZE
-from sda.errors import SdAError, SettingTypeError, TrainingDiverged
+from sda.errors import SdAError, SettingTypeError, TrainingDiverged, exit_status
 from sda.experiments import baseline, gradual
 from sda.run import build_parser, early_stopping, parse
 from sda.run import main as main_run
@@ -145,8 +145,8 @@ def test_cg_does_not_inherit_the_default_presets_sgd_settings():
 @pytest.mark.parametrize(
     "finetune, given, ignored",
     [
-        ("sgd", ["budget_passes", "seed"], "budget_passes is read only by --finetune cg or lbfgs"),
-        ("sgd", ["line_searches", "eval_every"], "line_searches, eval_every are read only by"),
+        ("sgd", ["batch_patience", "seed"], "batch_patience is read only by --finetune cg or lbfgs"),
+        ("sgd", ["eval_every"], "eval_every is read only under a pass budget"),
         ("sgd", ["line_searches", "warmup_epochs"], "line_searches, warmup_epochs are read only by"),
         (
             "cg",

@@ -88,6 +88,7 @@ def test_records_are_typed_and_give_the_run_folders_columns(digits):
         "valid_error",
         "best_valid_error",
         "test_error",
+        "current_test_error",
     ]
     assert evaluations[1].where() == "   0.50 passes"
 

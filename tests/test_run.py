@@ -141,7 +141,8 @@ def test_flags_override_the_preset():
         (["--name", "../.."], "not a plain folder name"),
         (["--data", "/no/such/file.npz"], "/no/such/file.npz"),
         # given flags that the chosen optimiser would ignore, and batches the data cannot fill
-        (["--budget-passes", "3"], "budget_passes is read only by --finetune cg or lbfgs"),
+        (["--line-searches", "3"], "line_searches is read only by --finetune cg or lbfgs"),
+        (["--eval-every", "1"], "eval_every is read only under a pass budget"),
         (["--finetune", "cg", "--patience", "5"], "patience is read only by --finetune sgd"),
         (["--finetune-batch-size", "5000"], "finetune_batch_size 5000 is larger than the 1197 training"),
         (

@@ -30,7 +30,6 @@ from sda.cli import (
     add_settings_flags,
     apply_mode,
     build_model,
-    exit_status,
     experiment_folder,
     given_settings,
     load_data,
@@ -39,6 +38,7 @@ from sda.cli import (
 from sda.config import NETWORK_FLAGS, PRESETS, RunConfig, SettingError, setting
 from sda.constraints import SGD_BATCH_SIZE, check_setting
 from sda.data import Dataset, shared_dataset
+from sda.errors import exit_status
 from sda.finetune import FinetuneResult, MinibatchSGD, Monitor, PatienceRule, StepRecord, finetune
 from sda.graph_types import TensorSharedVariable
 from sda.plots import plot_curves

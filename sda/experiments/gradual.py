@@ -41,7 +41,6 @@ from sda.cli import (
     apply_mode,
     build_model,
     check_batch_sizes,
-    exit_status,
     experiment_folder,
     load_data,
     settings_from_args,
@@ -49,6 +48,7 @@ from sda.cli import (
 from sda.config import CommandSettings, SettingError, setting
 from sda.constraints import MAX_SEED
 from sda.data import Dataset, Split, shared_dataset
+from sda.errors import exit_status
 from sda.finetune import MinibatchSGD, Monitor, PatienceRule, finetune
 from sda.gradual import data_entropy, relative_cross_entropy, train_gradual
 from sda.graph_types import TensorSharedVariable
