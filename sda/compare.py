@@ -166,10 +166,6 @@ class CompareSettings(RunConfig):
                 "dropout mask for the whole run, not dropout: leave the full-batch "
                 "arms out of --arms, or run them without it"
             )
-        for name in ["arms", "seeds"]:
-            values = getattr(self, name)
-            if len(set(values)) != len(values):
-                raise SettingError(f"{name} {' '.join(map(str, values))}: give each one once")
         check_pretrained_file(self.pretrained, "leave --pretrained out to pre-train")
         return self
 

@@ -107,6 +107,9 @@ class Setting:
         A list of values (at least ``min_items``), each checked.
     min_items : int
         The fewest items a list setting may hold.
+    distinct : bool
+        Whether a list setting's items must differ (a seed or an arm given
+        twice would only repeat a run).
     """
 
     name: str
@@ -116,6 +119,7 @@ class Setting:
     choices: tuple | None = None
     many: bool = False
     min_items: int = 1
+    distinct: bool = False
 
     def describe(self) -> str:
         """The values allowed, as a message says them.
@@ -177,7 +181,10 @@ class Setting:
             )
         if len(value) < self.min_items:
             raise SettingError(f"{name} must hold at least {self.min_items} value, got {list(value)}")
-        return tuple(self._check_one(item, f"{name}[{i}]") for i, item in enumerate(value))
+        items = tuple(self._check_one(item, f"{name}[{i}]") for i, item in enumerate(value))
+        if self.distinct and len(set(items)) != len(items):
+            raise SettingError(f"{name} {' '.join(map(str, items))}: give each one once")
+        return items
 
     def _check_one(self, value, name: str):
         if not self._has_type(value):
@@ -399,8 +406,15 @@ _TABLE = [
         "skip pre-training: start from these saved weights, e.g. the pretrained.npz of an earlier "
         "comparison with the same layers",
     ),
-    Setting("arms", str, "which optimisers to run", choices=ARMS, many=True),
-    Setting("seeds", int, "fine-tuning seeds (shuffling); each arm runs once per seed", SEED, many=True),
+    Setting("arms", str, "which optimisers to run", choices=ARMS, many=True, distinct=True),
+    Setting(
+        "seeds",
+        int,
+        "fine-tuning seeds (shuffling); each arm runs once per seed",
+        SEED,
+        many=True,
+        distinct=True,
+    ),
     Setting(
         "thresholds",
         float,

@@ -18,6 +18,8 @@ from sda.errors import SettingError, SettingTypeError
 from sda.estimators import AS_SETTING
 from sda.experiments.baseline import BaselineConfig
 from sda.experiments.gradual import GradualSettings
+from sda.experiments.hinton import HintonSettings
+from sda.experiments.writers import WritersSettings
 from sda.gradual import train_gradual
 from sda.reproduce import FiltersSettings, GradualReproductionSettings, TutorialSettings
 from sda.sgd import sgd_updates
@@ -32,6 +34,8 @@ SETTINGS_CLASSES = (
     FiltersSettings,
     TutorialSettings,
     GradualReproductionSettings,
+    HintonSettings,
+    WritersSettings,
 )
 # SdA's and dA's arguments that are table settings, under the tutorial's names
 SDA_ARGUMENTS = {
@@ -198,3 +202,10 @@ def test_the_sweeps_own_settings_are_checked_by_the_table(name, tmp_path):
     with pytest.raises(SettingError) as caught:
         load_space(space)
     assert f"[sweep] {expected(entry, value)[1]}" in str(caught.value)
+
+
+@pytest.mark.parametrize("name, repeated", [("seeds", [1, 2, 1]), ("arms", ["sgd", "cg-full", "sgd"])])
+def test_a_list_of_distinct_items_refuses_one_given_twice(name, repeated):
+    assert SETTINGS[name].check(repeated[:2]) == tuple(repeated[:2])
+    with pytest.raises(SettingError, match=f"^{name} .*: give each one once$"):
+        SETTINGS[name].check(repeated)

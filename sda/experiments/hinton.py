@@ -106,7 +106,7 @@ class HintonSettings(CommandSettings):
     out: str = setting("runs/reproduce-hinton", "folder of this reproduction; run again to continue")
 
     def check(self) -> "HintonSettings":
-        """Check every setting, and that hidden layers and noise levels pair up and seeds are distinct.
+        """Check every setting, and that hidden layers and noise levels pair up.
 
         Returns
         -------
@@ -119,8 +119,6 @@ class HintonSettings(CommandSettings):
             Naming the first setting that makes no sense.
         """
         super().check()
-        if len(set(self.seeds)) != len(self.seeds):
-            raise SettingError(f"seeds {' '.join(map(str, self.seeds))}: give each one once")
         if self.eval_every > self.budget_passes:
             raise SettingError(
                 f"eval_every {self.eval_every:g} is more than the budget of {self.budget_passes:g} passes: "

@@ -43,7 +43,7 @@ from typing import Any
 from sda.cli import apply_mode, build_model, claim_folder, load_data
 from sda.compare import DEFAULTS as COMPARE_DEFAULTS
 from sda.compare import CompareSettings, run_arm
-from sda.config import CommandSettings, SettingError, setting
+from sda.config import CommandSettings, setting
 from sda.constraints import VALID_SOURCES
 from sda.data import rearrange, shared_dataset
 from sda.experiments.hinton import mean_sd, pretrain_seed
@@ -73,7 +73,7 @@ class WritersSettings(CommandSettings):
     out: str = setting("runs/reproduce-writers", "folder of this reproduction; run again to continue")
 
     def check(self) -> "WritersSettings":
-        """Check every setting, the seeds distinct, and the comparison they make as ``sda.compare`` does.
+        """Check every setting and the comparison they make as ``sda.compare`` does.
 
         Returns
         -------
@@ -86,8 +86,6 @@ class WritersSettings(CommandSettings):
             Naming the first setting that makes no sense.
         """
         super().check()
-        if len(set(self.seeds)) != len(self.seeds):
-            raise SettingError(f"seeds {' '.join(map(str, self.seeds))}: give each one once")
         self.compare_settings("valid")
         return self
 
