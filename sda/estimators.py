@@ -129,7 +129,12 @@ AS_SETTING = {
     "max_iter": "finetune_epochs",
     "n_iter_no_change": "patience",
     "validation_fraction": "validation_fraction",
+    "input_dropout": "finetune_corruption",
+    "hidden_dropout": "finetune_hidden_dropout",
+    "max_norm": "max_norm",
 }
+OPTIONAL = ("max_norm",)  # None switches it off
+SGD_ONLY = ("input_dropout", "hidden_dropout", "max_norm")  # what only solver="sgd" reads
 
 
 class _SdAEstimator(BaseEstimator):
@@ -155,7 +160,7 @@ class _SdAEstimator(BaseEstimator):
             check_flag("verbose", self.verbose)
         for name in self._get_param_names():
             if name in AS_SETTING:
-                check_setting(AS_SETTING[name], getattr(self, name), name)
+                check_setting(AS_SETTING[name], getattr(self, name), name, allow_none=name in OPTIONAL)
         return list(sizes), list(levels)
 
     def _validate_X(self, X: ArrayLike, reset: bool) -> np.ndarray:
@@ -569,13 +574,25 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         SGD momentum, in [0, 1), in pre-training and ``"sgd"`` fine-tuning.
     alpha : float, default=0.0
         Weight decay (L2 penalty) on the weight matrices, in every phase.
+    input_dropout : float, default=0.0
+        ``"sgd"`` fine-tuning: each input value zeroed with this probability
+        at every step, the rest scaled by ``1 / (1 - input_dropout)``; in [0, 1).
+    hidden_dropout : float, default=0.0
+        ``"sgd"`` fine-tuning: each hidden unit's output zeroed with this
+        probability at every step, the rest scaled up to keep its mean; in [0, 1).
+        Predictions use the whole network, which approximates averaging the
+        thinned networks trained.
+    max_norm : float or None, default=None
+        ``"sgd"`` fine-tuning: after every step, each unit's incoming weights
+        (a column of each weight matrix) longer than this are scaled back to
+        it; None leaves them free.
     tied : bool, default=True
         Whether each decoder reuses its encoder's weights transposed.
     loss : {"cross_entropy", "squared"}, default="cross_entropy"
         Reconstruction loss of pre-training.
     random_state : int, RandomState instance or None, default=None
-        Seeds the initial weights, the corruption noise and the validation
-        split: the same value gives the same model.
+        Seeds the initial weights, the corruption noise, the dropout masks
+        and the validation split: the same value gives the same model.
     verbose : bool, default=False
         Print each epoch's cost.
 
@@ -635,6 +652,9 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         validation_fraction: float = 0.1,
         momentum: float = 0.0,
         alpha: float = 0.0,
+        input_dropout: float = 0.0,
+        hidden_dropout: float = 0.0,
+        max_norm: float | None = None,
         tied: bool = True,
         loss: str = "cross_entropy",
         random_state: int | np.random.RandomState | None = None,
@@ -652,6 +672,9 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         self.validation_fraction = validation_fraction
         self.momentum = momentum
         self.alpha = alpha
+        self.input_dropout = input_dropout
+        self.hidden_dropout = hidden_dropout
+        self.max_norm = max_norm
         self.tied = tied
         self.loss = loss
         self.random_state = random_state
@@ -677,7 +700,9 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         ValueError
             If ``X`` holds NaN, infinity or values outside [0, 1], ``y`` holds
             fewer than 2 classes or continuous values, ``validation_fraction``
-            cannot hold out a stratified share, or a parameter is out of range.
+            cannot hold out a stratified share, a parameter is out of range, or
+            ``input_dropout``, ``hidden_dropout`` or ``max_norm`` is given with
+            ``solver`` other than ``"sgd"``.
         TypeError
             If a parameter has the wrong type.
         """
@@ -689,6 +714,13 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
         check_classification_targets(y)
         X = self._check_range(self._check_finite(X))
         self._check_settings()
+        regularised = [name for name in SGD_ONLY if getattr(self, name) not in (0, None)]
+        if self.solver != "sgd" and regularised:
+            # full-batch CG and L-BFGS would see one fixed mask: not dropout
+            raise ValueError(
+                f"{', '.join(regularised)} apply only to solver='sgd'; use it, or leave them at their "
+                f"defaults for solver={self.solver!r}"
+            )
         encoder = LabelEncoder()
         labels = encoder.fit_transform(y).astype(np.int32)
         self.classes_ = encoder.classes_
@@ -746,6 +778,9 @@ class SdAClassifier(ClassifierMixin, _SdAEstimator):
                 DEFAULT_CHUNK_ROWS,
                 self.momentum,
                 self.alpha,
+                self.input_dropout,
+                self.hidden_dropout,
+                self.max_norm,
             )
             step = MinibatchSGD(train_fn, len(train.y), self.batch_size)
             # patience in epochs, validated once an epoch

@@ -364,6 +364,11 @@ def test_nan_and_infinity_are_refused_in_one_line(digits, bad, kind):
         (dict(alpha=float("nan")), "alpha must be at least 0, got nan"),
         (dict(learning_rate_init=float("inf")), "learning_rate_init must be more than 0, got inf"),
         (dict(momentum=float("nan")), "momentum must be in \\[0, 1\\), got nan"),
+        (dict(hidden_dropout=1.0), "hidden_dropout must be in \\[0, 1\\), got 1.0"),
+        (dict(input_dropout=-0.1), "input_dropout must be in \\[0, 1\\), got -0.1"),
+        (dict(max_norm=0.0), "max_norm must be more than 0, got 0.0"),
+        (dict(solver="cg", hidden_dropout=0.5), "hidden_dropout apply only to solver='sgd'"),
+        (dict(solver="lbfgs", max_norm=3.0), "max_norm apply only to solver='sgd'"),
     ],
 )
 def test_bad_settings_fail_before_training(digits, settings, message):
@@ -548,3 +553,28 @@ def test_verbose_prints_every_epoch(digits, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert sum(line.startswith("pre-train layer 0 epoch") for line in lines) == 2
     assert sum(line.startswith("fine-tune epoch") for line in lines) == model.n_iter_ == 3
+
+
+def column_norms(model):
+    weights = model._fitted().weights()
+    return {name: np.sqrt((w**2).sum(axis=0)) for name, w in weights.items() if name.endswith(".W")}
+
+
+def test_max_norm_bounds_every_units_incoming_weights(digits):
+    X_train, _, y_train, _ = digits
+    free = column_norms(small_classifier().fit(X_train, y_train))
+    bounded = column_norms(small_classifier(max_norm=1.0).fit(X_train, y_train))
+    assert max(n.max() for n in free.values()) > 1.5  # the bound binds
+    # float32 rounding of the rescaled columns: a few units in the last place
+    assert all(n.max() <= 1.0 + 1e-5 for n in bounded.values())
+
+
+def test_dropout_changes_training_and_keeps_the_same_seed_the_same(digits):
+    X_train, X_test, y_train, _ = digits
+    plain = small_classifier().fit(X_train, y_train).predict_proba(X_test)
+    dropped = [
+        small_classifier(input_dropout=0.2, hidden_dropout=0.5).fit(X_train, y_train).predict_proba(X_test)
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(dropped[0], dropped[1])
+    assert not np.allclose(plain, dropped[0], atol=1e-3)
