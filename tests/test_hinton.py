@@ -230,6 +230,24 @@ def test_hinton_refuses_bad_settings_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_damaged_pre_training_checkpoint_says_to_pre_train_that_seed_again(tmp_path, capsys):
+    def stop_in_the_second_layer(record):
+        if record.get("layer") == 1:
+            raise KeyboardInterrupt
+
+    settings = HintonSettings(**TINY, out=str(tmp_path)).check()
+    with pytest.raises(KeyboardInterrupt):
+        reproduce_hinton(settings, "test", stop_in_the_second_layer)
+    folder = tmp_path / "seed-1" / "pretrain"
+    (folder / "checkpoint.npz").write_bytes(b"junk")
+    flags = ["--seeds", "1", "--budget-passes", "2", "--eval-every", "0.5", "--cg-batch-size", "100"]
+    assert (
+        reproduce.main(["hinton", *TINY_FLAGS, *flags, "--warmup-epochs", "1", "--out", str(tmp_path)]) == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith(f"delete the folder {folder} to pre-train this network again")
+
+
 # ------------------------------------------------------------------ writers
 WRITERS = ["writers", "--dataset", "digits", "--n-train", "200", "--n-valid", "60", "--n-test", "60"]
 WRITERS += ["--hidden-layers", "16", "16", "--pretrain-epochs", "1", "--seeds", "1", "2"]

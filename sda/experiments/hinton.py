@@ -209,7 +209,12 @@ def pretrain_seed(
         return weights
     folder.mkdir(parents=True, exist_ok=True)
     model = build_model(config, dataset)
-    checkpoint = Checkpoint(folder / "checkpoint.npz", model, every=config.checkpoint_every)
+    checkpoint = Checkpoint(
+        folder / "checkpoint.npz",
+        model,
+        every=config.checkpoint_every,
+        fix=f"delete the folder {folder} to pre-train this network again",
+    )
     progress = checkpoint.load() if checkpoint.path.is_file() else Progress()
 
     def report(record: dict) -> None:
