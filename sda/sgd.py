@@ -102,7 +102,8 @@ def within_max_norm(weights: Tensor, max_norm: float) -> Tensor:
     Returns
     -------
     TensorVariable
-        The constrained matrix; columns within the norm are unchanged.
+        The constrained matrix; columns within the norm are multiplied by 1, which
+        the compiled graph may round in the last float32 place.
 
     Examples
     --------
