@@ -314,6 +314,28 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), sd
 
 
+def percent_mean_sd(mean: float, sd: float) -> str:
+    """``mean ± sd`` in percent as the reports print it: "-" with no value, the mean alone with one.
+
+    Parameters
+    ----------
+    mean, sd : float
+        As :func:`mean_sd` returns them.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> [percent_mean_sd(*mean_sd(values)) for values in ([0.01, 0.03], [0.0154], [])]
+    ['2.00 ± 1.41', '1.54', '-']
+    """
+    if math.isnan(mean):
+        return "-"
+    return f"{100 * mean:.2f}" if math.isnan(sd) else f"{100 * mean:.2f} ± {100 * sd:.2f}"
+
+
 def write_reports(settings: HintonSettings, command: str, out: Path) -> dict[str, Any]:
     """Write ``hinton.json``, ``hinton.md``, ``hinton_curve.csv`` and ``hinton_curve.png`` from what is done.
 
@@ -379,7 +401,7 @@ def write_reports(settings: HintonSettings, command: str, out: Path) -> dict[str
         minutes = ", ".join(f"{v['minutes']:.1f}" for v in seeds.values())
         published = f"{100 * PUBLISHED_TEST_ERROR:.1f} %" if arm == "cg" else "-"
         lines.append(
-            f"| {arm} | {100 * found['test_error_mean']:.2f} ± {100 * found['test_error_sd']:.2f} % | "
+            f"| {arm} | {percent_mean_sd(found['test_error_mean'], found['test_error_sd'])} % | "
             f"{each} | {passes} | {minutes} | {published} |"
         )
     unfinished = {arm: found["missing_seeds"] for arm, found in arms.items() if found["missing_seeds"]}

@@ -35,7 +35,6 @@ Outputs: ``writers.json`` and ``writers.md``, rewritten after every run.
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from sda.compare import CompareSettings, run_arm
 from sda.config import CommandSettings, setting
 from sda.constraints import VALID_SOURCES
 from sda.data import rearrange, shared_dataset
-from sda.experiments.hinton import mean_sd, pretrain_seed
+from sda.experiments.hinton import mean_sd, percent_mean_sd, pretrain_seed
 from sda.rundir import atomic_write, load_params, read_text
 
 ARMS = ("sgd", "cg-hs2006")
@@ -176,9 +175,6 @@ def write_reports(settings: WritersSettings, command: str, out: Path) -> dict[st
     result = {"command": command, "split_seed": settings.split_seed, "runs": table}
     atomic_write(out / "writers.json", lambda f: f.write(json.dumps(result, indent=2).encode()))
 
-    def pct(mean: float, sd: float) -> str:
-        return "-" if math.isnan(mean) else f"{100 * mean:.2f} ± {100 * sd:.2f}"
-
     lines = [
         f"Command: `{command}`",
         "",
@@ -192,8 +188,9 @@ def write_reports(settings: WritersSettings, command: str, out: Path) -> dict[st
     for name, entry in table.items():
         gaps = ", ".join(f"{s}: {100 * v['gap']:+.2f}" for s, v in entry["seeds"].items()) or "-"
         lines.append(
-            f"| {name} | {pct(entry['valid_error'], entry['valid_error_sd'])} | "
-            f"{pct(entry['test_error'], entry['test_error_sd'])} | {pct(entry['gap'], entry['gap_sd'])} | "
+            f"| {name} | {percent_mean_sd(entry['valid_error'], entry['valid_error_sd'])} | "
+            f"{percent_mean_sd(entry['test_error'], entry['test_error_sd'])} | "
+            f"{percent_mean_sd(entry['gap'], entry['gap_sd'])} | "
             f"{gaps} | {' '.join(map(str, entry['missing_seeds'])) or '-'} |"
         )
     (out / "writers.md").write_text("\n".join(lines) + "\n")
