@@ -5,13 +5,16 @@ imports it once, so users never need ``PYTENSOR_FLAGS``; but what a user did
 set there or in a ``.pytensorrc`` (``mode``, ``linker``, ``floatX``,
 ``blas__ldflags``) is kept, and ``BACKEND`` says what was chosen and why.
 
-Why the C backend ("CVM") and not PyTensor's default Numba linker: with
-MKL linked, one dA step (784 -> 1000, float32) ran 8.6x, 1.5x and 1.15x
-faster than with Numba at batch sizes 1, 20 and 100 on a 2-core AMD EPYC
-(``SDA_MODE=numba python -m bench.pretrain`` measures the Numba side); the
-gain is largest at batch 1, where Numba's per-call overhead dominates.
-Without a linkable BLAS the C backend falls back to NumPy C-API calls that
-are slower than Numba (58 vs 256 samples/s at batch 1), so there we keep Numba.
+Why the C backend ("CVM") and not PyTensor's default Numba linker or JAX:
+``python -m bench.floor``, three runs on an idle 2-core AMD EPYC with MKL
+linked, put the C backend 2.2-3.5x ahead of Numba at batch sizes 1 and 20
+and 1.4-1.5x ahead at 100, for both the dA step and the fine-tuning step;
+and 1.4-1.7x (batch 1) and 1.05-1.2x (batch 20) ahead of JAX, which led
+only at batch 100 (C/JAX 0.79-0.84 for the dA step, 0.88-0.97 for
+fine-tuning). Every preset trains at batch 1 or 20, so C it is; the README's
+Performance section has the tables. Without a linkable BLAS the C backend
+falls back to NumPy C-API calls that are slower than Numba (58 vs 256
+samples/s at batch 1), so there we keep Numba.
 """
 
 import ctypes.util
